@@ -1,0 +1,16 @@
+"""The ``bertflow`` command: one typer app; plugins add commands via ``bertflow_cli``."""
+import sys
+
+from ._app import app
+from . import info as _info  # noqa: F401  (registers the command)
+from . import plugins as _plugins  # noqa: F401
+
+
+def main() -> None:
+    from ..plugins import get_plugin_manager
+
+    get_plugin_manager().hook.bertflow_cli(app=app)
+    app(prog_name="bertflow")
+
+
+__all__ = ["app", "main"]

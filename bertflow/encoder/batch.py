@@ -1,0 +1,75 @@
+"""``EncoderBatch``: spacy-transformers' ``FullTransformerBatch`` for windowed,
+possibly paired docs. Each doc owns a contiguous block of rows and its own
+alignment, so splitting per doc needs no span bookkeeping."""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
+from thinc.api import get_array_module, torch2xp, xp2torch
+from thinc.types import Ragged
+from transformers.file_utils import ModelOutput
+
+
+@dataclass
+class EncoderBatch(FullTransformerBatch):
+    doc_rows: List[Tuple[int, int]] = field(default_factory=list)
+    doc_aligns: List[Optional[Ragged]] = field(default_factory=list)
+    windows: List[Optional[dict]] = field(default_factory=list)
+
+    @classmethod
+    def empty_for(cls, n_docs: int, windows: List[Optional[dict]]) -> "EncoderBatch":
+        base = FullTransformerBatch.empty(n_docs)
+        return cls(
+            spans=base.spans,
+            wordpieces=base.wordpieces,
+            model_output=base.model_output,
+            align=base.align,
+            cached_doc_data=base.cached_doc_data,
+            doc_rows=[(0, 0)] * n_docs,
+            doc_aligns=[None] * n_docs,
+            windows=windows,
+        )
+
+    def split_by_doc(self) -> List[TransformerData]:
+        xp_output: Dict[str, object] = {}
+        for key, value in self.model_output.items():
+            if isinstance(value, torch.Tensor):
+                xp_output[key] = torch2xp(value)
+            elif isinstance(value, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in value):
+                xp_output[key] = [torch2xp(t) for t in value]
+        outputs = []
+        for (start, n), align in zip(self.doc_rows, self.doc_aligns):
+            if align is None:
+                outputs.append(TransformerData.empty())
+                continue
+            out = ModelOutput()
+            for key, value in xp_output.items():
+                out[key] = [t[start: start + n] for t in value] if isinstance(value, list) else value[start: start + n]
+            outputs.append(TransformerData(wordpieces=self.wordpieces[start: start + n], model_output=out, align=align))
+        return outputs
+
+    def gradients(self, d_docs: Sequence[Optional[Dict[str, object]]]) -> ModelOutput:
+        """Assemble per-doc output gradients into one ModelOutput shaped like
+        the batch outputs. Each entry of ``d_docs`` is None (no gradient) or a
+        dict like {"last_hidden_state": array, "hidden_states": [arrays]}."""
+        grads = ModelOutput()
+        for key, value in self.model_output.items():
+            parts = [(rows, d[key]) for rows, d in zip(self.doc_rows, d_docs) if d is not None and key in d]
+            if not parts:
+                continue
+            if isinstance(value, torch.Tensor):
+                grads[key] = _assemble(value, parts)
+            else:
+                grads[key] = tuple(
+                    _assemble(t, [(rows, g[layer]) for rows, g in parts]) for layer, t in enumerate(value)
+                )
+        return grads
+
+
+def _assemble(like: torch.Tensor, parts) -> torch.Tensor:
+    xp = get_array_module(parts[0][1])
+    full = xp.zeros(tuple(like.shape), dtype="float32")
+    for (start, n), grad in parts:
+        full[start: start + n] = grad
+    return xp2torch(full, device=like.device).to(like.dtype)

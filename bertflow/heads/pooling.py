@@ -1,0 +1,105 @@
+"""Doc-level pooling over the encoder's wordpieces: [CLS], masked mean, max.
+
+Only the doc's own wordpieces count (a text pair's and padding never do), each
+once, from the window that owns it. With several windows, [CLS] is the mean of
+the windows' [CLS] vectors.
+"""
+from typing import List
+
+import numpy
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import TransformerData
+from thinc.api import Model, chain
+from thinc.types import Floats2d
+from transformers.file_utils import ModelOutput
+
+from ..errors import BertflowError, Errors
+from .listener import encoder_output
+
+POOLINGS = ("cls", "mean", "max")
+
+
+def doc_pool(mode: str = "cls", grad_factor: float = 1.0) -> Model[List[TransformerData], Floats2d]:
+    if mode not in POOLINGS:
+        raise BertflowError(Errors.E011.format(mode=mode, options=", ".join(POOLINGS)))
+    return Model(f"doc_pool({mode})", _pool_forward, attrs={"mode": mode, "grad_factor": grad_factor})
+
+
+def pooled_rows(data: TransformerData, mode: str) -> numpy.ndarray:
+    """Flat indices (into rows*seq_len) of the wordpieces ``mode`` pools over."""
+    n_rows, seq_len = data.model_output["last_hidden_state"].shape[:2]
+    if mode == "cls":
+        return numpy.arange(n_rows) * seq_len
+    return numpy.unique(numpy.asarray(data.align.dataXd))
+
+
+def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
+    mode = model.attrs["mode"]
+    xp = model.ops.xp
+    widths = [t.model_output["last_hidden_state"].shape[-1] for t in trf_datas if "last_hidden_state" in t.model_output]
+    width = widths[0] if widths else 0
+    Y = model.ops.alloc2f(len(trf_datas), width)
+    cache = []
+    for i, data in enumerate(trf_datas):
+        if "last_hidden_state" not in data.model_output or data.model_output["last_hidden_state"].size == 0:
+            cache.append(None)
+            continue
+        X = data.model_output["last_hidden_state"]
+        flat = X.reshape(-1, X.shape[-1])
+        idx = xp.asarray(pooled_rows(data, mode))
+        rows = flat[idx]
+        if mode == "max":
+            which = rows.argmax(axis=0)
+            Y[i] = rows[which, xp.arange(rows.shape[1])]
+            cache.append((X.shape, idx, which))
+        else:
+            Y[i] = rows.mean(axis=0)
+            cache.append((X.shape, idx, None))
+
+    def backprop(dY: Floats2d) -> List[TransformerData]:
+        factor = model.attrs["grad_factor"]
+        result = []
+        for i, data in enumerate(trf_datas):
+            if cache[i] is None:
+                result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align))
+                continue
+            shape, idx, which = cache[i]
+            d_flat = xp.zeros((shape[0] * shape[1], shape[2]), dtype="f")
+            if mode == "max":
+                d_flat[idx[which], xp.arange(shape[2])] = dY[i]
+            else:
+                d_flat[idx] += dY[i] / len(idx)
+            d_flat *= factor
+            result.append(TransformerData(
+                wordpieces=data.wordpieces,
+                model_output=ModelOutput(last_hidden_state=d_flat.reshape(shape)),
+                align=data.align,
+            ))
+        return result
+
+    return Y, backprop
+
+
+@registry.architectures("bertflow.DocPooler.v1")
+def DocPooler(
+    pooling: str = "cls",
+    grad_factor: float = 1.0,
+    layers: str = "last",
+    n_layers: int = 4,
+    upstream: str = "*",
+) -> Model[List[Doc], Floats2d]:
+    """One vector per doc from the shared encoder, for doc-level heads.
+
+    pooling (str): "cls" (the BERT paper's choice), "mean" (masked mean over the
+        doc's wordpieces) or "max".
+    grad_factor (float): gradient scale into the encoder; 0 freezes it for this head.
+    layers (str) / n_layers (int): layer selection, as in ``bertflow.EncoderListener.v1``.
+    upstream (str): name of the encoder component, or "*" for any.
+    """
+    selected = encoder_output(layers, n_layers, upstream)
+    model = chain(selected, doc_pool(pooling, grad_factor))
+    model.attrs["layers"] = layers
+    model.attrs["n_layers"] = n_layers
+    model.set_ref("listener", selected.layers[0])
+    return model

@@ -1,0 +1,50 @@
+"""The bertflow plugin contract: pluggy hook specifications.
+
+A plugin is a module (or object) with functions decorated by ``hookimpl`` and
+named like the specs below, published in the ``bertflow`` entry-point group::
+
+    [options.entry_points]
+    bertflow =
+        mytask = bertflow_mytask.plugin
+
+An implementation may accept fewer arguments than its spec; new arguments are
+only ever added to specs, so old plugins keep working.
+"""
+from typing import List
+
+import pluggy
+
+from .specs import EncoderSpec, TaskSpec
+
+hookspec = pluggy.HookspecMarker("bertflow")
+hookimpl = pluggy.HookimplMarker("bertflow")
+
+
+@hookspec
+def bertflow_tasks() -> List[TaskSpec]:
+    """Declare the task heads this plugin provides.
+
+    Called once, lazily, the first time bertflow needs the task list (``bertflow
+    plugins``, ``bertflow init config``, converters). Return a list of
+    ``TaskSpec`` records. Task names must be unique across installed plugins;
+    a duplicate is reported as an error naming both plugins.
+    """
+
+
+@hookspec
+def bertflow_encoders() -> List[EncoderSpec]:
+    """Declare extra encoder short names.
+
+    Called when an encoder name is resolved (``bertflow.registry.resolve_encoder``).
+    Return a list of ``EncoderSpec`` records; their names join the built-in ones
+    (``minilm-l6``) and must not clash with them.
+    """
+
+
+@hookspec
+def bertflow_cli(app) -> None:
+    """Add subcommands to the ``bertflow`` command.
+
+    app (typer.Typer): the root command; call ``app.command()`` or
+    ``app.add_typer()`` on it. Called once when the CLI starts. Return nothing.
+    """
