@@ -10,7 +10,7 @@
     ``n_windows`` (int) rows the doc used in the batch;
     ``n_wordpieces`` (int) the doc's own wordpieces;
     ``window`` / ``stride`` (int) the effective window size and step, in doc wordpieces;
-    ``starts`` (List[int]) start of each window, in doc wordpieces;
+    ``starts`` (Tuple[int, ...]) start of each window, in doc wordpieces;
     ``doc_offset`` (int) position of the doc's first wordpiece in every row
     (1, or ``pair_wordpieces + 2`` with a pair);
     ``pair_wordpieces`` (int) wordpieces of ``text_pair`` kept in every row;

@@ -300,7 +300,7 @@ def _convert_outputs(model, inputs_outputs, is_train):
             else:
                 tensors.extend(value)
                 grads.extend(grad)
-        return ArgsKwargs(args=tuple(tensors), kwargs={"grad_tensors": tuple(grads)})
+        return ArgsKwargs(args=(tuple(tensors),), kwargs={"grad_tensors": tuple(grads)})
 
     return output, backprop
 

@@ -68,23 +68,31 @@ def scale_stride(window: int, stride: int, budget: int) -> tuple:
     return budget, max(1, min(budget, round(budget * stride / window)))
 
 
+@dataclass(frozen=True)
+class StridedWindows:
+    """A picklable windowing strategy: ``(n_wordpieces, budget) -> WindowPlan``."""
+
+    window: int
+    stride: int
+
+    def __post_init__(self):
+        if self.window <= 0 or self.stride <= 0 or self.stride > self.window:
+            raise BertflowError(Errors.E007.format(window=self.window, stride=self.stride))
+
+    def __call__(self, n_wordpieces: int, budget: int) -> WindowPlan:
+        w, s = scale_stride(self.window, self.stride, budget)
+        return plan_windows(n_wordpieces, w, s)
+
+
 @registry.misc("bertflow.strided_windows.v1")
 def strided_windows(window: int = 256, stride: int = 192) -> Callable[[int, int], WindowPlan]:
     """Windowing strategy for ``bertflow.Encoder.v1``.
 
     window (int): doc wordpieces per window (special tokens and a text pair come
-        on top; the window shrinks to fit the model's maximum length). Default 256.
+        on top; the window shrinks to fit the model's maximum length, keeping
+        the stride/window ratio). Default 256.
     stride (int): step between window starts, so ``window - stride`` wordpieces
         overlap. Default 192.
     RETURNS (Callable[[int, int], WindowPlan]): maps (n_wordpieces, budget) to a plan.
     """
-    if window <= 0 or stride <= 0 or stride > window:
-        raise BertflowError(Errors.E007.format(window=window, stride=stride))
-
-    def get_windows(n_wordpieces: int, budget: int) -> WindowPlan:
-        w, s = scale_stride(window, stride, budget)
-        return plan_windows(n_wordpieces, w, s)
-
-    get_windows.window = window  # type: ignore[attr-defined]
-    get_windows.stride = stride  # type: ignore[attr-defined]
-    return get_windows
+    return StridedWindows(window, stride)

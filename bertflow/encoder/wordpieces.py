@@ -152,7 +152,7 @@ def encode_doc(
         "n_wordpieces": n,
         "window": plan.size,
         "stride": (plan.starts[1] - plan.starts[0]) if plan.n_windows > 1 else plan.size,
-        "starts": [int(s) for s in plan.starts],
+        "starts": tuple(int(s) for s in plan.starts),
         "doc_offset": offset,
         "pair_wordpieces": len(pair_ids) if pair_ids is not None else 0,
         "pair_truncated": pair_truncated,

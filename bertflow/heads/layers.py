@@ -101,6 +101,10 @@ def _forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
                 d_s = xp.asarray([gamma * float((dY * h).sum()) for h in hs], dtype="f")
                 d_w += s * (d_s - (s * d_s).sum())
                 d_gamma += float(sum(float(s[j]) * float((dY * h).sum()) for j, h in enumerate(hs)))
+            # One gradient per kept layer (right-aligned), so heads using
+            # different k accumulate into the same encoder outputs.
+            kept = len(trf_datas[i].model_output["hidden_states"])
+            grads = [xp.zeros_like(hs[0]) for _ in range(kept - len(hs))] + grads
             result.append(TransformerData(
                 wordpieces=d_data.wordpieces,
                 model_output=ModelOutput(hidden_states=grads),

@@ -1,0 +1,251 @@
+import random
+import warnings
+
+import numpy
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from bertflow.encoder import plan_windows
+from conftest import token_vectors
+
+
+def hf_forward(model_dir, input_ids, token_type_ids=None, attention_mask=None):
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    ids = torch.as_tensor(numpy.asarray(input_ids)).long()
+    kwargs = {"input_ids": ids}
+    if token_type_ids is not None:
+        kwargs["token_type_ids"] = torch.as_tensor(numpy.asarray(token_type_ids)).long()
+    if attention_mask is not None:
+        kwargs["attention_mask"] = torch.as_tensor(numpy.asarray(attention_mask)).long()
+    with torch.no_grad():
+        return model(**kwargs).last_hidden_state.numpy()
+
+
+def test_encoder_parity_single_text(make_nlp, tiny_bert_dir):
+    nlp = make_nlp()
+    doc = nlp("the cat sat on the mat in paris.")
+    data = doc._.trf_data
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    expected_ids = tok("the cat sat on the mat in paris.")["input_ids"]
+    assert data.wordpieces.input_ids[0].tolist() == expected_ids
+    assert data.wordpieces.token_type_ids[0].tolist() == [0] * len(expected_ids)
+    hf = hf_forward(tiny_bert_dir, [expected_ids])
+    numpy.testing.assert_allclose(data.model_output["last_hidden_state"], hf, atol=1e-5)
+
+
+def test_encoder_parity_pair(make_nlp, tiny_bert_dir):
+    nlp = make_nlp()
+    doc = nlp.make_doc("steve jobs founded apple in new york.")
+    doc._.text_pair = "who founded apple?"
+    doc = nlp(doc)
+    data = doc._.trf_data
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    ref = tok("who founded apple?", "steve jobs founded apple in new york.")
+    assert data.wordpieces.input_ids[0].tolist() == ref["input_ids"]
+    assert data.wordpieces.token_type_ids[0].tolist() == ref["token_type_ids"]
+    assert set(ref["token_type_ids"]) == {0, 1}
+    hf = hf_forward(tiny_bert_dir, [ref["input_ids"]], [ref["token_type_ids"]])
+    numpy.testing.assert_allclose(data.model_output["last_hidden_state"], hf, atol=1e-5)
+    # only the doc's own tokens are aligned, all in segment B
+    positions = numpy.asarray(data.align.dataXd).ravel()
+    assert len(data.align.lengths) == len(doc)
+    assert (data.wordpieces.token_type_ids[0][positions] == 1).all()
+    assert doc._.trf_windows["pair_wordpieces"] == len(tok("who founded apple?", add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.integration
+def test_encoder_parity_minilm():
+    import spacy
+    from bertflow.registry import resolve_encoder
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertflow_encoder")
+    path = resolve_encoder("minilm-l6")
+    tok = AutoTokenizer.from_pretrained(path)
+    for pair in (None, "Who founded Apple?"):
+        doc = nlp.make_doc("Apple was founded by Steve Jobs in Cupertino.")
+        doc._.text_pair = pair
+        doc = nlp(doc)
+        data = doc._.trf_data
+        ref = tok(pair, doc.text) if pair else tok(doc.text)
+        assert data.wordpieces.input_ids[0].tolist() == ref["input_ids"]
+        assert data.wordpieces.token_type_ids[0].tolist() == ref["token_type_ids"]
+        hf = hf_forward(path, [ref["input_ids"]], [ref["token_type_ids"]])
+        numpy.testing.assert_allclose(data.model_output["last_hidden_state"], hf, atol=1e-5)
+
+
+@pytest.mark.parametrize("n,window,stride", [(5, 8, 6), (8, 8, 6), (9, 8, 6), (50, 8, 6), (100, 16, 12), (37, 10, 10), (20, 4, 1)])
+def test_windows_plan_covers_and_centres(n, window, stride):
+    plan = plan_windows(n, window, stride)
+    assert all(plan.end(i, n) - plan.starts[i] <= window for i in range(plan.n_windows))
+    assert plan.starts[0] == 0 and plan.end(plan.n_windows - 1, n) == n
+    for j in range(n):
+        w = plan.owner[j]
+        assert plan.starts[w] <= j < plan.end(w, n)
+        margin = min(j - plan.starts[w], plan.end(w, n) - 1 - j)
+        for other in range(plan.n_windows):  # no other window holds j more centrally
+            if plan.starts[other] <= j < plan.end(other, n):
+                assert min(j - plan.starts[other], plan.end(other, n) - 1 - j) <= margin
+
+
+def test_windows_invalid_settings_error():
+    from bertflow.errors import BertflowError
+
+    with pytest.raises(BertflowError, match="stride <= window"):
+        plan_windows(10, 4, 8)
+
+
+def test_encoder_long_doc_windows(make_nlp, tiny_bert_dir):
+    window, stride = 16, 12
+    nlp = make_nlp(window=window, stride=stride)
+    words = "the cat sat on the mat and the dog ran fast in london".split()
+    text = " ".join(words[i % len(words)] for i in range(3 * window))
+    doc = nlp(text)
+    info = doc._.trf_windows
+    assert info["n_wordpieces"] == len(doc) == 3 * window
+    assert info["n_windows"] >= 3 and not info["truncated"]
+    data = doc._.trf_data
+    assert data.model_output["last_hidden_state"].shape[0] == info["n_windows"]
+    vectors = token_vectors(doc)
+    assert vectors.shape == (len(doc), 32) and numpy.isfinite(vectors).all()
+    assert (numpy.abs(vectors).sum(axis=1) > 0).all()
+    # A token far from its window's edges equals the forward of that window alone.
+    rows = data.wordpieces.input_ids
+    plan = plan_windows(info["n_wordpieces"], window, stride)
+    checked = 0
+    for tok in doc:
+        w = plan.owner[tok.i]
+        start, end = plan.starts[w], plan.end(w, info["n_wordpieces"])
+        if min(tok.i - start, end - 1 - tok.i) < 3:
+            continue
+        alone = hf_forward(tiny_bert_dir, [rows[w][: data.wordpieces.lengths[w]]])[0]
+        numpy.testing.assert_allclose(vectors[tok.i], alone[1 + tok.i - start], atol=1e-5)
+        checked += 1
+    assert checked >= 3 * (window - stride) // 2
+
+
+@pytest.mark.parametrize("text", [
+    "日本語" * 3000,                          # one spaCy token, 9,000 wordpieces
+    "aGVsbG8+d29ybGQ/" * 700 + " end",       # base64, no spaces (+ and / split it)
+    "http://example.com/" + "a/b-c_d.e" * 900,
+])
+def test_encoder_huge_single_token(make_nlp, text):
+    nlp = make_nlp(window=64, stride=48, max_length=128)
+    doc = nlp(text)
+    data = doc._.trf_data
+    assert data.wordpieces.input_ids.shape[1] <= 128
+    assert all(length <= 128 for length in data.wordpieces.lengths)
+    vectors = token_vectors(doc)
+    assert vectors.shape[0] == len(doc) and numpy.isfinite(vectors).all()
+    assert doc._.trf_windows["n_windows"] > 1 and doc._.trf_windows["truncated"] is False
+
+
+def test_encoder_pair_truncation_is_recorded(make_nlp):
+    nlp = make_nlp(max_length=32, max_pair_length=8)
+    doc = nlp.make_doc("the cat sat on the mat.")
+    doc._.text_pair = " ".join(["who"] * 40)
+    with pytest.warns(UserWarning, match="was cut to 8 wordpieces"):
+        doc = nlp(doc)
+    assert doc._.trf_windows["pair_truncated"] is True and doc._.trf_windows["truncated"] is True
+    assert doc._.trf_windows["pair_wordpieces"] == 8
+    assert all(length <= 32 for length in doc._.trf_data.wordpieces.lengths)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\u200b\u200b", "hello \u200b world", "\x00\x01 cat", "👩‍👩‍👧 🙂"])
+def test_encoder_odd_texts(make_nlp, text):
+    nlp = make_nlp()
+    doc = nlp(text)
+    if len(doc) == 0:
+        assert doc._.trf_data.model_output.get("last_hidden_state") is None
+        return
+    vectors = token_vectors(doc)
+    assert vectors.shape[0] == len(doc) and numpy.isfinite(vectors).all()
+
+
+def test_encoder_batch_order_invariance(make_nlp):
+    nlp = make_nlp(window=16, stride=12)
+    texts = ["the cat sat", "john ran to the big red city of new york with mary and the dog " * 3,
+             "", "hello world", "a", "paris is in france and london is not " * 2]
+    forward = {t: token_vectors(d) if len(d) else None for t, d in zip(texts, nlp.pipe(texts, batch_size=64))}
+    shuffled = texts[:]
+    random.Random(1).shuffle(shuffled)
+    for text, doc in zip(shuffled, nlp.pipe(shuffled, batch_size=3)):
+        if forward[text] is None:
+            assert len(doc) == 0
+        else:
+            numpy.testing.assert_allclose(token_vectors(doc), forward[text], atol=1e-5)
+    one_by_one = [nlp(t) for t in texts]
+    for text, doc in zip(texts, one_by_one):
+        if len(doc):
+            numpy.testing.assert_allclose(token_vectors(doc), forward[text], atol=1e-5)
+
+
+def test_encoder_pads_only_to_longest_row(make_nlp):
+    nlp = make_nlp()
+    enc = nlp.get_pipe("encoder")
+    docs = [nlp.make_doc(t) for t in ("the cat", "the cat sat on the mat")]
+    batch = enc.predict(docs)
+    assert batch.wordpieces.input_ids.shape == (2, 8)  # [CLS] + 6 + [SEP]
+    assert batch.wordpieces.lengths == [4, 8]
+
+
+def test_encoder_keep_layers_outputs_hidden_states(make_nlp):
+    nlp = make_nlp(keep_layers=3)
+    doc = nlp("the cat sat")
+    hidden = doc._.trf_data.model_output["hidden_states"]
+    assert len(hidden) == 3
+    numpy.testing.assert_allclose(hidden[-1], doc._.trf_data.model_output["last_hidden_state"], atol=1e-6)
+
+
+def test_encoder_int8_precision_runs_close_to_fp32(make_nlp):
+    text = "the cat sat on the mat in paris"
+    fp32 = token_vectors(make_nlp()(text))
+    int8 = token_vectors(make_nlp(precision="int8")(text))
+    assert int8.shape == fp32.shape
+    cos = (int8 * fp32).sum(1) / numpy.linalg.norm(int8, axis=1) / numpy.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.95
+    assert not numpy.allclose(int8, fp32, atol=1e-7)  # it really ran quantised
+
+
+def test_encoder_gpu_only_precision_warns_on_cpu(make_nlp):
+    from bertflow.errors import PrecisionWarning
+
+    nlp = make_nlp(precision="fp16")
+    with pytest.warns(PrecisionWarning, match="applies only on a GPU"):
+        doc = nlp("the cat")
+    assert doc._.trf_data.model_output["last_hidden_state"].dtype == numpy.float32
+
+
+def test_encoder_unknown_precision_error(make_nlp):
+    from bertflow.errors import BertflowError
+
+    with pytest.raises(BertflowError, match="Unknown precision 'fp8'"):
+        make_nlp(precision="fp8")
+
+
+def test_encoder_text_pair_type_error(make_nlp):
+    from bertflow.errors import BertflowError
+
+    nlp = make_nlp()
+    doc = nlp.make_doc("the cat")
+    doc._.text_pair = 42
+    with pytest.raises(BertflowError, match="text_pair must be a str or None, got int"):
+        nlp(doc)
+
+
+@pytest.mark.gpu
+def test_encoder_gpu_fp16_matches_fp32(make_nlp):
+    import spacy
+
+    spacy.require_gpu(0)
+    try:
+        text = "the cat sat on the mat in paris"
+        fp32 = token_vectors(make_nlp()(text))
+        fp16 = token_vectors(make_nlp(precision="fp16")(text))
+        fp32, fp16 = (numpy.asarray(getattr(a, "get", lambda: a)()) for a in (fp32, fp16))
+        assert numpy.allclose(fp16, fp32, atol=5e-2)
+    finally:
+        from thinc.api import set_current_ops, NumpyOps
+
+        set_current_ops(NumpyOps())

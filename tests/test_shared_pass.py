@@ -1,0 +1,128 @@
+"""Heads listen to one encoder forward pass, in training and at inference."""
+import numpy
+import pytest
+from spacy.training import Example
+from thinc.api import Adam
+
+from bertflow.errors import BertflowError
+
+TEXTS = ["the cat sat on the mat", "John loves Paris", "Mary ran to London", "the dog was bad"]
+
+
+def count_forwards(nlp):
+    calls = []
+    transformer = nlp.get_pipe("encoder").model.transformer
+    transformer.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def examples_for(nlp, annotate=True):
+    egs = []
+    for i, text in enumerate(TEXTS):
+        ref = nlp.make_doc(text)
+        if annotate or i % 2 == 0:
+            ref.user_data["probe"] = i % 2
+        egs.append(Example(nlp.make_doc(text), ref))
+    return egs
+
+
+def test_two_heads_one_forward_per_batch(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe", "test_token_probe"))
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    encoder = nlp.get_pipe("encoder")
+    assert sorted(encoder.listening_components) == ["test_doc_probe", "test_token_probe"]
+    calls = count_forwards(nlp)
+    optimizer = Adam(1e-3)
+    for step in range(3):
+        nlp.update(egs, sgd=optimizer)
+        assert len(calls) == step + 1  # one encoder forward per update batch
+    calls.clear()
+    docs = list(nlp.pipe(TEXTS, batch_size=64))
+    assert len(calls) == 1
+    assert all("probe_pred" in d.user_data and len(d.user_data["title_pred"]) == len(d) for d in docs)
+
+
+def test_training_through_the_listeners_learns(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe", "test_token_probe"))
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    optimizer = Adam(3e-3)
+    before = nlp.get_pipe("encoder").model.transformer.embeddings.word_embeddings.weight.detach().clone()
+    first = last = None
+    for step in range(40):
+        losses = nlp.update(egs, sgd=optimizer)
+        first = first or dict(losses)
+        last = losses
+    assert last["test_doc_probe"] < first["test_doc_probe"] * 0.5
+    assert last["test_token_probe"] < first["test_token_probe"] * 0.5
+    after = nlp.get_pipe("encoder").model.transformer.embeddings.word_embeddings.weight
+    assert not numpy.allclose(before.numpy(), after.detach().numpy())  # fine-tuned
+    preds = [d.user_data["probe_pred"] for d in nlp.pipe(TEXTS)]
+    assert preds == [i % 2 for i in range(len(TEXTS))]
+
+
+def test_missing_annotation_gives_no_gradient(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe",))
+    egs = examples_for(nlp, annotate=False)  # only even docs carry the probe label
+    nlp.initialize(lambda: egs)
+    head = nlp.get_pipe("test_doc_probe")
+    docs = [eg.predicted for eg in egs]
+    nlp.get_pipe("encoder").set_annotations(docs, nlp.get_pipe("encoder").predict(docs))
+    scores = head.model.predict(docs)
+    loss, d_scores = head.get_loss(egs, scores)
+    assert numpy.all(d_scores[1::2] == 0) and numpy.any(d_scores[0::2] != 0)
+    # and the loss is the same as on the annotated examples alone
+    loss_annotated, _ = head.get_loss(egs[0::2], scores[0::2])
+    assert loss == pytest.approx(loss_annotated)
+
+
+def test_frozen_encoder_keeps_weights_heads_learn(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe",))
+    nlp.get_pipe("encoder").cfg["frozen"] = True
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    calls = count_forwards(nlp)
+    weights = {k: v.clone() for k, v in nlp.get_pipe("encoder").model.transformer.state_dict().items()}
+    optimizer = Adam(1e-2)
+    losses = [nlp.update(egs, sgd=optimizer)["test_doc_probe"] for _ in range(15)]
+    assert len(calls) == 15
+    assert losses[-1] < losses[0]
+    for k, v in nlp.get_pipe("encoder").model.transformer.state_dict().items():
+        assert (v == weights[k]).all(), k
+
+
+def test_grad_factor_zero_freezes_encoder_for_that_head(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe",), head_configs={"test_doc_probe": {"grad_factor": 0.0}})
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    emb = nlp.get_pipe("encoder").model.transformer.embeddings.word_embeddings.weight
+    before = emb.detach().clone()
+    optimizer = Adam(1e-2)
+    for _ in range(3):
+        nlp.update(egs, sgd=optimizer)
+    assert numpy.allclose(before.numpy(), emb.detach().numpy())
+
+
+@pytest.mark.parametrize("layers,pooling", [("mix", "cls"), ("concat", "mean"), ("last", "max"), ("mix", "mean")])
+def test_layer_choice_heads_train(make_nlp, layers, pooling):
+    nlp = make_nlp(keep_layers=3, heads=("test_doc_probe", "test_token_probe"), head_configs={
+        "test_doc_probe": {"layers": layers, "n_layers": 3, "pooling": pooling},
+        "test_token_probe": {"layers": layers, "n_layers": 2},
+    })
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    optimizer = Adam(3e-3)
+    losses = [nlp.update(egs, sgd=optimizer) for _ in range(25)]
+    assert losses[-1]["test_doc_probe"] < losses[0]["test_doc_probe"]
+    assert losses[-1]["test_token_probe"] < losses[0]["test_token_probe"]
+    if layers == "mix":
+        mixer = [n for n in nlp.get_pipe("test_doc_probe").model.walk() if n.name == "select_layers(mix)"][0]
+        assert not numpy.allclose(mixer.get_param("weights"), 0)  # the mix weights learned
+
+
+def test_layer_choice_needs_kept_layers(make_nlp):
+    nlp = make_nlp(keep_layers=1, heads=("test_doc_probe",), head_configs={"test_doc_probe": {"layers": "mix", "n_layers": 4}})
+    nlp.initialize(lambda: examples_for(nlp))
+    with pytest.raises(BertflowError, match="Set keep_layers = 4"):
+        nlp("the cat sat")
