@@ -43,6 +43,7 @@ def create_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManage
     pm = pluggy.PluginManager("bertflow")
     pm.add_hookspecs(hookspecs)
     pm.bertflow_failures = []  # type: ignore[attr-defined]
+    pm.bertflow_dists = {}  # type: ignore[attr-defined]  plugin name -> (distribution, version)
     if load_entry_points:
         load_plugins(pm)
     return pm
@@ -58,6 +59,9 @@ def load_plugins(pm: pluggy.PluginManager, group: str = ENTRY_POINT_GROUP) -> Li
         seen.add(ep.name)
         try:
             pm.register(ep.load(), name=ep.name)
+            dist = getattr(ep, "dist", None)
+            if dist is not None:
+                pm.bertflow_dists[ep.name] = (dist.metadata["Name"], dist.version)  # type: ignore[attr-defined]
         except Exception as err:  # import error or hook signature mismatch
             if pm.has_plugin(ep.name):  # a failed register can leave it half-registered
                 pm.unregister(name=ep.name)
@@ -82,7 +86,7 @@ def _merge(pm: pluggy.PluginManager, hook_name: str, kind: str) -> Dict[str, tup
     """Collect the records of one hook as {name: (record, plugin name)}; error on duplicates."""
     hook = getattr(pm.hook, hook_name)
     merged: Dict[str, tuple] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order
         records = impl.function() or []
         owner = impl.plugin_name
         for record in records:
@@ -107,12 +111,12 @@ def get_encoder_specs(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, En
 def describe_plugins(pm: Optional[pluggy.PluginManager] = None) -> dict:
     """A JSON-safe description of the loaded plugins and of the failures."""
     pm = _pm(pm)
-    dists = {plugin: dist for plugin, dist in pm.list_plugin_distinfo()}
+    dists = getattr(pm, "bertflow_dists", {})
     plugins = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist = dists.get(plugin)
+        dist_name, dist_version = dists.get(name, (None, None))
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         tasks = []
         if hasattr(plugin, "bertflow_tasks"):
@@ -127,8 +131,8 @@ def describe_plugins(pm: Optional[pluggy.PluginManager] = None) -> dict:
             encoders = [e.name for e in plugin.bertflow_encoders() or []]
         plugins.append({
             "name": name,
-            "distribution": dist.project_name if dist else None,
-            "version": dist.version if dist else None,
+            "distribution": dist_name,
+            "version": dist_version,
             "hooks": hooks,
             "tasks": tasks,
             "encoders": encoders,
