@@ -64,8 +64,14 @@ class DocProbe(TrainablePipe):
         docs = [eg.predicted for eg in list(get_examples())[:4]] or [nlp.make_doc("hello")]
         self.model.initialize(X=docs)
 
+    def score(self, examples, **kwargs):
+        gold = [(eg.reference.user_data.get("probe"), eg.predicted.user_data.get("probe_pred")) for eg in examples]
+        gold = [(g, p) for g, p in gold if g is not None]
+        return {"probe_acc": sum(g == p for g, p in gold) / len(gold) if gold else None}
 
-@Language.factory("test_doc_probe", default_config={"pooling": "cls", "layers": "last", "n_layers": 4, "grad_factor": 1.0})
+
+@Language.factory("test_doc_probe", default_config={"pooling": "cls", "layers": "last", "n_layers": 4, "grad_factor": 1.0},
+                  default_score_weights={"probe_acc": 1.0})
 def make_doc_probe(nlp, name, pooling: str, layers: str, n_layers: int, grad_factor: float):
     from bertflow.heads import Classifier, DocPooler
 

@@ -27,7 +27,7 @@ from spacy_transformers.layers.transformer_model import (
     set_pytorch_transformer,
 )
 from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
-from thinc.api import Model, xp2torch
+from thinc.api import Model, PyTorchGradScaler, xp2torch
 from thinc.types import ArgsKwargs, Ragged
 from transformers.file_utils import ModelOutput
 
@@ -226,6 +226,7 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
     keep = model.attrs["keep_layers"]
     if is_train:
         model.attrs["int8_model"] = None  # the weights are about to change
+        _mixed_precision_needs_gpu(model)
         model_output, bp_output = model.layers[0]((wordpieces, keep), is_train)
     else:
         model_output, bp_output = _inference(model, wordpieces, keep), None
@@ -307,6 +308,18 @@ def _convert_outputs(model, inputs_outputs, is_train):
 
 def _warn_precision(precision: str, where: str, device) -> None:
     warnings.warn(Errors.W002.format(precision=precision, where=where, device=device), PrecisionWarning)
+
+
+def _mixed_precision_needs_gpu(model: EncoderModel) -> None:
+    """``mixed_precision = true`` on a machine without a GPU: train in fp32 with a
+    warning instead of failing, so one config runs on CPU and GPU. thinc's
+    PyTorchShim has no public switch for this; this is the one place that
+    reaches into it."""
+    shim = model.layers[0].shims[0]
+    if shim._mixed_precision and model.transformer.device.type != "cuda":
+        _warn_precision("mixed_precision", "a GPU", model.transformer.device)
+        shim._mixed_precision = False
+        shim._grad_scaler = PyTorchGradScaler(enabled=False)
 
 
 def _int8_model(model: EncoderModel) -> torch.nn.Module:

@@ -1,0 +1,112 @@
+"""The encoder trains from a spaCy config with `spacy train`, like every head will."""
+import subprocess
+import sys
+from pathlib import Path
+
+import spacy
+from spacy.tokens import DocBin
+
+CONFIG = """
+[paths]
+train = null
+dev = null
+encoder = "minilm-l6"
+
+[system]
+gpu_allocator = "pytorch"
+seed = 0
+
+[nlp]
+lang = "en"
+pipeline = ["encoder","test_doc_probe"]
+batch_size = 16
+
+[components]
+
+[components.encoder]
+factory = "bertflow_encoder"
+
+[components.encoder.model]
+@architectures = "bertflow.Encoder.v1"
+name = ${paths.encoder}
+keep_layers = 2
+mixed_precision = true
+
+[components.encoder.model.get_windows]
+@misc = "bertflow.strided_windows.v1"
+window = 16
+stride = 12
+
+[components.test_doc_probe]
+factory = "test_doc_probe"
+layers = "mix"
+n_layers = 2
+
+[corpora]
+
+[corpora.train]
+@readers = "spacy.Corpus.v1"
+path = ${paths.train}
+
+[corpora.dev]
+@readers = "spacy.Corpus.v1"
+path = ${paths.dev}
+
+[training]
+train_corpus = "corpora.train"
+dev_corpus = "corpora.dev"
+max_steps = 30
+eval_frequency = 10
+patience = 0
+dropout = 0.1
+seed = ${system.seed}
+
+[training.optimizer]
+@optimizers = "Adam.v1"
+
+[training.optimizer.learn_rate]
+@schedules = "warmup_linear.v1"
+warmup_steps = 3
+total_steps = 30
+initial_rate = 0.003
+
+[training.batcher]
+@batchers = "spacy.batch_by_sequence.v1"
+size = 8
+
+[initialize]
+"""
+
+
+def write_corpus(nlp, path: Path, n: int):
+    db = DocBin(store_user_data=True)
+    for i in range(n):
+        label = i % 2
+        text = "good great movie love it" if label else "bad terrible film hate it"
+        doc = nlp.make_doc(f"{text} {i % 5}")
+        doc.user_data["probe"] = label
+        db.add(doc)
+    db.to_disk(path)
+
+
+def test_spacy_train_from_config(tmp_path, tiny_bert_dir):
+    nlp = spacy.blank("en")
+    write_corpus(nlp, tmp_path / "train.spacy", 24)
+    write_corpus(nlp, tmp_path / "dev.spacy", 8)
+    (tmp_path / "base.cfg").write_text(CONFIG)
+    code = Path(__file__).parent / "probe_heads.py"
+    fill = subprocess.run([sys.executable, "-m", "spacy", "init", "fill-config", str(tmp_path / "base.cfg"),
+                           str(tmp_path / "config.cfg"), "--code", str(code)],
+                          capture_output=True, text=True, cwd=str(Path(__file__).parent))
+    assert fill.returncode == 0, fill.stdout + fill.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "train", str(tmp_path / "config.cfg"), "--output", str(tmp_path / "out"),
+         "--code", str(code), "--gpu-id", "-1", "--paths.train", str(tmp_path / "train.spacy"),
+         "--paths.dev", str(tmp_path / "dev.spacy"), "--paths.encoder", str(tiny_bert_dir)],
+        capture_output=True, text=True, cwd=str(Path(__file__).parent),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trained = spacy.load(tmp_path / "out" / "model-best")
+    assert trained.meta["performance"]["probe_acc"] == 1.0
+    docs = list(trained.pipe(["good great movie love it 9", "bad terrible film hate it 9"]))
+    assert [d.user_data["probe_pred"] for d in docs] == [1, 0]
