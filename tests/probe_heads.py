@@ -1,38 +1,14 @@
 """Two minimal heads built only from bertflow's public building blocks, used by
 the core tests to drive the encoder the way task plugins do. Not task code:
 a "probe" predicts a doc label from user_data, another one per-token flags."""
-from typing import Dict, Iterable, List, Optional
-
 import numpy
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
-from spacy.training import Example, validate_examples
-from thinc.api import Config, Model, chain, set_dropout_rate, with_array, Softmax
+from thinc.api import chain, with_array, Softmax
 
-from bertflow.heads import annotation_mask, softmax_cross_entropy
+from bertflow.heads import HeadPipe, annotation_mask, softmax_cross_entropy
 
-DOC_PROBE_CONFIG = Config().from_str("""
-[model]
-@architectures = "bertflow.Classifier.v1"
-nO = 2
-dropout = 0.0
-activation = "softmax"
-
-[pooler]
-@architectures = "bertflow.DocPooler.v1"
-pooling = "cls"
-grad_factor = 1.0
-""")
-
-
-class DocProbe(TrainablePipe):
+class DocProbe(HeadPipe):
     """Predicts ``doc.user_data['probe']`` (0/1); docs without it give no loss."""
-
-    def __init__(self, vocab, model, name="doc_probe"):
-        self.vocab, self.model, self.name, self.cfg = vocab, model, name, {}
-
-    def predict(self, docs):
-        return self.model.predict(docs)
 
     def set_annotations(self, docs, scores):
         for doc, row in zip(docs, scores):
@@ -46,23 +22,8 @@ class DocProbe(TrainablePipe):
         mask = annotation_mask(examples, lambda doc: "probe" in doc.user_data)
         return softmax_cross_entropy(scores, truths, mask)
 
-    def update(self, examples, *, drop=0.0, sgd=None, losses=None):
-        examples = list(examples)
-        validate_examples(examples, "DocProbe.update")
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        set_dropout_rate(self.model, drop)
-        scores, bp = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_scores = self.get_loss(examples, scores)
-        bp(d_scores)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
-
     def initialize(self, get_examples, *, nlp=None):
-        docs = [eg.predicted for eg in list(get_examples())[:4]] or [nlp.make_doc("hello")]
-        self.model.initialize(X=docs)
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))
 
     def score(self, examples, **kwargs):
         gold = [(eg.reference.user_data.get("probe"), eg.predicted.user_data.get("probe_pred")) for eg in examples]
@@ -76,7 +37,7 @@ def make_doc_probe(nlp, name, pooling: str, layers: str, n_layers: int, grad_fac
     from bertflow.heads import Classifier, DocPooler
 
     model = chain(DocPooler(pooling, grad_factor, layers, n_layers), Classifier(nO=2, dropout=0.0))
-    return DocProbe(nlp.vocab, model, name=name)
+    return DocProbe(nlp.vocab, model, name)
 
 
 class TokenProbe(DocProbe):
@@ -104,4 +65,4 @@ def make_token_probe(nlp, name, layers: str, n_layers: int):
     from bertflow.heads import EncoderListener
 
     model = chain(EncoderListener(layers=layers, n_layers=n_layers), with_array(Softmax(2)))
-    return TokenProbe(nlp.vocab, model, name=name)
+    return TokenProbe(nlp.vocab, model, name)

@@ -1,0 +1,59 @@
+"""``HeadPipe``: the training loop every head shares, in spaCy's shape.
+
+A head subclasses it and supplies ``get_loss`` and ``set_annotations`` (and
+usually ``initialize`` to collect labels). The update never skips the
+backward pass of a batch that merely lacks this head's annotation: the
+encoder's last listener triggers the one backward pass and optimizer step for
+every head, so a masked (zero) gradient still has to flow.
+"""
+from itertools import islice
+from typing import Callable, Dict, Iterable, List, Optional
+
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.vocab import Vocab
+from thinc.api import Model, Optimizer, set_dropout_rate
+
+
+class HeadPipe(TrainablePipe):
+    def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None, **cfg):
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg = dict(cfg)
+
+    def predict(self, docs: Iterable[Doc]):
+        return self.model.predict(list(docs))
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses  # the encoder skipped this batch too
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += float(loss)
+        return losses
+
+    def sample_docs(self, get_examples: Callable[[], Iterable[Example]], nlp: Optional[Language], n: int = 8) -> List[Doc]:
+        """A few predicted docs to initialize the model on (shapes only)."""
+        docs = [eg.predicted for eg in islice(get_examples(), n)] if get_examples is not None else []
+        if not docs:
+            docs = [(nlp.make_doc("hello") if nlp is not None else Doc(self.vocab, words=["hello"]))]
+        return docs
