@@ -1,7 +1,7 @@
 """The ``bertflow`` command: one typer app; plugins add commands via ``bertflow_cli``."""
 import sys
 
-from ._app import app
+from ._app import app, fail
 from . import info as _info  # noqa: F401  (registers the command)
 from . import plugins as _plugins  # noqa: F401
 
@@ -13,4 +13,4 @@ def main() -> None:
     app(prog_name="bertflow")
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "fail", "main"]

@@ -1,0 +1,139 @@
+"""The ``bertflow_textcat`` component: ``doc.cats`` from the shared encoder."""
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+from thinc.types import Floats2d
+
+from bertflow.errors import BertflowError
+from bertflow.heads import HeadPipe, annotation_mask, binary_cross_entropy, softmax_cross_entropy
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "bertflow.TextCatHead.v1"
+exclusive_classes = true
+pooling = "cls"
+dropout = 0.1
+layers = "last"
+n_layers = 4
+grad_factor = 1.0
+nO = null
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "bertflow_textcat",
+    assigns=["doc.cats"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "threshold": 0.5,
+        "thresholds": {},
+        "scorer": {"@scorers": "bertflow.textcat_scorer.v1"},
+    },
+    default_score_weights={"cats_score": 1.0, "cats_acc": 0.0, "cats_macro_f": 0.0, "cats_macro_auc": 0.0},
+)
+def make_textcat_head(nlp: Language, name: str, model: Model, threshold: float,
+                      thresholds: Dict[str, float], scorer: Callable) -> "TextCatHead":
+    """A text classification head listening to ``bertflow_encoder``.
+
+    model (Model[List[Doc], Floats2d]): usually ``bertflow.TextCatHead.v1``; its
+        ``exclusive_classes`` picks softmax (one label) or sigmoid (multi-label).
+    threshold (float): multi-label decision threshold for scoring (default 0.5).
+    thresholds (Dict[str, float]): per-label overrides of ``threshold``.
+    scorer (Callable): usually ``bertflow.textcat_scorer.v1``.
+    """
+    return TextCatHead(nlp.vocab, model, name, threshold=threshold, thresholds=thresholds, scorer=scorer)
+
+
+class TextCatHead(HeadPipe):
+    def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_textcat", *, threshold: float = 0.5,
+                 thresholds: Optional[Dict[str, float]] = None, scorer: Optional[Callable] = None):
+        super().__init__(vocab, model, name, scorer=scorer, labels=[], threshold=float(threshold),
+                         thresholds=dict(thresholds or {}))
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def exclusive(self) -> bool:
+        return bool(self.model.attrs.get("exclusive_classes", True))
+
+    def add_label(self, label: str) -> int:
+        if label in self.cfg["labels"]:
+            return 0
+        if self.model.has_dim("nO") and self.model.get_dim("nO"):
+            raise BertflowError(
+                f"Can't add label {label!r} to {self.name!r}: the head is already initialized with "
+                f"labels {self.labels}. Re-initialize it (nlp.initialize) with the full label set."
+            )
+        self.cfg["labels"].append(label)
+        return 1
+
+    def predict(self, docs: Iterable[Doc]) -> Floats2d:
+        docs = list(docs)
+        if not self.labels:
+            return numpy.zeros((len(docs), 0), dtype="f")
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        scores = self.model.ops.to_numpy(scores)
+        for doc, row in zip(docs, scores):
+            for label, value in zip(self.labels, row):
+                doc.cats[label] = float(value)
+
+    def _truths(self, examples: List[Example]):
+        index = {label: i for i, label in enumerate(self.labels)}
+        fill = 0.0 if self.exclusive else numpy.nan
+        truths = numpy.full((len(examples), len(self.labels)), fill, dtype="f")
+        for i, eg in enumerate(examples):
+            for label, value in eg.reference.cats.items():
+                if label not in index:
+                    raise BertflowError(
+                        f"Unknown label {label!r} in the gold cats of the doc starting {eg.reference.text[:50]!r} "
+                        f"(component {self.name!r}, labels {self.labels}). Add it to the labels and re-initialize "
+                        f"([initialize.components.{self.name}.labels]), or remove it from the data."
+                    )
+                truths[i, index[label]] = value
+        return truths
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d):
+        """Cross-entropy (exclusive) or per-label BCE (multi-label). Examples
+        without cats give no loss; in multi-label data an absent label is missing, not 0."""
+        examples = list(examples)
+        truths = self.model.ops.asarray2f(self._truths(examples))
+        mask = annotation_mask(examples, lambda doc: bool(doc.cats))
+        loss_fn = softmax_cross_entropy if self.exclusive else binary_cross_entropy
+        return loss_fn(scores, truths, self.model.ops.asarray1f(mask))
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[Iterable[str]] = None) -> None:
+        """Set the labels (given, or every label seen in the examples' cats) and
+        initialize the model on a few examples."""
+        if labels is None:
+            found = set()
+            for eg in get_examples():
+                found.update(eg.reference.cats)
+            labels = sorted(found)
+        labels = list(labels)
+        if not labels:
+            raise BertflowError(
+                f"No labels for {self.name!r}: the training examples carry no doc.cats and no labels were given. "
+                f"Check the corpus (convert it with 'bertflow textcat convert'), or set "
+                f"[initialize.components.{self.name}.labels]."
+            )
+        if self.exclusive and len(labels) < 2:
+            raise BertflowError(f"{self.name!r} has exclusive classes but only one label {labels}: it needs at "
+                                f"least two, or set exclusive_classes = false for a multi-label head.")
+        self.cfg["labels"] = labels
+        self.model.get_ref("output_layer").set_dim("nO", len(labels))
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+        return self.scorer(examples, labels=list(self.labels), multi_label=not self.exclusive,
+                           threshold=self.cfg["threshold"], thresholds=self.cfg["thresholds"])
