@@ -4,6 +4,7 @@ import sys
 from ._app import app, fail
 from . import info as _info  # noqa: F401  (registers the command)
 from . import plugins as _plugins  # noqa: F401
+from . import sweep as _sweep  # noqa: F401
 
 
 def main() -> None:
