@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import WordpieceBatch
 from thinc.types import Ragged
@@ -52,9 +53,14 @@ def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, nu
     (the caller points those at [CLS]).
     """
     n_tokens = len(doc)
-    char2tok = numpy.full((len(doc.text) + 1,), -1, dtype="int64")
-    for tok in doc:
-        char2tok[tok.idx: tok.idx + len(tok.text)] = tok.i
+    bounds = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
+    lengths_chars = bounds[:, 1]
+    n_chars = int(bounds[-1].sum()) if n_tokens else 0
+    char2tok = numpy.full((n_chars + 1,), -1, dtype="int64")
+    # char position -> token, vectorised: each token covers [idx, idx + length)
+    owner = numpy.repeat(numpy.arange(n_tokens), lengths_chars)
+    within = numpy.arange(len(owner)) - numpy.repeat(numpy.cumsum(lengths_chars) - lengths_chars, lengths_chars)
+    char2tok[numpy.repeat(bounds[:, 0], lengths_chars) + within] = owner
     pairs_tok: List[numpy.ndarray] = []
     pairs_wp: List[numpy.ndarray] = []
     if len(offsets):

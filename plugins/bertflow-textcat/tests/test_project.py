@@ -27,3 +27,27 @@ def test_project_textcat_all_on_sample(tmp_path, tiny_bert_dir):
     nlp = spacy.load(project / "training" / "textcat" / "model-best")
     cats = nlp("a warm , funny and touching film .").cats
     assert set(cats) == {"NEGATIVE", "POSITIVE"} and abs(sum(cats.values()) - 1) < 1e-5
+
+
+def test_project_textcat_lr_sweep_keeps_best(tmp_path, tiny_bert_dir):
+    from bertflow_textcat.convert import convert
+
+    from bertflow.training import lr_sweep
+
+    corpus = tmp_path / "corpus"
+    label_map = {"0": "NEGATIVE", "1": "POSITIVE"}
+    convert(PROJECT / "assets" / "sst2_sample_train.tsv", corpus / "train.spacy", label_map=label_map)
+    convert(PROJECT / "assets" / "sst2_sample_dev.tsv", corpus / "dev.spacy", label_map=label_map)
+    summary = lr_sweep(
+        PROJECT / "configs" / "textcat.cfg", tmp_path / "sweep", lrs=(5e-5, 2e-5),
+        overrides=["--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+                   "--paths.encoder", str(tiny_bert_dir), "--training.max_steps", "2",
+                   "--training.optimizer.learn_rate.total_steps", "2",
+                   "--training.optimizer.learn_rate.warmup_steps", "1"],
+    )
+    assert [run["lr"] for run in summary["runs"]] == [5e-5, 2e-5]
+    best = max(summary["runs"], key=lambda r: r["score"])
+    assert summary["best_lr"] == best["lr"]
+    assert (tmp_path / "sweep" / "best" / "meta.json").exists()
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "(best)" in table and "cats_score" in table

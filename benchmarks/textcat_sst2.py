@@ -1,0 +1,210 @@
+"""SST-2: bertflow (encoder + bertflow_textcat, trained with spaCy's training
+loop from projects/textcat/configs/textcat.cfg) next to a plain Hugging Face
+AutoModelForSequenceClassification loop, on the same model directory, steps,
+batch size, lr schedule (linear warm-up then decay), weight decay, gradient
+clipping and max length. Both are scored with the same accuracy / macro F1
+code on the full dev split, and their inference speed is measured on it.
+
+    python benchmarks/textcat_sst2.py --data ../shared/data/sst2 --steps 2000
+
+Writes its section of benchmarks/BENCHMARKS.md.
+"""
+import argparse
+import csv
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import accuracy_macro_f1, machine, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
+STEP_TIMES = []
+
+
+def register_step_clock():
+    """spaCy calls [training.before_update] before every step: record when, so
+    the reported training time covers the steps only (not model loading or the
+    dev evaluation spacy train runs at the end), like the HF loop's."""
+    import spacy
+
+    @spacy.registry.callbacks("bertflow_bench.step_clock.v1")
+    def make_step_clock():
+        def clock(nlp, info):
+            STEP_TIMES.append(time.perf_counter())
+        return clock
+
+
+def read_tsv(path: Path, limit: int = 0):
+    with open(path, encoding="utf8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    rows = [(text, LABELS[label]) for text, label in rows]
+    return rows[:limit] if limit else rows
+
+
+def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
+    import spacy
+    from spacy.cli.train import train as spacy_train
+
+    from bertflow_textcat.convert import convert
+
+    convert(train_path, workdir / "train.spacy", label_map=LABELS)
+    dev_tsv = workdir / "dev.tsv"
+    dev_tsv.write_text("sentence\tlabel\n" + "".join(f"{t}\t{k}\n" for t, lab in dev_rows
+                                                        for k, v in LABELS.items() if v == lab))
+    convert(dev_tsv, workdir / "dev.spacy", label_map=LABELS)
+    if args.train_limit:
+        from spacy.tokens import DocBin
+
+        nlp = spacy.blank("en")
+        docs = list(DocBin().from_disk(workdir / "train.spacy").get_docs(nlp.vocab))[: args.train_limit]
+        DocBin(docs=docs).to_disk(workdir / "train.spacy")
+    warmup = int(args.steps * args.warmup)
+    overrides = {
+        "paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy"),
+        "paths.encoder": args.encoder, "training.max_steps": args.steps,
+        "training.eval_frequency": args.steps, "training.seed": args.seed, "system.seed": args.seed,
+        "training.optimizer.learn_rate.initial_rate": args.lr,
+        "training.optimizer.learn_rate.warmup_steps": warmup,
+        "training.optimizer.learn_rate.total_steps": args.steps,
+        "training.batcher.size": args.batch,
+        "components.encoder.model.max_length": args.max_length,
+        "components.encoder.model.get_windows.window": args.max_length - 2,
+        "components.encoder.model.get_windows.stride": (args.max_length - 2) * 3 // 4,
+        "training.before_update": {"@callbacks": "bertflow_bench.step_clock.v1"},
+    }
+    register_step_clock()
+    STEP_TIMES.clear()
+    spacy_train(ROOT / "projects" / "textcat" / "configs" / "textcat.cfg", workdir / "out",
+                use_gpu=args.gpu_id, overrides=overrides)
+    # spacy train evaluates on dev at step 0: time from the 2nd step on, scaled to all steps
+    n = len(STEP_TIMES)
+    train_time = (STEP_TIMES[-1] - STEP_TIMES[1]) * n / max(n - 2, 1)
+    nlp = spacy.load(workdir / "out" / "model-last")
+    texts = [t for t, _ in dev_rows]
+    start = time.perf_counter()
+    docs = list(nlp.pipe(texts, batch_size=args.eval_batch))
+    infer_time = time.perf_counter() - start
+    preds = [max(d.cats, key=d.cats.get) for d in docs]
+    return preds, train_time, len(texts) / infer_time
+
+
+def run_hf(args, train_rows, dev_rows):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from bertflow.registry import resolve_encoder
+
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    path = resolve_encoder(args.encoder)
+    names = sorted(LABELS.values())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
+    device = torch.device("cuda" if args.gpu_id >= 0 else "cpu")
+    model.to(device)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, eps=1e-8)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.steps * args.warmup), args.steps)
+    order = list(range(len(train_rows)))
+    step, start = 0, time.perf_counter()
+    model.train()
+    while step < args.steps:
+        rng.shuffle(order)
+        for i in range(0, len(order), args.batch):
+            batch = [train_rows[j] for j in order[i: i + args.batch]]
+            enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=args.max_length,
+                      return_tensors="pt").to(device)
+            labels = torch.tensor([names.index(lab) for _, lab in batch], device=device)
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step >= args.steps:
+                break
+    train_time = time.perf_counter() - start
+    model.eval()
+    texts = [t for t, _ in dev_rows]
+    preds = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(texts), args.eval_batch):
+            enc = tok(texts[i: i + args.eval_batch], padding=True, truncation=True, max_length=args.max_length,
+                      return_tensors="pt").to(device)
+            preds.extend(names[k] for k in model(**enc).logits.argmax(-1).tolist())
+    infer_time = time.perf_counter() - start
+    return preds, train_time, len(texts) / infer_time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sst2")
+    parser.add_argument("--encoder", default="minilm-l6")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--eval-batch", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training rows")
+    parser.add_argument("--systems", default="bertflow,hf")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    train_rows = read_tsv(args.data / "train.tsv", args.train_limit)
+    dev_rows = read_tsv(args.data / "dev.tsv")
+    gold = [lab for _, lab in dev_rows]
+    labels = sorted(LABELS.values())
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for system in args.systems.split(","):
+            if system == "bertflow":
+                preds, train_s, dps = run_bertflow(args, args.data / "train.tsv", dev_rows, Path(tmp))
+            else:
+                preds, train_s, dps = run_hf(args, train_rows, dev_rows)
+            acc, f1 = accuracy_macro_f1(gold, preds, labels)
+            results[system] = {"acc": acc, "macro_f1": f1, "train_s": train_s, "docs_per_s": dps}
+            print(json.dumps({system: results[system]}), flush=True)
+    epochs = args.steps * args.batch / len(train_rows)
+    names = {"bertflow": "bertflow (encoder + bertflow_textcat, spacy train)",
+             "hf": "HF AutoModelForSequenceClassification, plain torch loop"}
+    rows = "\n".join(
+        f"| {names[s]} | {r['acc']:.4f} | {r['macro_f1']:.4f} | {r['train_s']:.0f} | {r['docs_per_s']:.0f} |"
+        for s, r in results.items())
+    delta = ""
+    if "bertflow" in results and "hf" in results:
+        delta = (f"\nbertflow - HF: accuracy {100 * (results['bertflow']['acc'] - results['hf']['acc']):+.2f} "
+                 f"points, inference speed x{results['bertflow']['docs_per_s'] / results['hf']['docs_per_s']:.2f}.\n")
+    body = f"""## Text classification: SST-2 (bertflow-textcat)
+
+`python benchmarks/textcat_sst2.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+— {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {len(train_rows):,} train
+sentences), lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, weight decay 0.01, grad clip 1.0,
+max length {args.max_length}; full dev split ({len(dev_rows)} sentences); inference batch {args.eval_batch}.
+Machine: {machine()}.
+
+| system | dev accuracy | dev macro F1 | training steps wall s | inference docs/s |
+|---|---|---|---|---|
+{rows}
+{delta}"""
+    if not args.no_write:
+        write_section("textcat-sst2", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
