@@ -249,3 +249,14 @@ def test_encoder_gpu_fp16_matches_fp32(make_nlp):
         from thinc.api import set_current_ops, NumpyOps
 
         set_current_ops(NumpyOps())
+
+
+def test_encoder_longest_pair_still_leaves_room_for_the_doc(make_nlp):
+    nlp = make_nlp(max_length=16, max_pair_length=100)
+    doc = nlp.make_doc("the cat sat on the mat with the dog")
+    doc._.text_pair = " ".join(["who"] * 50)
+    with pytest.warns(UserWarning, match="was cut to 12 wordpieces"):
+        doc = nlp(doc)
+    assert all(length <= 16 for length in doc._.trf_data.wordpieces.lengths)
+    assert token_vectors(doc).shape[0] == len(doc)
+    assert doc._.trf_windows["n_windows"] == doc._.trf_windows["n_wordpieces"]  # one doc wordpiece per row

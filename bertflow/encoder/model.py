@@ -17,6 +17,7 @@ import warnings
 from contextlib import nullcontext
 from typing import Callable, List, Optional, Tuple
 
+import numpy
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -216,7 +217,7 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
         tokenizer,
         docs,
         max_length=max_length,
-        max_pair_length=min(max_pair, max_length - 3),
+        max_pair_length=min(max_pair, max_length - 4),  # leave >= 1 doc wordpiece per row
         get_windows=model.attrs["get_windows"],
     )
     windows = [e.windows if e is not None else None for e in encoded]
@@ -250,8 +251,6 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
 
 
 def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:
-    import numpy
-
     datas, lengths = [], []
     for (start, _), align in zip(doc_rows, doc_aligns):
         if align is not None:
