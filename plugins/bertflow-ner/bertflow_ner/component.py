@@ -1,0 +1,138 @@
+"""The ``bertflow_ner`` component: ``doc.ents`` from per-token tags."""
+from typing import Callable, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+
+from bertflow.errors import BertflowError
+from bertflow.heads import HeadPipe, softmax_cross_entropy
+
+from .decoding import SCHEMES, biluo_to_scheme, make_tags, tags_to_spans, transitions, viterbi
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "bertflow.NerHead.v1"
+wordpieces = "first"
+dropout = 0.1
+layers = "last"
+n_layers = 4
+grad_factor = 1.0
+nO = null
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+@Language.factory(
+    "bertflow_ner",
+    assigns=["doc.ents"],
+    default_config={"model": DEFAULT_MODEL, "scheme": "BIO", "scorer": {"@scorers": "bertflow.ner_scorer.v1"}},
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_ner_head(nlp: Language, name: str, model: Model, scheme: str, scorer: Callable) -> "NerHead":
+    """A token-classification NER head listening to ``bertflow_encoder``.
+
+    model (Model[List[Doc], List[Floats2d]]): usually ``bertflow.NerHead.v1``.
+    scheme (str): "BIO" or "BILUO" tags; decoding is constrained either way.
+    scorer (Callable): usually ``bertflow.ner_scorer.v1``.
+    """
+    return NerHead(nlp.vocab, model, name, scheme=scheme, scorer=scorer)
+
+
+class NerHead(HeadPipe):
+    def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_ner", *, scheme: str = "BIO",
+                 scorer: Optional[Callable] = None):
+        if scheme not in SCHEMES:
+            raise BertflowError(f"Unknown tag scheme {scheme!r} for {name!r}: use 'BIO' or 'BILUO'.")
+        super().__init__(vocab, model, name, scorer=scorer, labels=[], scheme=scheme)
+        self._decoder = None
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def tags(self) -> List[str]:
+        return make_tags(self.labels, self.cfg["scheme"])
+
+    def _constraints(self):
+        if self._decoder is None or self._decoder[0] != self.tags:
+            self._decoder = (self.tags, transitions(self.tags, self.cfg["scheme"]))
+        return self._decoder[1]
+
+    def predict(self, docs: Iterable[Doc]) -> List[List[str]]:
+        """Constrained-Viterbi tags per doc (always a valid sequence)."""
+        docs = list(docs)
+        if not self.labels:
+            return [["O"] * len(doc) for doc in docs]
+        probs = self.model.predict(docs)
+        start, allowed, end = self._constraints()
+        tags = self.tags
+        out = []
+        for p in probs:
+            log_p = numpy.log(numpy.clip(self.model.ops.to_numpy(p), 1e-12, 1.0))
+            out.append([tags[i] for i in viterbi(log_p, start, allowed, end)])
+        return out
+
+    def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
+        for doc, tags in zip(docs, batch_tags):
+            spans = [Span(doc, s, e, label=label) for s, e, label in tags_to_spans(tags)]
+            doc.set_ents(spans, default="outside")
+
+    def _gold(self, eg: Example) -> numpy.ndarray:
+        """One-hot gold tags for the predicted tokens; NaN rows where missing."""
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        n = len(eg.predicted)
+        truths = numpy.full((n, len(index)), numpy.nan, dtype="f")
+        if not eg.reference.has_annotation("ENT_IOB"):
+            return truths  # no entity annotation at all: missing, not "no entities"
+        for i, tag in enumerate(eg.get_aligned_ner()):
+            if tag is None or tag == "-":
+                continue  # this token's annotation is missing or misaligned
+            tag = biluo_to_scheme(tag, self.cfg["scheme"])
+            if tag not in index:
+                raise BertflowError(
+                    f"Unknown entity label {tag[2:]!r} in the doc starting {eg.reference.text[:50]!r} "
+                    f"(component {self.name!r}, labels {self.labels}). Add it to the labels and re-initialize, "
+                    f"or remove it from the data."
+                )
+            truths[i] = 0.0
+            truths[i, index[tag]] = 1.0
+        return truths
+
+    def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
+        examples = list(examples)
+        ops = self.model.ops
+        truths = [self._gold(eg) for eg in examples]
+        lengths = [len(t) for t in truths]
+        if not sum(lengths):
+            return 0.0, [ops.alloc2f(*s.shape) for s in scores]
+        flat_scores = ops.xp.concatenate([s for s in scores], axis=0)
+        loss, d_flat = softmax_cross_entropy(flat_scores, ops.asarray2f(numpy.concatenate(truths, axis=0)))
+        d_scores, start = [], 0
+        for n in lengths:
+            d_scores.append(d_flat[start: start + n])
+            start += n
+        return loss, d_scores
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
+                   labels: Optional[Iterable[str]] = None) -> None:
+        """Set the entity labels (given, or all seen in the examples) and initialize the model."""
+        if labels is None:
+            found = set()
+            for eg in get_examples():
+                found.update(ent.label_ for ent in eg.reference.ents)
+            labels = sorted(found)
+        labels = list(labels)
+        if not labels:
+            raise BertflowError(
+                f"No entity labels for {self.name!r}: the training examples carry no doc.ents and no labels "
+                f"were given. Check the corpus (convert it with 'bertflow ner convert'), or set "
+                f"[initialize.components.{self.name}.labels]."
+            )
+        self.cfg["labels"] = labels
+        self.model.get_ref("output_layer").set_dim("nO", len(self.tags))
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))

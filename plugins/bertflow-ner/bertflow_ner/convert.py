@@ -1,0 +1,192 @@
+"""Raw NER data -> ``.spacy`` DocBin with ``doc.ents``.
+
+Formats:
+- ``conll``: one token per line, the tag in the last column (so CoNLL-2003's
+  4-column ``token POS chunk NER`` and 2-column ``token TAG`` files both
+  work), blank lines between sentences, ``-DOCSTART-`` lines skipped. IOB1 and
+  IOB2 are both accepted (an I- after O or after another type opens an entity).
+- ``jsonl``: ``{"text": ..., "entities": [[start_char, end_char, label], ...]}``
+  (``"spans"`` with ``{"start", "end", "label"}`` objects also works).
+  A span that doesn't fall on token boundaries is an error naming the doc
+  and span under ``alignment_mode="strict"``; with "contract" or "expand" it
+  is adjusted and counted. Nothing is dropped silently.
+
+Every converted doc is marked as annotated (tokens outside entities are O), so
+a sentence with no entities teaches the head "no entities here".
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import spacy
+from spacy.tokens import Doc, DocBin, Span
+
+from bertflow.errors import BertflowError
+
+
+@dataclass
+class ConversionReport:
+    source: str
+    output: str
+    n_docs: int = 0
+    n_entities: int = 0
+    n_adjusted: int = 0
+    n_skipped: int = 0
+    labels: Dict[str, int] = field(default_factory=dict)
+    problems: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items()))
+        text = (f"{self.source}: {self.n_docs} docs, {self.n_entities} entities ({labels}) -> {self.output}; "
+                f"{self.n_adjusted} spans adjusted to token boundaries, {self.n_skipped} malformed rows skipped")
+        return text + "".join(f"\n  {p}" for p in self.problems[:20])
+
+
+def iob_spans(tags: List[str]) -> List[tuple]:
+    """(start, end, label) from IOB1 or IOB2 tags."""
+    spans, begin, label = [], None, None
+    for i, tag in enumerate(tags + ["O"]):
+        kind, lab = (tag[0], tag[2:]) if tag != "O" else ("O", None)
+        opens = kind == "B" or (kind == "I" and (begin is None or lab != label))
+        if begin is not None and (kind == "O" or opens):
+            spans.append((begin, i, label))
+            begin = None
+        if opens:
+            begin, label = i, lab
+    return spans
+
+
+def _read_conll(path: Path, nlp, report: ConversionReport, skip_bad: bool) -> List[Doc]:
+    docs, words, tags, start_line = [], [], [], 1
+
+    def flush():
+        if words:
+            doc = Doc(nlp.vocab, words=words)
+            doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
+            docs.append(doc)
+        words.clear()
+        tags.clear()
+
+    with open(path, encoding="utf8") as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                flush()
+                continue
+            if line.startswith("-DOCSTART-"):
+                flush()
+                continue
+            cols = line.split()
+            tag = cols[-1] if len(cols) >= 2 else ""
+            problem = ""
+            if len(cols) < 2:
+                problem = f"expected 'token ... TAG' (2 or more columns), found {len(cols)}"
+            elif tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
+                problem = f"bad tag {tag!r}: use O, B-TYPE or I-TYPE"
+            if problem:
+                message = f"{path}:{line_no}: {problem}"
+                if not skip_bad:
+                    raise BertflowError(message + " (use --skip-bad to skip such rows)")
+                report.n_skipped += 1
+                report.problems.append("skipped " + message)
+                continue
+            words.append(cols[0])
+            tags.append(tag)
+    flush()
+    return docs
+
+
+def _read_jsonl(path: Path, nlp, report: ConversionReport, skip_bad: bool, alignment_mode: str) -> List[Doc]:
+    docs = []
+    with open(path, encoding="utf8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(line)
+                text = obj["text"]
+                raw = obj.get("entities", obj.get("spans", []))
+                ents = [(e["start"], e["end"], e["label"]) if isinstance(e, dict) else tuple(e) for e in raw]
+                if not isinstance(text, str) or any(len(e) != 3 for e in ents):
+                    raise ValueError("bad fields")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                message = (f'{where}: expected {{"text": str, "entities": [[start, end, label], ...]}} '
+                           f"({type(err).__name__}: {err})")
+                if not skip_bad:
+                    raise BertflowError(message + " (use --skip-bad to skip such rows)") from None
+                report.n_skipped += 1
+                report.problems.append("skipped " + message)
+                continue
+            doc = nlp.make_doc(text)
+            spans = []
+            for start, end, label in ents:
+                if not (0 <= start < end <= len(text)):
+                    raise BertflowError(f"{where}: entity ({start}, {end}, {label!r}) is outside the text "
+                                        f"(length {len(text)}).")
+                span = doc.char_span(start, end, label=label, alignment_mode="strict")
+                if span is None:
+                    if alignment_mode == "strict":
+                        raise BertflowError(
+                            f"{where}: entity {text[start:end]!r} ({start}-{end}, {label}) does not fall on token "
+                            f"boundaries of the doc starting {text[:40]!r}. Fix the offsets, or convert with "
+                            f"--alignment-mode contract (shrink to whole tokens) or expand (grow to whole tokens)."
+                        )
+                    span = doc.char_span(start, end, label=label, alignment_mode=alignment_mode)
+                    report.n_adjusted += 1
+                    report.problems.append(f"adjusted {where}: {text[start:end]!r} -> "
+                                           f"{span.text if span is not None else None!r} ({alignment_mode})")
+                    if span is None:
+                        raise BertflowError(f"{where}: entity {text[start:end]!r} has no whole token inside it; "
+                                            f"use --alignment-mode expand.")
+                spans.append(span)
+            try:
+                doc.set_ents(spans, default="outside")
+            except ValueError as err:
+                raise BertflowError(f"{where}: overlapping entities in the doc starting {text[:40]!r}: {err}") from None
+            docs.append(doc)
+    return docs
+
+
+def convert(
+    input_path: Union[str, Path],
+    output_path: Union[str, Path],
+    *,
+    file_format: Optional[str] = None,
+    lang: str = "en",
+    skip_bad: bool = False,
+    alignment_mode: str = "strict",
+) -> ConversionReport:
+    """Convert a CoNLL or JSONL NER file to a DocBin.
+
+    file_format (Optional[str]): "conll" or "jsonl"; default from the suffix
+        (.jsonl -> jsonl, anything else -> conll).
+    skip_bad (bool): skip and count malformed rows instead of raising.
+    alignment_mode (str): for JSONL spans off token boundaries: "strict"
+        (error), "contract" or "expand" (adjust and count).
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise BertflowError(f"Input file not found: {input_path}")
+    if alignment_mode not in ("strict", "contract", "expand"):
+        raise BertflowError(f"Unknown alignment mode {alignment_mode!r}: use strict, contract or expand.")
+    file_format = file_format or ("jsonl" if input_path.suffix.lower() == ".jsonl" else "conll")
+    nlp = spacy.blank(lang)
+    report = ConversionReport(str(input_path), str(output_path))
+    if file_format == "conll":
+        docs = _read_conll(input_path, nlp, report, skip_bad)
+    elif file_format == "jsonl":
+        docs = _read_jsonl(input_path, nlp, report, skip_bad, alignment_mode)
+    else:
+        raise BertflowError(f"Unknown format {file_format!r}: use conll or jsonl.")
+    if not docs:
+        raise BertflowError(f"{input_path}: no sentences to convert ({report.n_skipped} malformed rows).")
+    for doc in docs:
+        for ent in doc.ents:
+            report.labels[ent.label_] = report.labels.get(ent.label_, 0) + 1
+            report.n_entities += 1
+    report.n_docs = len(docs)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(output_path)
+    return report
