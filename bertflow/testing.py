@@ -105,3 +105,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+def run_project(project_dir, tmp_path, workflow: str = "all", **variables):
+    """Copy a spaCy project (without its outputs) to ``tmp_path`` and run a
+    workflow as a user would: ``python -m spacy project run WORKFLOW . --vars.X Y``.
+    Returns the copy's path; fails the test with the output's tail on error."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project = Path(tmp_path) / Path(project_dir).name
+    shutil.copytree(project_dir, project, ignore=shutil.ignore_patterns(
+        "corpus", "training", "metrics", "packages", "project.lock"))
+    args = [f"--vars.{key}={value}" for key, value in variables.items()]
+    result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", workflow, str(project), *args],
+                            capture_output=True, text=True, cwd=str(project))
+    if result.returncode != 0:
+        pytest.fail(f"spacy project run {workflow} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return project
