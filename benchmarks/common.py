@@ -54,3 +54,79 @@ def accuracy_macro_f1(gold, pred, labels):
         rec = tp / (tp + fn) if tp + fn else 0.0
         f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
     return acc, sum(f1s) / len(f1s)
+
+
+def hf_finetune(model, train_rows, encode, args) -> float:
+    """The plain Hugging Face fine-tuning loop both baselines use: AdamW (weight
+    decay 0.01 except biases and LayerNorm), linear warm-up then decay, grad
+    clip 1.0, reshuffled epochs of ``args.batch`` rows until ``args.steps``.
+
+    encode (Callable[[List[row]], BatchEncoding]): rows -> model inputs with labels.
+    RETURNS (float): wall seconds of the training steps.
+    """
+    import random
+    import time
+
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, eps=1e-8)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.steps * args.warmup), args.steps)
+    device = next(model.parameters()).device
+    order, step = list(range(len(train_rows))), 0
+    model.train()
+    start = time.perf_counter()
+    while step < args.steps:
+        rng.shuffle(order)
+        for i in range(0, len(order), args.batch):
+            enc = encode([train_rows[j] for j in order[i: i + args.batch]]).to(device)
+            model(**enc).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step >= args.steps:
+                break
+    model.eval()
+    return time.perf_counter() - start
+
+
+_STEP_TIMES = []
+
+
+def spacy_train_timed(config_path, output_dir, args, overrides: dict) -> float:
+    """Run spacy train with the benchmark's step budget and schedule; return the
+    wall seconds of the training steps only (spaCy's [training.before_update]
+    clock, skipping step 0, which includes a dev evaluation)."""
+    import time
+
+    import spacy
+    from spacy.cli.train import train as spacy_train
+
+    if "bertflow_bench.step_clock.v1" not in spacy.registry.callbacks:
+        @spacy.registry.callbacks("bertflow_bench.step_clock.v1")
+        def make_step_clock():
+            return lambda nlp, info: _STEP_TIMES.append(time.perf_counter())
+
+    overrides = {
+        "paths.encoder": args.encoder, "training.max_steps": args.steps, "training.eval_frequency": args.steps,
+        "training.seed": args.seed, "system.seed": args.seed,
+        "training.optimizer.learn_rate.initial_rate": args.lr,
+        "training.optimizer.learn_rate.warmup_steps": int(args.steps * args.warmup),
+        "training.optimizer.learn_rate.total_steps": args.steps,
+        "training.batcher.size": args.batch,
+        "training.before_update": {"@callbacks": "bertflow_bench.step_clock.v1"},
+        **overrides,
+    }
+    _STEP_TIMES.clear()
+    spacy_train(config_path, output_dir, use_gpu=args.gpu_id, overrides=overrides)
+    n = len(_STEP_TIMES)
+    return (_STEP_TIMES[-1] - _STEP_TIMES[1]) * n / max(n - 2, 1)

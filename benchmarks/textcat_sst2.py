@@ -12,34 +12,18 @@ Writes its section of benchmarks/BENCHMARKS.md.
 import argparse
 import csv
 import json
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import accuracy_macro_f1, machine, write_section  # noqa: E402
+from common import accuracy_macro_f1, hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
-STEP_TIMES = []
-
-
-def register_step_clock():
-    """spaCy calls [training.before_update] before every step: record when, so
-    the reported training time covers the steps only (not model loading or the
-    dev evaluation spacy train runs at the end), like the HF loop's."""
-    import spacy
-
-    @spacy.registry.callbacks("bertflow_bench.step_clock.v1")
-    def make_step_clock():
-        def clock(nlp, info):
-            STEP_TIMES.append(time.perf_counter())
-        return clock
 
 
 def read_tsv(path: Path, limit: int = 0):
@@ -51,8 +35,6 @@ def read_tsv(path: Path, limit: int = 0):
 
 def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
     import spacy
-    from spacy.cli.train import train as spacy_train
-
     from bertflow_textcat.convert import convert
 
     convert(train_path, workdir / "train.spacy", label_map=LABELS)
@@ -66,27 +48,14 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
         nlp = spacy.blank("en")
         docs = list(DocBin().from_disk(workdir / "train.spacy").get_docs(nlp.vocab))[: args.train_limit]
         DocBin(docs=docs).to_disk(workdir / "train.spacy")
-    warmup = int(args.steps * args.warmup)
     overrides = {
         "paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy"),
-        "paths.encoder": args.encoder, "training.max_steps": args.steps,
-        "training.eval_frequency": args.steps, "training.seed": args.seed, "system.seed": args.seed,
-        "training.optimizer.learn_rate.initial_rate": args.lr,
-        "training.optimizer.learn_rate.warmup_steps": warmup,
-        "training.optimizer.learn_rate.total_steps": args.steps,
-        "training.batcher.size": args.batch,
         "components.encoder.model.max_length": args.max_length,
         "components.encoder.model.get_windows.window": args.max_length - 2,
         "components.encoder.model.get_windows.stride": (args.max_length - 2) * 3 // 4,
-        "training.before_update": {"@callbacks": "bertflow_bench.step_clock.v1"},
     }
-    register_step_clock()
-    STEP_TIMES.clear()
-    spacy_train(ROOT / "projects" / "textcat" / "configs" / "textcat.cfg", workdir / "out",
-                use_gpu=args.gpu_id, overrides=overrides)
-    # spacy train evaluates on dev at step 0: time from the 2nd step on, scaled to all steps
-    n = len(STEP_TIMES)
-    train_time = (STEP_TIMES[-1] - STEP_TIMES[1]) * n / max(n - 2, 1)
+    train_time = spacy_train_timed(ROOT / "projects" / "textcat" / "configs" / "textcat.cfg", workdir / "out",
+                                   args, overrides)
     nlp = spacy.load(workdir / "out" / "model-last")
     texts = [t for t, _ in dev_rows]
     start = time.perf_counter()
@@ -97,45 +66,25 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
 
 
 def run_hf(args, train_rows, dev_rows):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from bertflow.registry import resolve_encoder
 
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
     path = resolve_encoder(args.encoder)
     names = sorted(LABELS.values())
     tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(names))
     device = torch.device("cuda" if args.gpu_id >= 0 else "cpu")
     model.to(device)
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(x in n for x in no_decay)], "weight_decay": 0.01},
-        {"params": [p for n, p in model.named_parameters() if any(x in n for x in no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr, eps=1e-8)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.steps * args.warmup), args.steps)
-    order = list(range(len(train_rows)))
-    step, start = 0, time.perf_counter()
-    model.train()
-    while step < args.steps:
-        rng.shuffle(order)
-        for i in range(0, len(order), args.batch):
-            batch = [train_rows[j] for j in order[i: i + args.batch]]
-            enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=args.max_length,
-                      return_tensors="pt").to(device)
-            labels = torch.tensor([names.index(lab) for _, lab in batch], device=device)
-            loss = model(**enc, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step += 1
-            if step >= args.steps:
-                break
-    train_time = time.perf_counter() - start
+
+    def encode(batch):
+        enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=args.max_length,
+                  return_tensors="pt")
+        enc["labels"] = torch.tensor([names.index(lab) for _, lab in batch])
+        return enc
+
+    train_time = hf_finetune(model, train_rows, encode, args)
     model.eval()
     texts = [t for t, _ in dev_rows]
     preds = []

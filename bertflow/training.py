@@ -1,5 +1,4 @@
 """Training helpers that every task shares (no task-specific code)."""
-import json
 import shutil
 import subprocess
 import sys

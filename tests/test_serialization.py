@@ -53,7 +53,6 @@ def block_network(monkeypatch):
 
 def test_to_disk_from_disk_offline_without_model_dir(tmp_path, block_network):
     import probe_heads  # noqa: F401
-    from transformers import AutoConfig  # noqa: F401
 
     model_dir = write_tiny_bert(tmp_path / "bert-to-delete", seed=3)
     nlp = spacy.blank("en")

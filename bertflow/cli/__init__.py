@@ -1,5 +1,4 @@
 """The ``bertflow`` command: one typer app; plugins add commands via ``bertflow_cli``."""
-import sys
 
 from ._app import app, fail
 from . import info as _info  # noqa: F401  (registers the command)

@@ -5,7 +5,7 @@ encoder component finds and feeds it) that, when a doc carries no encoder
 output (initialization on sample docs, or a disabled encoder), makes zero
 outputs with the same keys a real batch would have, hidden states included.
 """
-from typing import Callable, List
+from typing import List
 
 import numpy
 from spacy.tokens import Doc
@@ -15,7 +15,6 @@ from spacy_transformers.layers import TransformerListener
 from spacy_transformers.layers.trfs2arrays import trfs2arrays
 from thinc.api import Model, chain, reduce_mean
 from thinc.types import Floats2d, Ragged
-from transformers.file_utils import ModelOutput
 
 from .layers import output_width, select_layers
 

@@ -58,7 +58,7 @@ def iob_spans(tags: List[str]) -> List[tuple]:
 
 
 def _read_conll(path: Path, nlp, report: ConversionReport, skip_bad: bool) -> List[Doc]:
-    docs, words, tags, start_line = [], [], [], 1
+    docs, words, tags = [], [], []
 
     def flush():
         if words:

@@ -1,0 +1,241 @@
+"""CoNLL-2003 NER, three systems side by side in one run, same encoder
+(minilm-l6), steps, batch, lr schedule and data:
+
+  (1) bertflow: encoder + bertflow_ner (first-wordpiece tags, constrained BIO
+      decoding), spacy train with projects/ner/configs/ner.cfg;
+  (2) a plain Hugging Face AutoModelForTokenClassification loop, first-wordpiece
+      labels (the others -100);
+  (3) spaCy's transition-based `ner` listening to the same shared bertflow
+      encoder (bertflow.EncoderListener.v1), spacy train.
+
+All three are scored with the same exact-span (conlleval) P/R/F on the full
+dev split; inference speed is words/s over it.
+
+    python benchmarks/ner_conll.py --data ../shared/data/conll2003 --steps 1300
+
+Writes its section of benchmarks/BENCHMARKS.md.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPACY_NER = """
+[components.ner]
+factory = "ner"
+incorrect_spans_key = null
+moves = null
+scorer = {"@scorers":"spacy.ner_scorer.v1"}
+update_with_oracle_cut_size = 100
+
+[components.ner.model]
+@architectures = "spacy.TransitionBasedParser.v2"
+state_type = "ner"
+extra_state_tokens = false
+hidden_width = 64
+maxout_pieces = 2
+use_upper = false
+nO = null
+
+[components.ner.model.tok2vec]
+@architectures = "bertflow.EncoderListener.v1"
+grad_factor = 1.0
+layers = "last"
+n_layers = 4
+upstream = "*"
+
+[components.ner.model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+
+
+def read_conll(path: Path, limit: int = 0):
+    sents = []
+    for block in path.read_text(encoding="utf8").strip().split("\n\n"):
+        rows = [line.split() for line in block.splitlines() if line.strip() and not line.startswith("-DOCSTART-")]
+        if rows:
+            sents.append(([r[0] for r in rows], [r[-1] for r in rows]))
+    return sents[:limit] if limit else sents
+
+
+def spacy_config(workdir: Path, spacy_ner: bool) -> Path:
+    text = (ROOT / "projects" / "ner" / "configs" / "ner.cfg").read_text()
+    if spacy_ner:
+        start, end = text.index("[components.ner]"), text.index("[corpora]")
+        text = text[:start] + SPACY_NER.strip() + "\n\n" + text[end:]
+    path = workdir / ("spacy_ner.cfg" if spacy_ner else "bertflow_ner.cfg")
+    path.write_text(text)
+    return path
+
+
+def train_spacy(args, config: Path, workdir: Path, name: str):
+    import spacy
+
+    overrides = {"paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy")}
+    train_time = spacy_train_timed(config, workdir / name, args, overrides)
+    return spacy.load(workdir / name / "model-last"), train_time
+
+
+def predict_spacy(nlp, dev, eval_batch):
+    from spacy.tokens import Doc
+
+    docs = [Doc(nlp.vocab, words=words) for words, _ in dev]
+    start = time.perf_counter()
+    out = list(nlp.pipe(docs, batch_size=eval_batch))
+    elapsed = time.perf_counter() - start
+    return [[(e.start, e.end, e.label_) for e in d.ents] for d in out], elapsed
+
+
+def run_hf(args, train, dev):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from bertflow.registry import resolve_encoder
+    from bertflow_ner.convert import iob_spans
+
+    torch.manual_seed(args.seed)
+    path = resolve_encoder(args.encoder)
+    labels = sorted({t for _, tags in train for t in tags})
+    index = {t: i for i, t in enumerate(labels)}
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(labels))
+    device = torch.device("cuda" if args.gpu_id >= 0 else "cpu")
+    model.to(device)
+
+    def encode(batch, with_labels=True):
+        enc = tok([w for w, _ in batch], is_split_into_words=True, truncation=True, max_length=512,
+                  padding=True, return_tensors="pt")
+        if not with_labels:
+            return enc
+        label_ids = []
+        for i, (_, tags) in enumerate(batch):
+            prev, row = None, []
+            for wid in enc.word_ids(i):
+                row.append(-100 if wid is None or wid == prev else index[tags[wid]])
+                prev = wid
+            label_ids.append(row)
+        enc["labels"] = torch.tensor(label_ids)
+        return enc
+
+    train_time = hf_finetune(model, train, encode, args)
+    preds = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(dev), args.eval_batch):
+            batch = dev[i: i + args.eval_batch]
+            enc = encode(batch, with_labels=False).to(device)
+            logits = model(**enc).logits.argmax(-1).tolist()
+            for b, (words, _) in enumerate(batch):
+                tags, prev = ["O"] * len(words), None
+                for pos, wid in enumerate(enc.word_ids(b)):
+                    if wid is not None and wid != prev:
+                        tags[wid] = labels[logits[b][pos]]
+                    prev = wid
+                preds.append(iob_spans(tags))  # conlleval reading: a stray I- opens an entity
+    return preds, train_time, time.perf_counter() - start
+
+
+def prf(gold_spans, pred_spans):
+    """Exact-span P/R/F overall and per type (conlleval)."""
+    types = sorted({s[2] for doc in gold_spans for s in doc})
+    counts = {t: [0, 0, 0] for t in types + ["ALL"]}
+    for gold, pred in zip(gold_spans, pred_spans):
+        g, p = set(gold), set(pred)
+        for key in ("ALL",):
+            counts[key][0] += len(g & p)
+            counts[key][1] += len(p - g)
+            counts[key][2] += len(g - p)
+        for t in types:
+            gt, pt = {s for s in g if s[2] == t}, {s for s in p if s[2] == t}
+            counts[t][0] += len(gt & pt)
+            counts[t][1] += len(pt - gt)
+            counts[t][2] += len(gt - pt)
+    out = {}
+    for key, (tp, fp, fn) in counts.items():
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        out[key] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
+    parser.add_argument("--encoder", default="minilm-l6")
+    parser.add_argument("--steps", type=int, default=1300)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=float, default=0.1)
+    parser.add_argument("--eval-batch", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--train-limit", type=int, default=0)
+    parser.add_argument("--dev-limit", type=int, default=0)
+    parser.add_argument("--systems", default="bertflow,hf,spacy_ner")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    import spacy
+    from spacy.tokens import Doc, DocBin, Span
+
+    from bertflow_ner.convert import iob_spans
+
+    train = read_conll(args.data / "train.txt", args.train_limit)
+    dev = read_conll(args.data / "dev.txt", args.dev_limit)
+    gold = [iob_spans(tags) for _, tags in dev]
+    n_words = sum(len(w) for w, _ in dev)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        vocab = spacy.blank("en").vocab
+        for name, rows in (("train", train), ("dev", dev)):
+            docs = []
+            for words, tags in rows:
+                doc = Doc(vocab, words=words)
+                doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
+                docs.append(doc)
+            DocBin(docs=docs).to_disk(workdir / f"{name}.spacy")
+        for system in args.systems.split(","):
+            if system == "hf":
+                preds, train_s, infer_s = run_hf(args, train, dev)
+            else:
+                nlp, train_s = train_spacy(args, spacy_config(workdir, system == "spacy_ner"), workdir, system)
+                preds, infer_s = predict_spacy(nlp, dev, args.eval_batch)
+            scores = prf(gold, preds)
+            results[system] = {"f1": scores, "train_s": train_s, "words_per_s": n_words / infer_s}
+            print(json.dumps({system: results[system]}), flush=True)
+    epochs = args.steps * args.batch / len(train)
+    names = {"bertflow": "bertflow (encoder + bertflow_ner, spacy train)",
+             "hf": "HF AutoModelForTokenClassification, plain torch loop",
+             "spacy_ner": "spaCy transition-based `ner` on the shared bertflow encoder"}
+    types = ["PER", "LOC", "ORG", "MISC"]
+    rows = "\n".join(
+        f"| {names[s]} | {r['f1']['ALL']:.4f} | " + " | ".join(f"{r['f1'].get(t, 0):.4f}" for t in types)
+        + f" | {r['train_s']:.0f} | {r['words_per_s']:.0f} |" for s, r in results.items())
+    body = f"""## NER: CoNLL-2003 (bertflow-ner)
+
+`python benchmarks/ner_conll.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+— {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {len(train):,} train sentences),
+lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, weight decay 0.01, grad clip 1.0; full dev split
+({len(dev):,} sentences, {n_words:,} words), exact-span F1 computed by the same code for all three.
+Machine: {machine()}.
+
+| system | dev F1 | PER | LOC | ORG | MISC | training steps wall s | inference words/s |
+|---|---|---|---|---|---|---|---|
+{rows}
+"""
+    if not args.no_write:
+        write_section("ner-conll", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
