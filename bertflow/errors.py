@@ -81,6 +81,11 @@ class Errors:
         "doc._.text_pair must be a str or None, got {type} for the doc starting "
         "{start!r}."
     )
+    E014 = (
+        "pooling = 'pooler' needs the encoder's pooler output, which this head "
+        "doesn't get (layers = {layers!r}, or the model has no pooler). Use "
+        "layers = 'last' with a BERT model that has a pooler, or pooling = 'cls'."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

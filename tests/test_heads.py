@@ -16,16 +16,19 @@ def fake_data(rows=2, seq=5, width=3, layers=3, align=((1,), (2, 3), (6,))):
     hidden = [rng.normal(size=(rows, seq, width)).astype("f") for _ in range(layers)]
     lengths = numpy.asarray([len(a) for a in align], dtype="i")
     data = numpy.asarray([i for a in align for i in a], dtype="i")
-    out = ModelOutput(last_hidden_state=hidden[-1], hidden_states=hidden)
+    out = ModelOutput(last_hidden_state=hidden[-1], hidden_states=hidden,
+                      pooler_output=rng.normal(size=(rows, width)).astype("f"))
     return TransformerData(wordpieces=None, model_output=out, align=Ragged(data, lengths))
 
 
-@pytest.mark.parametrize("mode", ["cls", "mean", "max"])
+@pytest.mark.parametrize("mode", ["cls", "pooler", "mean", "max"])
 def test_pooling_values(mode):
     data = fake_data()
     Y, _ = doc_pool(mode)([data], is_train=False)
     flat = data.model_output["last_hidden_state"].reshape(-1, 3)
-    if mode == "cls":
+    if mode == "pooler":
+        expected = data.model_output["pooler_output"].mean(0)  # one pooler row per window
+    elif mode == "cls":
         expected = flat[[0, 5]].mean(0)   # the [CLS] of each of the 2 rows
     elif mode == "mean":
         expected = flat[[1, 2, 3, 6]].mean(0)  # each doc wordpiece once
@@ -37,6 +40,8 @@ def test_pooling_values(mode):
 def test_pooling_unknown_mode_error():
     with pytest.raises(BertflowError, match="Unknown pooling 'sum'"):
         doc_pool("sum")
+    with pytest.raises(BertflowError, match="pooling = 'pooler' needs the encoder's pooler output"):
+        doc_pool("pooler", layers="mix")
 
 
 def numeric_grad(f, x, eps=1e-3):
@@ -54,19 +59,20 @@ def numeric_grad(f, x, eps=1e-3):
     return g
 
 
-@pytest.mark.parametrize("mode", ["cls", "mean", "max"])
+@pytest.mark.parametrize("mode", ["cls", "pooler", "mean", "max"])
 def test_pooling_gradient(mode):
     data = fake_data()
     layer = doc_pool(mode)
     w = rng.normal(size=(1, 3)).astype("f")
-    X = data.model_output["last_hidden_state"]
+    key = "pooler_output" if mode == "pooler" else "last_hidden_state"
+    X = data.model_output[key]
 
     def loss():
         Y, _ = layer([data], is_train=True)
         return float((Y * w).sum())
 
     _, bp = layer([data], is_train=True)
-    analytic = bp(w)[0].model_output["last_hidden_state"]
+    analytic = bp(w)[0].model_output[key]
     X64 = X  # modified in place by numeric_grad
     numpy.testing.assert_allclose(analytic, numeric_grad(loss, X64), atol=2e-2)
 

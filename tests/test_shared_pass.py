@@ -104,7 +104,8 @@ def test_grad_factor_zero_freezes_encoder_for_that_head(make_nlp):
     assert numpy.allclose(before.numpy(), emb.detach().numpy())
 
 
-@pytest.mark.parametrize("layers,pooling", [("mix", "cls"), ("concat", "mean"), ("last", "max"), ("mix", "mean")])
+@pytest.mark.parametrize("layers,pooling", [("mix", "cls"), ("concat", "mean"), ("last", "max"), ("mix", "mean"),
+                                            ("last", "pooler")])
 def test_layer_choice_heads_train(make_nlp, layers, pooling):
     nlp = make_nlp(keep_layers=3, heads=("test_doc_probe", "test_token_probe"), head_configs={
         "test_doc_probe": {"layers": layers, "n_layers": 3, "pooling": pooling},

@@ -277,6 +277,9 @@ def _select_outputs(hf_output, keep: int) -> ModelOutput:
     out = ModelOutput(last_hidden_state=hf_output.last_hidden_state)
     if keep > 1:
         out["hidden_states"] = tuple(hf_output.hidden_states[-keep:])
+    if getattr(hf_output, "pooler_output", None) is not None:
+        # BERT's pretrained pooler (dense + tanh over [CLS]), one row per window
+        out["pooler_output"] = hf_output.pooler_output
     return out
 
 

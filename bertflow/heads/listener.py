@@ -38,6 +38,7 @@ def zeros_for(doc: Doc, width: int, n_layers: int, xp=numpy) -> TransformerData:
     data = TransformerData.zeros(length, width, xp=xp)
     if n_layers > 1:
         data.model_output["hidden_states"] = [xp.zeros((1, length, width), dtype="f") for _ in range(n_layers)]
+    data.model_output["pooler_output"] = xp.zeros((1, width), dtype="f")
     if len(doc) == 0:
         data.align = Ragged(numpy.zeros((0,), dtype="i"), numpy.zeros((0,), dtype="i"))
     return data

@@ -1,8 +1,9 @@
-"""Doc-level pooling over the encoder's wordpieces: [CLS], masked mean, max.
+"""Doc-level pooling over the encoder's wordpieces: [CLS], BERT's pooler,
+masked mean, max.
 
 Only the doc's own wordpieces count (a text pair's and padding never do), each
-once, from the window that owns it. With several windows, [CLS] is the mean of
-the windows' [CLS] vectors.
+once, from the window that owns it. With several windows, [CLS] (and the
+pooler output) is the mean over the windows.
 """
 from typing import List
 
@@ -17,13 +18,16 @@ from transformers.file_utils import ModelOutput
 from ..errors import BertflowError, Errors
 from .listener import encoder_output
 
-POOLINGS = ("cls", "mean", "max")
+POOLINGS = ("cls", "pooler", "mean", "max")
 
 
-def doc_pool(mode: str = "cls", grad_factor: float = 1.0) -> Model[List[TransformerData], Floats2d]:
+def doc_pool(mode: str = "cls", grad_factor: float = 1.0, layers: str = "last") -> Model[List[TransformerData], Floats2d]:
     if mode not in POOLINGS:
         raise BertflowError(Errors.E011.format(mode=mode, options=", ".join(POOLINGS)))
-    return Model(f"doc_pool({mode})", _pool_forward, attrs={"mode": mode, "grad_factor": grad_factor})
+    if mode == "pooler" and layers != "last":
+        raise BertflowError(Errors.E014.format(layers=layers))
+    return Model(f"doc_pool({mode})", _pool_forward, attrs={"mode": mode, "grad_factor": grad_factor,
+                                                              "layers": layers})
 
 
 def pooled_rows(data: TransformerData, mode: str) -> numpy.ndarray:
@@ -45,10 +49,17 @@ def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool
         if "last_hidden_state" not in data.model_output or data.model_output["last_hidden_state"].size == 0:
             cache.append(None)
             continue
-        X = data.model_output["last_hidden_state"]
-        flat = X.reshape(-1, X.shape[-1])
-        idx = xp.asarray(pooled_rows(data, mode))
-        rows = flat[idx]
+        if mode == "pooler":
+            if "pooler_output" not in data.model_output:
+                raise BertflowError(Errors.E014.format(layers=model.attrs["layers"]))
+            X = data.model_output["pooler_output"]  # (windows, width)
+            idx = xp.arange(X.shape[0])
+            rows = X
+        else:
+            X = data.model_output["last_hidden_state"]
+            flat = X.reshape(-1, X.shape[-1])
+            idx = xp.asarray(pooled_rows(data, mode))
+            rows = flat[idx]
         if mode == "max":
             which = rows.argmax(axis=0)
             Y[i] = rows[which, xp.arange(rows.shape[1])]
@@ -65,15 +76,17 @@ def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool
                 result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align))
                 continue
             shape, idx, which = cache[i]
-            d_flat = xp.zeros((shape[0] * shape[1], shape[2]), dtype="f")
+            width = shape[-1]
+            d_flat = xp.zeros((int(numpy.prod(shape[:-1])), width), dtype="f")
             if mode == "max":
-                d_flat[idx[which], xp.arange(shape[2])] = dY[i]
+                d_flat[idx[which], xp.arange(width)] = dY[i]
             else:
                 d_flat[idx] += dY[i] / len(idx)
             d_flat *= factor
+            key = "pooler_output" if mode == "pooler" else "last_hidden_state"
             result.append(TransformerData(
                 wordpieces=data.wordpieces,
-                model_output=ModelOutput(last_hidden_state=d_flat.reshape(shape)),
+                model_output=ModelOutput({key: d_flat.reshape(shape)}),
                 align=data.align,
             ))
         return result
@@ -91,14 +104,16 @@ def DocPooler(
 ) -> Model[List[Doc], Floats2d]:
     """One vector per doc from the shared encoder, for doc-level heads.
 
-    pooling (str): "cls" (the BERT paper's choice), "mean" (masked mean over the
-        doc's wordpieces) or "max".
+    pooling (str): "cls" (the final [CLS] vector, as the BERT paper describes),
+        "pooler" (BERT's pretrained pooler over [CLS], dense + tanh, as the
+        original implementation classifies; needs layers = "last"), "mean"
+        (masked mean over the doc's wordpieces) or "max".
     grad_factor (float): gradient scale into the encoder; 0 freezes it for this head.
     layers (str) / n_layers (int): layer selection, as in ``bertflow.EncoderListener.v1``.
     upstream (str): name of the encoder component, or "*" for any.
     """
     selected = encoder_output(layers, n_layers, upstream)
-    model = chain(selected, doc_pool(pooling, grad_factor))
+    model = chain(selected, doc_pool(pooling, grad_factor, layers))
     model.attrs["layers"] = layers
     model.attrs["n_layers"] = n_layers
     model.set_ref("listener", selected.layers[0])

@@ -21,7 +21,7 @@ def TextCatHead(
     """Pooled encoder output -> dropout -> softmax (exclusive) or sigmoid (multi-label).
 
     exclusive_classes (bool): one label per doc (softmax) or any number (sigmoid).
-    pooling (str): "cls" (the BERT paper's choice), "mean" or "max".
+    pooling (str): "cls", "pooler" (BERT's pretrained dense+tanh over [CLS]), "mean" or "max".
     dropout (float): on the pooled vector; default 0.1 as in BERT.
     layers / n_layers / grad_factor: see ``bertflow.DocPooler.v1``.
     nO (Optional[int]): number of labels; set from the labels at initialize.

@@ -34,7 +34,7 @@ def train(nlp, egs, steps=40, lr=3e-3):
     return [nlp.update(egs, sgd=optimizer)["textcat"] for _ in range(steps)]
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "pooler", "mean"])
 def test_textcat_exclusive_learns(tiny_bert_dir, pooling):
     nlp = make_pipeline(tiny_bert_dir, pooling=pooling)
     egs = exclusive_examples(nlp)
