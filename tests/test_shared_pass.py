@@ -127,3 +127,29 @@ def test_layer_choice_needs_kept_layers(make_nlp):
     nlp.initialize(lambda: examples_for(nlp))
     with pytest.raises(BertflowError, match="Set keep_layers = 4"):
         nlp("the cat sat")
+
+
+def test_encoder_gradients_clipped_to_global_norm(make_nlp, monkeypatch):
+    import torch
+
+    nlp = make_nlp(heads=("test_doc_probe",))
+    nlp.get_pipe("encoder").cfg["grad_clip_norm"] = 1e-3
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    norms = []
+    encoder = nlp.get_pipe("encoder")
+    real_finish = encoder.model.finish_update
+
+    def spy(sgd):
+        grads = [p.grad for p in encoder.model.transformer.parameters() if p.grad is not None and p.grad.any()]
+        if grads:  # spaCy calls finish_update again after the step, with nothing left
+            norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return real_finish(sgd)
+
+    monkeypatch.setattr(encoder.model, "finish_update", spy)
+    head, optimizer = nlp.get_pipe("test_doc_probe"), Adam(1e-3)
+    for _ in range(2):  # the head's output layer starts at zero: the 1st step sends no gradient
+        encoder.update(egs)
+        head.update(egs, sgd=optimizer)  # gradients reach the encoder
+        encoder.finish_update(optimizer)
+    assert len(norms) == 1 and norms[0] <= 1e-3 * 1.001

@@ -19,11 +19,13 @@ from spacy_transformers.pipeline_component import Transformer
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .extensions import install_extensions
+from .model import clip_encoder_gradients
 
 DEFAULT_CONFIG_STR = """
 [encoder]
 max_batch_items = 4096
 frozen = false
+grad_clip_norm = 1.0
 
 [encoder.set_extra_annotations]
 @annotation_setters = "spacy-transformers.null_annotation_setter.v1"
@@ -60,6 +62,7 @@ def make_encoder(
     set_extra_annotations: Callable[[List[Doc], FullTransformerBatch], None],
     max_batch_items: int,
     frozen: bool,
+    grad_clip_norm: float,
 ) -> "Encoder":
     """The shared BERT encoder component.
 
@@ -69,9 +72,12 @@ def make_encoder(
         (docs are length-sorted into sub-batches).
     frozen (bool): feature-based mode: the encoder runs without gradients and
         its weights never change, while heads still train on its outputs.
+    grad_clip_norm (float): clip the encoder's gradients to this global L2 norm
+        before each optimizer step, as BERT and Hugging Face training do (thinc's
+        optimizer only clips each parameter on its own); 0 turns it off.
     """
     return Encoder(nlp.vocab, model, set_extra_annotations, name=name,
-                   max_batch_items=max_batch_items, frozen=frozen)
+                   max_batch_items=max_batch_items, frozen=frozen, grad_clip_norm=grad_clip_norm)
 
 
 class Encoder(Transformer):
@@ -84,9 +90,11 @@ class Encoder(Transformer):
         name: str = "bertflow_encoder",
         max_batch_items: int = 4096,
         frozen: bool = False,
+        grad_clip_norm: float = 1.0,
     ):
         super().__init__(vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
         self.cfg["frozen"] = bool(frozen)
+        self.cfg["grad_clip_norm"] = float(grad_clip_norm)
         install_extensions()
 
     def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
@@ -156,7 +164,7 @@ class Encoder(Transformer):
             if any(d is not None for d in d_docs):
                 bp_batch(batch.gradients(d_docs))
                 if sgd is not None:
-                    self.model.finish_update(sgd)
+                    self.finish_update(sgd)
             for i in range(len(d_docs)):
                 d_docs[i] = None
             return docs
@@ -166,6 +174,13 @@ class Encoder(Transformer):
         if self.listeners:
             self.listeners[-1].receive(batch_id, batch.doc_data, backprop)
         return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Clip the encoder's gradients to ``grad_clip_norm`` (global L2 norm),
+        then take the optimizer step. spaCy's training loop calls this once per
+        batch, after every component's update."""
+        clip_encoder_gradients(self.model, self.cfg.get("grad_clip_norm", 0.0))
+        self.model.finish_update(sgd)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the pretrained weights and connect the listeners of later components."""

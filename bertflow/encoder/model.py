@@ -324,6 +324,17 @@ def _mixed_precision_needs_gpu(model: EncoderModel) -> None:
         shim._grad_scaler = PyTorchGradScaler(enabled=False)
 
 
+def clip_encoder_gradients(model: EncoderModel, max_norm: float) -> None:
+    """Clip the transformer's gradients to a global L2 norm (all its parameters
+    together). Skipped while fp16 gradient scaling is active: the gradients are
+    still scaled then, and thinc unscales them inside its optimizer step."""
+    shim = model.layers[0].shims[0]
+    # thinc's PyTorchGradScaler has no public "enabled" flag; read it once, here.
+    scaling = getattr(shim._grad_scaler, "_enabled", False)
+    if max_norm and max_norm > 0 and not scaling:
+        torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), max_norm)
+
+
 def _int8_model(model: EncoderModel) -> torch.nn.Module:
     cached = model.attrs.get("int8_model")
     if cached is None:
