@@ -33,9 +33,10 @@ def test_registered_names_snapshot():
     for kind in ("architectures", "misc"):
         table = getattr(spacy.registry, kind).get_all()
         found = sorted(n for n in table if n.startswith("bertflow."))
-        assert found == SNAPSHOT[kind], f"registered {kind} changed: update SNAPSHOT only for a new version"
-    factories = sorted(n for n in spacy.registry.factories.get_all() if n.startswith("en.bertflow") or n.startswith("bertflow"))
-    assert [f.split(".")[-1] for f in factories] == SNAPSHOT["factories"]
+        missing = set(SNAPSHOT[kind]) - set(found)  # plugins may add names; the core's must stay
+        assert not missing, f"registered {kind} disappeared: {sorted(missing)}"
+    factories = {n.split(".")[-1] for n in spacy.registry.factories.get_all() if "bertflow" in n}
+    assert set(SNAPSHOT["factories"]) <= factories
 
 
 def test_core_never_imports_a_plugin():
