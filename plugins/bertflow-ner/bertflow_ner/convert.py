@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Union
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
+from bertflow.corpus import malformed_row
 from bertflow.errors import BertflowError
 
 
@@ -85,11 +86,7 @@ def _read_conll(path: Path, nlp, report: ConversionReport, skip_bad: bool) -> Li
             elif tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
                 problem = f"bad tag {tag!r}: use O, B-TYPE or I-TYPE"
             if problem:
-                message = f"{path}:{line_no}: {problem}"
-                if not skip_bad:
-                    raise BertflowError(message + " (use --skip-bad to skip such rows)")
-                report.n_skipped += 1
-                report.problems.append("skipped " + message)
+                malformed_row(report, path, line_no, problem, skip_bad)
                 continue
             words.append(cols[0])
             tags.append(tag)
@@ -112,12 +109,9 @@ def _read_jsonl(path: Path, nlp, report: ConversionReport, skip_bad: bool, align
                 if not isinstance(text, str) or any(len(e) != 3 for e in ents):
                     raise ValueError("bad fields")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                message = (f'{where}: expected {{"text": str, "entities": [[start, end, label], ...]}} '
+                problem = (f'expected {{"text": str, "entities": [[start, end, label], ...]}} '
                            f"({type(err).__name__}: {err})")
-                if not skip_bad:
-                    raise BertflowError(message + " (use --skip-bad to skip such rows)") from None
-                report.n_skipped += 1
-                report.problems.append("skipped " + message)
+                malformed_row(report, path, line_no, problem, skip_bad)
                 continue
             doc = nlp.make_doc(text)
             spans = []

@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
+from bertflow.corpus import malformed_row
 from bertflow.errors import BertflowError
 
 
@@ -35,11 +36,7 @@ class ConversionReport:
         kind = "multi-label" if self.multi_label else "exclusive"
         text = (f"{self.source}: {self.n_docs} docs -> {self.output} ({kind}; labels: {', '.join(self.labels)}); "
                 f"{self.n_skipped} malformed rows skipped")
-        return text + "".join(f"\n  skipped {p}" for p in self.problems[:20])
-
-
-def _bad(path: Path, line_no: int, message: str) -> str:
-    return f"{path}:{line_no}: {message}"
+        return text + "".join(f"\n  {p}" for p in self.problems[:20])
 
 
 def read_tsv(path: Path, label_map: Dict[str, str]) -> Iterator[Tuple[int, Optional[str], Union[str, List[str], None], str]]:
@@ -123,10 +120,7 @@ def convert(
             if unknown:
                 problem = f"unknown label(s) {unknown}; known: {labels}"
         if problem:
-            if not skip_bad:
-                raise BertflowError(_bad(input_path, line_no, problem) + " (use --skip-bad to skip such rows)")
-            report.n_skipped += 1
-            report.problems.append(_bad(input_path, line_no, problem))
+            malformed_row(report, input_path, line_no, problem, skip_bad)
             continue
         rows.append((text, label))
     if not rows:
