@@ -1,6 +1,6 @@
 """The ``bertflow`` command: one typer app; plugins add commands via ``bertflow_cli``."""
 
-from ._app import app, fail
+from ._app import app, fail, run_or_fail
 from . import info as _info  # noqa: F401  (registers the command)
 from . import plugins as _plugins  # noqa: F401
 from . import sweep as _sweep  # noqa: F401
@@ -13,4 +13,4 @@ def main() -> None:
     app(prog_name="bertflow")
 
 
-__all__ = ["app", "fail", "main"]
+__all__ = ["app", "fail", "run_or_fail", "main"]

@@ -1,5 +1,7 @@
 import typer
 
+from ..errors import BertflowError
+
 app = typer.Typer(
     name="bertflow",
     help="bertflow: one BERT encoder, many NLP task heads, as spaCy components.",
@@ -12,3 +14,12 @@ def fail(message: str, code: int = 1) -> None:
     """Print a user-facing error (no traceback) and exit non-zero."""
     typer.secho(f"✘ {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def run_or_fail(func, *args, **kwargs):
+    """Call ``func``; a BertflowError (a user mistake) becomes a clear message
+    and a non-zero exit instead of a traceback."""
+    try:
+        return func(*args, **kwargs)
+    except BertflowError as err:
+        fail(str(err))

@@ -6,7 +6,7 @@ import typer
 
 from ..errors import BertflowError
 from ..registry import DEFAULT_ENCODER, known_encoders, resolve_encoder
-from ._app import app, fail
+from ._app import app, run_or_fail
 
 PACKAGES = ("bertflow", "spacy", "spacy-transformers", "thinc", "transformers", "tokenizers", "torch", "pluggy")
 
@@ -58,10 +58,7 @@ def info_cli(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the resolved encoder, the device and the versions of the stack."""
-    try:
-        info = collect_info(encoder, gpu_id)
-    except BertflowError as err:
-        fail(str(err))
+    info = run_or_fail(collect_info, encoder, gpu_id)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, fail
+from ._app import app, fail, run_or_fail
 
 
 @app.command("lr-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -15,15 +15,11 @@ def lr_sweep_cli(
 ) -> None:
     """Train once per learning rate (the BERT paper's grid by default) and keep
     the best model on dev. Extra --section.key value options go to spacy train."""
-    from ..errors import BertflowError
     from ..training import lr_sweep
 
     try:
         rates = [float(x) for x in lrs.split(",") if x.strip()]
     except ValueError:
         fail(f"--lrs must be comma-separated numbers, got {lrs!r}")
-    try:
-        summary = lr_sweep(config_path, output_dir, lrs=rates, gpu_id=gpu_id, overrides=ctx.args)
-    except BertflowError as err:
-        fail(str(err))
+    summary = run_or_fail(lr_sweep, config_path, output_dir, lrs=rates, gpu_id=gpu_id, overrides=ctx.args)
     typer.echo(f"best lr: {summary['best_lr']:g} (dev score {summary['best_score']:.4f}) -> {output_dir / 'best'}")

@@ -185,10 +185,4 @@ class Encoder(Transformer):
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the pretrained weights and connect the listeners of later components."""
         install_extensions()
-        self.model.initialize(X=[Doc(Vocab(), words=["hello"])])
-        if nlp is not None:
-            for i, (_, proc) in enumerate(nlp.pipeline):
-                if proc is self:
-                    for _, later in nlp.pipeline[i:]:
-                        self.find_listeners(later)
-                    break
+        super().initialize(get_examples, nlp=nlp)

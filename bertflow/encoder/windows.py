@@ -36,6 +36,11 @@ class WindowPlan:
         return min(self.starts[i] + self.size, n_wordpieces)
 
 
+def check_window(window: int, stride: int) -> None:
+    if window <= 0 or stride <= 0 or stride > window:
+        raise BertflowError(Errors.E007.format(window=window, stride=stride))
+
+
 def plan_windows(n_wordpieces: int, window: int, stride: int) -> WindowPlan:
     """Cut ``n_wordpieces`` into windows of ``window`` wordpieces, one starting
     every ``stride``; the last window is aligned to the end so that every window
@@ -76,8 +81,7 @@ class StridedWindows:
     stride: int
 
     def __post_init__(self):
-        if self.window <= 0 or self.stride <= 0 or self.stride > self.window:
-            raise BertflowError(Errors.E007.format(window=self.window, stride=self.stride))
+        check_window(self.window, self.stride)
 
     def __call__(self, n_wordpieces: int, budget: int) -> WindowPlan:
         w, s = scale_stride(self.window, self.stride, budget)

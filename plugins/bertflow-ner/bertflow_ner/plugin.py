@@ -39,14 +39,10 @@ def bertflow_cli(app):
                                            help="JSONL spans off token boundaries: strict, contract or expand."),
     ):
         """Convert NER data to a .spacy DocBin with doc.ents."""
-        from bertflow.cli import fail
-        from bertflow.errors import BertflowError
+        from bertflow.cli import run_or_fail
 
-        try:
-            report = convert(input_path, output_path, file_format=file_format, lang=lang, skip_bad=skip_bad,
+        report = run_or_fail(convert, input_path, output_path, file_format=file_format, lang=lang, skip_bad=skip_bad,
                              alignment_mode=alignment_mode)
-        except BertflowError as err:
-            fail(str(err))
         typer.echo(report.summary())
 
     app.add_typer(ner, name="ner")

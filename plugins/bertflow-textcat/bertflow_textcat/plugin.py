@@ -38,15 +38,11 @@ def bertflow_cli(app):
         label_map: str = typer.Option("", "--label-map", help="Rename labels, e.g. 0=NEGATIVE,1=POSITIVE."),
     ):
         """Convert labelled texts to a .spacy DocBin with doc.cats."""
-        from bertflow.cli import fail
-        from bertflow.errors import BertflowError
+        from bertflow.cli import run_or_fail
 
         mapping = dict(item.split("=", 1) for item in label_map.split(",") if "=" in item)
-        try:
-            report = convert(input_path, output_path, file_format=file_format, lang=lang,
+        report = run_or_fail(convert, input_path, output_path, file_format=file_format, lang=lang,
                              skip_bad=skip_bad, label_map=mapping)
-        except BertflowError as err:
-            fail(str(err))
         typer.echo(report.summary())
 
     app.add_typer(textcat, name="textcat")
