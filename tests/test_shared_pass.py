@@ -78,7 +78,8 @@ def test_missing_annotation_gives_no_gradient(make_nlp):
 
 
 def test_frozen_encoder_keeps_weights_heads_learn(make_nlp):
-    nlp = make_nlp(heads=("test_doc_probe",))
+    # mean pooling: a random tiny BERT's frozen [CLS] vectors barely differ between docs
+    nlp = make_nlp(heads=("test_doc_probe",), head_configs={"test_doc_probe": {"pooling": "mean"}})
     nlp.get_pipe("encoder").cfg["frozen"] = True
     egs = examples_for(nlp)
     nlp.initialize(lambda: egs)
@@ -87,7 +88,7 @@ def test_frozen_encoder_keeps_weights_heads_learn(make_nlp):
     optimizer = Adam(1e-2)
     losses = [nlp.update(egs, sgd=optimizer)["test_doc_probe"] for _ in range(15)]
     assert len(calls) == 15
-    assert losses[-1] < losses[0]
+    assert losses[-1] < losses[0] * 0.5
     for k, v in nlp.get_pipe("encoder").model.transformer.state_dict().items():
         assert (v == weights[k]).all(), k
 
@@ -150,8 +151,8 @@ def test_encoder_gradients_clipped_to_global_norm(make_nlp, monkeypatch):
 
     monkeypatch.setattr(encoder.model, "finish_update", spy)
     head, optimizer = nlp.get_pipe("test_doc_probe"), Adam(1e-3)
-    for _ in range(2):  # the head's output layer starts at zero: the 1st step sends no gradient
+    for _ in range(2):
         encoder.update(egs)
-        head.update(egs, sgd=optimizer)  # gradients reach the encoder
+        head.update(egs, sgd=optimizer)  # gradients reach the encoder (heads start at N(0, 0.02²), not 0)
         encoder.finish_update(optimizer)
-    assert len(norms) == 1 and norms[0] <= 1e-3 * 1.001
+    assert len(norms) == 2 and all(0 < n <= 1e-3 * 1.001 for n in norms)
