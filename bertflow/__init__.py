@@ -7,6 +7,7 @@ from .about import __version__
 from . import encoder  # registers bertflow.Encoder.v1, bertflow.strided_windows.v1
 from .encoder import component as _component  # registers the bertflow_encoder factory
 from . import heads  # registers the head building blocks
+from . import corpus  # registers bertflow.Corpus.v1
 from .registry import resolve_encoder
 from .plugins import get_plugin_manager, get_tasks
 from .hookspecs import hookimpl

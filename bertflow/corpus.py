@@ -1,8 +1,22 @@
-"""Helpers every corpus converter shares (no task-specific code)."""
-from pathlib import Path
-from typing import Union
+"""Helpers every corpus converter and reader shares (no task-specific code).
 
+``bertflow.Corpus.v1`` is spaCy's ``spacy.Corpus.v1`` that also hands the
+encoder's *inputs* from the stored reference doc to the predicted doc. spaCy
+builds each predicted doc afresh from the reference text, so without it a
+pair input (``doc._.text_pair``: a question, a context, a second sentence)
+would reach neither training nor evaluation.
+"""
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+from spacy.language import Language
+from spacy.training import Corpus, Example
+from spacy.util import registry
+
+from .encoder.extensions import TEXT_PAIR, install_extensions
 from .errors import BertflowError
+
+ENCODER_INPUTS = (TEXT_PAIR,)
 
 
 def malformed_row(report, path: Union[str, Path], line_no: int, problem: str, skip_bad: bool) -> None:
@@ -14,3 +28,38 @@ def malformed_row(report, path: Union[str, Path], line_no: int, problem: str, sk
         raise BertflowError(message + " (use --skip-bad to skip such rows)")
     report.n_skipped += 1
     report.problems.append("skipped " + message)
+
+
+def copy_encoder_inputs(eg: Example) -> Example:
+    """Copy the encoder inputs (``doc._.text_pair``) from ``eg.reference`` to
+    ``eg.predicted`` where the predicted doc has none. Returns ``eg``."""
+    install_extensions()
+    for name in ENCODER_INPUTS:
+        value = getattr(eg.reference._, name)
+        if value is not None and getattr(eg.predicted._, name) is None:
+            setattr(eg.predicted._, name, value)
+    return eg
+
+
+@registry.readers("bertflow.Corpus.v1")
+def create_corpus_reader(
+    path: Optional[Path],
+    gold_preproc: bool = False,
+    max_length: int = 0,
+    limit: int = 0,
+    augmenter: Optional[Callable] = None,
+) -> Callable[[Language], Iterable[Example]]:
+    """``spacy.Corpus.v1`` (same arguments) whose examples keep the encoder's
+    pair input: use it for every corpus whose docs carry ``doc._.text_pair``."""
+    if path is None:
+        raise BertflowError(
+            "No corpus path: set [paths.train] / [paths.dev] in the config or pass "
+            "--paths.train and --paths.dev to spacy train."
+        )
+    corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
+
+    def read(nlp: Language) -> Iterator[Example]:
+        for eg in corpus(nlp):
+            yield copy_encoder_inputs(eg)
+
+    return read

@@ -1,7 +1,7 @@
 """The small typed records that plugins return from their hooks."""
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,11 @@ class TaskSpec:
         ``.spacy`` DocBin; e.g. {"tsv": convert_tsv}.
     metrics (Tuple[str, ...]): score keys the scorer reports; the first is the main one.
     description (str): one line for ``bertflow plugins``.
+    config_overrides (Dict[str, Any]): training settings the task needs, as
+        dotted config keys, applied by ``bertflow init config``; e.g. a batcher
+        that keeps a question's candidates together:
+        ``{"training.batcher": {"@batchers": "my.batcher.v1", "size": 8}}``.
+        Two tasks asking for different values of one key is an error.
     """
 
     name: str
@@ -26,6 +31,7 @@ class TaskSpec:
     converters: Dict[str, Callable] = field(default_factory=dict)
     metrics: Tuple[str, ...] = ()
     description: str = ""
+    config_overrides: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,55 +7,11 @@ point, so every plugin's tests can use them without importing anything).
 - ``nlp_tiny``: a blank English pipeline with the encoder on the tiny BERT.
 - ``fresh_plugin_manager``: a PluginManager with the hookspecs and no plugins.
 """
-import string
 from pathlib import Path
 
 import pytest
 
-TINY_WORDS = (
-    "the a an of to and in is was for on with as by at from it that this be are were he she they "
-    "we you i his her their apple google paris london berlin new york city company founded steve jobs "
-    "john mary who what where when why how good bad great terrible movie film love hate not very "
-    "question answer context world hello cat dog sat mat run ran fast slow big small red blue green"
-).split()
-
-
-def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positions: int = 512, seed: int = 0) -> Path:
-    """Write a tiny random BERT (model, config, fast tokenizer) to ``path``."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
-    vocab += [w for w in TINY_WORDS if w not in vocab]
-    vocab += ["##" + w for w in ("s", "ed", "ing", "ly", "er")]
-    # A few CJK characters so their handling is exercised, the rest become [UNK].
-    vocab += list("日本語中文")
-    vocab = list(dict.fromkeys(vocab))
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=max_positions)
-    tokenizer.save_pretrained(str(path))
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=width, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=width * 2, max_position_embeddings=max_positions, type_vocab_size=2,
-    )
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(str(path))
-    return path
-
-
-def tiny_encoder_config(model_dir, window: int = 256, stride: int = 192, keep_layers: int = 1, **model_args) -> dict:
-    """Config overrides for ``nlp.add_pipe('bertflow_encoder', config=...)``."""
-    model = {
-        "@architectures": "bertflow.Encoder.v1",
-        "name": str(model_dir),
-        "keep_layers": keep_layers,
-        "get_windows": {"@misc": "bertflow.strided_windows.v1", "window": window, "stride": stride},
-    }
-    model.update(model_args)
-    return {"model": model}
+from .tiny import TINY_WORDS, tiny_encoder_config, write_tiny_bert  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session")

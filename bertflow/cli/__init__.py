@@ -4,6 +4,8 @@ from ._app import app, fail, run_or_fail
 from . import info as _info  # noqa: F401  (registers the command)
 from . import plugins as _plugins  # noqa: F401
 from . import sweep as _sweep  # noqa: F401
+from . import init as _init  # noqa: F401
+from . import new_plugin as _new_plugin  # noqa: F401
 
 
 def main() -> None:

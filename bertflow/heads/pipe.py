@@ -18,6 +18,14 @@ from thinc.api import Model, Optimizer, set_dropout_rate
 
 
 class HeadPipe(TrainablePipe):
+    """A trainable spaCy pipe for a head on the shared encoder.
+
+    Subclasses supply ``get_loss(examples, scores) -> (loss, d_scores)`` and
+    ``set_annotations(docs, scores)``, usually ``initialize`` (labels, output
+    width) and, when their model needs it, ``predict``. Keyword ``cfg`` entries
+    are saved with the pipe (``self.cfg``), e.g. the labels.
+    """
+
     def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None, **cfg):
         self.vocab = vocab
         self.model = model

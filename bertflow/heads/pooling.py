@@ -22,6 +22,9 @@ POOLINGS = ("cls", "pooler", "mean", "max")
 
 
 def doc_pool(mode: str = "cls", grad_factor: float = 1.0, layers: str = "last") -> Model[List[TransformerData], Floats2d]:
+    """One vector per doc from encoder outputs (after layer selection): "cls",
+    "pooler", "mean" or "max" over the doc's wordpieces; gradients into the
+    encoder are scaled by ``grad_factor``. ``DocPooler`` = listener + this."""
     if mode not in POOLINGS:
         raise BertflowError(Errors.E011.format(mode=mode, options=", ".join(POOLINGS)))
     if mode == "pooler" and layers != "last":

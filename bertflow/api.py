@@ -1,0 +1,61 @@
+"""The public surface a bertflow plugin may rely on.
+
+Everything a task plugin needs is importable from here; anything else in
+``bertflow`` is internal and may change between releases. Names listed in
+``__all__`` keep their meaning and signature within a major version (new
+optional arguments may be added; a changed behaviour gets a new name), and
+``tests/test_contract.py`` snapshots them so a removal fails CI.
+
+Groups:
+
+- plugin contract: ``hookimpl``, ``TaskSpec``, ``EncoderSpec``;
+- head building blocks: ``HeadPipe``, ``EncoderListener``, ``DocPooler``,
+  ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
+- masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
+  ``binary_cross_entropy``, ``mean_squared_error``;
+- corpora: ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
+  ``bertflow.Corpus.v1`` reader (pair inputs in training);
+- CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
+- errors: ``BertflowError``;
+- discovery: ``get_tasks``, ``resolve_encoder``;
+- testing: ``write_tiny_bert``, ``tiny_encoder_config`` (the pytest fixtures
+  ``tiny_bert_dir`` and ``nlp_tiny`` come with the ``bertflow`` pytest plugin).
+"""
+from .cli._app import fail, run_or_fail
+from .corpus import copy_encoder_inputs, create_corpus_reader, malformed_row
+from .errors import BertflowError
+from .heads import (
+    Classifier,
+    DocPooler,
+    EncoderListener,
+    HeadPipe,
+    annotation_mask,
+    binary_cross_entropy,
+    doc_pool,
+    encoder_output,
+    listener_width,
+    mean_squared_error,
+    softmax_cross_entropy,
+)
+from .hookspecs import hookimpl
+from .plugins import get_tasks
+from .registry import resolve_encoder
+from .specs import EncoderSpec, TaskSpec
+from .tiny import tiny_encoder_config, write_tiny_bert
+
+__all__ = [
+    # plugin contract
+    "hookimpl", "TaskSpec", "EncoderSpec",
+    # head building blocks
+    "HeadPipe", "EncoderListener", "DocPooler", "Classifier", "encoder_output", "doc_pool", "listener_width",
+    # losses
+    "annotation_mask", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error",
+    # corpora
+    "malformed_row", "copy_encoder_inputs", "create_corpus_reader",
+    # CLI
+    "run_or_fail", "fail",
+    # errors and discovery
+    "BertflowError", "get_tasks", "resolve_encoder",
+    # testing
+    "write_tiny_bert", "tiny_encoder_config",
+]

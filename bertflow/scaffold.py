@@ -1,0 +1,52 @@
+"""Generate a task plugin distribution from ``bertflow/templates/plugin``.
+
+Placeholders in the templates: ``{{task}}`` (task and component suffix,
+``intent_detection``), ``{{task_cli}}`` (CLI group, ``intent-detection``),
+``{{package}}`` (``bertflow_intent_detection``), ``{{dist}}``
+(``bertflow-intent-detection``), ``{{bertflow_version}}``. File and folder
+names use ``__task__`` and ``__package__``; ``.tmpl`` is dropped.
+"""
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, Union
+
+from .about import __version__
+from .errors import BertflowError
+
+TEMPLATE_DIR = Path(__file__).parent / "templates" / "plugin"
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*([_-][a-z0-9]+)*$")
+
+
+def plugin_names(name: str) -> Dict[str, str]:
+    if not NAME_RE.match(name or ""):
+        raise BertflowError(
+            f"Invalid plugin name {name!r}: use lower-case letters and digits, words joined by '-' or '_', "
+            f"starting with a letter (e.g. 'intent-detection')."
+        )
+    task = name.replace("-", "_")
+    return {"task": task, "task_cli": task.replace("_", "-"), "package": f"bertflow_{task}",
+            "dist": f"bertflow-{task.replace('_', '-')}", "bertflow_version": __version__}
+
+
+def _fill(text: str, names: Dict[str, str]) -> str:
+    for key, value in names.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def new_plugin(name: str, output_dir: Union[str, Path] = ".", *, force: bool = False) -> Path:
+    """Write the plugin distribution; RETURNS its folder."""
+    names = plugin_names(name)
+    target = Path(output_dir) / names["dist"]
+    if target.exists():
+        if not force:
+            raise BertflowError(f"{target} already exists: choose another name or folder, or pass --force.")
+        shutil.rmtree(target)
+    for src in sorted(TEMPLATE_DIR.rglob("*.tmpl")):
+        rel = str(src.relative_to(TEMPLATE_DIR))[: -len(".tmpl")]
+        rel = rel.replace("__package__", names["package"]).replace("__task__", names["task"])
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(_fill(src.read_text(encoding="utf8"), names), encoding="utf8")
+    return target

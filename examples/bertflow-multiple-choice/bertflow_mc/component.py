@@ -1,0 +1,161 @@
+"""The ``bertflow_multiple_choice`` component, its model, scorer and batcher.
+
+Data layout: one doc per (context, candidate) pair. The doc's text is the
+candidate, ``doc._.text_pair`` the context (so the encoder reads
+``[CLS] context [SEP] candidate [SEP]``), ``doc._.mc_question`` groups the
+candidates of one question and, on reference docs, ``doc._.mc_label`` is 1.0
+for the right candidate and 0.0 for the others. The head writes
+``doc._.mc_score``; ``choose`` turns a question's scores into probabilities.
+"""
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import registry
+from thinc.api import Model, chain
+from thinc.types import Floats2d
+
+from bertflow.api import BertflowError, Classifier, DocPooler, HeadPipe
+
+EXTENSIONS = ("mc_question", "mc_label", "mc_score")
+
+
+def install_extensions() -> None:
+    for name in EXTENSIONS:
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=None)
+
+
+install_extensions()
+
+
+@registry.architectures("bertflow_mc.MultipleChoiceHead.v1")
+def MultipleChoiceModel(pooling: str = "cls", dropout: float = 0.1, grad_factor: float = 1.0) -> Model[List[Doc], Floats2d]:
+    """One score per doc: a learned vector dotted with the pooled [CLS] (plus a bias)."""
+    return chain(DocPooler(pooling, grad_factor), Classifier(nO=1, dropout=dropout, activation="linear"))
+
+
+@Language.factory(
+    "bertflow_multiple_choice",
+    assigns=["doc._.mc_score"],
+    default_config={
+        "model": {"@architectures": "bertflow_mc.MultipleChoiceHead.v1", "pooling": "cls", "dropout": 0.1,
+                  "grad_factor": 1.0},
+        "scorer": {"@scorers": "bertflow_mc.scorer.v1"},
+    },
+    default_score_weights={"mc_acc": 1.0},
+)
+def make_multiple_choice_head(nlp: Language, name: str, model: Model, scorer: Callable) -> "MultipleChoiceHead":
+    """A multiple-choice head listening to ``bertflow_encoder``."""
+    return MultipleChoiceHead(nlp.vocab, model, name, scorer=scorer)
+
+
+def _groups(examples: Sequence[Example]) -> Dict[str, List[int]]:
+    groups: Dict[str, List[int]] = OrderedDict()
+    for i, eg in enumerate(examples):
+        question = eg.reference._.mc_question
+        if question is not None and eg.reference._.mc_label is not None:
+            groups.setdefault(question, []).append(i)
+    return groups
+
+
+class MultipleChoiceHead(HeadPipe):
+    def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        scores = self.model.ops.to_numpy(scores)
+        for doc, row in zip(docs, scores):
+            doc._.mc_score = float(row[0])
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d):
+        """Softmax cross-entropy over each question's candidates in the batch.
+        A question without exactly one right candidate among at least two gives
+        no loss, nor do docs without a question or label."""
+        examples = list(examples)
+        flat = self.model.ops.to_numpy(scores)[:, 0]
+        d_scores = numpy.zeros((len(examples), 1), dtype="f")
+        loss, groups = 0.0, []
+        for members in _groups(examples).values():
+            gold = [float(examples[i].reference._.mc_label) for i in members]
+            if len(members) >= 2 and sum(g == 1.0 for g in gold) == 1:
+                groups.append((members, gold.index(1.0)))
+        for members, right in groups:
+            s = flat[members]
+            p = numpy.exp(s - s.max())
+            p /= p.sum()
+            loss -= float(numpy.log(max(p[right], 1e-12)))
+            p[right] -= 1.0
+            d_scores[members, 0] = p / len(groups)
+        return loss / max(len(groups), 1), self.model.ops.asarray2f(d_scores)
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))
+
+
+def mc_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
+    """mc_acc: the share of questions whose highest-scoring candidate is the right one."""
+    examples = list(examples)
+    correct = total = 0
+    for members in _groups(examples).values():
+        gold = [examples[i].reference._.mc_label for i in members]
+        if gold.count(1.0) != 1:
+            continue
+        pred = [examples[i].predicted._.mc_score for i in members]
+        if any(p is None for p in pred):
+            continue
+        total += 1
+        correct += int(int(numpy.argmax(pred)) == gold.index(1.0))
+    return {"mc_acc": correct / total if total else None}
+
+
+@registry.scorers("bertflow_mc.scorer.v1")
+def make_mc_scorer() -> Callable:
+    return mc_score
+
+
+@registry.batchers("bertflow_mc.batch_by_question.v1")
+def batch_by_question(size: int = 8) -> Callable[[Iterable[Example]], Iterator[List[Example]]]:
+    """Batches of ``size`` questions that never split a question's candidates
+    (the softmax needs them together). Examples without a question count as
+    one question each, so mixed corpora batch too."""
+
+    def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
+        groups: Dict[object, List[Example]] = OrderedDict()
+        for i, eg in enumerate(items):
+            question = eg.reference._.mc_question if isinstance(eg, Example) else None
+            groups.setdefault(question if question is not None else ("single", i), []).append(eg)
+        batch: List[Example] = []
+        n = 0
+        for members in groups.values():
+            batch.extend(members)
+            n += 1
+            if n >= size:
+                yield batch
+                batch, n = [], 0
+        if batch:
+            yield batch
+
+    return batcher
+
+
+def choose(nlp: Language, context: str, candidates: Sequence[str]) -> List[dict]:
+    """Score each candidate against ``context``; probabilities sum to 1.
+
+    RETURNS (List[dict]): per candidate, in the given order: ``text``,
+    ``score`` (the head's raw score) and ``prob`` (softmax over the candidates).
+    """
+    if not candidates:
+        raise BertflowError("choose() needs at least one candidate.")
+    if not any(isinstance(pipe, MultipleChoiceHead) for _, pipe in nlp.pipeline):
+        raise BertflowError("The pipeline has no bertflow_multiple_choice component: add one "
+                            "(bertflow init config --tasks multiple_choice) and train it.")
+    docs = []
+    for text in candidates:
+        doc = nlp.make_doc(text)
+        doc._.text_pair = context
+        docs.append(doc)
+    scores = numpy.asarray([doc._.mc_score for doc in nlp.pipe(docs)], dtype="f")
+    probs = numpy.exp(scores - scores.max())
+    probs /= probs.sum()
+    return [{"text": t, "score": float(s), "prob": float(p)} for t, s, p in zip(candidates, scores, probs)]
