@@ -17,11 +17,12 @@ Groups:
   ``bertflow.Corpus.v1`` reader (pair inputs in training);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``;
-- discovery: ``get_tasks``, ``resolve_encoder``;
+- discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
 - testing: ``write_tiny_bert``, ``tiny_encoder_config`` (the pytest fixtures
   ``tiny_bert_dir`` and ``nlp_tiny`` come with the ``bertflow`` pytest plugin).
 """
 from .cli._app import fail, run_or_fail
+from .config import make_config
 from .corpus import copy_encoder_inputs, create_corpus_reader, malformed_row
 from .errors import BertflowError
 from .heads import (
@@ -55,7 +56,7 @@ __all__ = [
     # CLI
     "run_or_fail", "fail",
     # errors and discovery
-    "BertflowError", "get_tasks", "resolve_encoder",
+    "BertflowError", "get_tasks", "resolve_encoder", "make_config",
     # testing
     "write_tiny_bert", "tiny_encoder_config",
 ]

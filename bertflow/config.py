@@ -14,6 +14,7 @@ so their outputs stay bit-identical.
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+import pluggy
 import spacy
 from spacy.util import load_config
 from thinc.api import Config
@@ -106,7 +107,7 @@ def make_config(
     lang: str = "en",
     max_steps: int = 2000,
     lr: float = 5e-5,
-    pm=None,
+    pm: Optional["pluggy.PluginManager"] = None,
 ) -> str:
     """A commented ``spacy train`` config for the given tasks.
 

@@ -7,7 +7,7 @@ pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from spacy.language import Language
 from spacy.training import Corpus, Example
@@ -19,7 +19,7 @@ from .errors import BertflowError
 ENCODER_INPUTS = (TEXT_PAIR,)
 
 
-def malformed_row(report, path: Union[str, Path], line_no: int, problem: str, skip_bad: bool) -> None:
+def malformed_row(report: Any, path: Union[str, Path], line_no: int, problem: str, skip_bad: bool) -> None:
     """Handle one malformed input row: raise an error naming file and line, or
     with ``skip_bad`` count it on ``report`` (``n_skipped`` += 1, the message
     appended to ``problems``) so the conversion summary says what was skipped."""

@@ -11,6 +11,8 @@ Anything else is an error that lists the known names.
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+import pluggy
+
 from .errors import BertflowError, Errors, UnknownEncoderError
 from .specs import EncoderSpec
 
@@ -58,7 +60,7 @@ def check_model_dir(path: Path) -> None:
         raise BertflowError(Errors.E003.format(path=path, missing="the tokenizer files"))
 
 
-def resolve_encoder(name: Union[str, Path], pm=None) -> str:
+def resolve_encoder(name: Union[str, Path], pm: Optional["pluggy.PluginManager"] = None) -> str:
     """Return what ``from_pretrained`` should load for ``name``.
 
     name (Union[str, Path]): a short name (``minilm-l6``), a local directory, or

@@ -6,6 +6,7 @@ encoder component at it.
 """
 import string
 from pathlib import Path
+from typing import Any, Union
 
 TINY_WORDS = (
     "the a an of to and in is was for on with as by at from it that this be are were he she they "
@@ -41,7 +42,8 @@ def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positio
     return path
 
 
-def tiny_encoder_config(model_dir, window: int = 256, stride: int = 192, keep_layers: int = 1, **model_args) -> dict:
+def tiny_encoder_config(model_dir: Union[str, Path], window: int = 256, stride: int = 192, keep_layers: int = 1,
+                        **model_args: Any) -> dict:
     """Config overrides for ``nlp.add_pipe('bertflow_encoder', config=...)``."""
     model = {
         "@architectures": "bertflow.Encoder.v1",

@@ -1,4 +1,5 @@
 """Self-checks that keep the plugin contract documented, tested and stable."""
+import inspect
 import re
 from pathlib import Path
 
@@ -13,6 +14,13 @@ SNAPSHOT = {
                       "bertflow.EncoderListener.v1"],
     "misc": ["bertflow.strided_windows.v1"],
     "factories": ["bertflow_encoder"],
+    "readers": ["bertflow.Corpus.v1"],
+    # bertflow.api: what a plugin may import. The core must keep these; it may add more.
+    "api": ["BertflowError", "Classifier", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
+            "annotation_mask", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
+            "encoder_output", "fail", "get_tasks", "hookimpl", "listener_width", "malformed_row",
+            "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
+            "write_tiny_bert"],
 }
 
 
@@ -22,6 +30,8 @@ def hook_names():
 
 def test_every_hook_is_documented_and_tested():
     docs = (ROOT / "docs" / "plugins.md").read_text()
+    for name in SNAPSHOT["api"]:
+        assert f"`{name}`" in docs, f"docs/plugins.md does not mention bertflow.api.{name}"
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_tasks"]
     for name in hook_names():
@@ -30,7 +40,7 @@ def test_every_hook_is_documented_and_tested():
 
 
 def test_registered_names_snapshot():
-    for kind in ("architectures", "misc"):
+    for kind in ("architectures", "misc", "readers"):
         table = getattr(spacy.registry, kind).get_all()
         found = sorted(n for n in table if n.startswith("bertflow."))
         missing = set(SNAPSHOT[kind]) - set(found)  # plugins may add names; the core's must stay
@@ -44,3 +54,31 @@ def test_core_never_imports_a_plugin():
     plugin_import = re.compile(r"^\s*(from|import)\s+bertflow_\w+", re.M)
     for path in (ROOT / "bertflow").rglob("*.py"):
         assert not plugin_import.search(path.read_text()), path
+
+
+def test_public_api_snapshot_typed_and_documented():
+    from bertflow import api
+
+    missing = set(SNAPSHOT["api"]) - set(api.__all__)
+    assert not missing, f"bertflow.api lost {sorted(missing)}: plugins rely on them"
+    for name in api.__all__:
+        obj = getattr(api, name)
+        assert obj.__doc__, f"bertflow.api.{name} has no docstring"
+        if inspect.isfunction(obj):
+            sig = inspect.signature(obj)
+            untyped = [p for p, v in sig.parameters.items() if v.annotation is inspect.Parameter.empty]
+            assert not untyped and sig.return_annotation is not inspect.Signature.empty, (name, untyped)
+
+
+def test_plugins_use_only_the_public_api():
+    """The code of the built-in plugins, the example and the template reaches
+    bertflow only through bertflow.api and the modules it re-exports from."""
+    allowed = {"bertflow", "bertflow.api", "bertflow.heads", "bertflow.specs", "bertflow.errors", "bertflow.corpus",
+               "bertflow.cli"}
+    sources = list((ROOT / "plugins").rglob("*.py")) + list((ROOT / "examples").rglob("*.py"))
+    sources += list((ROOT / "bertflow" / "templates").rglob("*.py.tmpl"))
+    sources = [p for p in sources if "tests" not in p.parts and "build" not in p.parts]
+    assert len(sources) > 10
+    for path in sources:
+        for module in re.findall(r"^\s*(?:from|import)\s+(bertflow(?:\.\w+)*)", path.read_text(), re.M):
+            assert module in allowed, f"{path} imports internal module {module}"

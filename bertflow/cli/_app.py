@@ -1,3 +1,5 @@
+from typing import Any, Callable
+
 import typer
 
 from ..errors import BertflowError
@@ -16,7 +18,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def run_or_fail(func, *args, **kwargs):
+def run_or_fail(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``func``; a BertflowError (a user mistake) becomes a clear message
     and a non-zero exit instead of a traceback."""
     try:

@@ -6,7 +6,7 @@ gradient, so one corpus can mix datasets and each head learns only from the
 examples that carry its labels. Within a row, a NaN target marks a single
 missing value (e.g. one unknown label of a multi-label set).
 """
-from typing import Callable, Iterable, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 import numpy
 from spacy.tokens import Doc
@@ -28,7 +28,7 @@ def _row_mask(truths, mask):
     return xp, valid
 
 
-def softmax_cross_entropy(probs: Floats2d, truths: Floats2d, mask=None) -> Tuple[float, Floats2d]:
+def softmax_cross_entropy(probs: Floats2d, truths: Floats2d, mask: Optional[Floats1d] = None) -> Tuple[float, Floats2d]:
     """Cross-entropy for softmax outputs with one-hot (or soft) ``truths``.
 
     Returns the mean loss over annotated rows and d_scores w.r.t. the softmax
@@ -42,7 +42,7 @@ def softmax_cross_entropy(probs: Floats2d, truths: Floats2d, mask=None) -> Tuple
     return loss, d.astype("f")
 
 
-def binary_cross_entropy(probs: Floats2d, truths: Floats2d, mask=None) -> Tuple[float, Floats2d]:
+def binary_cross_entropy(probs: Floats2d, truths: Floats2d, mask: Optional[Floats1d] = None) -> Tuple[float, Floats2d]:
     """Per-label BCE for sigmoid outputs; NaN truths and masked rows are skipped.
     d_scores is w.r.t. the sigmoid *inputs* (``probs - truths``)."""
     xp, valid = _row_mask(truths, mask)
@@ -54,7 +54,7 @@ def binary_cross_entropy(probs: Floats2d, truths: Floats2d, mask=None) -> Tuple[
     return float(loss[valid].sum() / n), d.astype("f")
 
 
-def mean_squared_error(preds: Floats2d, truths: Floats2d, mask=None) -> Tuple[float, Floats2d]:
+def mean_squared_error(preds: Floats2d, truths: Floats2d, mask: Optional[Floats1d] = None) -> Tuple[float, Floats2d]:
     """MSE for regression heads, with the same masking rules."""
     xp, valid = _row_mask(truths, mask)
     n = max(int(valid.sum()), 1)

@@ -11,8 +11,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, load_config_from_str
 from thinc.api import Adam
 
-from bertflow.api import BertflowError, get_tasks, tiny_encoder_config
-from bertflow.config import make_config
+from bertflow.api import BertflowError, get_tasks, make_config, tiny_encoder_config
 from bertflow_mc import choose
 from bertflow_mc.component import MultipleChoiceHead, batch_by_question
 from bertflow_mc.convert import convert
