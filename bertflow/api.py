@@ -13,7 +13,7 @@ Groups:
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``;
-- corpora: ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
+- corpora: ``ConversionReport`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``;
@@ -23,7 +23,7 @@ Groups:
 """
 from .cli._app import fail, run_or_fail
 from .config import make_config
-from .corpus import copy_encoder_inputs, create_corpus_reader, malformed_row
+from .corpus import ConversionReport, copy_encoder_inputs, create_corpus_reader, malformed_row
 from .errors import BertflowError
 from .heads import (
     Classifier,
@@ -52,7 +52,7 @@ __all__ = [
     # losses
     "annotation_mask", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error",
     # corpora
-    "malformed_row", "copy_encoder_inputs", "create_corpus_reader",
+    "ConversionReport", "malformed_row", "copy_encoder_inputs", "create_corpus_reader",
     # CLI
     "run_or_fail", "fail",
     # errors and discovery

@@ -6,8 +6,9 @@ builds each predicted doc afresh from the reference text, so without it a
 pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
 
 from spacy.language import Language
 from spacy.training import Corpus, Example
@@ -17,6 +18,30 @@ from .encoder.extensions import TEXT_PAIR, install_extensions
 from .errors import BertflowError
 
 ENCODER_INPUTS = (TEXT_PAIR,)
+
+
+@dataclass
+class ConversionReport:
+    """What a converter did, for the CLI and the user: ``summary()`` reads
+    "SOURCE: N docs -> OUTPUT (details); K malformed rows skipped" and lists
+    the first problems. A task's report subclasses it, adds its counters and
+    overrides ``details``."""
+
+    source: str
+    output: str
+    n_docs: int = 0
+    n_skipped: int = 0
+    problems: List[str] = field(default_factory=list)
+
+    def details(self) -> str:
+        """Task-specific counts for the summary's parentheses ("" for none)."""
+        return ""
+
+    def summary(self) -> str:
+        details = self.details()
+        text = (f"{self.source}: {self.n_docs} docs -> {self.output}{f' ({details})' if details else ''}; "
+                f"{self.n_skipped} malformed rows skipped")
+        return text + "".join(f"\n  {p}" for p in self.problems[:20])
 
 
 def malformed_row(report: Any, path: Union[str, Path], line_no: int, problem: str, skip_bad: bool) -> None:

@@ -5,31 +5,24 @@ Each line: ``{"id": "q1", "context": "...", "candidates": ["...", ...], "label":
 of the right candidate, optional for unlabelled data).
 """
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.api import BertflowError, malformed_row
+from bertflow.api import BertflowError, ConversionReport as BaseReport, malformed_row
 
 from .component import install_extensions
 
 
 @dataclass
-class ConversionReport:
-    source: str
-    output: str
+class ConversionReport(BaseReport):
     n_questions: int = 0
-    n_docs: int = 0
-    n_skipped: int = 0
-    problems: List[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        text = (f"{self.source}: {self.n_questions} questions ({self.n_docs} candidate docs) -> {self.output}; "
-                f"{self.n_skipped} malformed rows skipped")
-        return text + "".join(f"\n  {p}" for p in self.problems[:20])
+    def details(self) -> str:
+        return f"{self.n_questions} questions, one doc per candidate"
 
 
 def _problem(row) -> Optional[str]:

@@ -22,26 +22,19 @@ from typing import Dict, List, Optional, Union
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from bertflow.corpus import malformed_row
+from bertflow.corpus import ConversionReport as BaseReport, malformed_row
 from bertflow.errors import BertflowError
 
 
 @dataclass
-class ConversionReport:
-    source: str
-    output: str
-    n_docs: int = 0
+class ConversionReport(BaseReport):
     n_entities: int = 0
     n_adjusted: int = 0
-    n_skipped: int = 0
     labels: Dict[str, int] = field(default_factory=dict)
-    problems: List[str] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def details(self) -> str:
         labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items()))
-        text = (f"{self.source}: {self.n_docs} docs, {self.n_entities} entities ({labels}) -> {self.output}; "
-                f"{self.n_adjusted} spans adjusted to token boundaries, {self.n_skipped} malformed rows skipped")
-        return text + "".join(f"\n  {p}" for p in self.problems[:20])
+        return f"{self.n_entities} entities: {labels}; {self.n_adjusted} spans adjusted to token boundaries"
 
 
 def iob_spans(tags: List[str]) -> List[tuple]:

@@ -18,25 +18,17 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.corpus import malformed_row
+from bertflow.corpus import ConversionReport as BaseReport, malformed_row
 from bertflow.errors import BertflowError
 
 
 @dataclass
-class ConversionReport:
-    source: str
-    output: str
-    n_docs: int = 0
-    n_skipped: int = 0
+class ConversionReport(BaseReport):
     labels: List[str] = field(default_factory=list)
     multi_label: bool = False
-    problems: List[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        kind = "multi-label" if self.multi_label else "exclusive"
-        text = (f"{self.source}: {self.n_docs} docs -> {self.output} ({kind}; labels: {', '.join(self.labels)}); "
-                f"{self.n_skipped} malformed rows skipped")
-        return text + "".join(f"\n  {p}" for p in self.problems[:20])
+    def details(self) -> str:
+        return f"{'multi-label' if self.multi_label else 'exclusive'}; labels: {', '.join(self.labels)}"
 
 
 def read_tsv(path: Path, label_map: Dict[str, str]) -> Iterator[Tuple[int, Optional[str], Union[str, List[str], None], str]]:
