@@ -10,7 +10,7 @@ named like the specs below, published in the ``bertflow`` entry-point group::
 An implementation may accept fewer arguments than its spec; new arguments are
 only ever added to specs, so old plugins keep working.
 """
-from typing import List
+from typing import Callable, Dict, List
 
 import pluggy
 
@@ -47,4 +47,15 @@ def bertflow_cli(app) -> None:
 
     app (typer.Typer): the root command; call ``app.command()`` or
     ``app.add_typer()`` on it. Called once when the CLI starts. Return nothing.
+    """
+
+
+@hookspec
+def bertflow_functions() -> Dict[str, Callable]:
+    """Add public functions to the ``bertflow`` namespace.
+
+    Return ``{name: function}``; ``bertflow.<name>`` then resolves to it (e.g.
+    a similarity plugin's ``{"search": search}`` makes ``bertflow.search(...)``
+    work). Called on the first access of a name the core does not define.
+    Names must be unique across plugins and must not shadow the core's.
     """

@@ -9,7 +9,7 @@ import functools
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import pluggy
 
@@ -106,6 +106,19 @@ def get_tasks(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, TaskSpec]:
 def get_encoder_specs(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, EncoderSpec]:
     """Encoder names added by plugins, by name."""
     return {name: rec for name, (rec, _) in _merge(_pm(pm), "bertflow_encoders", "encoder").items()}
+
+
+def get_functions(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, Callable]:
+    """Functions plugins add to the ``bertflow`` namespace (``bertflow_functions``), by name."""
+    pm = _pm(pm)
+    found: Dict[str, tuple] = {}
+    for impl in pm.hook.bertflow_functions.get_hookimpls():
+        for name, func in (impl.function() or {}).items():
+            if name in found and found[name][1] != impl.plugin_name:
+                raise BertflowError(Errors.E005.format(kind="function", name=name, first=found[name][1],
+                                                       second=impl.plugin_name))
+            found[name] = (func, impl.plugin_name)
+    return {name: func for name, (func, _) in found.items()}
 
 
 def describe_plugins(pm: Optional[pluggy.PluginManager] = None) -> dict:

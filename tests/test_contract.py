@@ -33,7 +33,7 @@ def test_every_hook_is_documented_and_tested():
     for name in SNAPSHOT["api"]:
         assert f"`{name}`" in docs, f"docs/plugins.md does not mention bertflow.api.{name}"
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_tasks"]
+    assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_functions", "bertflow_tasks"]
     for name in hook_names():
         assert re.search(rf"^### {name}$", docs, re.M), f"docs/plugins.md lacks a '### {name}' section"
         assert f"def test_hook_{name}(" in tests, f"no test_hook_{name} test"

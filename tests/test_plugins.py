@@ -40,6 +40,35 @@ def test_hook_bertflow_encoders(fresh_plugin_manager, tiny_bert_dir):
     assert resolve_encoder("tiny", pm=fresh_plugin_manager) == str(tiny_bert_dir.absolute())
 
 
+def test_hook_bertflow_functions(fresh_plugin_manager, monkeypatch):
+    import bertflow
+    from bertflow import plugins
+
+    def shout(text: str) -> str:
+        return text.upper()
+
+    class FnPlugin:
+        @hookimpl
+        def bertflow_functions(self):
+            return {"shout": shout}
+
+    fresh_plugin_manager.register(FnPlugin(), name="fn")
+    assert plugins.get_functions(fresh_plugin_manager) == {"shout": shout}
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda: fresh_plugin_manager)
+    assert bertflow.shout("hi") == "HI"
+    with pytest.raises(AttributeError, match="no attribute 'whisper'.*added by the installed plugins: shout"):
+        bertflow.whisper
+
+    class Clash:
+        @hookimpl
+        def bertflow_functions(self):
+            return {"shout": str.lower}
+
+    fresh_plugin_manager.register(Clash(), name="clash")
+    with pytest.raises(BertflowError, match="shout"):
+        plugins.get_functions(fresh_plugin_manager)
+
+
 def test_hook_bertflow_cli(fresh_plugin_manager):
     import typer
 
