@@ -14,7 +14,8 @@ Groups:
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``;
 - corpora: ``ConversionReport`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
-  ``bertflow.Corpus.v1`` reader (pair inputs in training);
+  ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
+  (``bertflow.batch_by_group.v1``: batches that keep groups together);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``;
 - discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
@@ -23,7 +24,7 @@ Groups:
 """
 from .cli._app import fail, run_or_fail
 from .config import make_config
-from .corpus import ConversionReport, copy_encoder_inputs, create_corpus_reader, malformed_row
+from .corpus import ConversionReport, batch_by_group, copy_encoder_inputs, create_corpus_reader, malformed_row
 from .errors import BertflowError
 from .heads import (
     Classifier,
@@ -52,7 +53,7 @@ __all__ = [
     # losses
     "annotation_mask", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error",
     # corpora
-    "ConversionReport", "malformed_row", "copy_encoder_inputs", "create_corpus_reader",
+    "ConversionReport", "malformed_row", "copy_encoder_inputs", "create_corpus_reader", "batch_by_group",
     # CLI
     "run_or_fail", "fail",
     # errors and discovery

@@ -8,7 +8,8 @@ would reach neither training nor evaluation.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Union
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from spacy.language import Language
 from spacy.training import Corpus, Example
@@ -88,3 +89,33 @@ def create_corpus_reader(
             yield copy_encoder_inputs(eg)
 
     return read
+
+
+@registry.batchers("bertflow.batch_by_group.v1")
+def batch_by_group(size: int = 8, group_attr: str = "group") -> Callable[[Iterable[Example]], Iterator[List[Example]]]:
+    """Batches of ``size`` groups that never split a group: examples whose
+    reference docs share a value of ``doc._.<group_attr>`` (the candidates of
+    one multiple-choice question, the two sentences of a pair) stay together,
+    for heads whose loss compares them. An example without a value (or of
+    another corpus) is a group of its own, so mixed corpora batch too. Groups
+    keep the order in which their first example arrives (spaCy shuffles the
+    examples per epoch)."""
+
+    def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
+        groups: Dict[object, List[Example]] = OrderedDict()
+        for i, eg in enumerate(items):
+            ref = eg.reference if isinstance(eg, Example) else eg
+            key = getattr(ref._, group_attr) if ref.has_extension(group_attr) else None
+            groups.setdefault(("group", key) if key is not None else ("single", i), []).append(eg)
+        batch: List[Example] = []
+        n = 0
+        for members in groups.values():
+            batch.extend(members)
+            n += 1
+            if n >= size:
+                yield batch
+                batch, n = [], 0
+        if batch:
+            yield batch
+
+    return batcher

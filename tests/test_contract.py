@@ -15,9 +15,10 @@ SNAPSHOT = {
     "misc": ["bertflow.strided_windows.v1"],
     "factories": ["bertflow_encoder"],
     "readers": ["bertflow.Corpus.v1"],
+    "batchers": ["bertflow.batch_by_group.v1"],
     # bertflow.api: what a plugin may import. The core must keep these; it may add more.
     "api": ["BertflowError", "Classifier", "ConversionReport", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
-            "annotation_mask", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
+            "annotation_mask", "batch_by_group", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
             "encoder_output", "fail", "get_tasks", "hookimpl", "listener_width", "malformed_row",
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
             "write_tiny_bert"],
@@ -40,7 +41,7 @@ def test_every_hook_is_documented_and_tested():
 
 
 def test_registered_names_snapshot():
-    for kind in ("architectures", "misc", "readers"):
+    for kind in ("architectures", "misc", "readers", "batchers"):
         table = getattr(spacy.registry, kind).get_all()
         found = sorted(n for n in table if n.startswith("bertflow."))
         missing = set(SNAPSHOT[kind]) - set(found)  # plugins may add names; the core's must stay

@@ -8,7 +8,7 @@ for the right candidate and 0.0 for the others. The head writes
 ``doc._.mc_score``; ``choose`` turns a question's scores into probabilities.
 """
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy
 from spacy.language import Language
@@ -112,31 +112,6 @@ def mc_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]
 @registry.scorers("bertflow_mc.scorer.v1")
 def make_mc_scorer() -> Callable:
     return mc_score
-
-
-@registry.batchers("bertflow_mc.batch_by_question.v1")
-def batch_by_question(size: int = 8) -> Callable[[Iterable[Example]], Iterator[List[Example]]]:
-    """Batches of ``size`` questions that never split a question's candidates
-    (the softmax needs them together). Examples without a question count as
-    one question each, so mixed corpora batch too."""
-
-    def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
-        groups: Dict[object, List[Example]] = OrderedDict()
-        for i, eg in enumerate(items):
-            question = eg.reference._.mc_question if isinstance(eg, Example) else None
-            groups.setdefault(question if question is not None else ("single", i), []).append(eg)
-        batch: List[Example] = []
-        n = 0
-        for members in groups.values():
-            batch.extend(members)
-            n += 1
-            if n >= size:
-                yield batch
-                batch, n = [], 0
-        if batch:
-            yield batch
-
-    return batcher
 
 
 def choose(nlp: Language, context: str, candidates: Sequence[str]) -> List[dict]:

@@ -16,7 +16,8 @@ def bertflow_tasks():
         scorer="bertflow_mc.scorer.v1",
         converters={"jsonl": convert},
         metrics=("mc_acc",),
-        config_overrides={"training.batcher": {"@batchers": "bertflow_mc.batch_by_question.v1", "size": 8}},
+        config_overrides={"training.batcher": {"@batchers": "bertflow.batch_by_group.v1", "size": 8,
+                                                "group_attr": "mc_question"}},
         description="multiple choice (SWAG-style): each (context, candidate) pair scored from [CLS], softmax per question",
     )]
 

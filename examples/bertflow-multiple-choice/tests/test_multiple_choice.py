@@ -11,9 +11,9 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, load_config_from_str
 from thinc.api import Adam
 
-from bertflow.api import BertflowError, get_tasks, make_config, tiny_encoder_config
+from bertflow.api import BertflowError, batch_by_group, get_tasks, make_config, tiny_encoder_config
 from bertflow_mc import choose
-from bertflow_mc.component import MultipleChoiceHead, batch_by_question
+from bertflow_mc.component import MultipleChoiceHead
 from bertflow_mc.convert import convert
 
 # The right candidate depends on the context: only the pair input tells them apart.
@@ -68,7 +68,7 @@ def test_batcher_keeps_questions_whole(tiny_bert_dir, tmp_path):
     nlp = spacy.blank("en")
     egs = mc_examples(nlp, tmp_path)
     shuffled = [egs[i] for i in (3, 0, 5, 6, 1, 2, 7, 4)]
-    batches = list(batch_by_question(size=3)(shuffled))
+    batches = list(batch_by_group(size=3, group_attr="mc_question")(shuffled))
     assert [len(b) for b in batches] == [6, 2]
     for batch in batches:
         questions = [eg.reference._.mc_question for eg in batch]
@@ -109,7 +109,7 @@ def test_init_config_textcat_and_multiple_choice_trains(tiny_bert_dir, tmp_path)
     mixed += list(DocBin().from_disk(tmp_path / "mc.spacy").get_docs(nlp.vocab))
     DocBin(docs=mixed, store_user_data=True).to_disk(tmp_path / "mixed.spacy")
     text = make_config(["textcat", "multiple_choice"], encoder=str(tiny_bert_dir), max_steps=6)
-    assert '@batchers = "bertflow_mc.batch_by_question.v1"' in text
+    assert '@batchers = "bertflow.batch_by_group.v1"' in text and 'group_attr = "mc_question"' in text
     (tmp_path / "config.cfg").write_text(text)
     spacy_train(tmp_path / "config.cfg", tmp_path / "out", use_gpu=-1,
                 overrides={"paths.train": str(tmp_path / "mixed.spacy"), "paths.dev": str(tmp_path / "mixed.spacy")})
