@@ -28,3 +28,8 @@ def install_extensions() -> None:
     for name in (TEXT_PAIR, TRF_DATA, TRF_WINDOWS):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
+
+
+# The input extension is part of the public contract: it exists as soon as bertflow is imported,
+# so converters and user code can set doc._.text_pair before any encoder is created.
+install_extensions()
