@@ -1,9 +1,11 @@
 """Doc-level pooling over the encoder's wordpieces: [CLS], BERT's pooler,
-masked mean, max.
+masked mean, max, and the sentence-transformers mean ("mean_all").
 
-Only the doc's own wordpieces count (a text pair's and padding never do), each
-once, from the window that owns it. With several windows, [CLS] (and the
-pooler output) is the mean over the windows.
+For "mean" and "max" only the doc's own wordpieces count (a text pair's and
+padding never do), each once, from the window that owns it. With several
+windows, [CLS] (and the pooler output) is the mean over the windows.
+"mean_all" averages every non-padding position of the doc's rows, special
+tokens included, as sentence-transformers does.
 """
 from typing import List
 
@@ -18,7 +20,7 @@ from transformers.file_utils import ModelOutput
 from ..errors import BertflowError, Errors
 from .listener import encoder_output
 
-POOLINGS = ("cls", "pooler", "mean", "max")
+POOLINGS = ("cls", "pooler", "mean", "max", "mean_all")
 
 
 def doc_pool(mode: str = "cls", grad_factor: float = 1.0, layers: str = "last") -> Model[List[TransformerData], Floats2d]:
@@ -38,6 +40,9 @@ def pooled_rows(data: TransformerData, mode: str) -> numpy.ndarray:
     n_rows, seq_len = data.model_output["last_hidden_state"].shape[:2]
     if mode == "cls":
         return numpy.arange(n_rows) * seq_len
+    if mode == "mean_all":  # every non-padding position, [CLS]/[SEP] included
+        lengths = numpy.asarray(data.wordpieces.lengths, dtype="int64")[:n_rows]
+        return numpy.concatenate([r * seq_len + numpy.arange(n) for r, n in enumerate(lengths)])
     return numpy.unique(numpy.asarray(data.align.dataXd))
 
 
@@ -110,7 +115,9 @@ def DocPooler(
     pooling (str): "cls" (the final [CLS] vector, as the BERT paper describes),
         "pooler" (BERT's pretrained pooler over [CLS], dense + tanh, as the
         original implementation classifies; needs layers = "last"), "mean"
-        (masked mean over the doc's wordpieces) or "max".
+        (masked mean over the doc's wordpieces), "max", or "mean_all" (mean
+        over every non-padding position, [CLS] and [SEP] included: what
+        sentence-transformers' mean pooling computes).
     grad_factor (float): gradient scale into the encoder; 0 freezes it for this head.
     layers (str) / n_layers (int): layer selection, as in ``bertflow.EncoderListener.v1``.
     upstream (str): name of the encoder component, or "*" for any.

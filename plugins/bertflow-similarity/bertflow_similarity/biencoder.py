@@ -1,0 +1,137 @@
+"""The bi-encoder ``bertflow_similarity``: sentence embeddings from the shared
+encoder, wired into spaCy's similarity hooks.
+
+Each doc gets an L2-normalised embedding (``doc._.sim_vector``; masked mean
+over its wordpieces, [CLS] and [SEP] included, by default: the same vector
+sentence-transformers computes for the same model), and user hooks so that
+``doc.vector``, ``doc.similarity(other)``, ``span.vector`` and
+``span.similarity(other)`` use it (cosine). A span's vector is the mean of
+its tokens' contextual vectors, normalised.
+
+Fine-tuning: a pair of sentences is two docs sharing ``doc._.sim_group`` with
+the gold score in ``doc._.sim_score``; ``bertflow.batch_by_group.v1`` keeps
+both in one batch, so both go through the one encoder forward pass of that
+batch, and the loss is sentence-transformers' CosineSimilarityLoss:
+``(cos(u, v) - score / score_scale)²`` averaged over the pairs.
+"""
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import Model
+from thinc.types import Floats2d
+
+from bertflow.api import BertflowError, HeadPipe
+
+from .extensions import install_extensions
+
+DEFAULT_MODEL = {"@architectures": "bertflow.DocPooler.v1", "pooling": "mean_all", "grad_factor": 1.0}
+
+
+@Language.factory(
+    "bertflow_similarity",
+    assigns=["doc._.sim_vector"],
+    default_config={"model": DEFAULT_MODEL, "score_scale": 5.0,
+                    "scorer": {"@scorers": "bertflow.similarity_scorer.v1"}},
+    default_score_weights={"sim_spearman": 1.0, "sim_pearson": 0.0},
+)
+def make_similarity_head(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable) -> "SimilarityHead":
+    """A sentence-embedding head listening to ``bertflow_encoder``.
+
+    model (Model[List[Doc], Floats2d]): usually ``bertflow.DocPooler.v1``;
+        pooling "mean_all" (default, sentence-transformers' mean), "mean", "cls" or "max".
+    score_scale (float): gold scores are divided by it to give the target cosine (STS-B: 5).
+    """
+    return SimilarityHead(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer)
+
+
+def _normalise(X: numpy.ndarray) -> numpy.ndarray:
+    norms = numpy.linalg.norm(X, axis=-1, keepdims=True)
+    return X / numpy.maximum(norms, 1e-12)
+
+
+def _vector_of(obj) -> Optional[numpy.ndarray]:
+    if isinstance(obj, Doc):
+        return obj._.sim_vector
+    if isinstance(obj, Span):
+        return span_vector(obj)
+    vector = getattr(obj, "vector", None)
+    return None if vector is None else _normalise(numpy.asarray(vector, dtype="f"))
+
+
+def _similarity(a, b) -> float:
+    va, vb = _vector_of(a), _vector_of(b)
+    if va is None or vb is None or not va.size or not vb.size:
+        raise BertflowError(f"No embedding for {a!r} or {b!r}: both must come from a pipeline with a "
+                            f"bertflow_similarity component (nlp(text)).")
+    return float(numpy.dot(va, vb))
+
+
+def span_vector(span: Span) -> numpy.ndarray:
+    """Mean of the span's token vectors (their wordpieces in the shared encoder's output), normalised."""
+    data = span.doc._.trf_data
+    if data is None or "last_hidden_state" not in data.model_output:
+        return numpy.zeros((0,), dtype="f")
+    hidden = numpy.asarray(data.model_output["last_hidden_state"])
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    lengths = numpy.asarray(data.align.lengths)
+    starts = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]])
+    index = numpy.asarray(data.align.dataXd).ravel()
+    rows = [index[starts[i]: starts[i] + lengths[i]] for i in range(span.start, span.end)]
+    rows = numpy.unique(numpy.concatenate(rows)) if rows else numpy.zeros((0,), dtype="int64")
+    if not len(rows):
+        return numpy.zeros((flat.shape[-1],), dtype="f")
+    return _normalise(flat[rows].mean(axis=0))
+
+
+def _install_hooks(doc: Doc) -> None:
+    doc.user_hooks["vector"] = lambda d: d._.sim_vector
+    doc.user_hooks["has_vector"] = lambda d: d._.sim_vector is not None
+    doc.user_hooks["similarity"] = _similarity
+    doc.user_span_hooks["vector"] = span_vector
+    doc.user_span_hooks["has_vector"] = lambda s: True
+    doc.user_span_hooks["similarity"] = _similarity
+
+
+class SimilarityHead(HeadPipe):
+    def __init__(self, vocab, model: Model, name: str = "bertflow_similarity", *, score_scale: float = 5.0,
+                 scorer: Optional[Callable] = None):
+        install_extensions()
+        super().__init__(vocab, model, name, scorer=scorer, score_scale=float(score_scale))
+
+    def set_annotations(self, docs: Iterable[Doc], vectors: Floats2d) -> None:
+        vectors = _normalise(self.model.ops.to_numpy(vectors))
+        for doc, vector in zip(docs, vectors):
+            doc._.sim_vector = vector
+            _install_hooks(doc)
+
+    def get_loss(self, examples: Iterable[Example], vectors: Floats2d):
+        """CosineSimilarityLoss over the complete pairs of the batch; other docs give no loss."""
+        examples = list(examples)
+        X = self.model.ops.to_numpy(vectors).astype("float64")
+        norms = numpy.maximum(numpy.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        U = X / norms
+        groups: Dict[str, List[int]] = {}
+        for i, eg in enumerate(examples):
+            if eg.reference._.sim_group is not None and eg.reference._.sim_score is not None:
+                groups.setdefault(eg.reference._.sim_group, []).append(i)
+        pairs = [m for m in groups.values() if len(m) == 2]
+        d_X = numpy.zeros_like(X)
+        loss = 0.0
+        for a, b in pairs:
+            target = float(examples[a].reference._.sim_score) / self.cfg["score_scale"]
+            cos = float(U[a] @ U[b])
+            loss += (cos - target) ** 2
+            d_cos = 2.0 * (cos - target) / len(pairs)
+            d_X[a] += d_cos * (U[b] - cos * U[a]) / norms[a]
+            d_X[b] += d_cos * (U[a] - cos * U[b]) / norms[b]
+        return loss / max(len(pairs), 1), self.model.ops.asarray2f(d_X.astype("f"))
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))
+
+    def embed(self, docs: List[Doc]) -> numpy.ndarray:
+        """Normalised embeddings of docs that already went through the encoder."""
+        return _normalise(self.model.ops.to_numpy(self.model.predict(docs)))

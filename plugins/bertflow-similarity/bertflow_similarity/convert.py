@@ -1,0 +1,142 @@
+"""Sentence pairs -> ``.spacy`` for the bi-encoder or the cross-encoder.
+
+Formats: ``tsv`` (GLUE STS-B: header with ``sentence1``, ``sentence2`` and
+``score`` columns) and ``jsonl`` (``{"text_a", "text_b", "score"}`` or
+``"label"``). ``mode="bi"`` writes two docs per pair sharing
+``doc._.sim_group`` (the bi-encoder trains on both in one batch);
+``mode="cross"`` writes one doc per pair: ``doc._.text_pair`` = text_a, the
+doc = text_b (``doc._.sim_score`` or ``doc.cats`` for a label).
+"""
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple, Union
+
+import spacy
+from spacy.tokens import DocBin
+
+from bertflow.api import BertflowError, ConversionReport, malformed_row
+
+from .extensions import install_extensions
+
+MODES = ("bi", "cross")
+
+
+@dataclass
+class PairReport(ConversionReport):
+    mode: str = "bi"
+    n_pairs: int = 0
+    labels: List[str] = field(default_factory=list)
+
+    def details(self) -> str:
+        kind = f"labels: {', '.join(self.labels)}" if self.labels else "scores"
+        return f"{self.n_pairs} pairs for the {'bi' if self.mode == 'bi' else 'cross'}-encoder; {kind}"
+
+
+Row = Tuple[int, Optional[str], Optional[str], Optional[float], Optional[str], Optional[str]]
+
+
+def _read_tsv(path: Path) -> Iterator[Row]:
+    with open(path, encoding="utf8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            return
+        try:
+            ia, ib, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
+        except ValueError:
+            raise BertflowError(f"{path}:1: expected a GLUE header with sentence1, sentence2 and score columns, "
+                                f"got {header}") from None
+        for line_no, cols in enumerate(reader, 2):
+            if not any(c.strip() for c in cols):
+                continue
+            if len(cols) != len(header):
+                yield line_no, None, None, None, None, f"expected {len(header)} columns, found {len(cols)}"
+                continue
+            try:
+                score = float(cols[isc])
+            except ValueError:
+                yield line_no, None, None, None, None, f"score {cols[isc]!r} is not a number"
+                continue
+            yield line_no, cols[ia], cols[ib], score, None, None
+
+
+def _read_jsonl(path: Path) -> Iterator[Row]:
+    with open(path, encoding="utf8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield line_no, None, None, None, None, f"bad JSON ({err.msg})"
+                continue
+            if not isinstance(row, dict):
+                yield line_no, None, None, None, None, "expected a JSON object"
+                continue
+            score, label = row.get("score"), row.get("label")
+            if score is not None and not isinstance(score, (int, float)):
+                yield line_no, None, None, None, None, f"score {score!r} is not a number"
+                continue
+            if score is None and label is None:
+                yield line_no, None, None, None, None, "needs a 'score' or a 'label'"
+                continue
+            yield line_no, row.get("text_a"), row.get("text_b"), score, None if label is None else str(label), None
+
+
+def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, mode: str = "bi",
+            file_format: Optional[str] = None, lang: str = "en", skip_bad: bool = False) -> PairReport:
+    """Convert a pair file; malformed rows are errors naming file and line (or skipped and counted)."""
+    install_extensions()
+    if mode not in MODES:
+        raise BertflowError(f"Unknown mode {mode!r}: use 'bi' (bi-encoder) or 'cross' (cross-encoder).")
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.exists():
+        raise BertflowError(f"{input_path} does not exist.")
+    file_format = file_format or input_path.suffix.lstrip(".").lower()
+    readers = {"tsv": _read_tsv, "jsonl": _read_jsonl}
+    if file_format not in readers:
+        raise BertflowError(f"Unknown format {file_format!r} for {input_path}: use tsv (GLUE STS-B) or jsonl.")
+    nlp = spacy.blank(lang)
+    report = PairReport(str(input_path), str(output_path), mode=mode)
+    labels = set()
+    docs = []
+    for line_no, a, b, score, label, problem in readers[file_format](input_path):
+        if problem is None and (not isinstance(a, str) or not a.strip() or not isinstance(b, str) or not b.strip()):
+            problem = "both sentences must be non-empty text"
+        if problem is not None:
+            malformed_row(report, input_path, line_no, problem, skip_bad)
+            continue
+        if label is not None and mode == "bi":
+            malformed_row(report, input_path, line_no, "the bi-encoder trains on scores, not labels "
+                          "(use mode 'cross' for labelled pairs)", skip_bad)
+            continue
+        report.n_pairs += 1
+        if mode == "bi":
+            for text in (a, b):
+                doc = nlp.make_doc(text)
+                doc._.sim_group = f"{input_path.name}:{line_no}"
+                doc._.sim_score = float(score)
+                docs.append(doc)
+        else:
+            doc = nlp.make_doc(b)
+            doc._.text_pair = a
+            if label is not None:
+                labels.add(label)
+                doc.user_data["pair_label"] = label
+            else:
+                doc._.sim_score = float(score)
+            docs.append(doc)
+    if labels:
+        for doc in docs:
+            gold = doc.user_data.pop("pair_label", None)
+            if gold is not None:
+                doc.cats = {name: float(name == gold) for name in sorted(labels)}
+    if not docs:
+        raise BertflowError(f"{input_path}: no pairs to convert ({report.n_skipped} malformed rows).")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs, store_user_data=True).to_disk(output_path)
+    report.n_docs = len(docs)
+    report.labels = sorted(labels)
+    return report

@@ -1,0 +1,82 @@
+"""Pearson and Spearman correlation (numpy only), and the two scorers."""
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy
+from spacy.training import Example
+from spacy.util import registry
+
+
+def _ranks(x: numpy.ndarray) -> numpy.ndarray:
+    """Ranks with ties averaged (as scipy.stats.rankdata)."""
+    order = numpy.argsort(x, kind="mergesort")
+    ranks = numpy.empty(len(x), dtype="float64")
+    ranks[order] = numpy.arange(1, len(x) + 1)
+    values, inverse, counts = numpy.unique(x, return_inverse=True, return_counts=True)
+    sums = numpy.zeros(len(values))
+    numpy.add.at(sums, inverse, ranks)
+    return (sums / counts)[inverse]
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    x, y = numpy.asarray(x, dtype="float64"), numpy.asarray(y, dtype="float64")
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(numpy.corrcoef(x, y)[0, 1])
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    if len(x) < 2:
+        return None
+    return pearson(_ranks(numpy.asarray(x, dtype="float64")), _ranks(numpy.asarray(y, dtype="float64")))
+
+
+def bi_encoder_pairs(examples: List[Example]) -> List[tuple]:
+    """(gold score, predicted cosine) for each complete pair (two docs sharing sim_group)."""
+    groups: Dict[str, List[Example]] = {}
+    for eg in examples:
+        if eg.reference._.sim_group is not None and eg.reference._.sim_score is not None:
+            groups.setdefault(eg.reference._.sim_group, []).append(eg)
+    out = []
+    for members in groups.values():
+        if len(members) != 2:
+            continue
+        a, b = (eg.predicted._.sim_vector for eg in members)
+        if a is None or b is None:
+            continue
+        out.append((float(members[0].reference._.sim_score), float(numpy.dot(a, b))))
+    return out
+
+
+def similarity_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
+    """sim_spearman / sim_pearson of the bi-encoder's cosine against the gold pair scores."""
+    pairs = bi_encoder_pairs(list(examples))
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    return {"sim_spearman": spearman(gold, pred), "sim_pearson": pearson(gold, pred)}
+
+
+def pair_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
+    """pair_spearman / pair_pearson of the cross-encoder's scores (regression),
+    or pair_acc (classification: doc.cats)."""
+    examples = list(examples)
+    reg = [(float(eg.reference._.sim_score), eg.predicted._.pair_score) for eg in examples
+           if eg.reference._.sim_score is not None and eg.predicted._.pair_score is not None]
+    out: Dict[str, Optional[float]] = {}
+    if reg:
+        gold, pred = [g for g, _ in reg], [p for _, p in reg]
+        out.update(pair_spearman=spearman(gold, pred), pair_pearson=pearson(gold, pred))
+    cls = [eg for eg in examples if eg.reference.cats and eg.predicted.cats]
+    if cls:
+        right = sum(max(eg.reference.cats, key=eg.reference.cats.get) == max(eg.predicted.cats, key=eg.predicted.cats.get)
+                    for eg in cls)
+        out["pair_acc"] = right / len(cls)
+    return out
+
+
+@registry.scorers("bertflow.similarity_scorer.v1")
+def make_similarity_scorer() -> Callable:
+    return similarity_score
+
+
+@registry.scorers("bertflow.pair_scorer.v1")
+def make_pair_scorer() -> Callable:
+    return pair_score
