@@ -29,6 +29,7 @@ TRAINING = """
 [paths]
 train = null
 dev = null
+encoder = {encoder}
 
 [system]
 gpu_allocator = {allocator}
@@ -87,7 +88,8 @@ initial_rate = {lr}
 SECTION_ORDER = ["paths", "system", "nlp", "components", "corpora", "training", "pretraining", "initialize"]
 
 COMMENTS = {
-    "[paths]": "Give the corpora on the command line: --paths.train train.spacy --paths.dev dev.spacy",
+    "[paths]": "Give the corpora on the command line: --paths.train train.spacy --paths.dev dev.spacy "
+               "(--paths.encoder NAME_OR_DIR switches the encoder)",
     "[corpora.train]": "bertflow.Corpus.v1 is spacy.Corpus.v1 that keeps doc._.text_pair (pair inputs)",
     "[training]": "The BERT fine-tuning recipe: batch 32, dropout 0.1, Adam with weight decay 0.01",
     "[training.optimizer.learn_rate]": "10% linear warm-up, then linear decay to 0 at max_steps",
@@ -153,13 +155,14 @@ def make_config(
     nlp = spacy.blank(lang)
     if not base_components:
         nlp.add_pipe(ENCODER_FACTORY, name="encoder",
-                     config={"model": {"name": encoder, "max_length": 512, "mixed_precision": bool(gpu)}})
+                     config={"model": {"name": "${paths.encoder}", "max_length": 512, "mixed_precision": bool(gpu)}})
     for task in tasks:
         nlp.add_pipe(known[task].factory, name=task)
     config = Config(nlp.config)
     encoders = [n for n, f in base_components.items() if f == ENCODER_FACTORY]
     training = Config().from_str(TRAINING.format(
-        allocator='"pytorch"' if gpu else "null", max_steps=max_steps, eval_frequency=max(max_steps // 10, 1),
+        allocator='"pytorch"' if gpu else "null", encoder="null" if base_components else f'"{encoder}"',
+        max_steps=max_steps, eval_frequency=max(max_steps // 10, 1),
         warmup_steps=max_steps // 10, lr=lr, frozen=_fmt_list(list(base_components)),
         annotating=_fmt_list(encoders)), interpolate=False)
     config = config.merge(training)

@@ -26,9 +26,10 @@ MODES = ("regression", "classification")
 
 
 @registry.architectures("bertflow.PairClassifierHead.v1")
-def PairClassifierHead(mode: str = "regression", pooling: str = "cls", dropout: float = 0.1, grad_factor: float = 1.0,
+def PairClassifierHead(mode: str = "regression", pooling: str = "pooler", dropout: float = 0.1, grad_factor: float = 1.0,
                        nO: Optional[int] = None) -> Model[List[Doc], Floats2d]:
-    """[CLS] of the pair -> dropout -> one sigmoid output (regression) or a softmax over labels."""
+    """The pooled [CLS] of the pair (BERT's pooler by default, as BertForSequenceClassification)
+    -> dropout -> one sigmoid output (regression) or a softmax over labels."""
     if mode not in MODES:
         raise BertflowError(f"Unknown mode {mode!r} for the pair classifier: use 'regression' or 'classification'.")
     classifier = Classifier(nO=1 if mode == "regression" else nO, dropout=dropout,
@@ -43,7 +44,7 @@ def PairClassifierHead(mode: str = "regression", pooling: str = "cls", dropout: 
     "bertflow_pair_classifier",
     assigns=["doc._.pair_score", "doc.cats"],
     default_config={
-        "model": {"@architectures": "bertflow.PairClassifierHead.v1", "mode": "regression", "pooling": "cls",
+        "model": {"@architectures": "bertflow.PairClassifierHead.v1", "mode": "regression", "pooling": "pooler",
                   "dropout": 0.1, "grad_factor": 1.0},
         "score_scale": 5.0,
         "scorer": {"@scorers": "bertflow.pair_scorer.v1"},
@@ -82,19 +83,21 @@ class PairClassifier(HeadPipe):
         ops = self.model.ops
         if self.regression:
             truths = numpy.full((len(examples), 1), numpy.nan, dtype="f")
-            for i, eg in enumerate(examples):
-                if eg.reference._.sim_score is not None:
+            for i, eg in enumerate(examples):  # a pair doc: text_pair set (a bi-encoder doc has none)
+                if eg.reference._.sim_score is not None and eg.reference._.text_pair is not None:
                     truths[i, 0] = float(eg.reference._.sim_score) / self.cfg["score_scale"]
             return binary_cross_entropy(scores, ops.asarray2f(truths))
         index = {label: i for i, label in enumerate(self.labels)}
         truths = numpy.zeros((len(examples), len(index)), dtype="f")
         for i, eg in enumerate(examples):
+            if eg.reference._.text_pair is None:
+                continue
             for label, value in eg.reference.cats.items():
                 if label not in index:
                     raise BertflowError(f"Unknown label {label!r} for {self.name!r} (labels {self.labels}) in the "
                                         f"doc starting {eg.reference.text[:40]!r}: re-initialize with it.")
                 truths[i, index[label]] = value
-        mask = annotation_mask(examples, lambda doc: bool(doc.cats))
+        mask = annotation_mask(examples, lambda doc: bool(doc.cats) and doc._.text_pair is not None)
         return softmax_cross_entropy(scores, ops.asarray2f(truths), ops.asarray1f(mask))
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,

@@ -58,6 +58,7 @@ def pair_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[floa
     """pair_spearman / pair_pearson of the cross-encoder's scores (regression),
     or pair_acc (classification: doc.cats)."""
     examples = list(examples)
+    examples = [eg for eg in examples if eg.reference._.text_pair is not None]  # pair docs only
     reg = [(float(eg.reference._.sim_score), eg.predicted._.pair_score) for eg in examples
            if eg.reference._.sim_score is not None and eg.predicted._.pair_score is not None]
     out: Dict[str, Optional[float]] = {}
