@@ -49,7 +49,7 @@ def PairClassifierHead(mode: str = "regression", pooling: str = "pooler", dropou
         "score_scale": 5.0,
         "scorer": {"@scorers": "bertflow.pair_scorer.v1"},
     },
-    default_score_weights={"pair_spearman": 1.0, "pair_pearson": 0.0, "pair_acc": 0.0},
+    default_score_weights={"pair_spearman": 1.0, "pair_pearson": 0.0, "pair_acc": 0.0, "pair_macro_f": 0.0},
 )
 def make_pair_classifier(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable) -> "PairClassifier":
     """A cross-encoder head: set ``doc._.text_pair`` to the first sentence, the doc is the second."""

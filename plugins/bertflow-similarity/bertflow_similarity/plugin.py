@@ -28,7 +28,7 @@ def bertflow_tasks():
             factory="bertflow_pair_classifier",
             scorer="bertflow.pair_scorer.v1",
             converters={"tsv": convert, "jsonl": convert},
-            metrics=("pair_spearman", "pair_pearson", "pair_acc"),
+            metrics=("pair_spearman", "pair_pearson", "pair_acc", "pair_macro_f"),
             description="cross-encoder on (doc._.text_pair, doc): a 0-5 score or pair labels, bertflow.score_pairs",
         ),
     ]

@@ -56,7 +56,7 @@ def similarity_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optiona
 
 def pair_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
     """pair_spearman / pair_pearson of the cross-encoder's scores (regression),
-    or pair_acc (classification: doc.cats)."""
+    or pair_acc and pair_macro_f (classification: doc.cats)."""
     examples = list(examples)
     examples = [eg for eg in examples if eg.reference._.text_pair is not None]  # pair docs only
     reg = [(float(eg.reference._.sim_score), eg.predicted._.pair_score) for eg in examples
@@ -67,9 +67,16 @@ def pair_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[floa
         out.update(pair_spearman=spearman(gold, pred), pair_pearson=pearson(gold, pred))
     cls = [eg for eg in examples if eg.reference.cats and eg.predicted.cats]
     if cls:
-        right = sum(max(eg.reference.cats, key=eg.reference.cats.get) == max(eg.predicted.cats, key=eg.predicted.cats.get)
-                    for eg in cls)
-        out["pair_acc"] = right / len(cls)
+        gold = [max(eg.reference.cats, key=eg.reference.cats.get) for eg in cls]
+        pred = [max(eg.predicted.cats, key=eg.predicted.cats.get) for eg in cls]
+        out["pair_acc"] = sum(g == p for g, p in zip(gold, pred)) / len(cls)
+        f1s = []
+        for label in sorted(set(gold) | set(pred)):
+            tp = sum(g == label == p for g, p in zip(gold, pred))
+            fp = sum(p == label != g for g, p in zip(gold, pred))
+            fn = sum(g == label != p for g, p in zip(gold, pred))
+            f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        out["pair_macro_f"] = sum(f1s) / len(f1s)
     return out
 
 
