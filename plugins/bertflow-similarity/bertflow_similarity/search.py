@@ -26,20 +26,23 @@ def _encoder_and(nlp: Language, name: str) -> List[str]:
     return [n for n in upto if n == name or getattr(nlp.get_pipe(n), "listeners", None) is not None]
 
 
-def embed(nlp: Language, texts: Iterable[Union[str, Doc]], *, batch_size: int = 128) -> numpy.ndarray:
+def embed(nlp: Language, texts: Iterable[Union[str, Doc]], *, batch_size: int = 256) -> numpy.ndarray:
     """L2-normalised bi-encoder embeddings, one row per text (only the encoder and the head run)."""
     name = _component(nlp, SimilarityHead, "bertflow_similarity")
-    rows = []
-    with nlp.select_pipes(enable=_encoder_and(nlp, name)):
-        for doc in nlp.pipe(texts, batch_size=batch_size):
-            rows.append(doc._.sim_vector)
-    if not rows:
+    texts = list(texts)
+    if not texts:
         return numpy.zeros((0, 0), dtype="f")
+    # Length-sorted batches pad far less (as sentence-transformers does); rows go back in input order.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i].text if isinstance(texts[i], Doc) else texts[i]))
+    rows: List[Optional[numpy.ndarray]] = [None] * len(texts)
+    with nlp.select_pipes(enable=_encoder_and(nlp, name)):
+        for i, doc in zip(order, nlp.pipe((texts[i] for i in order), batch_size=batch_size)):
+            rows[i] = doc._.sim_vector
     return numpy.stack(rows).astype("f")
 
 
 def search(nlp: Language, queries: Sequence[Union[str, Doc]], documents: Sequence[Union[str, Doc]], *,
-           top_k: int = 5, batch_size: int = 128, block: int = 1024) -> List[List[dict]]:
+           top_k: int = 5, batch_size: int = 256, block: int = 1024) -> List[List[dict]]:
     """For each query, the ``top_k`` most similar documents (cosine), best first.
 
     Documents and queries are embedded in batches; scores are computed one
@@ -75,14 +78,17 @@ def score_pairs(nlp: Language, pairs: Iterable[Tuple[str, str]], *, batch_size: 
     name = _component(nlp, PairClassifier, "bertflow_pair_classifier")
     head = nlp.get_pipe(name)
 
-    def docs():
-        for a, b in pairs:
+    def docs(order):
+        for i in order:
+            a, b = pairs[i]
             doc = nlp.make_doc(b)
             doc._.text_pair = a
             yield doc
 
-    out: List[Union[float, dict]] = []
+    pairs = list(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))  # less padding
+    out: List[Union[float, dict, None]] = [None] * len(pairs)
     with nlp.select_pipes(enable=_encoder_and(nlp, name)):
-        for doc in nlp.pipe(docs(), batch_size=batch_size):
-            out.append(doc._.pair_score if head.regression else dict(doc.cats))
+        for i, doc in zip(order, nlp.pipe(docs(order), batch_size=batch_size)):
+            out[i] = doc._.pair_score if head.regression else dict(doc.cats)
     return out
