@@ -2,11 +2,12 @@
 
 Runs texts through one `bertflow_encoder` forward pass and prints, per text,
 how it was tokenised and windowed, including a text pair and a document far
-longer than one window. Task heads (installed plugins) are listed too.
+longer than one window. Task heads (installed plugins) are listed, and with
+bertflow-similarity installed the texts are compared zero-shot
+(doc.similarity) and searched (bertflow.search).
 """
 import time
 
-import numpy
 import spacy
 
 import bertflow  # noqa: F401  (registers the factories)
@@ -20,31 +21,27 @@ TEXTS = [
 ]
 
 
-def doc_vector(doc) -> numpy.ndarray:
-    data = doc._.trf_data
-    flat = data.model_output["last_hidden_state"].reshape(-1, data.width)
-    return flat[numpy.unique(data.align.dataXd)].mean(axis=0)
-
-
 def main() -> None:
     start = time.time()
+    tasks = get_tasks()
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder")
+    if "similarity" in tasks:  # zero-shot sentence embeddings: minilm-l6 is a sentence-transformers model
+        nlp.add_pipe(tasks["similarity"].factory)
     nlp.initialize()
     print(f"Loaded the shared encoder (minilm-l6) in {time.time() - start:.1f}s.")
-    tasks = get_tasks()
     print(f"Installed task heads: {', '.join(sorted(tasks)) or 'none yet'}\n")
 
     docs = list(nlp.pipe(TEXTS))
     for doc in docs:
         w = doc._.trf_windows
         print(f"{doc.text!r}\n  {len(doc)} tokens -> {w['n_wordpieces']} wordpieces, {w['n_windows']} window(s)")
-    vectors = numpy.stack([doc_vector(d) for d in docs])
-    vectors /= numpy.linalg.norm(vectors, axis=1, keepdims=True)
-    sims = vectors @ vectors.T
-    print("\nCosine of mean-pooled vectors (untrained pooling; the similarity head is a plugin):")
-    for i, doc in enumerate(docs):
-        print("  " + "  ".join(f"{sims[i, j]:5.2f}" for j in range(len(docs))) + f"   {doc.text[:40]}")
+    if "similarity" in tasks:
+        print("\ndoc.similarity (zero-shot bi-encoder, cosine):")
+        for doc in docs:
+            print("  " + "  ".join(f"{doc.similarity(other):5.2f}" for other in docs) + f"   {doc.text[:40]}")
+        hits = bertflow.search(nlp, ["Who started Apple?"], TEXTS, top_k=2)[0]
+        print("bertflow.search('Who started Apple?'): " + "; ".join(f"{h['score']:.2f} {h['text'][:40]!r}" for h in hits))
 
     question = nlp.make_doc("Who founded Apple?")
     context = nlp.make_doc(TEXTS[0])
