@@ -6,10 +6,11 @@ builds each predicted doc afresh from the reference text, so without it a
 pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.training import Corpus, Example
@@ -54,6 +55,26 @@ def malformed_row(report: Any, path: Union[str, Path], line_no: int, problem: st
         raise BertflowError(message + " (use --skip-bad to skip such rows)")
     report.n_skipped += 1
     report.problems.append("skipped " + message)
+
+
+def jsonl_rows(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[dict], Optional[str]]]:
+    """Read a JSONL file: ``(line number, object, None)`` per JSON object, or
+    ``(line number, None, problem)`` for a line that is not valid JSON or not
+    an object; blank lines are skipped. Converters pass problems on to
+    ``malformed_row`` so every error names file and line."""
+    with open(path, encoding="utf8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield line_no, None, f"invalid JSON ({err.msg} at column {err.colno})"
+                continue
+            if not isinstance(obj, dict):
+                yield line_no, None, f"expected a JSON object, got {type(obj).__name__}"
+                continue
+            yield line_no, obj, None
 
 
 def copy_encoder_inputs(eg: Example) -> Example:

@@ -19,7 +19,7 @@ SNAPSHOT = {
     # bertflow.api: what a plugin may import. The core must keep these; it may add more.
     "api": ["BertflowError", "Classifier", "ConversionReport", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
             "annotation_mask", "batch_by_group", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
-            "encoder_output", "fail", "get_tasks", "hookimpl", "listener_width", "malformed_row",
+            "encoder_output", "fail", "get_tasks", "hookimpl", "jsonl_rows", "listener_width", "malformed_row",
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
             "write_tiny_bert"],
 }

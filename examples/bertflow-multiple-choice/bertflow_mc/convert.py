@@ -4,7 +4,6 @@ Each line: ``{"id": "q1", "context": "...", "candidates": ["...", ...], "label":
 (``id`` optional: file name and line number by default; ``label`` the index
 of the right candidate, optional for unlabelled data).
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -12,7 +11,7 @@ from typing import Optional, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.api import BertflowError, ConversionReport as BaseReport, malformed_row
+from bertflow.api import BertflowError, ConversionReport as BaseReport, jsonl_rows, malformed_row
 
 from .component import install_extensions
 
@@ -25,9 +24,7 @@ class ConversionReport(BaseReport):
         return f"{self.n_questions} questions, one doc per candidate"
 
 
-def _problem(row) -> Optional[str]:
-    if not isinstance(row, dict):
-        return "expected a JSON object"
+def _problem(row: dict) -> Optional[str]:
     if not isinstance(row.get("context"), str) or not row["context"].strip():
         return "missing or empty 'context'"
     cands = row.get("candidates")
@@ -50,28 +47,20 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, lang
     nlp = spacy.blank(lang)
     report = ConversionReport(str(input_path), str(output_path))
     docs = []
-    with open(input_path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                malformed_row(report, input_path, line_no, f"bad JSON ({err.msg})", skip_bad)
-                continue
-            problem = _problem(row)
-            if problem:
-                malformed_row(report, input_path, line_no, problem, skip_bad)
-                continue
-            question = str(row.get("id", f"{input_path.name}:{line_no}"))
-            for i, candidate in enumerate(row["candidates"]):
-                doc = nlp.make_doc(candidate)
-                doc._.text_pair = row["context"]
-                doc._.mc_question = question
-                if row.get("label") is not None:
-                    doc._.mc_label = float(i == row["label"])
-                docs.append(doc)
-            report.n_questions += 1
+    for line_no, row, problem in jsonl_rows(input_path):
+        problem = problem or _problem(row)
+        if problem:
+            malformed_row(report, input_path, line_no, problem, skip_bad)
+            continue
+        question = str(row.get("id", f"{input_path.name}:{line_no}"))
+        for i, candidate in enumerate(row["candidates"]):
+            doc = nlp.make_doc(candidate)
+            doc._.text_pair = row["context"]
+            doc._.mc_question = question
+            if row.get("label") is not None:
+                doc._.mc_label = float(i == row["label"])
+            docs.append(doc)
+        report.n_questions += 1
     if not docs:
         raise BertflowError(f"{input_path} holds no usable questions: nothing to write.")
     output_path.parent.mkdir(parents=True, exist_ok=True)

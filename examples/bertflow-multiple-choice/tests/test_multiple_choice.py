@@ -82,7 +82,7 @@ def test_converter_names_the_bad_line(tmp_path):
     report = convert(bad, tmp_path / "bad.spacy", skip_bad=True)
     assert (report.n_questions, report.n_skipped) == (1, 1)
     (tmp_path / "broken.jsonl").write_text('{"context": \n', encoding="utf8")
-    with pytest.raises(BertflowError, match=r"broken\.jsonl:1: bad JSON"):
+    with pytest.raises(BertflowError, match=r"broken\.jsonl:1: invalid JSON"):
         convert(tmp_path / "broken.jsonl", tmp_path / "x.spacy")
 
 

@@ -8,7 +8,6 @@ Formats: ``tsv`` (GLUE STS-B: header with ``sentence1``, ``sentence2`` and
 doc = text_b (``doc._.sim_score`` or ``doc.cats`` for a label).
 """
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
@@ -16,7 +15,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.api import BertflowError, ConversionReport, malformed_row
+from bertflow.api import BertflowError, ConversionReport, jsonl_rows, malformed_row
 
 from .extensions import install_extensions
 
@@ -63,25 +62,16 @@ def _read_tsv(path: Path) -> Iterator[Row]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield line_no, None, None, None, None, f"bad JSON ({err.msg})"
-                continue
-            if not isinstance(row, dict):
-                yield line_no, None, None, None, None, "expected a JSON object"
-                continue
-            score, label = row.get("score"), row.get("label")
-            if score is not None and not isinstance(score, (int, float)):
-                yield line_no, None, None, None, None, f"score {score!r} is not a number"
-                continue
-            if score is None and label is None:
-                yield line_no, None, None, None, None, "needs a 'score' or a 'label'"
-                continue
+    for line_no, row, problem in jsonl_rows(path):
+        if problem:
+            yield line_no, None, None, None, None, problem
+            continue
+        score, label = row.get("score"), row.get("label")
+        if score is not None and not isinstance(score, (int, float)):
+            yield line_no, None, None, None, None, f"score {score!r} is not a number"
+        elif score is None and label is None:
+            yield line_no, None, None, None, None, "needs a 'score' or a 'label'"
+        else:
             yield line_no, row.get("text_a"), row.get("text_b"), score, None if label is None else str(label), None
 
 

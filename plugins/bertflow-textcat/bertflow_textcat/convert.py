@@ -10,7 +10,6 @@ Every doc gets a value for every label (1.0 / 0.0), so exclusive training
 data is complete. A malformed row is an error naming file and line; with
 ``skip_bad=True`` it is skipped and counted instead, and the report lists it.
 """
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -18,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.corpus import ConversionReport as BaseReport, malformed_row
+from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row
 from bertflow.errors import BertflowError
 
 
@@ -54,26 +53,20 @@ def read_tsv(path: Path, label_map: Dict[str, str]) -> Iterator[Tuple[int, Optio
 
 
 def read_jsonl(path: Path, label_map: Dict[str, str]):
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield line_no, None, None, f"invalid JSON ({err.msg} at column {err.colno})"
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                yield line_no, None, None, 'expected an object with a "text" string'
-                continue
-            if not obj["text"].strip():
-                yield line_no, None, None, "empty text"
-            elif "labels" in obj and isinstance(obj["labels"], list):
-                yield line_no, obj["text"], [label_map.get(str(x), str(x)) for x in obj["labels"]], ""
-            elif "label" in obj and obj["label"] is not None and str(obj["label"]).strip():
-                yield line_no, obj["text"], label_map.get(str(obj["label"]), str(obj["label"])), ""
-            else:
-                yield line_no, None, None, 'expected "label" (a value) or "labels" (a list)'
+    """Yield (line number, text, label(s), problem) for each JSONL row."""
+    for line_no, obj, problem in jsonl_rows(path):
+        if problem:
+            yield line_no, None, None, problem
+        elif not isinstance(obj.get("text"), str):
+            yield line_no, None, None, 'expected an object with a "text" string'
+        elif not obj["text"].strip():
+            yield line_no, None, None, "empty text"
+        elif "labels" in obj and isinstance(obj["labels"], list):
+            yield line_no, obj["text"], [label_map.get(str(x), str(x)) for x in obj["labels"]], ""
+        elif "label" in obj and obj["label"] is not None and str(obj["label"]).strip():
+            yield line_no, obj["text"], label_map.get(str(obj["label"]), str(obj["label"])), ""
+        else:
+            yield line_no, None, None, 'expected "label" (a value) or "labels" (a list)'
 
 
 READERS = {"tsv": read_tsv, "jsonl": read_jsonl}
