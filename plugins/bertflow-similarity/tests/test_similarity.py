@@ -191,3 +191,30 @@ def test_zero_shot_matches_the_sentence_transformers_math():
     mask = enc["attention_mask"].unsqueeze(-1).float()
     ref = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     assert numpy.abs(ours - ref).max() < 1e-5
+
+
+def test_search_memory_is_bounded_by_the_block_not_queries_x_documents(bi_nlp, monkeypatch):
+    """100k documents, 2,000 queries: scores are made one block of queries at a
+    time, so peak memory stays far below the 2,000 x 100,000 matrix."""
+    import importlib
+    import tracemalloc
+
+    search_module = importlib.import_module("bertflow_similarity.search")
+
+    rng = numpy.random.default_rng(0)
+
+    def fake_embed(nlp, texts, batch_size=256):  # the embedding itself is tested above
+        texts = list(texts)
+        vectors = rng.standard_normal((len(texts), 16)).astype("f")
+        return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
+
+    monkeypatch.setattr(search_module, "embed", fake_embed)
+    documents = [f"doc {i}" for i in range(100_000)]
+    queries = [f"query {i}" for i in range(2_000)]
+    tracemalloc.start()
+    results = search(bi_nlp, queries, documents, top_k=3, block=32)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    full_matrix = len(queries) * len(documents) * 4
+    assert len(results) == 2_000 and all(len(r) == 3 for r in results)
+    assert peak < full_matrix / 4, (peak, full_matrix)
