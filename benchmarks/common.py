@@ -27,6 +27,26 @@ def machine() -> str:
     return f"{cpu}; {device}; torch threads {torch.get_num_threads()}; {versions}; {datetime.date.today()}"
 
 
+def benchmark_parser(doc: str, dataset: str, *, batch: int, lr: float, dev_limit: bool = True):
+    """The arguments every benchmark script shares; each adds its own on top."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / dataset)
+    parser.add_argument("--encoder", default="minilm-l6")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    parser.add_argument("--eval-batch", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training rows")
+    if dev_limit:
+        parser.add_argument("--dev-limit", type=int, default=0, help="use only the first N dev rows")
+    parser.add_argument("--no-write", action="store_true", help="print the section, don't write BENCHMARKS.md")
+    return parser
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

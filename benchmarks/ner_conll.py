@@ -15,7 +15,6 @@ dev split; inference speed is words/s over it.
 
 Writes its section of benchmarks/BENCHMARKS.md.
 """
-import argparse
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
+from common import benchmark_parser, hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,20 +166,9 @@ def prf(gold_spans, pred_spans):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
-    parser.add_argument("--encoder", default="minilm-l6")
+    parser = benchmark_parser(__doc__, "conll2003", batch=32, lr=1e-4)
     parser.add_argument("--steps", type=int, default=1300)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--warmup", type=float, default=0.1)
-    parser.add_argument("--eval-batch", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--train-limit", type=int, default=0)
-    parser.add_argument("--dev-limit", type=int, default=0)
     parser.add_argument("--systems", default="bertflow,hf,spacy_ner")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
     import spacy

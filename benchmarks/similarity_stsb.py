@@ -29,7 +29,7 @@ import numpy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, spacy_train_timed, write_section  # noqa: E402
+from common import benchmark_parser, machine, spacy_train_timed, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,20 +95,9 @@ def write_pairs(pairs, path, mode, tmp):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "stsb")
-    parser.add_argument("--encoder", default="minilm-l6")
+    parser = benchmark_parser(__doc__, "stsb", batch=16, lr=2e-5)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=16, help="pairs per batch (sentence-transformers' default)")
-    parser.add_argument("--lr", type=float, default=2e-5)
-    parser.add_argument("--warmup", type=float, default=0.1)
-    parser.add_argument("--eval-batch", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--train-limit", type=int, default=0)
-    parser.add_argument("--dev-limit", type=int, default=0)
     parser.add_argument("--parts", default="zero,bi,cross")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
     import spacy

@@ -9,7 +9,6 @@ code on the full dev split, and their inference speed is measured on it.
 
 Writes its section of benchmarks/BENCHMARKS.md.
 """
-import argparse
 import csv
 import json
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import accuracy_macro_f1, hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
+from common import accuracy_macro_f1, benchmark_parser, hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
@@ -99,20 +98,10 @@ def run_hf(args, train_rows, dev_rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sst2")
-    parser.add_argument("--encoder", default="minilm-l6")
+    parser = benchmark_parser(__doc__, "sst2", batch=32, lr=5e-5, dev_limit=False)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--eval-batch", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training rows")
     parser.add_argument("--systems", default="bertflow,hf")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     train_rows = read_tsv(args.data / "train.tsv", args.train_limit)
     dev_rows = read_tsv(args.data / "dev.tsv")
