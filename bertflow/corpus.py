@@ -16,7 +16,7 @@ from spacy.language import Language
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
-from .encoder.extensions import TEXT_PAIR, install_extensions
+from .encoder.extensions import TEXT_PAIR  # importing it installs doc._.text_pair
 from .errors import BertflowError
 
 ENCODER_INPUTS = (TEXT_PAIR,)
@@ -80,7 +80,6 @@ def jsonl_rows(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[dict], Op
 def copy_encoder_inputs(eg: Example) -> Example:
     """Copy the encoder inputs (``doc._.text_pair``) from ``eg.reference`` to
     ``eg.predicted`` where the predicted doc has none. Returns ``eg``."""
-    install_extensions()
     for name in ENCODER_INPUTS:
         value = getattr(eg.reference._, name)
         if value is not None and getattr(eg.predicted._, name) is None:
