@@ -14,7 +14,7 @@ both in one batch, so both go through the one encoder forward pass of that
 batch, and the loss is sentence-transformers' CosineSimilarityLoss:
 ``(cos(u, v) - score / score_scale)²`` averaged over the pairs.
 """
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 import numpy
 from spacy.language import Language
@@ -26,6 +26,7 @@ from thinc.types import Floats2d
 from bertflow.api import BertflowError, HeadPipe
 
 from .extensions import install_extensions
+from .scoring import complete_pairs
 
 DEFAULT_MODEL = {"@architectures": "bertflow.DocPooler.v1", "pooling": "mean_all", "grad_factor": 1.0}
 
@@ -113,11 +114,7 @@ class SimilarityHead(HeadPipe):
         X = self.model.ops.to_numpy(vectors).astype("float64")
         norms = numpy.maximum(numpy.linalg.norm(X, axis=1, keepdims=True), 1e-12)
         U = X / norms
-        groups: Dict[str, List[int]] = {}
-        for i, eg in enumerate(examples):
-            if eg.reference._.sim_group is not None and eg.reference._.sim_score is not None:
-                groups.setdefault(eg.reference._.sim_group, []).append(i)
-        pairs = [m for m in groups.values() if len(m) == 2]
+        pairs = complete_pairs(examples)
         d_X = numpy.zeros_like(X)
         loss = 0.0
         for a, b in pairs:

@@ -30,16 +30,20 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
     return pearson(_ranks(numpy.asarray(x, dtype="float64")), _ranks(numpy.asarray(y, dtype="float64")))
 
 
+def complete_pairs(examples: List[Example]) -> List[List[int]]:
+    """Indices of each complete scored pair: the two examples sharing a sim_group."""
+    groups: Dict[str, List[int]] = {}
+    for i, eg in enumerate(examples):
+        if eg.reference._.sim_group is not None and eg.reference._.sim_score is not None:
+            groups.setdefault(eg.reference._.sim_group, []).append(i)
+    return [members for members in groups.values() if len(members) == 2]
+
+
 def bi_encoder_pairs(examples: List[Example]) -> List[tuple]:
     """(gold score, predicted cosine) for each complete pair (two docs sharing sim_group)."""
-    groups: Dict[str, List[Example]] = {}
-    for eg in examples:
-        if eg.reference._.sim_group is not None and eg.reference._.sim_score is not None:
-            groups.setdefault(eg.reference._.sim_group, []).append(eg)
     out = []
-    for members in groups.values():
-        if len(members) != 2:
-            continue
+    for pair in complete_pairs(examples):
+        members = [examples[i] for i in pair]
         a, b = (eg.predicted._.sim_vector for eg in members)
         if a is None or b is None:
             continue
