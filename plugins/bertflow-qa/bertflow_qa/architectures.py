@@ -1,0 +1,131 @@
+"""``bertflow.QAHead.v1``: start/end logits over [CLS] and the context's tokens.
+
+The encoder lays ``(question, context)`` out as ``[CLS] question [SEP]
+window [SEP]`` rows, with the question in every window of a long context.
+Each context token takes its vector from the window where it sits most
+centrally (BERT's "max context" rule), so a span is scored once, with the
+most context on both sides. Row 0 of each doc's output is [CLS] (averaged
+over the doc's windows): its start+end logits are the no-answer score.
+"""
+from typing import List
+
+import numpy
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import TransformerData
+from thinc.api import Model, chain, with_array
+from thinc.types import Floats2d
+from transformers.file_utils import ModelOutput
+
+from bertflow.api import BertflowError, Classifier, encoder_output
+
+WORDPIECES = ("first", "mean")
+
+
+@registry.architectures("bertflow.QAHead.v1")
+def QAHead(
+    wordpieces: str = "first",
+    dropout: float = 0.1,
+    layers: str = "last",
+    n_layers: int = 4,
+    grad_factor: float = 1.0,
+    upstream: str = "*",
+) -> Model[List[Doc], List[Floats2d]]:
+    """Per doc, a ``(1 + n_tokens, 2)`` array: start and end logits of [CLS]
+    (row 0, the no-answer position) and of each context token.
+
+    wordpieces (str): a token's vector is its "first" wordpiece's (default) or
+        the "mean" of its wordpieces.
+    dropout (float): on the vectors before the output layer; default 0.1.
+    layers / n_layers (str / int): "last", "mix" or "concat" of the last k layers.
+    grad_factor (float): gradient scale into the encoder (0 freezes it).
+    upstream (str): name of the encoder component, or "*" for any.
+    """
+    if wordpieces not in WORDPIECES:
+        raise BertflowError(f"Unknown wordpieces option {wordpieces!r} for bertflow.QAHead.v1: use 'first' or 'mean'.")
+    selected = encoder_output(layers, n_layers, upstream)
+    features = qa_features(wordpieces, grad_factor)
+    classifier = Classifier(nO=2, dropout=dropout, activation="linear")
+    model = chain(selected, features, with_array(classifier))
+    model.set_ref("output_layer", classifier.get_ref("output_layer"))
+    return model
+
+
+def qa_features(wordpieces: str, grad_factor: float) -> Model[List[TransformerData], List[Floats2d]]:
+    """[CLS] then one vector per token, gathered from the encoder's output."""
+    return Model("qa_features", _features_forward, init=_features_init, dims={"nO": None},
+                 attrs={"wordpieces": wordpieces, "grad_factor": grad_factor})
+
+
+def _width(trf_datas: List[TransformerData]) -> int:
+    for data in trf_datas:
+        if "last_hidden_state" in data.model_output:
+            return int(data.model_output["last_hidden_state"].shape[-1])
+    return 0
+
+
+def _features_init(model: Model, X: List[TransformerData] = None, Y=None) -> None:
+    if X is not None and _width(X):
+        model.set_dim("nO", _width(X), force=True)
+
+
+def _gather_plan(model: Model, data: TransformerData):
+    """Output rows, and (source flat index, destination row, weight) of every
+    vector gathered: each window's [CLS] into row 0 (averaged), then each
+    token's first (or every, averaged) wordpiece into row 1 + token."""
+    X = data.model_output["last_hidden_state"]
+    n_rows, seq_len = X.shape[:2]
+    lengths = numpy.asarray(model.ops.to_numpy(data.align.lengths), dtype="int64")
+    flat_idx = numpy.asarray(model.ops.to_numpy(data.align.dataXd), dtype="int64").reshape(-1)
+    src_cls = numpy.arange(n_rows, dtype="int64") * seq_len
+    if model.attrs["wordpieces"] == "first":
+        has = lengths > 0
+        src_tok = flat_idx[(lengths.cumsum() - lengths)[has]]
+        dst_tok = 1 + numpy.nonzero(has)[0]
+        w_tok = numpy.ones((len(src_tok),), dtype="f")
+    else:
+        src_tok = flat_idx
+        dst_tok = 1 + numpy.repeat(numpy.arange(len(lengths)), lengths)
+        w_tok = numpy.repeat(1.0 / numpy.maximum(lengths, 1), lengths)
+    xp = model.ops.xp
+    src = xp.asarray(numpy.concatenate([src_cls, src_tok]))
+    dst = xp.asarray(numpy.concatenate([numpy.zeros((n_rows,), dtype="int64"), dst_tok]))
+    w = xp.asarray(numpy.concatenate([numpy.full((n_rows,), 1.0 / n_rows), w_tok]).astype("f"))
+    return 1 + len(lengths), src, dst, w
+
+
+def _features_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
+    width = _width(trf_datas) or model.get_dim("nO")
+    outputs, plans = [], []
+    for data in trf_datas:
+        if "last_hidden_state" not in data.model_output:  # a doc without tokens: [CLS] only, at zero
+            outputs.append(model.ops.alloc2f(1, width))
+            plans.append(None)
+            continue
+        n_out, src, dst, w = _gather_plan(model, data)
+        flat = data.model_output["last_hidden_state"].reshape(-1, width)
+        Y = model.ops.alloc2f(n_out, width)
+        model.ops.scatter_add(Y, dst, flat[src] * w[:, None])
+        outputs.append(Y)
+        plans.append((flat.shape, src, dst, w))
+
+    def backprop(dYs: List[Floats2d]) -> List[TransformerData]:
+        factor = model.attrs["grad_factor"]
+        result = []
+        for data, dY, plan in zip(trf_datas, dYs, plans):
+            if plan is None:
+                result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align))
+                continue
+            shape, src, dst, w = plan
+            d_flat = model.ops.alloc2f(*shape)
+            model.ops.scatter_add(d_flat, src, dY[dst] * (w[:, None] * factor))
+            X = data.model_output["last_hidden_state"]
+            result.append(TransformerData(
+                wordpieces=data.wordpieces,
+                model_output=ModelOutput(last_hidden_state=d_flat.reshape(X.shape)),
+                align=data.align,
+            ))
+        return result
+
+    return outputs, backprop

@@ -1,0 +1,144 @@
+"""The ``bertflow_qa`` component: extractive question answering.
+
+The doc is the context and ``doc._.text_pair`` the question. Answers go to
+``doc.spans[spans_key]`` (default "answers"), best first; the SpanGroup's
+attrs keep ``scores`` (p(start) * p(end) of each answer), ``logits`` (start +
+end logits), ``null_score`` / ``null_logit`` (the no-answer score from
+[CLS]) and the ``question``.
+
+Gold annotation, on reference docs: ``doc.spans[spans_key]`` with the answer
+spans (the first one is the training target); an *empty* group marks an
+unanswerable question (target: [CLS]); a doc without the key gives no loss.
+A doc without a question gets no answers and gives no loss.
+"""
+from typing import Callable, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc, SpanGroup
+from spacy.training import Example
+from spacy.vocab import Vocab
+from thinc.api import Model
+from thinc.types import Floats2d
+
+from bertflow.api import BertflowError, HeadPipe
+
+from .decoding import best_spans, log_softmax, null_scores
+from .extensions import install_extensions
+
+DEFAULT_MODEL = {
+    "@architectures": "bertflow.QAHead.v1",
+    "wordpieces": "first",
+    "dropout": 0.1,
+    "layers": "last",
+    "n_layers": 4,
+    "grad_factor": 1.0,
+    "upstream": "*",
+}
+
+
+@Language.factory(
+    "bertflow_qa",
+    assigns=["doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": "answers",
+        "top_k": 3,
+        "max_answer_len": 30,
+        "no_answer_threshold": None,
+        "scorer": {"@scorers": "bertflow.qa_scorer.v1"},
+    },
+    default_score_weights={"qa_f1": 1.0, "qa_exact": 0.0, "qa_n": None},
+)
+def make_qa_head(nlp: Language, name: str, model: Model, spans_key: str, top_k: int, max_answer_len: int,
+                 no_answer_threshold: Optional[float], scorer: Callable) -> "QAHead":
+    """An extractive QA head listening to ``bertflow_encoder``.
+
+    model (Model[List[Doc], List[Floats2d]]): usually ``bertflow.QAHead.v1``.
+    spans_key (str): ``doc.spans`` key for the answers (and the gold answers).
+    top_k (int): answers written per doc (n-best), best first;
+        ``doc._.qa_top_k`` overrides it per doc.
+    max_answer_len (int): longest answer, in tokens.
+    no_answer_threshold (Optional[float]): None (SQuAD v1.1): always answer.
+        A number (SQuAD v2.0): answer nothing when the no-answer logit
+        exceeds the best answer's logit by more than this (0.0 is the plain
+        comparison; tune it on dev data).
+    scorer (Callable): usually ``bertflow.qa_scorer.v1`` (SQuAD EM/F1).
+    """
+    return QAHead(nlp.vocab, model, name, spans_key=spans_key, top_k=top_k, max_answer_len=max_answer_len,
+                  no_answer_threshold=no_answer_threshold, scorer=scorer)
+
+
+class QAHead(HeadPipe):
+    def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_qa", *, spans_key: str = "answers",
+                 top_k: int = 3, max_answer_len: int = 30, no_answer_threshold: Optional[float] = None,
+                 scorer: Optional[Callable] = None):
+        install_extensions()
+        if int(top_k) < 1 or int(max_answer_len) < 1:
+            raise BertflowError(f"{name!r}: top_k and max_answer_len must be at least 1 "
+                                f"(got top_k={top_k}, max_answer_len={max_answer_len}).")
+        super().__init__(vocab, model, name, scorer=scorer, spans_key=spans_key, top_k=int(top_k),
+                         max_answer_len=int(max_answer_len), no_answer_threshold=no_answer_threshold)
+
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
+        key = self.cfg["spans_key"]
+        threshold = self.cfg["no_answer_threshold"]
+        for doc, logits in zip(docs, scores):
+            question = doc._.text_pair
+            if question is None:
+                continue  # not a question: no answers, no error
+            logits = numpy.asarray(self.model.ops.to_numpy(logits), dtype="float64")
+            allowed = numpy.asarray([not t.is_space for t in doc], dtype=bool)
+            top_k = doc._.qa_top_k or self.cfg["top_k"]
+            spans = best_spans(logits, max_answer_len=self.cfg["max_answer_len"], top_k=top_k, allowed=allowed)
+            null_logit, null_prob = null_scores(logits) if len(doc) else (0.0, 1.0)
+            if threshold is not None and spans and null_logit - spans[0].logit > float(threshold):
+                spans = []
+            doc.spans[key] = SpanGroup(
+                doc, name=key,
+                spans=[doc[s.start: s.end] for s in spans],
+                attrs={"scores": [s.prob for s in spans], "logits": [s.logit for s in spans],
+                       "null_score": null_prob, "null_logit": null_logit, "question": question},
+            )
+
+    def _target(self, eg: Example) -> Optional[tuple]:
+        """(start row, end row) in the predicted doc's output (0 = [CLS]), or None: no loss."""
+        key = self.cfg["spans_key"]
+        ref = eg.reference
+        if key not in ref.spans or ref._.text_pair is None or eg.predicted._.text_pair is None:
+            return None
+        group = ref.spans[key]
+        if not len(group):
+            return 0, 0  # unanswerable: both ends on [CLS]
+        gold = group[0]
+        span = eg.predicted.char_span(gold.start_char, gold.end_char, alignment_mode="expand")
+        if span is None or not len(span):
+            raise BertflowError(
+                f"{self.name!r}: the gold answer {gold.text!r} (characters {gold.start_char}-{gold.end_char}) of "
+                f"the question {ref._.text_pair[:60]!r} covers no token of the predicted doc. Convert the corpus "
+                f"with 'bertflow qa convert', which aligns answers to tokens."
+            )
+        return span.start + 1, span.end  # rows: [CLS] is row 0, token i is row i + 1
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]):
+        """Mean over annotated docs of (CE(start) + CE(end)) / 2, softmax over
+        [CLS] and every context token."""
+        examples = list(examples)
+        ops = self.model.ops
+        targets = [self._target(eg) for eg in examples]
+        n = sum(t is not None for t in targets)
+        d_scores, loss = [], 0.0
+        for target, logits in zip(targets, scores):
+            d = numpy.zeros(logits.shape, dtype="f")
+            if target is not None:
+                host = numpy.asarray(ops.to_numpy(logits), dtype="float64")
+                for col, gold in enumerate(target):
+                    lp = log_softmax(host[:, col])
+                    loss -= lp[gold] / (2 * n)
+                    d[:, col] = numpy.exp(lp) / (2 * n)
+                    d[gold, col] -= 1.0 / (2 * n)
+            d_scores.append(ops.asarray2f(d))
+        return float(loss), d_scores
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        self.model.initialize(X=self.sample_docs(get_examples, nlp))
