@@ -23,15 +23,18 @@ class HeadPipe(TrainablePipe):
     Subclasses supply ``get_loss(examples, scores) -> (loss, d_scores)`` and
     ``set_annotations(docs, scores)``, usually ``initialize`` (labels, output
     width) and, when their model needs it, ``predict``. Keyword ``cfg`` entries
-    are saved with the pipe (``self.cfg``), e.g. the labels.
+    are saved with the pipe (``self.cfg``), e.g. the labels. ``loss_weight``
+    scales the head's loss and gradient (multitask training; expose it as a
+    factory setting, as the bundled heads do).
     """
 
-    def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None, **cfg):
+    def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None,
+                 loss_weight: float = 1.0, **cfg):
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = dict(cfg)
+        self.cfg = dict(cfg, loss_weight=float(loss_weight))
 
     def predict(self, docs: Iterable[Doc]):
         return self.model.predict(list(docs))
@@ -53,6 +56,9 @@ class HeadPipe(TrainablePipe):
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)
+        weight = float(self.cfg.get("loss_weight", 1.0))
+        if weight != 1.0:  # per-head weight in a multitask pipeline: scales this head's gradient
+            loss, d_scores = loss * weight, _scaled(d_scores, weight)
         backprop(d_scores)
         if sgd is not None:
             self.finish_update(sgd)
@@ -65,3 +71,10 @@ class HeadPipe(TrainablePipe):
         if not docs:
             docs = [(nlp.make_doc("hello") if nlp is not None else Doc(self.vocab, words=["hello"]))]
         return docs
+
+
+def _scaled(d_scores, weight: float):
+    """``d_scores`` (an array, or a list/tuple of arrays) times ``weight``."""
+    if isinstance(d_scores, (list, tuple)):
+        return type(d_scores)(_scaled(d, weight) for d in d_scores)
+    return d_scores * weight

@@ -34,18 +34,20 @@ DEFAULT_MODEL = {"@architectures": "bertflow.DocPooler.v1", "pooling": "mean_all
 @Language.factory(
     "bertflow_similarity",
     assigns=["doc._.sim_vector"],
-    default_config={"model": DEFAULT_MODEL, "score_scale": 5.0,
+    default_config={"model": DEFAULT_MODEL, "score_scale": 5.0, "loss_weight": 1.0,
                     "scorer": {"@scorers": "bertflow.similarity_scorer.v1"}},
     default_score_weights={"sim_spearman": 1.0, "sim_pearson": 0.0},
 )
-def make_similarity_head(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable) -> "SimilarityHead":
+def make_similarity_head(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable,
+                         loss_weight: float = 1.0) -> "SimilarityHead":
     """A sentence-embedding head listening to ``bertflow_encoder``.
 
     model (Model[List[Doc], Floats2d]): usually ``bertflow.DocPooler.v1``;
         pooling "mean_all" (default, sentence-transformers' mean), "mean", "cls" or "max".
     score_scale (float): gold scores are divided by it to give the target cosine (STS-B: 5).
+    loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
     """
-    return SimilarityHead(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer)
+    return SimilarityHead(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight)
 
 
 def _normalise(X: numpy.ndarray) -> numpy.ndarray:
@@ -98,9 +100,9 @@ def _install_hooks(doc: Doc) -> None:
 
 class SimilarityHead(HeadPipe):
     def __init__(self, vocab, model: Model, name: str = "bertflow_similarity", *, score_scale: float = 5.0,
-                 scorer: Optional[Callable] = None):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
         install_extensions()
-        super().__init__(vocab, model, name, scorer=scorer, score_scale=float(score_scale))
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, score_scale=float(score_scale))
 
     def set_annotations(self, docs: Iterable[Doc], vectors: Floats2d) -> None:
         vectors = _normalise(self.model.ops.to_numpy(vectors))

@@ -47,20 +47,24 @@ def PairClassifierHead(mode: str = "regression", pooling: str = "pooler", dropou
         "model": {"@architectures": "bertflow.PairClassifierHead.v1", "mode": "regression", "pooling": "pooler",
                   "dropout": 0.1, "grad_factor": 1.0},
         "score_scale": 5.0,
+        "loss_weight": 1.0,
         "scorer": {"@scorers": "bertflow.pair_scorer.v1"},
     },
     default_score_weights={"pair_spearman": 1.0, "pair_pearson": 0.0, "pair_acc": 0.0, "pair_macro_f": 0.0},
 )
-def make_pair_classifier(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable) -> "PairClassifier":
-    """A cross-encoder head: set ``doc._.text_pair`` to the first sentence, the doc is the second."""
-    return PairClassifier(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer)
+def make_pair_classifier(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable,
+                         loss_weight: float = 1.0) -> "PairClassifier":
+    """A cross-encoder head: set ``doc._.text_pair`` to the first sentence, the doc is the second.
+    ``loss_weight`` scales its loss and gradient (multitask training)."""
+    return PairClassifier(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight)
 
 
 class PairClassifier(HeadPipe):
     def __init__(self, vocab, model: Model, name: str = "bertflow_pair_classifier", *, score_scale: float = 5.0,
-                 scorer: Optional[Callable] = None):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
         install_extensions()
-        super().__init__(vocab, model, name, scorer=scorer, score_scale=float(score_scale), labels=[])
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, score_scale=float(score_scale),
+                         labels=[])
 
     @property
     def regression(self) -> bool:
