@@ -46,8 +46,9 @@ class ConversionReport:
         return text + "".join(f"\n  {p}" for p in self.problems[:20])
 
 
-def malformed_row(report: Any, path: Union[str, Path], line_no: int, problem: str, skip_bad: bool) -> None:
-    """Handle one malformed input row: raise an error naming file and line, or
+def malformed_row(report: Any, path: Union[str, Path], line_no: Union[int, str], problem: str, skip_bad: bool) -> None:
+    """Handle one malformed input row: raise an error naming file and line (or,
+    for a nested format such as JSON, the record's place: ``data[3].qas[1]``), or
     with ``skip_bad`` count it on ``report`` (``n_skipped`` += 1, the message
     appended to ``problems``) so the conversion summary says what was skipped."""
     message = f"{path}:{line_no}: {problem}"
@@ -139,3 +140,75 @@ def batch_by_group(size: int = 8, group_attr: str = "group") -> Callable[[Iterab
             yield batch
 
     return batcher
+
+
+SAMPLINGS = ("proportional", "temperature", "uniform", "concat")
+
+
+def mixing_probabilities(sizes: Dict[str, int], sampling: str, temperature: float = 2.0) -> Dict[str, float]:
+    """How often each corpus is drawn: "proportional" (p ∝ n), "temperature"
+    (p ∝ n^(1/T): T=1 is proportional, larger T moves towards uniform),
+    "uniform" (every corpus equally, however small)."""
+    if sampling not in SAMPLINGS or sampling == "concat":
+        raise BertflowError(f"Unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}.")
+    if sampling == "temperature" and temperature <= 0:
+        raise BertflowError(f"temperature must be > 0, got {temperature}.")
+    power = {"proportional": 1.0, "temperature": 1.0 / temperature, "uniform": 0.0}[sampling]
+    raw = {name: float(n) ** power if n else 0.0 for name, n in sizes.items()}
+    total = sum(raw.values())
+    return {name: value / total for name, value in raw.items()}
+
+
+@registry.readers("bertflow.MixedCorpus.v1")
+def create_mixed_corpus(
+    paths: Dict[str, Optional[Path]],
+    sampling: str = "temperature",
+    temperature: float = 2.0,
+    epoch_size: int = 0,
+    seed: int = 0,
+    max_length: int = 0,
+) -> Callable[[Language], Iterable[Example]]:
+    """Several ``.spacy`` corpora (one per dataset or task) read as one, for
+    multitask training where every head learns from the examples that carry
+    its annotation.
+
+    paths (Dict[str, Path]): name -> ``.spacy`` file or folder; a null path is skipped.
+    sampling (str): "proportional", "temperature" (p ∝ n^(1/temperature)),
+        "uniform" (each corpus equally often) or "concat" (every example of
+        every corpus once, in order: for dev sets).
+    temperature (float): T for "temperature" sampling; default 2.
+    epoch_size (int): examples per pass for the sampling modes; 0 = the total
+        size of all corpora. Small corpora repeat (each reshuffled when it
+        runs out), large ones are subsampled.
+    seed (int): seed of the draws, so a pass is reproducible.
+    max_length (int): as ``spacy.Corpus.v1``.
+    """
+    live = {name: path for name, path in paths.items() if path is not None}
+    if not live:
+        raise BertflowError("bertflow.MixedCorpus.v1 got no corpus paths: set [paths] for at least one corpus.")
+    if sampling not in SAMPLINGS:
+        raise BertflowError(f"Unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}.")
+    readers = {name: create_corpus_reader(path, max_length=max_length) for name, path in live.items()}
+
+    def read(nlp: Language) -> Iterator[Example]:
+        import random
+
+        if sampling == "concat":
+            for reader in readers.values():
+                yield from reader(nlp)
+            return
+        pools = {name: list(reader(nlp)) for name, reader in readers.items()}
+        probs = mixing_probabilities({name: len(p) for name, p in pools.items()}, sampling, temperature)
+        rng = random.Random(seed)
+        names = [name for name in pools if pools[name]]
+        weights = [probs[name] for name in names]
+        cursors = {name: len(pools[name]) for name in names}  # exhausted: shuffle on first use
+        for _ in range(epoch_size or sum(len(p) for p in pools.values())):
+            name = rng.choices(names, weights)[0]
+            if cursors[name] >= len(pools[name]):
+                rng.shuffle(pools[name])
+                cursors[name] = 0
+            yield pools[name][cursors[name]]
+            cursors[name] += 1
+
+    return read
