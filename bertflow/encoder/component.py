@@ -6,11 +6,13 @@ It extends spacy-transformers' ``Transformer`` pipe: heads use its
 outputs land in ``doc._.trf_data``, and ``doc._.trf_windows`` records how each
 doc was windowed.
 """
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
+from spacy.util import minibatch
+from spacy_transformers.util import batch_by_length
 from spacy.vocab import Vocab
 from spacy_transformers.annotation_setters import null_annotation_setter
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
@@ -104,6 +106,25 @@ class Encoder(Transformer):
             doc._.trf_data = data
             doc._.trf_windows = win
         self.set_extra_annotations(docs, predictions)
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """spacy-transformers' ``pipe`` (length-sorted sub-batches of at most
+        ``max_batch_items`` padded wordpieces), with spaCy's error-handler
+        convention: a sub-batch that fails goes to the handler, which raises
+        (the default) or lets the pipe drop those docs and go on."""
+        install_extensions()
+        error_handler = self.get_error_handler()
+        for outer_batch in minibatch(stream, batch_size):
+            outer_batch = list(outer_batch)
+            failed = set()
+            for indices in batch_by_length(outer_batch, self.cfg["max_batch_items"]):
+                subbatch = [outer_batch[i] for i in indices]
+                try:
+                    self.set_annotations(subbatch, self.predict(subbatch))
+                except Exception as err:  # noqa: BLE001  (handed to the error handler)
+                    error_handler(self.name, self, subbatch, err)
+                    failed.update(indices)
+            yield from (doc for i, doc in enumerate(outer_batch) if i not in failed)
 
     def predict(self, docs: Iterable[Doc]) -> FullTransformerBatch:
         return self.model.predict(list(docs))

@@ -1,0 +1,29 @@
+"""``bertflow annotate MODEL INPUT OUTPUT``."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..annotate import annotate
+from ._app import app, run_or_fail
+
+
+@app.command("annotate")
+def annotate_cli(
+    model: str = typer.Argument(..., help="Pipeline directory or installed package name."),
+    input_path: Path = typer.Argument(..., help="Texts: .txt (one per line), .jsonl, .csv or .tsv."),
+    output_path: Path = typer.Argument(..., help="JSONL out, one object per input row (appended to when resuming)."),
+    file_format: Optional[str] = typer.Option(None, "--format", help="txt, jsonl, csv or tsv (default: suffix)."),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL key / CSV column of the text."),
+    question_field: str = typer.Option("question", "--question-field", help="Key/column of an optional question."),
+    id_field: str = typer.Option("id", "--id-field", help="Key/column of an optional row id, copied to the output."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    n_process: int = typer.Option(1, "--n-process", help="Worker processes (CPU)."),
+    vectors: bool = typer.Option(False, "--vectors", help="Also write doc.vector."),
+    gpu_id: int = typer.Option(-1, "--gpu-id"),
+):
+    """Annotate texts with every head of a pipeline; resumable, never drops a row."""
+    report = run_or_fail(annotate, model, input_path, output_path, file_format=file_format, text_field=text_field,
+                         question_field=question_field, id_field=id_field, batch_size=batch_size,
+                         n_process=n_process, vectors=vectors, gpu_id=gpu_id)
+    typer.echo(report.summary(output_path))

@@ -1,0 +1,44 @@
+"""Loading a saved or packaged pipeline with errors that say what to install."""
+import re
+from pathlib import Path
+from typing import Union
+
+from .errors import BertflowError
+
+_UNKNOWN_FACTORY = re.compile(r"\[E002\] Can't find factory for '([^']+)'")
+
+
+def plugin_hint(factory: str) -> str:
+    """What to install for a factory this environment lacks."""
+    from .plugins import get_tasks
+
+    for task in get_tasks().values():
+        if task.factory == factory:  # installed but failed to load: the plugin list says why
+            return f"the plugin that provides it is installed but failed to load; run 'bertflow plugins'"
+    if factory.startswith("bertflow_"):
+        return f"install the bertflow plugin that provides it, e.g. pip install bertflow-{factory[len('bertflow_'):]}"
+    return "install the package that registers this spaCy factory"
+
+
+def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1):
+    """``spacy.load`` on the GPU ``gpu_id`` (-1: CPU). A pipeline that needs a
+    plugin that is not installed gets an error naming the factory and what to
+    install, instead of spaCy's bare unknown-factory error."""
+    import spacy
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    try:
+        return spacy.load(name_or_path)
+    except ValueError as err:
+        match = _UNKNOWN_FACTORY.search(str(err))
+        if not match:
+            raise
+        factory = match.group(1)
+        raise BertflowError(
+            f"The pipeline {str(name_or_path)!r} needs the component factory {factory!r}, which no installed "
+            f"package provides: {plugin_hint(factory)}."
+        ) from None
+    except OSError as err:
+        raise BertflowError(f"Can't load the pipeline {str(name_or_path)!r}: {str(err).splitlines()[0]} "
+                            f"Give a directory saved by spacy train / nlp.to_disk, or an installed package name.") from None
