@@ -34,9 +34,12 @@ def evaluate_pipeline(model: str, data: List[Path], *, batch_size: int = 64, gpu
     for name, pipe in nlp.pipeline:
         if getattr(pipe, "scorer", None) is None or not hasattr(pipe, "score"):
             continue
-        scores = pipe.score(scored)
+        annotated = [eg for eg in scored if pipe.is_annotated(eg)] if hasattr(pipe, "is_annotated") else scored
+        if not annotated:
+            continue  # nothing in the data for this head
+        scores = pipe.score(annotated)
         if scores:
-            heads[name] = scores
+            heads[name] = {"n_examples": len(annotated), **scores}
     return {"model": str(model), "n_examples": len(examples), "docs_per_s": len(examples) / max(elapsed, 1e-9),
             "heads": heads}
 

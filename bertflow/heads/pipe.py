@@ -65,6 +65,12 @@ class HeadPipe(TrainablePipe):
         losses[self.name] += float(loss)
         return losses
 
+    def is_annotated(self, example: Example) -> bool:
+        """Whether ``example``'s reference carries this head's annotation (so it
+        can give a loss and be scored). Heads override it; ``bertflow
+        evaluate`` scores each head only on the examples annotated for it."""
+        return True
+
     def sample_docs(self, get_examples: Callable[[], Iterable[Example]], nlp: Optional[Language], n: int = 8) -> List[Doc]:
         """A few predicted docs to initialize the model on (shapes only)."""
         docs = [eg.predicted for eg in islice(get_examples(), n)] if get_examples is not None else []

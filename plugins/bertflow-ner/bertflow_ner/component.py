@@ -106,6 +106,9 @@ class NerHead(HeadPipe):
             truths[i, index[tag]] = 1.0
         return truths
 
+    def is_annotated(self, example: Example) -> bool:
+        return example.reference.has_annotation("ENT_IOB")
+
     def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
         examples = list(examples)
         ops = self.model.ops

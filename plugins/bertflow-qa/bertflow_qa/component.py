@@ -122,6 +122,9 @@ class QAHead(HeadPipe):
             )
         return span.start + 1, span.end  # rows: [CLS] is row 0, token i is row i + 1
 
+    def is_annotated(self, example: Example) -> bool:
+        return self.cfg["spans_key"] in example.reference.spans and example.reference._.text_pair is not None
+
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]):
         """Mean over annotated docs of (CE(start) + CE(end)) / 2, softmax over
         [CLS] and every context token."""

@@ -110,6 +110,10 @@ class SimilarityHead(HeadPipe):
             doc._.sim_vector = vector
             _install_hooks(doc)
 
+    def is_annotated(self, example: Example) -> bool:
+        ref = example.reference
+        return ref._.sim_group is not None and ref._.sim_score is not None
+
     def get_loss(self, examples: Iterable[Example], vectors: Floats2d):
         """CosineSimilarityLoss over the complete pairs of the batch; other docs give no loss."""
         examples = list(examples)

@@ -82,6 +82,10 @@ class PairClassifier(HeadPipe):
             else:
                 doc.cats.update({label: float(v) for label, v in zip(self.labels, row)})
 
+    def is_annotated(self, example: Example) -> bool:
+        ref = example.reference
+        return ref._.text_pair is not None and (ref._.sim_score is not None if self.regression else bool(ref.cats))
+
     def get_loss(self, examples: Iterable[Example], scores: Floats2d):
         examples = list(examples)
         ops = self.model.ops

@@ -106,6 +106,9 @@ class TextCatHead(HeadPipe):
                 truths[i, index[label]] = value
         return truths
 
+    def is_annotated(self, example: Example) -> bool:
+        return bool(example.reference.cats)
+
     def get_loss(self, examples: Iterable[Example], scores: Floats2d):
         """Cross-entropy (exclusive) or per-label BCE (multi-label). Examples
         without cats give no loss; in multi-label data an absent label is missing, not 0."""

@@ -1,0 +1,157 @@
+"""projects/multitask as a user runs it: four heads on one encoder trained
+jointly from mixed corpora, evaluated per head, annotated, packaged and
+loaded by name in a fresh virtual environment with the network off."""
+import json
+import math
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from thinc.api import Adam
+
+import bertflow
+from bertflow.corpus import create_corpus_reader
+from bertflow.testing import run_project
+
+PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"
+HEADS = ("textcat", "ner", "qa", "similarity")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_bert_dir):
+    return run_project(PROJECT, tmp_path_factory.mktemp("multitask"), encoder=tiny_bert_dir, max_steps=4,
+                       warmup_steps=1)
+
+
+@pytest.fixture(scope="module")
+def nlp(project):
+    return spacy.load(project / "training" / "multitask" / "model-best")
+
+
+def test_every_head_is_scored_on_its_own_dev_set(project):
+    metrics = json.loads((project / "metrics" / "multitask.json").read_text())
+    assert set(metrics["heads"]) == set(HEADS)
+    assert 0 <= metrics["heads"]["textcat"]["cats_score"] <= 1 and 0 <= metrics["heads"]["ner"]["ents_f"] <= 1
+    assert metrics["heads"]["qa"]["qa_n"] == 20 and -1 <= metrics["heads"]["similarity"]["sim_spearman"] <= 1
+    assert metrics["n_examples"] == 40 + 40 + 20 + 80
+
+
+def test_each_head_output_is_present_and_well_formed(nlp):
+    assert nlp.pipe_names == ["encoder", *HEADS]
+    text = "Apple was founded by Steve Jobs in Cupertino."
+    doc = nlp(text)
+    assert set(doc.cats) == {"NEGATIVE", "POSITIVE"} and math.isclose(sum(doc.cats.values()), 1.0, rel_tol=1e-5)
+    assert all(text[e.start_char: e.end_char] == e.text and e.label_ in {"PER", "LOC", "ORG", "MISC"} for e in doc.ents)
+    assert doc.vector.shape == (32,) and numpy.isfinite(doc.vector).all()
+    assert -1.0 <= doc.similarity(nlp("Jobs started Apple.")) <= 1.0
+    answers = bertflow.ask(nlp, "Who founded Apple?", text, top_k=2)
+    assert len(answers) == 2 and all(text[a.start_char: a.end_char] == a.text for a in answers)
+
+
+def examples_of(nlp, project, task):
+    return list(create_corpus_reader(project / "corpus" / task / "dev.spacy")(nlp))
+
+
+def test_heads_without_annotation_get_no_loss(nlp, project):
+    for task in HEADS:
+        egs = examples_of(nlp, project, task)[:8]
+        losses = {}
+        nlp.update(egs, sgd=Adam(1e-5), losses=losses)
+        for head in HEADS:
+            if head == task:
+                assert losses[head] > 0.0, (task, losses)
+            else:
+                assert losses[head] == 0.0, (task, head, losses)
+
+
+def test_loss_weight_zero_freezes_a_head(nlp, project):
+    ner = nlp.get_pipe("ner")
+    egs = examples_of(nlp, project, "ner")[:8]
+    out = ner.model.get_ref("output_layer")
+    try:
+        for weight, changes in ((0.0, False), (1.0, True)):
+            ner.cfg["loss_weight"] = weight
+            before = out.get_param("W").copy()
+            losses = {}
+            nlp.update(egs, sgd=Adam(1e-3), losses=losses)
+            assert (losses["ner"] > 0) is changes
+            assert (not numpy.array_equal(before, out.get_param("W"))) is changes
+    finally:
+        ner.cfg["loss_weight"] = 1.0
+
+
+def bertflow_cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "bertflow", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_evaluate_cli_prints_each_head(project):
+    model = project / "training" / "multitask" / "model-best"
+    out = bertflow_cli("evaluate", model, project / "corpus" / "ner" / "dev.spacy", project / "corpus" / "qa" / "dev.spacy")
+    assert "\nner\n" in out.stdout and "ents_f" in out.stdout and "qa_f1" in out.stdout
+    as_json = json.loads(bertflow_cli("evaluate", model, project / "corpus" / "textcat" / "dev.spacy", "--json").stdout)
+    assert set(as_json["heads"]) == {"textcat"} and as_json["heads"]["textcat"]["n_examples"] == 40
+    missing = bertflow_cli("evaluate", model, project / "nope.spacy", check=False)
+    assert missing.returncode != 0 and "nope.spacy does not exist" in missing.stderr
+
+
+def test_annotate_streams_resumes_and_keeps_every_row(project, tmp_path):
+    model = project / "training" / "multitask" / "model-best"
+    rows = [{"id": 1, "text": "Apple was founded by Steve Jobs."},
+            {"id": 2, "text": "The cat sat in Paris.", "question": "Where did the cat sit?"},
+            "this line is not JSON",
+            {"id": 4, "text": ""},
+            {"id": 5, "text": "東京は日本の首都です。🙂👩‍👩‍👧 " * 200}]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    out = tmp_path / "out.jsonl"
+    first = bertflow_cli("annotate", model, src, out, "--batch-size", 2, "--vectors")
+    records = {r["row"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(records) == [0, 1, 2, 3, 4] and "5 rows" not in first.stdout
+    assert "error" in records[2] and "invalid JSON" in records[2]["error"]
+    assert records[1]["question"] == "Where did the cat sit?" and records[1]["spans"]["answers"]
+    for rec in (records[0], records[1], records[4]):
+        text = rec["text"]
+        assert all(text[e["start_char"]: e["end_char"]] == e["text"] for e in rec["ents"])
+        assert math.isclose(sum(rec["cats"].values()), 1.0, rel_tol=1e-5) and len(rec["vector"]) == 32
+    # resume: a crash left half a line; the rerun keeps the complete rows and redoes the rest
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])
+    again = bertflow_cli("annotate", model, src, out)
+    assert "2 already there" in again.stdout
+    assert sorted(json.loads(line)["row"] for line in out.read_text().splitlines()) == [0, 1, 2, 3, 4]
+
+
+def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_path):
+    wheels = list((project / "packages").glob("en_multitask-0.1.0/dist/*.whl"))
+    assert len(wheels) == 1
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # The fresh venv sees the already-installed dependencies (spacy, torch, the bertflow plugins)
+    # through a site dir, so the test needs no network; the pipeline itself is pip-installed.
+    Path(site, "_deps.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[0])], check=True)
+    script = (
+        "import socket\n"
+        "def blocked(*a, **k): raise OSError('network is off in this test')\n"
+        "socket.socket.connect = blocked; socket.create_connection = blocked\n"
+        "import spacy, json, sys\n"
+        "nlp = spacy.load('en_multitask')\n"
+        "doc = nlp('Apple was founded by Steve Jobs in Cupertino.')\n"
+        "print(json.dumps({'pipes': nlp.pipe_names, 'cats': sorted(doc.cats), 'n_ents': len(doc.ents), "
+        "'path': spacy.util.get_package_path('en_multitask').as_posix()}))\n"
+    )
+    result = subprocess.run([str(py), "-c", script], capture_output=True, text=True, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    assert info["pipes"] == ["encoder", *HEADS] and info["cats"] == ["NEGATIVE", "POSITIVE"]
+    assert info["path"].startswith(str(venv))  # loaded from the fresh venv's install
