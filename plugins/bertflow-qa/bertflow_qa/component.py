@@ -15,7 +15,7 @@ from typing import Callable, Iterable, List, Optional
 
 import numpy
 from spacy.language import Language
-from spacy.tokens import Doc, SpanGroup
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Model
@@ -25,6 +25,8 @@ from bertflow.api import BertflowError, HeadPipe
 
 from .decoding import best_spans, log_softmax, null_scores
 from .extensions import install_extensions
+
+ANSWER_LABEL = "ANSWER"  # the label of answer spans (displaCy shows it)
 
 DEFAULT_MODEL = {
     "@architectures": "bertflow.QAHead.v1",
@@ -98,7 +100,7 @@ class QAHead(HeadPipe):
                 spans = []
             doc.spans[key] = SpanGroup(
                 doc, name=key,
-                spans=[doc[s.start: s.end] for s in spans],
+                spans=[Span(doc, s.start, s.end, label=ANSWER_LABEL) for s in spans],
                 attrs={"scores": [s.prob for s in spans], "logits": [s.logit for s in spans],
                        "null_score": null_prob, "null_logit": null_logit, "question": question},
             )

@@ -336,3 +336,14 @@ def test_convert_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bertflow", "qa", "convert", str(tmp_path / "missing.json"),
                           str(tmp_path / "o2.spacy")], capture_output=True, text=True)
     assert bad.returncode != 0 and "missing.json does not exist" in bad.stderr + bad.stdout
+
+
+def test_displacy_renders_answers_and_entities(trained):
+    from spacy import displacy
+
+    nlp, _, _ = trained
+    doc = nlp.make_doc("the dog was in london")
+    doc._.text_pair = "what animal"
+    doc = nlp(doc)
+    html = displacy.render(doc, style="span", options={"spans_key": "answers"}, jupyter=False)
+    assert "dog" in html and "ANSWER" in html
