@@ -19,7 +19,7 @@ import bertflow
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "projects" / "multitask"
-STEPS = 40
+STEPS = 100
 
 NEW_TEXTS = [
     ("Steve Jobs and Steve Wozniak founded Apple in Cupertino, California, in 1976.", "Where was Apple founded?"),
@@ -38,7 +38,7 @@ def main() -> None:
     start = time.time()
     print(f"Training projects/multitask on the shipped samples ({STEPS} steps, CPU)...\n", flush=True)
     run("convert")
-    run("train", ".", f"--vars.max_steps={STEPS}", "--vars.warmup_steps=4", "--vars.lr=0.0001")
+    run("train", ".", f"--vars.max_steps={STEPS}", f"--vars.warmup_steps={STEPS // 10}", "--vars.lr=0.0001")
     trained = time.time() - start
     model_dir = PROJECT / "training" / "multitask" / "model-best"
     nlp = spacy.load(model_dir)

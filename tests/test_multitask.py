@@ -37,7 +37,7 @@ def test_every_head_is_scored_on_its_own_dev_set(project):
     assert set(metrics["heads"]) == set(HEADS)
     assert 0 <= metrics["heads"]["textcat"]["cats_score"] <= 1 and 0 <= metrics["heads"]["ner"]["ents_f"] <= 1
     assert metrics["heads"]["qa"]["qa_n"] == 20 and -1 <= metrics["heads"]["similarity"]["sim_spearman"] <= 1
-    assert metrics["n_examples"] == 40 + 40 + 20 + 80
+    assert metrics["n_examples"] == 40 + 40 + 20 + 80 + 40  # + the cross-encoder's pair docs (no head here scores them)
 
 
 def test_each_head_output_is_present_and_well_formed(nlp):
@@ -50,6 +50,23 @@ def test_each_head_output_is_present_and_well_formed(nlp):
     assert -1.0 <= doc.similarity(nlp("Jobs started Apple.")) <= 1.0
     answers = bertflow.ask(nlp, "Who founded Apple?", text, top_k=2)
     assert len(answers) == 2 and all(text[a.start_char: a.end_char] == a.text for a in answers)
+
+
+def test_cross_encoder_option_trains_beside_the_four_heads(project, tiny_bert_dir):
+    """configs/multitask_cross.cfg (--vars.config=multitask_cross) adds the cross-encoder."""
+    from spacy.util import load_config, load_model_from_config
+
+    config = load_config(project / "configs" / "multitask_cross.cfg", overrides={"paths.encoder": str(tiny_bert_dir)})
+    nlp = load_model_from_config(config, auto_fill=True)
+    assert nlp.pipe_names == ["encoder", *HEADS, "pair_classifier"]
+    egs = [eg for task in (*HEADS, "pair") for eg in examples_of(nlp, project, task)[:4]]
+    nlp.initialize(lambda: egs)
+    losses = {}
+    nlp.update(egs, sgd=Adam(1e-4), losses=losses)
+    assert all(losses[head] > 0.0 for head in (*HEADS, "pair_classifier")), losses
+    doc = nlp.make_doc("A man plays a guitar.")
+    doc._.text_pair = "Someone is playing the guitar."
+    assert 0.0 <= nlp(doc)._.pair_score <= 5.0
 
 
 def examples_of(nlp, project, task):

@@ -11,6 +11,7 @@ from spacy.tokens import Doc, Span
 
 from bertflow.api import BertflowError
 
+from .docs import copy_tokens
 from .extensions import install_extensions
 
 Context = Union[str, Doc]
@@ -55,7 +56,7 @@ def _question_doc(nlp: Language, question: str, context: Context, top_k: int) ->
     if not isinstance(question, str) or not question.strip():
         raise BertflowError(f"The question must be non-empty text, got {question!r}.")
     if isinstance(context, Doc):  # reuse its tokens; the encoder re-runs with the question
-        doc = Doc(nlp.vocab, words=[t.text for t in context], spaces=[bool(t.whitespace_) for t in context])
+        doc = copy_tokens(context, nlp.vocab)
     elif isinstance(context, str):
         doc = nlp.make_doc(context)
     else:

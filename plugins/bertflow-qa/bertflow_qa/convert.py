@@ -22,6 +22,8 @@ from spacy.tokens import Doc, DocBin, SpanGroup
 
 from bertflow.api import BertflowError, ConversionReport, malformed_row
 
+from .docs import copy_tokens
+
 SPANS_KEY = "answers"
 
 
@@ -48,10 +50,6 @@ def _load(path: Path) -> list:
         raise BertflowError(f"{path}: not SQuAD JSON: expected an object with a 'data' list of articles "
                             f"(data[].paragraphs[].context / qas[]).")
     return data["data"]
-
-
-def _copy(doc: Doc) -> Doc:
-    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
 
 
 def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, lang: str = "en",
@@ -102,7 +100,7 @@ def _question(context_doc: Doc, context: str, qa, report: SquadReport):
     answers = qa.get("answers", [])
     if not isinstance(answers, list) or (not answers and not impossible):
         return None, "needs a non-empty 'answers' list (or is_impossible: true)"
-    doc = _copy(context_doc)
+    doc = copy_tokens(context_doc)
     spans, texts = [], []
     for n, ans in enumerate([] if impossible else answers):
         text, start = (ans.get("text"), ans.get("answer_start")) if isinstance(ans, dict) else (None, None)
