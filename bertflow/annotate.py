@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from spacy.tokens import Doc
 
+from .corpus import jsonl_rows
 from .errors import BertflowError
 from .loading import load_pipeline
 
@@ -48,19 +49,15 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
         with open(path, encoding="utf8") as f:
             for i, line in enumerate(f):
                 yield i, None, line.rstrip("\n").rstrip("\r"), None, None
-    elif file_format == "jsonl":
-        with open(path, encoding="utf8") as f:
-            for i, line in enumerate(f):
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield i, None, None, None, f"{path}:{i + 1}: invalid JSON ({err.msg})"
-                    continue
-                if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str):
-                    yield i, None, None, None, f"{path}:{i + 1}: expected an object with a string {text_field!r}"
-                    continue
-                question = obj.get(question_field)
-                yield i, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
+    elif file_format == "jsonl":  # row = line number - 1; blank lines hold no row
+        for line_no, obj, problem in jsonl_rows(path):
+            if problem is None and not isinstance(obj.get(text_field), str):
+                problem = f"expected a string {text_field!r}"
+            if problem is not None:
+                yield line_no - 1, None, None, None, f"{path}:{line_no}: {problem}"
+                continue
+            question = obj.get(question_field)
+            yield line_no - 1, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
     else:
         with open(path, encoding="utf8", newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if file_format == "tsv" else ",")
