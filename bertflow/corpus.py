@@ -7,6 +7,7 @@ pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections import OrderedDict
@@ -191,8 +192,6 @@ def create_mixed_corpus(
     readers = {name: create_corpus_reader(path, max_length=max_length) for name, path in live.items()}
 
     def read(nlp: Language) -> Iterator[Example]:
-        import random
-
         if sampling == "concat":
             for reader in readers.values():
                 yield from reader(nlp)

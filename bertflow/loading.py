@@ -14,7 +14,7 @@ def plugin_hint(factory: str) -> str:
 
     for task in get_tasks().values():
         if task.factory == factory:  # installed but failed to load: the plugin list says why
-            return f"the plugin that provides it is installed but failed to load; run 'bertflow plugins'"
+            return "the plugin that provides it is installed but failed to load; run 'bertflow plugins'"
     if factory.startswith("bertflow_"):
         return f"install the bertflow plugin that provides it, e.g. pip install bertflow-{factory[len('bertflow_'):]}"
     return "install the package that registers this spaCy factory"

@@ -227,7 +227,6 @@ def test_training_through_spacy_train_on_converted_squad(tmp_path, tiny_bert_dir
             {"id": "q2", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 15}]}]}]}]}
     (tmp_path / "s.json").write_text(json.dumps(squad))
     convert(tmp_path / "s.json", tmp_path / "s.spacy")
-    from spacy.training.loop import train as spacy_train  # noqa: F401  (imported to check availability)
     from bertflow.api import create_corpus_reader
     nlp = make_pipeline(tiny_bert_dir)
     egs = list(create_corpus_reader(tmp_path / "s.spacy")(nlp))
