@@ -219,7 +219,7 @@ def test_round_trip_bytes_and_disk(trained, tmp_path):
     assert [s.text for s in bytes_doc.spans["answers"]] == [s.text for s in before]
 
 
-def test_training_through_spacy_train_on_converted_squad(tmp_path, tiny_bert_dir):
+def test_converted_squad_trains_through_the_corpus_reader(tmp_path, tiny_bert_dir):
     """The converter's output trains with bertflow.Corpus.v1 (the question reaches the predicted docs)."""
     squad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
         {"context": "The cat sat in Paris.", "qas": [
