@@ -14,6 +14,7 @@ skipped (a half-written last line is discarded).
 """
 import csv
 import json
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -131,6 +132,12 @@ def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Op
     if file_format not in FORMATS:
         raise BertflowError(f"Unknown input format {file_format!r} for {input_path}: use one of {', '.join(FORMATS)} "
                             f"(--format).")
+    if n_process > 1:
+        if vectors:
+            raise BertflowError("--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back "
+                                "from worker processes, so the vectors would be wrong.")
+        # Forked workers inherit torch's initialised thread pool and can deadlock; spawned ones start clean.
+        multiprocessing.set_start_method("spawn", force=True)
     nlp = load_pipeline(model, gpu_id)
     done = _done_rows(output_path)
     report = AnnotateReport(n_skipped=len(done))

@@ -172,3 +172,20 @@ def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_pa
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["pipes"] == ["encoder", *HEADS] and info["cats"] == ["NEGATIVE", "POSITIVE"]
     assert info["path"].startswith(str(venv))  # loaded from the fresh venv's install
+
+
+def test_annotate_with_two_processes_matches_one(project, tmp_path):
+    model = project / "training" / "multitask" / "model-best"
+    src = tmp_path / "in.txt"
+    src.write_text("Apple was founded by Steve Jobs.\nThe talks in Brussels collapsed.\n\nA gorgeous film.\n東京 🙂\n")
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    bertflow_cli("annotate", model, src, one, "--batch-size", 2)
+    bertflow_cli("annotate", model, src, two, "--batch-size", 2, "--n-process", 2)
+    a = {r["row"]: r for r in map(json.loads, one.read_text().splitlines())}
+    b = {r["row"]: r for r in map(json.loads, two.read_text().splitlines())}
+    assert sorted(a) == sorted(b) == [0, 1, 2, 3, 4]
+    for row in a:
+        assert a[row]["ents"] == b[row]["ents"]
+        assert a[row]["cats"] == pytest.approx(b[row]["cats"], abs=1e-5)
+    refused = bertflow_cli("annotate", model, src, tmp_path / "v.jsonl", "--n-process", 2, "--vectors", check=False)
+    assert refused.returncode != 0 and "--vectors needs --n-process 1" in refused.stderr
