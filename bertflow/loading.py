@@ -1,7 +1,7 @@
 """Loading a saved or packaged pipeline with errors that say what to install."""
 import re
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from .errors import BertflowError
 
@@ -20,7 +20,7 @@ def plugin_hint(factory: str) -> str:
     return "install the package that registers this spaCy factory"
 
 
-def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1):
+def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Optional[dict] = None):
     """``spacy.load`` on the GPU ``gpu_id`` (-1: CPU). A pipeline that needs a
     plugin that is not installed gets an error naming the factory and what to
     install, instead of spaCy's bare unknown-factory error."""
@@ -29,7 +29,7 @@ def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1):
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     try:
-        return spacy.load(name_or_path)
+        return spacy.load(name_or_path, config=config or {})
     except ValueError as err:
         match = _UNKNOWN_FACTORY.search(str(err))
         if not match:

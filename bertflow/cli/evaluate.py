@@ -1,47 +1,20 @@
 """``bertflow evaluate MODEL DATA...``: each head's metrics on the examples
 annotated for it (one pass of the pipeline over all the data)."""
 import json
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import typer
 
-from ..errors import BertflowError
+from ..evaluation import evaluate_nlp, read_examples
 from ..loading import load_pipeline
 from ._app import app, run_or_fail
 
 
 def evaluate_pipeline(model: str, data: List[Path], *, batch_size: int = 64, gpu_id: int = -1) -> dict:
     """Plain function behind ``bertflow evaluate``: ``{"heads": {name: scores}, "n_examples", "docs_per_s"}``."""
-    from spacy.training import Example
-
-    from ..corpus import create_corpus_reader
-
     nlp = load_pipeline(model, gpu_id)
-    examples = []
-    for path in data:
-        if not Path(path).exists():
-            raise BertflowError(f"{path} does not exist: give .spacy files (convert raw data with 'bertflow <task> convert').")
-        examples.extend(create_corpus_reader(Path(path))(nlp))
-    if not examples:
-        raise BertflowError(f"No examples in {', '.join(map(str, data))}.")
-    start = time.perf_counter()
-    docs = list(nlp.pipe((eg.predicted for eg in examples), batch_size=batch_size))
-    elapsed = time.perf_counter() - start
-    scored = [Example(doc, eg.reference) for doc, eg in zip(docs, examples)]
-    heads: Dict[str, dict] = {}
-    for name, pipe in nlp.pipeline:
-        if getattr(pipe, "scorer", None) is None or not hasattr(pipe, "score"):
-            continue
-        annotated = [eg for eg in scored if pipe.is_annotated(eg)] if hasattr(pipe, "is_annotated") else scored
-        if not annotated:
-            continue  # nothing in the data for this head
-        scores = pipe.score(annotated)
-        if scores:
-            heads[name] = {"n_examples": len(annotated), **scores}
-    return {"model": str(model), "n_examples": len(examples), "docs_per_s": len(examples) / max(elapsed, 1e-9),
-            "heads": heads}
+    return {"model": str(model), **evaluate_nlp(nlp, read_examples(nlp, data), batch_size=batch_size)}
 
 
 def _main_metrics(scores: dict) -> List[tuple]:

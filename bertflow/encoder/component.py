@@ -12,7 +12,6 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.util import minibatch
-from spacy_transformers.util import batch_by_length
 from spacy.vocab import Vocab
 from spacy_transformers.annotation_setters import null_annotation_setter
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
@@ -23,9 +22,24 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from .extensions import install_extensions
 from .model import clip_encoder_gradients
 
+
+def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
+    """Indices grouped into batches of similar length, longest first: each batch
+    holds at most ``max_docs`` items and at most ``max_items`` once padded to its
+    longest (a single item longer than that is a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: List[List[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_docs and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_items:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
 DEFAULT_CONFIG_STR = """
 [encoder]
 max_batch_items = 4096
+sort_buffer = 1024
 frozen = false
 grad_clip_norm = 1.0
 
@@ -63,6 +77,7 @@ def make_encoder(
     model: Model[List[Doc], FullTransformerBatch],
     set_extra_annotations: Callable[[List[Doc], FullTransformerBatch], None],
     max_batch_items: int,
+    sort_buffer: int,
     frozen: bool,
     grad_clip_norm: float,
 ) -> "Encoder":
@@ -70,16 +85,20 @@ def make_encoder(
 
     model (Model[List[Doc], FullTransformerBatch]): usually ``bertflow.Encoder.v1``.
     set_extra_annotations (Callable): called after ``doc._.trf_data`` is set.
-    max_batch_items (int): most padded wordpieces per sub-batch in ``pipe``
-        (docs are length-sorted into sub-batches).
+    max_batch_items (int): most padded tokens per sub-batch in ``pipe``.
+    sort_buffer (int): ``pipe`` reads this many docs ahead, sorts them by length
+        and encodes sub-batches of similar length (at most ``batch_size`` docs and
+        ``max_batch_items`` padded tokens each), so rows are barely padded; docs
+        still come out in their input order. 0 sorts within each ``batch_size``
+        batch only (lowest latency and memory).
     frozen (bool): feature-based mode: the encoder runs without gradients and
         its weights never change, while heads still train on its outputs.
     grad_clip_norm (float): clip the encoder's gradients to this global L2 norm
         before each optimizer step, as BERT and Hugging Face training do (thinc's
         optimizer only clips each parameter on its own); 0 turns it off.
     """
-    return Encoder(nlp.vocab, model, set_extra_annotations, name=name,
-                   max_batch_items=max_batch_items, frozen=frozen, grad_clip_norm=grad_clip_norm)
+    return Encoder(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items,
+                   sort_buffer=sort_buffer, frozen=frozen, grad_clip_norm=grad_clip_norm)
 
 
 class Encoder(Transformer):
@@ -91,10 +110,12 @@ class Encoder(Transformer):
         *,
         name: str = "bertflow_encoder",
         max_batch_items: int = 4096,
+        sort_buffer: int = 1024,
         frozen: bool = False,
         grad_clip_norm: float = 1.0,
     ):
         super().__init__(vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
+        self.cfg["sort_buffer"] = int(sort_buffer)
         self.cfg["frozen"] = bool(frozen)
         self.cfg["grad_clip_norm"] = float(grad_clip_norm)
         install_extensions()
@@ -108,23 +129,29 @@ class Encoder(Transformer):
         self.set_extra_annotations(docs, predictions)
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """spacy-transformers' ``pipe`` (length-sorted sub-batches of at most
-        ``max_batch_items`` padded wordpieces), with spaCy's error-handler
-        convention: a sub-batch that fails goes to the handler, which raises
-        (the default) or lets the pipe drop those docs and go on."""
+        """Encode a stream in length-sorted sub-batches, yielding docs in input order.
+
+        Reads ``sort_buffer`` docs ahead (at least ``batch_size``), sorts them
+        by length and encodes sub-batches of at most ``batch_size`` docs and
+        ``max_batch_items`` padded tokens, so short texts are not padded to
+        the longest in the buffer. spaCy's error-handler convention holds: a
+        sub-batch that fails goes to the handler, which raises (the default)
+        or lets the pipe drop those docs and go on."""
         install_extensions()
         error_handler = self.get_error_handler()
-        for outer_batch in minibatch(stream, batch_size):
-            outer_batch = list(outer_batch)
+        buffer_size = max(batch_size, self.cfg.get("sort_buffer", 0))
+        for buffer in minibatch(stream, buffer_size):
+            buffer = list(buffer)
             failed = set()
-            for indices in batch_by_length(outer_batch, self.cfg["max_batch_items"]):
-                subbatch = [outer_batch[i] for i in indices]
+            for indices in length_sorted_batches([len(doc) for doc in buffer], batch_size,
+                                                 self.cfg["max_batch_items"]):
+                subbatch = [buffer[i] for i in indices]
                 try:
                     self.set_annotations(subbatch, self.predict(subbatch))
                 except Exception as err:  # noqa: BLE001  (handed to the error handler)
                     error_handler(self.name, self, subbatch, err)
                     failed.update(indices)
-            yield from (doc for i, doc in enumerate(outer_batch) if i not in failed)
+            yield from (doc for i, doc in enumerate(buffer) if i not in failed)
 
     def predict(self, docs: Iterable[Doc]) -> FullTransformerBatch:
         return self.model.predict(list(docs))

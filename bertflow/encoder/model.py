@@ -126,6 +126,14 @@ class EncoderModel(Model):
             copied.set_dim("nO", self.get_dim("nO"))
         return copied
 
+    def from_bytes(self, bytes_data: bytes) -> "EncoderModel":
+        """thinc restores saved attrs over the configured ones; ``precision`` is a
+        run-time switch, so the config it was loaded with wins."""
+        super().from_bytes(bytes_data)
+        self.attrs["precision"] = self._init_args["precision"]
+        self.attrs["int8_model"] = None
+        return self
+
     @property
     def max_length(self) -> int:
         """Longest row the model accepts, special tokens included."""

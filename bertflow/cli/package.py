@@ -1,0 +1,34 @@
+"""``bertflow package MODEL OUTPUT_DIR [--precision int8 --dev DEV.spacy]``:
+``spacy package`` with a precision switch and an accuracy guard."""
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..precision import format_check, package_pipeline
+from ._app import app, run_or_fail
+
+
+@app.command("package")
+def package_cli(
+    model: Path = typer.Argument(..., help="Trained pipeline directory (e.g. training/model-best)."),
+    output_dir: Path = typer.Argument(..., help="Where spacy package writes the package."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="fp32; int8 (dynamic quantisation, CPU); fp16 or bf16 (autocast, GPU)."),
+    dev: List[Path] = typer.Option([], "--dev", help="Dev .spacy file(s) to check a reduced precision against fp32."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse when any head's main metric drops more (points)."),
+    name: Optional[str] = typer.Option(None, "--name"),
+    version: Optional[str] = typer.Option(None, "--version"),
+    build: str = typer.Option("sdist", "--build", help="sdist, wheel, or both (comma-separated)."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    gpu_id: int = typer.Option(-1, "--gpu-id"),
+    force: bool = typer.Option(False, "--force", "-F", help="Overwrite an existing package directory."),
+):
+    """Package a pipeline, optionally in reduced precision after checking every head against fp32."""
+    report = run_or_fail(package_pipeline, model, output_dir, precision=precision, dev=dev, max_drop=max_drop,
+                         name=name, version=version, build=build, batch_size=batch_size, gpu_id=gpu_id, force=force)
+    if report:
+        typer.echo(format_check(report))
+        typer.echo(f"✔ within {max_drop} points of fp32; figures in meta.json under bertflow_precision")
+    typer.echo(json.dumps({"packaged": str(output_dir), "precision": precision}))

@@ -1,0 +1,164 @@
+"""Reduced-precision pipelines with an accuracy guard.
+
+``check_precision`` loads a trained pipeline twice, in fp32 and in the
+reduced precision (``int8``: dynamic quantisation of the encoder's Linear
+layers, CPU; ``fp16``/``bf16``: autocast, GPU), scores every head of both
+on the same dev data and measures their speed. ``package_pipeline`` refuses
+(with the figures) when any head's main metric drops by more than
+``max_drop`` points, and otherwise packages the reduced pipeline with
+``spacy package``, the figures recorded under ``meta["bertflow_precision"]``.
+"""
+import io
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+from .errors import BertflowError
+from .evaluation import evaluate_nlp, read_examples
+from .loading import load_pipeline
+
+REDUCED = ("int8", "fp16", "bf16")
+ENCODER_FACTORY = "bertflow_encoder"
+# metrics that are counts or sizes, not qualities to compare
+_NOT_QUALITY = ("_n", "n_examples", "speed")
+
+
+def encoder_names(model: Union[str, Path]) -> List[str]:
+    """The bertflow encoders in a saved pipeline's config."""
+    from spacy.util import load_config
+
+    config_path = Path(model) / "config.cfg"
+    if not config_path.exists():
+        raise BertflowError(f"{model} is not a saved pipeline directory (no config.cfg): give the directory "
+                            f"written by spacy train (e.g. training/model-best) or nlp.to_disk.")
+    config = load_config(config_path, interpolate=False)
+    names = [n for n in config["nlp"]["pipeline"] if config["components"][n].get("factory") == ENCODER_FACTORY]
+    if not names:
+        raise BertflowError(f"{model} has no bertflow_encoder component, so there is no precision to change.")
+    return names
+
+
+def load_with_precision(model: Union[str, Path], precision: str, gpu_id: int = -1):
+    """Load a saved pipeline with every bertflow encoder set to ``precision``."""
+    overrides = {"components": {name: {"model": {"precision": precision}} for name in encoder_names(model)}}
+    return load_pipeline(model, gpu_id, config=overrides)
+
+
+def main_metrics(nlp, scores: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
+    """Each head's main metrics: those with a weight in ``[training.score_weights]``,
+    or every numeric quality metric of a head that has none there."""
+    weights = {k for k, v in dict(nlp.config["training"].get("score_weights", {})).items() if v}
+    out: Dict[str, Dict[str, float]] = {}
+    for head, head_scores in scores.items():
+        numeric = {k: float(v) for k, v in head_scores.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith(_NOT_QUALITY)}
+        chosen = {k: v for k, v in numeric.items() if k in weights}
+        out[head] = chosen or numeric
+    return out
+
+
+def weights_megabytes(nlp, precision: str) -> float:
+    """Size of the encoders' weights as the reduced pipeline runs them (int8:
+    the quantised modules; fp16/bf16 autocast keeps fp32 weights)."""
+    import torch
+
+    from .encoder.model import _int8_model
+
+    total = 0
+    for _, pipe in nlp.pipeline:
+        if getattr(pipe, "model", None) is None or type(pipe).__name__ != "Encoder":
+            continue
+        module = _int8_model(pipe.model) if precision == "int8" else pipe.model.transformer
+        buffer = io.BytesIO()
+        torch.save(module.state_dict(), buffer)
+        total += buffer.tell()
+    return total / 2**20
+
+
+def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *, max_drop: float = 1.0,
+                    batch_size: int = 64, gpu_id: int = -1) -> dict:
+    """Score every head in fp32 and in ``precision`` on ``dev``; compare. int8
+    runs on the CPU whatever ``gpu_id`` says; fp16 and bf16 need a GPU.
+
+    RETURNS (dict): ``precision``, ``max_drop``, ``passed``, ``heads`` ({head:
+    {metric: {"fp32", "reduced", "drop_points"}}}), ``docs_per_s`` for both,
+    ``speedup``, ``weights_mb`` for both, and ``dev``.
+    """
+    if precision not in REDUCED:
+        raise BertflowError(f"precision must be one of {', '.join(REDUCED)} (fp32 needs no check), not {precision!r}.")
+    if precision == "int8":
+        gpu_id = -1  # dynamic quantisation runs on the CPU: both sides are measured there
+    if precision in ("fp16", "bf16") and gpu_id < 0:
+        raise BertflowError(f"{precision} runs on a GPU only (on the CPU it would fall back to fp32): give --gpu-id 0.")
+    if not dev:
+        raise BertflowError("A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.")
+    results = {}
+    for name in ("fp32", precision):
+        nlp = load_with_precision(model, name, gpu_id)
+        evaluation = evaluate_nlp(nlp, read_examples(nlp, dev), batch_size=batch_size)
+        if not evaluation["heads"]:
+            raise BertflowError(f"No head of {model} has annotations in {', '.join(map(str, dev))} to score.")
+        results[name] = (nlp, evaluation, main_metrics(nlp, evaluation["heads"]), weights_megabytes(nlp, name))
+    (_, full, full_metrics, full_mb), (_, reduced, reduced_metrics, reduced_mb) = results["fp32"], results[precision]
+    heads = {
+        head: {key: {"fp32": value, "reduced": reduced_metrics[head].get(key, 0.0),
+                     "drop_points": 100 * (value - reduced_metrics[head].get(key, 0.0))}
+               for key, value in metrics.items()}
+        for head, metrics in full_metrics.items()
+    }
+    worst = max((m["drop_points"] for metrics in heads.values() for m in metrics.values()), default=0.0)
+    return {
+        "precision": precision, "max_drop": max_drop, "passed": worst <= max_drop, "worst_drop_points": worst,
+        "heads": heads, "n_examples": full["n_examples"], "dev": [str(p) for p in dev],
+        "docs_per_s": {"fp32": full["docs_per_s"], "reduced": reduced["docs_per_s"]},
+        "speedup": reduced["docs_per_s"] / full["docs_per_s"],
+        "weights_mb": {"fp32": full_mb, "reduced": reduced_mb},
+    }
+
+
+def format_check(report: dict) -> str:
+    """The comparison as a plain-text table."""
+    lines = [f"{'head':<14} {'metric':<18} {'fp32':>8} {report['precision']:>8} {'drop (points)':>14}"]
+    for head, metrics in report["heads"].items():
+        for key, m in metrics.items():
+            flag = "  > max" if m["drop_points"] > report["max_drop"] else ""
+            lines.append(f"{head:<14} {key:<18} {m['fp32']:8.4f} {m['reduced']:8.4f} {m['drop_points']:14.2f}{flag}")
+    lines.append(f"speed: {report['docs_per_s']['fp32']:.1f} -> {report['docs_per_s']['reduced']:.1f} docs/s "
+                 f"(x{report['speedup']:.2f}); encoder weights {report['weights_mb']['fp32']:.1f} -> "
+                 f"{report['weights_mb']['reduced']:.1f} MB; {report['n_examples']} dev examples")
+    return "\n".join(lines)
+
+
+def package_pipeline(model: Union[str, Path], output_dir: Union[str, Path], *, precision: str = "fp32",
+                     dev: Optional[List[Path]] = None, max_drop: float = 1.0, name: Optional[str] = None,
+                     version: Optional[str] = None, build: str = "sdist", batch_size: int = 64, gpu_id: int = -1,
+                     force: bool = False) -> dict:
+    """``spacy package`` for a pipeline in ``precision``; a reduced precision is
+    first checked against fp32 on ``dev`` and refused when a head drops more
+    than ``max_drop`` points. RETURNS the check report (empty for fp32)."""
+    from spacy.cli.package import package
+
+    output_dir = Path(output_dir)
+    if not output_dir.exists():
+        output_dir.mkdir(parents=True)
+    report: dict = {}
+    if precision != "fp32":
+        report = check_precision(model, list(dev or []), precision, max_drop=max_drop, batch_size=batch_size,
+                                 gpu_id=gpu_id)
+        if not report["passed"]:
+            raise BertflowError(
+                f"Not packaged: in {precision} a head's metric drops by {report['worst_drop_points']:.2f} points, more "
+                f"than --max-drop {max_drop}.\n{format_check(report)}\nPackage in fp32, try another precision, "
+                f"or raise --max-drop if that loss is acceptable.")
+    nlp = load_with_precision(model, precision) if precision != "fp32" else load_pipeline(model)
+    if report:
+        nlp.meta["bertflow_precision"] = report
+    staging = Path(tempfile.mkdtemp(prefix="bertflow-package-"))
+    try:
+        nlp.to_disk(staging / "pipeline")
+        package(staging / "pipeline", output_dir, name=name, version=version, create_sdist="sdist" in build,
+                create_wheel="wheel" in build, force=force, silent=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report

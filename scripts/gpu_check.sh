@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The GPU checks, on a CUDA machine that has python3 with torch but no spaCy:
+# unpack the carried cp312 spaCy stack (.gpu/site.txz), install bertflow and
+# its plugins, write a random BERT of all-MiniLM-L6-v2's shape (from the
+# config and tokenizer in .gpu/minilm), then run the GPU tests and the speed
+# benchmark on the GPU. Figures and logs go to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+SITE=/tmp/site
+if [ -f .gpu/site.txz ]; then mkdir -p "$SITE" && tar xJf .gpu/site.txz -C "$SITE"; fi
+export PYTHONPATH=$SITE PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+python3 -m pip install -q --no-deps --no-build-isolation --no-index --target "$SITE" . plugins/bertflow-* \
+  >"$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, spacy, thinc, transformers, cupy; print('torch', torch.__version__, 'spacy', spacy.__version__, 'thinc', thinc.__version__, 'transformers', transformers.__version__, 'cupy', cupy.__version__)"
+python3 - <<'PY'
+import glob, shutil
+from transformers import BertConfig, BertModel
+BertModel(BertConfig.from_pretrained(".gpu/minilm")).save_pretrained("/tmp/minilm-random")
+for f in glob.glob(".gpu/minilm/*token*") + glob.glob(".gpu/minilm/vocab.txt") + glob.glob(".gpu/minilm/special*"):
+    shutil.copy(f, "/tmp/minilm-random")
+PY
+timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+timeout ${SPEED_TIMEOUT:-300} python3 benchmarks/speed.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data \
+  --repeats 2 --json "$OUT/speed_gpu.json" 2>&1 | tee "$OUT/speed_gpu.log" | tail -40
+cp benchmarks/BENCHMARKS.md "$OUT/" 2>/dev/null || true
