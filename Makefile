@@ -1,5 +1,6 @@
 # make demo  - set up the environment, then run the main job on the default model
 # make test  - set up the environment, then run every test (core and plugins)
+# make fuzz  - the fuzz test with 10,000 examples
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.bertflow-installed
 
-.PHONY: install demo test test-all clean
+.PHONY: install demo test test-all fuzz clean
 
 install: $(STAMP)
 
@@ -29,6 +30,10 @@ test: install
 # also the tests marked slow
 test-all: install
 	$(PY) -m pytest -q --runslow tests $(PLUGIN_DIRS)
+
+# the fuzz test of tests/test_reliability.py with 10,000 examples (CI runs 40)
+fuzz: install
+	BERTFLOW_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_reliability.py -k fuzzed
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,6 +9,7 @@ from . import new_plugin as _new_plugin  # noqa: F401
 from . import evaluate as _evaluate  # noqa: F401
 from . import annotate as _annotate  # noqa: F401
 from . import package as _package  # noqa: F401
+from . import check as _check  # noqa: F401
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ overflow however long a token is), no padding beyond the longest row,
 states of the last k layers for heads that mix or concatenate layers.
 """
 import copy
+import os
 import warnings
 from contextlib import nullcontext
 from typing import Callable, List, Optional, Tuple
@@ -39,6 +40,18 @@ from .windows import strided_windows
 from .wordpieces import encode_docs, pad_rows
 
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+
+
+def _single_thread_after_fork() -> None:
+    """A forked child (``nlp.pipe(n_process=N)`` forks on Linux) inherits
+    torch's OpenMP thread pool in a broken state and hangs at its first
+    parallel op; each worker runs single-threaded instead (the N workers
+    share the cores anyway)."""
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 class EncoderModel(Model):

@@ -14,6 +14,7 @@ from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers import TransformerListener
 from spacy_transformers.layers.trfs2arrays import trfs2arrays
 from thinc.api import Model, chain, reduce_mean
+from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d, Ragged
 
 from .layers import output_width, select_layers
@@ -58,6 +59,13 @@ def _listener_forward(model: BertflowListener, docs: List[Doc], is_train: bool):
     return outputs, lambda d: []
 
 
+def _token_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
+    if not any(len(doc) for doc in docs):  # nothing to align; spacy-transformers' pooling can't concatenate nothing
+        width = listener_width(model) if model.get_ref("listener").has_dim("nO") is True else 0
+        return [model.ops.alloc2f(0, width) for _ in docs], lambda d_arrays: []
+    return chain_forward(model, docs, is_train)
+
+
 def encoder_output(layers: str = "last", n_layers: int = 4, upstream: str = "*") -> Model[List[Doc], List[TransformerData]]:
     """The listener followed by layer selection: ``List[Doc] -> List[TransformerData]``."""
     k = n_layers if layers != "last" else 1
@@ -86,7 +94,10 @@ def EncoderListener(
     """
     pooling = pooling if pooling is not None else reduce_mean()
     selected = encoder_output(layers, n_layers, upstream)
-    model = chain(selected, trfs2arrays(pooling, grad_factor))
+    to_arrays = trfs2arrays(pooling, grad_factor)
+    # chain(selected, to_arrays), except that a batch of empty docs gets (0, width) arrays
+    model = Model(f"{selected.name}>>{to_arrays.name}", _token_vectors_forward, init=chain_init,
+                  dims={"nO": None, "nI": None}, layers=[selected, to_arrays])
     model.attrs["layers"] = layers
     model.attrs["n_layers"] = n_layers
     model.set_ref("listener", selected.layers[0])

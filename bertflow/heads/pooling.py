@@ -13,12 +13,13 @@ import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
-from thinc.api import Model, chain
+from thinc.api import Model
+from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d
 from transformers.file_utils import ModelOutput
 
 from ..errors import BertflowError, Errors
-from .listener import encoder_output
+from .listener import encoder_output, listener_width
 
 POOLINGS = ("cls", "pooler", "mean", "max", "mean_all")
 
@@ -102,6 +103,13 @@ def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool
     return Y, backprop
 
 
+def _doc_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
+    if not any(len(doc) for doc in docs):  # no encoder outputs at all: nothing tells the width but the listener
+        width = listener_width(model) if model.get_ref("listener").has_dim("nO") is True else 0
+        return model.ops.alloc2f(len(docs), width), lambda d_vectors: []
+    return chain_forward(model, docs, is_train)
+
+
 @registry.architectures("bertflow.DocPooler.v1")
 def DocPooler(
     pooling: str = "cls",
@@ -123,7 +131,10 @@ def DocPooler(
     upstream (str): name of the encoder component, or "*" for any.
     """
     selected = encoder_output(layers, n_layers, upstream)
-    model = chain(selected, doc_pool(pooling, grad_factor, layers))
+    pool = doc_pool(pooling, grad_factor, layers)
+    # chain(selected, pool), except that a batch of empty docs gets zero vectors of the right width
+    model = Model(f"{selected.name}>>{pool.name}", _doc_vectors_forward, init=chain_init,
+                  dims={"nO": None, "nI": None}, layers=[selected, pool])
     model.attrs["layers"] = layers
     model.attrs["n_layers"] = n_layers
     model.set_ref("listener", selected.layers[0])
