@@ -15,6 +15,7 @@ skipped (a half-written last line is discarded).
 import csv
 import json
 import multiprocessing
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -141,30 +142,29 @@ def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Op
     nlp = load_pipeline(model, gpu_id)
     done = _done_rows(output_path)
     report = AnnotateReport(n_skipped=len(done))
-    rows = [r for r in read_rows(input_path, file_format, text_field, question_field, id_field)]
-    report.n_rows = len(rows)
-    todo = [r for r in rows if r[0] not in done]
+
+    def rows() -> Iterator[Row]:
+        return read_rows(input_path, file_format, text_field, question_field, id_field)
+
+    report.n_rows = sum(1 for _ in rows())  # a counting pass, so the progress bar has a total
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    finished = set()
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), disable=not progress, unit="row", desc="annotate")
+    bar = tqdm(total=report.n_rows - len(done), disable=not progress, unit="row", desc="annotate")
+    # Rows stream through: only those inside the pipeline (about one sort buffer) are held at a time.
+    pending: "OrderedDict[int, Row]" = OrderedDict()
     with open(output_path, "a", encoding="utf8") as out:
         def write(row: Row, rec: Dict[str, object]) -> None:
             head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
             out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
-            finished.add(row[0])
             if "error" in rec:
                 report.n_errors += 1
-                report.errors.append(f"row {row[0]}: {rec['error']}")
+                if len(report.errors) < 100:
+                    report.errors.append(f"row {row[0]}: {rec['error']}")
             else:
                 report.n_done += 1
             bar.update(1)
-
-        for row in todo:
-            if row[4] is not None:
-                write(row, {"error": row[4]})
 
         def make(row: Row) -> Doc:
             doc = nlp.make_doc(row[2])
@@ -172,20 +172,39 @@ def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Op
                 doc._.text_pair = row[3]
             return doc
 
-        readable = [r for r in todo if r[4] is None]
-        nlp.set_error_handler(_drop_failed_batch)
-        try:
-            stream = ((make(r), r) for r in readable)
-            for doc, row in nlp.pipe(stream, as_tuples=True, batch_size=batch_size, n_process=n_process):
-                write(row, doc_record(doc, vectors))
-        except Exception:  # noqa: BLE001  (a failure outside any component: fall back to one row at a time)
-            pass
-        for row in readable:  # retry what a failed batch took with it, one row at a time
-            if row[0] in finished:
-                continue
+        def one_at_a_time(row: Row) -> None:
             try:
                 write(row, doc_record(nlp(make(row)), vectors))
             except Exception as err:  # noqa: BLE001  (the row is kept, with its error)
                 write(row, {"text": row[2], "error": f"{type(err).__name__}: {err}"})
+
+        source = (row for row in rows() if row[0] not in done)
+
+        def feed() -> Iterator[Tuple[Doc, Row]]:
+            for row in source:
+                if row[4] is not None:  # unreadable input row: written with its problem
+                    write(row, {"error": row[4]})
+                    continue
+                pending[row[0]] = row
+                yield make(row), row
+
+        nlp.set_error_handler(_drop_failed_batch)
+        try:
+            for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
+                # docs come out in input order: rows before this one that never came out went down with a
+                # failed batch; retry them one at a time
+                while pending and next(iter(pending)) != row[0]:
+                    one_at_a_time(pending.popitem(last=False)[1])
+                pending.pop(row[0], None)
+                write(row, doc_record(doc, vectors))
+        except Exception:  # noqa: BLE001  (a failure outside any component: go on one row at a time)
+            pass
+        while pending:
+            one_at_a_time(pending.popitem(last=False)[1])
+        for row in source:  # what the failed stream had not read yet
+            if row[4] is not None:
+                write(row, {"error": row[4]})
+            else:
+                one_at_a_time(row)
     bar.close()
     return report

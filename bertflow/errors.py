@@ -86,6 +86,11 @@ class Errors:
         "doesn't get (layers = {layers!r}, or the model has no pooler). Use "
         "layers = 'last' with a BERT model that has a pooler, or pooling = 'cls'."
     )
+    E015 = (
+        "A head listening to the encoder expects outputs {expected} wide, but the encoder gives {got}: "
+        "the head was trained on another encoder. Train the head on this encoder (nlp.initialize, then "
+        "train), or use it with the encoder it was trained with."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -96,6 +96,7 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
     results = {}
     for name in ("fp32", precision):
         nlp = load_with_precision(model, name, gpu_id)
+        nlp("Warm-up: the first call quantises (int8) or compiles kernels; it is not timed.")
         evaluation = evaluate_nlp(nlp, read_examples(nlp, dev), batch_size=batch_size)
         if not evaluation["heads"]:
             raise BertflowError(f"No head of {model} has annotations in {', '.join(map(str, dev))} to score.")

@@ -121,3 +121,23 @@ def test_check_cli_passes_a_good_pipeline_and_fails_a_broken_one(nlp, tmp_path, 
     monkeypatch.setattr("bertflow.check.doc_problems", lambda doc, nlp=None: ["planted problem"])
     result = CliRunner().invoke(app, ["check", str(tmp_path / "pipeline"), "--n-per-class", "1"])
     assert result.exit_code == 1 and "FAIL" in result.output and "planted problem" in result.output
+
+
+def test_every_bad_input_gets_a_bertflow_error_and_odd_text_none(tmp_path):
+    """scripts/bad_inputs.py (which writes the table in docs/RELIABILITY.md): each bad model,
+    config or data file raises a BertflowError that says what to do; odd text raises nothing."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bad_inputs", Path(__file__).parents[1] / "scripts" / "bad_inputs.py")
+    bad_inputs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bad_inputs)
+    seen = set()
+    for where, name, func in bad_inputs.cases(tmp_path):
+        message = bad_inputs.outcome(func)
+        seen.add(where)
+        if where == "text" or "--skip-bad" in name:
+            assert message.startswith("(no error)"), (name, message)
+        else:
+            assert message.startswith(("BertflowError", "UnknownEncoderError")), (name, message)
+    assert {"models", "textcat convert", "ner convert", "similarity convert", "qa convert", "text"} <= seen

@@ -17,6 +17,7 @@ from thinc.api import Model, chain, reduce_mean
 from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d, Ragged
 
+from ..errors import BertflowError, Errors
 from .layers import output_width, select_layers
 
 
@@ -48,6 +49,7 @@ def zeros_for(doc: Doc, width: int, n_layers: int, xp=numpy) -> TransformerData:
 def _listener_forward(model: BertflowListener, docs: List[Doc], is_train: bool):
     if is_train and model._batch_id is not None:
         model.verify_inputs(docs)
+        _check_width(model, model._outputs)
         return model._outputs, model.backprop_and_clear
     width = model.get_dim("nO") if model.has_dim("nO") else 0
     outputs = []
@@ -56,7 +58,19 @@ def _listener_forward(model: BertflowListener, docs: List[Doc], is_train: bool):
         if data is None:
             data = zeros_for(doc, width, model.attrs["n_layers"], xp=model.ops.xp)
         outputs.append(data)
+    _check_width(model, outputs)
     return outputs, lambda d: []
+
+
+def _check_width(model: BertflowListener, outputs: List[TransformerData]) -> None:
+    """A head's weights fit the width of the encoder it was initialised with;
+    other outputs would fail deep inside a matrix product."""
+    if model.has_dim("nO") is not True:
+        return
+    for data in outputs:
+        hidden = data.model_output.get("last_hidden_state") if data is not None else None
+        if hidden is not None and hidden.size and hidden.shape[-1] != model.get_dim("nO"):
+            raise BertflowError(Errors.E015.format(expected=model.get_dim("nO"), got=hidden.shape[-1]))
 
 
 def _token_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
