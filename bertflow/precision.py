@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
+from .config import ENCODER_FACTORY
 from .errors import BertflowError
 from .evaluation import evaluate_nlp, read_examples
 from .loading import load_pipeline
 
 REDUCED = ("int8", "fp16", "bf16")
-ENCODER_FACTORY = "bertflow_encoder"
 # metrics that are counts or sizes, not qualities to compare
 _NOT_QUALITY = ("_n", "n_examples", "speed")
 
@@ -63,11 +63,12 @@ def weights_megabytes(nlp, precision: str) -> float:
     the quantised modules; fp16/bf16 autocast keeps fp32 weights)."""
     import torch
 
+    from .encoder.component import Encoder
     from .encoder.model import _int8_model
 
     total = 0
     for _, pipe in nlp.pipeline:
-        if getattr(pipe, "model", None) is None or type(pipe).__name__ != "Encoder":
+        if not isinstance(pipe, Encoder):
             continue
         module = _int8_model(pipe.model) if precision == "int8" else pipe.model.transformer
         buffer = io.BytesIO()

@@ -2,6 +2,7 @@ import random
 
 import numpy
 import pytest
+from hypothesis import given, strategies as st
 import torch
 from transformers import AutoModel, AutoTokenizer
 
@@ -178,6 +179,34 @@ def test_encoder_batch_order_invariance(make_nlp):
     for text, doc in zip(texts, one_by_one):
         if len(doc):
             numpy.testing.assert_allclose(token_vectors(doc), forward[text], atol=1e-5)
+
+
+@given(lengths=st.lists(st.integers(0, 300), max_size=60), max_docs=st.integers(1, 16),
+       max_items=st.integers(1, 2000))
+def test_length_sorted_batches_cover_every_index_within_bounds(lengths, max_docs, max_items):
+    from bertflow.encoder.component import length_sorted_batches
+
+    batches = length_sorted_batches(lengths, max_docs, max_items)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) <= max_docs and (len(batch) == 1 or longest * len(batch) <= max_items)
+        assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+
+
+def test_encoder_sort_buffer_keeps_input_order_and_outputs(make_nlp):
+    """With a sort buffer far larger than the batch, docs still come out in input order,
+    encoded as they are without it."""
+    texts = [("the cat sat on the mat " * (i % 7 + 1)).strip() for i in range(50)] + ["", "a"]
+    buffered = make_nlp(window=16, stride=12)
+    buffered.get_pipe("encoder").cfg["sort_buffer"] = 1024
+    plain = make_nlp(window=16, stride=12)
+    plain.get_pipe("encoder").cfg["sort_buffer"] = 0
+    docs = list(buffered.pipe(texts, batch_size=4))
+    assert [d.text for d in docs] == texts
+    for doc, ref in zip(docs, plain.pipe(texts, batch_size=4)):
+        if len(doc):
+            numpy.testing.assert_allclose(token_vectors(doc), token_vectors(ref), atol=1e-5)
 
 
 def test_encoder_pads_only_to_longest_row(make_nlp):
