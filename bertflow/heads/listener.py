@@ -75,8 +75,7 @@ def _check_width(model: BertflowListener, outputs: List[TransformerData]) -> Non
 
 def _token_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     if not any(len(doc) for doc in docs):  # nothing to align; spacy-transformers' pooling can't concatenate nothing
-        width = listener_width(model) if model.get_ref("listener").has_dim("nO") is True else 0
-        return [model.ops.alloc2f(0, width) for _ in docs], lambda d_arrays: []
+        return [model.ops.alloc2f(0, known_width(model)) for _ in docs], lambda d_arrays: []
     return chain_forward(model, docs, is_train)
 
 
@@ -116,6 +115,12 @@ def EncoderListener(
     model.attrs["n_layers"] = n_layers
     model.set_ref("listener", selected.layers[0])
     return model
+
+
+def known_width(model: Model) -> int:
+    """``listener_width`` once the encoder's width is known (0 before): the
+    width of the zero outputs a listener chain gives a batch of empty docs."""
+    return listener_width(model) if model.get_ref("listener").has_dim("nO") is True else 0
 
 
 def listener_width(model: Model) -> int:

@@ -19,7 +19,7 @@ from thinc.types import Floats2d
 from transformers.file_utils import ModelOutput
 
 from ..errors import BertflowError, Errors
-from .listener import encoder_output, listener_width
+from .listener import encoder_output, known_width
 
 POOLINGS = ("cls", "pooler", "mean", "max", "mean_all")
 
@@ -105,8 +105,7 @@ def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool
 
 def _doc_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     if not any(len(doc) for doc in docs):  # no encoder outputs at all: nothing tells the width but the listener
-        width = listener_width(model) if model.get_ref("listener").has_dim("nO") is True else 0
-        return model.ops.alloc2f(len(docs), width), lambda d_vectors: []
+        return model.ops.alloc2f(len(docs), known_width(model)), lambda d_vectors: []
     return chain_forward(model, docs, is_train)
 
 
