@@ -11,15 +11,21 @@ row that could not be read or processed. Nothing is dropped: a batch that
 fails is retried row by row, and each row that still fails is written with
 its error. Re-running on the same OUTPUT resumes: rows already there are
 skipped (a half-written last line is discarded).
+
+Memory stays flat over any length of input: rows are read lazily and run in
+chunks of ``chunk_size`` inside ``nlp.memory_zone()``, so the strings of the
+texts do not pile up in the vocab.
 """
 import csv
+import itertools
 import json
 import multiprocessing
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
+from spacy.language import Language
 from spacy.tokens import Doc
 
 from .corpus import jsonl_rows
@@ -122,10 +128,10 @@ def _drop_failed_batch(proc_name, proc, docs, err) -> None:
     return None
 
 
-def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Optional[str] = None,
+def annotate(model: Union[str, Path, Language], input_path: Path, output_path: Path, *, file_format: Optional[str] = None,
              text_field: str = "text", question_field: str = "question", id_field: str = "id",
              batch_size: int = 32, n_process: int = 1, vectors: bool = False, gpu_id: int = -1,
-             progress: bool = True) -> AnnotateReport:
+             progress: bool = True, chunk_size: int = 10_000) -> AnnotateReport:
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise BertflowError(f"{input_path} does not exist.")
@@ -133,13 +139,15 @@ def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Op
     if file_format not in FORMATS:
         raise BertflowError(f"Unknown input format {file_format!r} for {input_path}: use one of {', '.join(FORMATS)} "
                             f"(--format).")
+    if chunk_size < 1:
+        raise BertflowError(f"chunk_size must be at least 1, not {chunk_size}.")
     if n_process > 1:
         if vectors:
             raise BertflowError("--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back "
                                 "from worker processes, so the vectors would be wrong.")
         # Forked workers inherit torch's initialised thread pool and can deadlock; spawned ones start clean.
         multiprocessing.set_start_method("spawn", force=True)
-    nlp = load_pipeline(model, gpu_id)
+    nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
     done = _done_rows(output_path)
     report = AnnotateReport(n_skipped=len(done))
 
@@ -178,33 +186,45 @@ def annotate(model: str, input_path: Path, output_path: Path, *, file_format: Op
             except Exception as err:  # noqa: BLE001  (the row is kept, with its error)
                 write(row, {"text": row[2], "error": f"{type(err).__name__}: {err}"})
 
-        source = (row for row in rows() if row[0] not in done)
+        def run_chunk(chunk: List[Row]) -> None:
+            """One chunk through nlp.pipe; rows of a batch that failed are retried one at a time."""
+            stream = iter(chunk)
 
-        def feed() -> Iterator[Tuple[Doc, Row]]:
-            for row in source:
-                if row[4] is not None:  # unreadable input row: written with its problem
+            def feed() -> Iterator[Tuple[Doc, Row]]:
+                for row in stream:
+                    if row[4] is not None:  # unreadable input row: written with its problem
+                        write(row, {"error": row[4]})
+                        continue
+                    pending[row[0]] = row
+                    yield make(row), row
+
+            try:
+                for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
+                    # docs come out in input order: rows before this one that never came out went down with a
+                    # failed batch; retry them one at a time
+                    while pending and next(iter(pending)) != row[0]:
+                        one_at_a_time(pending.popitem(last=False)[1])
+                    pending.pop(row[0], None)
+                    write(row, doc_record(doc, vectors))
+            except Exception:  # noqa: BLE001  (a failure outside any component: go on one row at a time)
+                pass
+            while pending:
+                one_at_a_time(pending.popitem(last=False)[1])
+            for row in stream:  # what the failed stream had not read yet
+                if row[4] is not None:
                     write(row, {"error": row[4]})
-                    continue
-                pending[row[0]] = row
-                yield make(row), row
+                else:
+                    one_at_a_time(row)
 
         nlp.set_error_handler(_drop_failed_batch)
-        try:
-            for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
-                # docs come out in input order: rows before this one that never came out went down with a
-                # failed batch; retry them one at a time
-                while pending and next(iter(pending)) != row[0]:
-                    one_at_a_time(pending.popitem(last=False)[1])
-                pending.pop(row[0], None)
-                write(row, doc_record(doc, vectors))
-        except Exception:  # noqa: BLE001  (a failure outside any component: go on one row at a time)
-            pass
-        while pending:
-            one_at_a_time(pending.popitem(last=False)[1])
-        for row in source:  # what the failed stream had not read yet
-            if row[4] is not None:
-                write(row, {"error": row[4]})
-            else:
-                one_at_a_time(row)
+        source = (row for row in rows() if row[0] not in done)
+        while True:
+            chunk = list(itertools.islice(source, chunk_size))
+            if not chunk:
+                break
+            # Strings and lexemes of these texts live only inside the zone, so the vocab does not grow with
+            # the stream; records are written before the zone closes.
+            with nlp.memory_zone():
+                run_chunk(chunk)
     bar.close()
     return report

@@ -145,6 +145,28 @@ def test_annotate_streams_resumes_and_keeps_every_row(project, tmp_path):
     assert sorted(json.loads(line)["row"] for line in out.read_text().splitlines()) == [0, 1, 2, 3, 4]
 
 
+def test_annotate_frees_the_strings_of_its_texts(nlp, tmp_path):
+    """Chunks run inside nlp.memory_zone(): a stream of new words leaves the vocab as it was, and chunking
+    changes no record."""
+    from bertflow.annotate import annotate
+
+    src = tmp_path / "in.txt"
+    src.write_text("".join(f"Zorblax{i} met Quindle{i} in Paris on day {i}.\n" for i in range(7)))
+    before = len(nlp.vocab.strings)
+    outs = []
+    for chunk_size in (2, 10_000):
+        out = tmp_path / f"out{chunk_size}.jsonl"
+        report = annotate(nlp, src, out, chunk_size=chunk_size, progress=False)
+        assert report.n_done == 7 and report.n_errors == 0
+        outs.append([json.loads(line) for line in out.read_text().splitlines()])
+        assert len(nlp.vocab.strings) == before
+    assert [r["row"] for r in outs[0]] == list(range(7))
+    for a, b in zip(*outs):
+        assert a["text"] == b["text"] and a["ents"] == b["ents"]
+        assert all(a["text"][e["start_char"]: e["end_char"]] == e["text"] for e in a["ents"])
+        assert a["cats"] == pytest.approx(b["cats"], abs=1e-5)
+
+
 def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_path):
     wheels = list((project / "packages").glob("en_multitask-0.1.0/dist/*.whl"))
     assert len(wheels) == 1

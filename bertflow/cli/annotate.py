@@ -21,9 +21,11 @@ def annotate_cli(
     n_process: int = typer.Option(1, "--n-process", help="Worker processes (CPU)."),
     vectors: bool = typer.Option(False, "--vectors", help="Also write doc.vector."),
     gpu_id: int = typer.Option(-1, "--gpu-id"),
+    chunk_size: int = typer.Option(10_000, "--chunk-size",
+                                   help="Rows per memory zone: the texts' strings are freed after each chunk."),
 ):
     """Annotate texts with every head of a pipeline; resumable, never drops a row."""
     report = run_or_fail(annotate, model, input_path, output_path, file_format=file_format, text_field=text_field,
                          question_field=question_field, id_field=id_field, batch_size=batch_size,
-                         n_process=n_process, vectors=vectors, gpu_id=gpu_id)
+                         n_process=n_process, vectors=vectors, gpu_id=gpu_id, chunk_size=chunk_size)
     typer.echo(report.summary(output_path))
