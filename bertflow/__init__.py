@@ -8,6 +8,7 @@ from . import encoder  # registers bertflow.Encoder.v1, bertflow.strided_windows
 from .encoder import component as _component  # registers the bertflow_encoder factory
 from . import heads  # registers the head building blocks
 from . import corpus  # registers bertflow.Corpus.v1
+from . import optimizer  # registers bertflow.AdamW.v1
 from .registry import resolve_encoder
 from .plugins import get_plugin_manager, get_tasks
 from .hookspecs import hookimpl

@@ -69,14 +69,13 @@ get_length = null
 progress_bar = true
 
 [training.optimizer]
-@optimizers = "Adam.v1"
+@optimizers = "bertflow.AdamW.v1"
 beta1 = 0.9
 beta2 = 0.999
-L2_is_weight_decay = true
-L2 = 0.01
+eps = 0.00000001
+weight_decay = 0.01
 grad_clip = 1.0
 use_averages = false
-eps = 0.00000001
 
 [training.optimizer.learn_rate]
 @schedules = "warmup_linear.v1"

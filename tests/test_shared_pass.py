@@ -156,3 +156,39 @@ def test_encoder_gradients_clipped_to_global_norm(make_nlp, monkeypatch):
         head.update(egs, sgd=optimizer)  # gradients reach the encoder (heads start at N(0, 0.02²), not 0)
         encoder.finish_update(optimizer)
     assert len(norms) == 2 and all(0 < n <= 1e-3 * 1.001 for n in norms)
+
+
+def test_nlp_update_with_an_optimizer_steps_the_encoder_on_this_batch(make_nlp):
+    """nlp.update(egs, sgd=opt) finishes each component right after its own update, before the heads
+    backpropagate into the encoder; the encoder's step waits for that gradient, so one call equals
+    spaCy's training loop (update everything, then finish_update everything)."""
+    from spacy.util import fix_random_seed
+
+    from bertflow.optimizer import make_adamw
+
+    weights = []
+    for one_call in (True, False):
+        fix_random_seed(0)
+        nlp = make_nlp(heads=("test_doc_probe", "test_token_probe"))
+        egs = examples_for(nlp)
+        nlp.initialize(lambda: egs)
+        transformer = nlp.get_pipe("encoder").model.transformer
+        before = transformer.embeddings.word_embeddings.weight.detach().clone()
+        optimizer = make_adamw(1e-3)
+        for _ in range(2):
+            if one_call:
+                nlp.update(egs, sgd=optimizer, drop=0.0)
+            else:
+                nlp.update(egs, sgd=False, drop=0.0)
+                for _, proc in nlp.pipeline:
+                    proc.finish_update(optimizer)
+        after = transformer.embeddings.word_embeddings.weight.detach().clone()
+        assert not torch_equal(before, after)
+        weights.append([p.detach().clone() for p in transformer.parameters()])
+    assert all(torch_equal(a, b) for a, b in zip(*weights))
+
+
+def torch_equal(a, b):
+    import torch
+
+    return bool(torch.equal(a, b))

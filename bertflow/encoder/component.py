@@ -119,6 +119,10 @@ class Encoder(Transformer):
         self.cfg["sort_buffer"] = int(sort_buffer)
         self.cfg["frozen"] = bool(frozen)
         self.cfg["grad_clip_norm"] = float(grad_clip_norm)
+        # nlp.update(examples, sgd=optimizer) calls finish_update on each component right after its own
+        # update: for the encoder that is before the heads have backpropagated into it (see finish_update)
+        self._awaiting_gradient = False
+        self._deferred_sgd: Optional[Optimizer] = None
         install_extensions()
 
     def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
@@ -189,6 +193,8 @@ class Encoder(Transformer):
         is taken.
         """
         validate_examples(examples, "Encoder.update")
+        # a previous batch whose heads never backpropagated has nothing to step
+        self._awaiting_gradient, self._deferred_sgd = False, None
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         docs = [eg.predicted for eg in examples]
@@ -203,6 +209,7 @@ class Encoder(Transformer):
             return losses
         set_dropout_rate(self.model, drop)
         batch, bp_batch = self.model.begin_update(docs)
+        self._awaiting_gradient = bool(self.listeners)
         live = [i for i, data in enumerate(batch.doc_data) if "last_hidden_state" in data.model_output]
         d_docs: List[Optional[dict]] = [None] * len(docs)
 
@@ -225,10 +232,13 @@ class Encoder(Transformer):
 
         def backprop(d_datas: List[TransformerData]) -> List[Doc]:
             accumulate(d_datas)
+            self._awaiting_gradient = False
+            step_with = sgd if sgd is not None else self._deferred_sgd
+            self._deferred_sgd = None
             if any(d is not None for d in d_docs):
                 bp_batch(batch.gradients(d_docs))
-                if sgd is not None:
-                    self.finish_update(sgd)
+                if step_with is not None:
+                    self.finish_update(step_with)
             for i in range(len(d_docs)):
                 d_docs[i] = None
             return docs
@@ -243,6 +253,11 @@ class Encoder(Transformer):
         """Clip the encoder's gradients to ``grad_clip_norm`` (global L2 norm),
         then take the optimizer step. spaCy's training loop calls this once per
         batch, after every component's update."""
+        if self._awaiting_gradient:
+            # nlp.update(sgd=...) calls this before the heads have backpropagated: step when the gradient
+            # arrives, so the encoder learns from this batch now rather than one batch late
+            self._deferred_sgd = sgd
+            return
         clip_encoder_gradients(self.model, self.cfg.get("grad_clip_norm", 0.0))
         self.model.finish_update(sgd)
 
