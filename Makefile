@@ -25,7 +25,7 @@ demo: install
 	$(PY) scripts/demo.py
 
 test: install
-	$(PY) -m pytest -q tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q --durations=20 tests $(PLUGIN_DIRS)
 
 # also the tests marked slow
 test-all: install

@@ -36,6 +36,7 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
     import spacy
     from bertflow_textcat.convert import convert
 
+    workdir.mkdir(parents=True, exist_ok=True)
     convert(train_path, workdir / "train.spacy", label_map=LABELS)
     dev_tsv = workdir / "dev.tsv"
     dev_tsv.write_text("sentence\tlabel\n" + "".join(f"{t}\t{k}\n" for t, lab in dev_rows
@@ -102,46 +103,73 @@ def main():
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--systems", default="bertflow,hf")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: each system trains once per seed (default: --seed)")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     train_rows = read_tsv(args.data / "train.tsv", args.train_limit)
     dev_rows = read_tsv(args.data / "dev.tsv")
     gold = [lab for _, lab in dev_rows]
     labels = sorted(LABELS.values())
-    results = {}
+    runs = {system: [] for system in args.systems.split(",")}
     with tempfile.TemporaryDirectory() as tmp:
-        for system in args.systems.split(","):
-            if system == "bertflow":
-                preds, train_s, dps = run_bertflow(args, args.data / "train.tsv", dev_rows, Path(tmp))
-            else:
-                preds, train_s, dps = run_hf(args, train_rows, dev_rows)
-            acc, f1 = accuracy_macro_f1(gold, preds, labels)
-            results[system] = {"acc": acc, "macro_f1": f1, "train_s": train_s, "docs_per_s": dps}
-            print(json.dumps({system: results[system]}), flush=True)
-    epochs = args.steps * args.batch / len(train_rows)
-    names = {"bertflow": "bertflow (encoder + bertflow_textcat, spacy train)",
-             "hf": "HF AutoModelForSequenceClassification, plain torch loop"}
-    rows = "\n".join(
-        f"| {names[s]} | {r['acc']:.4f} | {r['macro_f1']:.4f} | {r['train_s']:.0f} | {r['docs_per_s']:.0f} |"
-        for s, r in results.items())
-    delta = ""
-    if "bertflow" in results and "hf" in results:
-        delta = (f"\nbertflow - HF: accuracy {100 * (results['bertflow']['acc'] - results['hf']['acc']):+.2f} "
-                 f"points, inference speed x{results['bertflow']['docs_per_s'] / results['hf']['docs_per_s']:.2f}.\n")
-    body = f"""## Text classification: SST-2 (bertflow-textcat)
-
-`python benchmarks/textcat_sst2.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
-— {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {len(train_rows):,} train
-sentences), lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, weight decay 0.01, grad clip 1.0,
-max length {args.max_length}; full dev split ({len(dev_rows)} sentences); inference batch {args.eval_batch}.
-Machine: {machine()}.
-
-| system | dev accuracy | dev macro F1 | training steps wall s | inference docs/s |
-|---|---|---|---|---|
-{rows}
-{delta}"""
+        for seed in seeds:
+            args.seed = seed
+            for system in runs:
+                if system == "bertflow":
+                    preds, train_s, dps = run_bertflow(args, args.data / "train.tsv", dev_rows, Path(tmp) / str(seed))
+                else:
+                    preds, train_s, dps = run_hf(args, train_rows, dev_rows)
+                acc, f1 = accuracy_macro_f1(gold, preds, labels)
+                runs[system].append({"seed": seed, "acc": acc, "macro_f1": f1, "train_s": train_s, "docs_per_s": dps})
+                print(json.dumps({system: runs[system][-1]}), flush=True)
+    body = report(args, runs, seeds, len(train_rows), len(dev_rows))
     if not args.no_write:
         write_section("textcat-sst2", body)
     print(body)
+
+
+def _mean_std(values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, std
+
+
+def report(args, runs, seeds, n_train, n_dev) -> str:
+    epochs = args.steps * args.batch / n_train
+    names = {"bertflow": "bertflow (encoder + bertflow_textcat, spacy train)",
+             "hf": "HF AutoModelForSequenceClassification, plain torch loop"}
+    lines = []
+    for system, rs in runs.items():
+        acc, acc_sd = _mean_std([r["acc"] for r in rs])
+        f1, f1_sd = _mean_std([r["macro_f1"] for r in rs])
+        per_seed = " / ".join(f"{r['acc']:.4f}" for r in rs)
+        spread = f" ± {acc_sd:.4f}" if len(rs) > 1 else ""
+        lines.append(f"| {names[system]} | {acc:.4f}{spread} | {per_seed} | {f1:.4f} | "
+                     f"{_mean_std([r['train_s'] for r in rs])[0]:.0f} | {_mean_std([r['docs_per_s'] for r in rs])[0]:.0f} |")
+    delta = ""
+    if "bertflow" in runs and "hf" in runs:
+        diffs = [100 * (b["acc"] - h["acc"]) for b, h in zip(runs["bertflow"], runs["hf"])]
+        d, d_sd = _mean_std(diffs)
+        speed = _mean_std([r["docs_per_s"] for r in runs["bertflow"]])[0] / _mean_std([r["docs_per_s"] for r in runs["hf"]])[0]
+        delta = (f"\nbertflow - HF: accuracy {d:+.2f} points" + (f" (± {d_sd:.2f} over seeds; per seed "
+                 + ", ".join(f"{x:+.2f}" for x in diffs) + ")" if len(diffs) > 1 else "")
+                 + f", inference speed x{speed:.2f}.\n")
+    seeds_note = f" --seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else ""
+    return f"""## Text classification: SST-2 (bertflow-textcat)
+
+`python benchmarks/textcat_sst2.py --steps {args.steps}{seeds_note}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+— {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {n_train:,} train
+sentences), lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, AdamW (weight decay 0.01 on
+weight matrices), grad clip 1.0, max length {args.max_length}; full dev split ({n_dev} sentences); inference
+batch {args.eval_batch}; {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}) per system: the seed
+sets the classifier's initial weights, the batch order and the dropout masks.
+Machine: {machine()}.
+
+| system | dev accuracy (mean{' ± sd' if len(seeds) > 1 else ''}) | per seed | dev macro F1 (mean) | training steps wall s | inference docs/s |
+|---|---|---|---|---|---|
+{chr(10).join(lines)}
+{delta}"""
 
 
 if __name__ == "__main__":
