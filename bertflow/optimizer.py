@@ -1,25 +1,29 @@
 """``bertflow.AdamW.v1``: AdamW as PyTorch and Hugging Face fine-tune BERT with it.
 
-thinc's ``Adam.v1`` differs from ``torch.optim.AdamW`` in two ways that matter
-when fine-tuning a pre-trained encoder:
+thinc's ``Adam.v1`` differs from ``torch.optim.AdamW`` in two ways:
 
 - it adds ``eps`` to the *uncorrected* ``sqrt(v)`` and folds the bias
   correction into the step size, so early on the effective epsilon is
-  ``eps / sqrt(1 - beta2**t)`` (31.6x ``eps`` at step 1, 3.2x at step 100).
-  BERT's gradients are small (per-element 1e-7..1e-5), so the first hundreds
-  of updates come out damped: measured on SST-2 with all-MiniLM-L6-v2, the
-  first update of a query matrix was 19% shorter than PyTorch's on the same
-  gradient, and the losses of the two loops parted from step 1 on;
+  ``eps / sqrt(1 - beta2**t)`` (31.6x ``eps`` at step 1, 3.2x at step 100);
+  BERT's per-element gradients are small (1e-7..1e-5), so early updates come
+  out shorter: on SST-2 with all-MiniLM-L6-v2 the first update of a query
+  matrix was 19% shorter than PyTorch's on the same gradient;
 - its weight decay applies to every parameter, where BERT's recipe leaves
   biases and LayerNorm weights alone.
 
-This optimizer follows ``torch.optim.AdamW``: bias-corrected moments with
-``eps`` outside the corrected root, decoupled weight decay applied only to
-parameters with two or more dimensions (weight matrices and embeddings; the
-biases and LayerNorm weights of BERT and the thinc heads are 1-d). It runs
-the update with in-place torch ops on the arrays thinc hands it (no copies,
-CPU or GPU), and keeps thinc's per-parameter ``grad_clip``, learning-rate
-schedules and parameter averages, so it drops into any spaCy config.
+Measured end to end the difference is small: the two loops' losses part by
+up to 8e-5 over 10 steps, and 400 SST-2 steps reach the same dev accuracy with
+either. What this optimizer buys is exactness: with it a bertflow training
+step *is* a torch/HF step (``tests/test_training_parity.py``), so any gap to a
+Hugging Face baseline comes from elsewhere (seed, batches), not the update.
+
+It follows ``torch.optim.AdamW``: bias-corrected moments with ``eps`` outside
+the corrected root, decoupled weight decay only on parameters with two or more
+dimensions (weight matrices and embeddings; the biases and LayerNorm weights
+of BERT and the thinc heads are 1-d). The update runs as in-place torch ops on
+the arrays thinc hands it (no copies, CPU or GPU); thinc's per-parameter
+``grad_clip``, learning-rate schedules and parameter averages are kept, so it
+drops into any spaCy config.
 """
 import math
 from typing import Tuple
@@ -62,8 +66,6 @@ class AdamW(Optimizer):
                 self.averages[key] = ops.alloc(weights.shape, dtype="float32")
             ops.update_averages(self.averages[key], weights, step)
         return weights, gradient
-
-
 
 
 @registry.optimizers("bertflow.AdamW.v1")
