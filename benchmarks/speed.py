@@ -17,6 +17,8 @@ and 128, each system runs in its own subprocess (so its peak RSS is its own):
   spacy-transformers  stock `transformer` + spaCy `textcat` + `ner` listening to it
   hf-encoder          the raw HF encoder forward on pre-tokenised, globally
                       length-sorted batches: the ceiling for all of the above
+  hf-encoder-int8     the same, after torch's dynamic per-channel int8 quantisation
+                      of the Linear layers (CPU; what bertflow's int8 switch applies)
 
 plus a matmul roofline (the best fp32 GFLOP/s torch reaches here, divided
 by the model's FLOPs per token) and training throughput: sentences/s of
@@ -43,7 +45,7 @@ from common import machine, peak_rss_mb, write_section  # noqa: E402
 
 SST2_LABELS = ("NEGATIVE", "POSITIVE")
 NER_LABELS = ("PER", "LOC", "ORG", "MISC")
-CPU_SYSTEMS = "bertflow,bertflow-int8,bertflow-encoder,hf-pipelines,hf-models,spacy-transformers,hf-encoder"
+CPU_SYSTEMS = "bertflow,bertflow-int8,bertflow-encoder,hf-pipelines,hf-models,spacy-transformers,hf-encoder,hf-encoder-int8"
 GPU_SYSTEMS = "bertflow,bertflow-fp16,bertflow-bf16,bertflow-encoder,hf-pipelines,hf-models,spacy-transformers,hf-encoder"
 
 
@@ -225,12 +227,16 @@ def run_hf_models(state, texts, batch, repeats):
     return best_of(repeats, one_pass, texts, batch)
 
 
-def hf_encoder(args):
+def hf_encoder(args, int8=False):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     path, device = hf_path(args), _device(args)
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(device).eval(), device, torch
+    model = AutoModel.from_pretrained(path).to(device).eval()
+    if int8:
+        model = torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    return AutoTokenizer.from_pretrained(path), model, device, torch
 
 
 def run_hf_encoder(state, texts, batch, repeats):
@@ -274,6 +280,7 @@ SYSTEMS = {
     "hf-models": (lambda a, t: hf_models(a), run_hf_models),
     "spacy-transformers": (spacy_transformers_pipeline, run_spacy),
     "hf-encoder": (lambda a, t: hf_encoder(a), run_hf_encoder),
+    "hf-encoder-int8": (lambda a, t: hf_encoder(a, int8=True), run_hf_encoder),
 }
 
 
