@@ -63,6 +63,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
+def torch_adamw(params, lr: float, weight_decay: float):
+    """``torch.optim.AdamW`` with the decay ``bertflow.AdamW.v1`` applies (matrices and embeddings only):
+    the reference its tests compare against."""
+    import torch
+
+    params = list(params)
+    return torch.optim.AdamW([{"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+                              {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}],
+                             lr=lr, eps=1e-8)
+
+
 def run_project(project_dir, tmp_path, workflow: str = "all", **variables):
     """Copy a spaCy project (without its outputs) to ``tmp_path`` and run a
     workflow as a user would: ``python -m spacy project run WORKFLOW . --vars.X Y``.

@@ -7,13 +7,7 @@ from spacy.util import registry
 
 from bertflow.errors import BertflowError
 from bertflow.optimizer import make_adamw
-
-
-def _torch_adamw(params, lr, wd):
-    decay = [p for p in params if p.dim() > 1]
-    rest = [p for p in params if p.dim() <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}],
-                             lr=lr, eps=1e-8)
+from bertflow.testing import torch_adamw
 
 
 def _run(optimizer_factory, steps=6, lr=1e-3, wd=0.01):
@@ -21,7 +15,7 @@ def _run(optimizer_factory, steps=6, lr=1e-3, wd=0.01):
     shapes = {"W": (8, 4), "b": (4,)}
     ours = {k: rng.normal(size=s).astype("f") for k, s in shapes.items()}
     ref = [torch.tensor(v.copy(), requires_grad=True) for v in ours.values()]
-    opt_ref = _torch_adamw(ref, lr, wd)
+    opt_ref = torch_adamw(ref, lr, wd)
     opt = optimizer_factory(lr, wd)
     for _ in range(steps):
         # BERT-sized gradients (1e-7..1e-5 per element) are where eps placement matters

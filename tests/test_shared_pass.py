@@ -1,6 +1,7 @@
 """Heads listen to one encoder forward pass, in training and at inference."""
 import numpy
 import pytest
+import torch
 from spacy.training import Example
 from thinc.api import Adam
 
@@ -133,8 +134,6 @@ def test_layer_choice_needs_kept_layers(make_nlp):
 
 
 def test_encoder_gradients_clipped_to_global_norm(make_nlp, monkeypatch):
-    import torch
-
     nlp = make_nlp(heads=("test_doc_probe",))
     nlp.get_pipe("encoder").cfg["grad_clip_norm"] = 1e-3
     egs = examples_for(nlp)
@@ -183,12 +182,6 @@ def test_nlp_update_with_an_optimizer_steps_the_encoder_on_this_batch(make_nlp):
                 for _, proc in nlp.pipeline:
                     proc.finish_update(optimizer)
         after = transformer.embeddings.word_embeddings.weight.detach().clone()
-        assert not torch_equal(before, after)
+        assert not torch.equal(before, after)
         weights.append([p.detach().clone() for p in transformer.parameters()])
-    assert all(torch_equal(a, b) for a, b in zip(*weights))
-
-
-def torch_equal(a, b):
-    import torch
-
-    return bool(torch.equal(a, b))
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

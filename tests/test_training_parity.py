@@ -10,6 +10,8 @@ import torch
 from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config
 
+from bertflow.testing import torch_adamw
+
 CONFIG = Path(__file__).resolve().parents[1] / "projects" / "textcat" / "configs" / "textcat.cfg"
 LABELS = ["NEGATIVE", "POSITIVE"]
 TEXTS = ["a gorgeous , witty film", "dull and lifeless", "one of the year 's best", "it never takes off",
@@ -51,10 +53,7 @@ def test_training_steps_match_hugging_face(tiny_bert_dir):
     from spacy.util import registry
 
     optimizer = registry.resolve({"o": config["training"]["optimizer"]})["o"]
-    decay = [p for n, p in hf.named_parameters() if p.dim() > 1]
-    rest = [p for n, p in hf.named_parameters() if p.dim() <= 1]
-    hf_optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
-                                     lr=1e-3, eps=1e-8)
+    hf_optimizer = torch_adamw(hf.parameters(), lr=1e-3, weight_decay=0.01)
     hf.train()
     ours, theirs = [], []
     for step in range(6):
