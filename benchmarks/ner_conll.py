@@ -13,7 +13,12 @@ dev split; inference speed is words/s over it.
 
     python benchmarks/ner_conll.py --data ../shared/data/conll2003 --steps 1300
 
-Writes its section of benchmarks/BENCHMARKS.md.
+Writes its section of benchmarks/BENCHMARKS.md. With ``--lrs`` it runs the
+BERT paper's learning-rate sweep instead: every system at every rate, same
+steps, seed and data, dev F1 per rate with each system's best in bold
+(its own section):
+
+    python benchmarks/ner_conll.py --lrs 5e-5,4e-5,3e-5,2e-5 --systems bertflow,hf --steps 200
 """
 import json
 import sys
@@ -165,10 +170,45 @@ def prf(gold_spans, pred_spans):
     return out
 
 
+def run_system(system, args, train, dev, gold, n_words, workdir):
+    if system == "hf":
+        preds, train_s, infer_s = run_hf(args, train, dev)
+    else:
+        nlp, train_s = train_spacy(args, spacy_config(workdir, system == "spacy_ner"), workdir, system)
+        preds, infer_s = predict_spacy(nlp, dev, args.eval_batch)
+    return {"f1": prf(gold, preds), "train_s": train_s, "words_per_s": n_words / infer_s}
+
+
+def sweep_section(args, sweep, names, n_train, n_dev) -> str:
+    systems = args.systems.split(",")
+    best = {s: max(args.lrs, key=lambda lr: sweep[(s, lr)]["f1"]["ALL"]) for s in systems}
+
+    def cell(system, lr):
+        f1 = sweep[(system, lr)]["f1"]["ALL"]
+        return f"**{f1:.4f}**" if lr == best[system] else f"{f1:.4f}"
+
+    rows = "\n".join(f"| {lr:g} | " + " | ".join(cell(s, lr) for s in systems) + " |" for lr in args.lrs)
+    limits = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("train_limit", args.train_limit),
+                                                                      ("dev_limit", args.dev_limit)) if v)
+    return f"""## NER: CoNLL-2003 learning-rate sweep (the BERT paper's grid)
+
+`python benchmarks/ner_conll.py --lrs {",".join(f"{lr:g}" for lr in args.lrs)} --systems {args.systems} --steps {args.steps}{limits}`
+— {args.encoder}, {args.steps} steps of batch {args.batch} ({args.steps * args.batch / n_train:.2f} epochs over {n_train:,} train sentences),
+{args.warmup:.0%} linear warm-up then linear decay, seed {args.seed}; dev F1 (exact span) on {n_dev:,} dev sentences; each system's best rate in bold.
+Machine: {machine()}.
+
+| lr | {" | ".join(names[s] for s in systems)} |
+|---|{"---|" * len(systems)}
+{rows}
+"""
+
+
 def main():
     parser = benchmark_parser(__doc__, "conll2003", batch=32, lr=1e-4)
     parser.add_argument("--steps", type=int, default=1300)
     parser.add_argument("--systems", default="bertflow,hf,spacy_ner")
+    parser.add_argument("--lrs", type=lambda v: [float(x) for x in v.split(",")],
+                        help="comma-separated learning rates: run the sweep instead of the single run")
     args = parser.parse_args()
 
     import spacy
@@ -191,19 +231,28 @@ def main():
                 doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
                 docs.append(doc)
             DocBin(docs=docs).to_disk(workdir / f"{name}.spacy")
-        for system in args.systems.split(","):
-            if system == "hf":
-                preds, train_s, infer_s = run_hf(args, train, dev)
-            else:
-                nlp, train_s = train_spacy(args, spacy_config(workdir, system == "spacy_ner"), workdir, system)
-                preds, infer_s = predict_spacy(nlp, dev, args.eval_batch)
-            scores = prf(gold, preds)
-            results[system] = {"f1": scores, "train_s": train_s, "words_per_s": n_words / infer_s}
-            print(json.dumps({system: results[system]}), flush=True)
-    epochs = args.steps * args.batch / len(train)
+        if args.lrs:
+            sweep = {}
+            for lr in args.lrs:
+                args.lr = lr
+                for system in args.systems.split(","):
+                    result = run_system(system, args, train, dev, gold, n_words, workdir)
+                    sweep[(system, lr)] = result
+                    print(json.dumps({system: {"lr": lr, **result}}), flush=True)
+        else:
+            for system in args.systems.split(","):
+                results[system] = run_system(system, args, train, dev, gold, n_words, workdir)
+                print(json.dumps({system: results[system]}), flush=True)
     names = {"bertflow": "bertflow (encoder + bertflow_ner, spacy train)",
              "hf": "HF AutoModelForTokenClassification, plain torch loop",
              "spacy_ner": "spaCy transition-based `ner` on the shared bertflow encoder"}
+    if args.lrs:
+        body = sweep_section(args, sweep, names, len(train), len(dev))
+        if not args.no_write:
+            write_section("ner-conll-lr-sweep", body)
+        print(body)
+        return
+    epochs = args.steps * args.batch / len(train)
     types = ["PER", "LOC", "ORG", "MISC"]
     rows = "\n".join(
         f"| {names[s]} | {r['f1']['ALL']:.4f} | " + " | ".join(f"{r['f1'].get(t, 0):.4f}" for t in types)

@@ -234,8 +234,9 @@ def hf_encoder(args, int8=False):
     path, device = hf_path(args), _device(args)
     model = AutoModel.from_pretrained(path).to(device).eval()
     if int8:
-        model = torch.ao.quantization.quantize_dynamic(
-            model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        from bertflow.encoder.model import quantize_int8
+
+        model = quantize_int8(model)
     return AutoTokenizer.from_pretrained(path), model, device, torch
 
 

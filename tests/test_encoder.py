@@ -236,6 +236,29 @@ def test_encoder_int8_precision_runs_close_to_fp32(make_nlp):
     assert not numpy.allclose(int8, fp32, atol=1e-7)  # it really ran quantised
 
 
+def test_int8_packing_leaves_the_process_quantized_engine_alone():
+    """quantize_int8 packs for oneDNN by switching torch's process-wide engine;
+    it must put the user's setting back, even when packing fails."""
+    from bertflow.encoder.model import quantize_int8
+
+    engines = torch.backends.quantized.supported_engines
+    before = torch.backends.quantized.engine
+    other = next(e for e in ("fbgemm", "x86", "qnnpack") if e in engines and e != "onednn")
+    torch.backends.quantized.engine = other
+    try:
+        layer = torch.nn.Sequential(torch.nn.Linear(8, 4))
+        quantized = quantize_int8(layer)
+        assert torch.backends.quantized.engine == other
+        assert type(quantized[0]).__name__ == "Linear" and quantized[0].__module__.startswith("torch.ao.nn.quantized")
+        x = torch.randn(3, 8)
+        torch.testing.assert_close(quantized(x), layer(x), atol=0.05, rtol=0.05)
+        with pytest.raises(AttributeError):  # not a torch module
+            quantize_int8(object())
+        assert torch.backends.quantized.engine == other
+    finally:
+        torch.backends.quantized.engine = before
+
+
 def test_encoder_gpu_only_precision_warns_on_cpu(make_nlp):
     from bertflow.errors import PrecisionWarning
 
