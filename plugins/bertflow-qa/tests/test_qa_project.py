@@ -11,7 +11,9 @@ PROJECT = Path(__file__).resolve().parents[3] / "projects" / "qa"
 
 
 def test_project_qa_all_on_sample(tmp_path, tiny_bert_dir):
-    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir, max_steps=3, warmup_steps=1)
+    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir,
+                          data_dir=PROJECT / "assets",  # absolute, as users pass their own data
+                          max_steps=3, warmup_steps=1)
     metrics = json.loads((project / "metrics" / "qa.json").read_text())
     assert 0.0 <= metrics["qa_f1"] <= 1.0 and 0.0 <= metrics["qa_exact"] <= metrics["qa_f1"] + 1e-9
     assert len(list((project / "packages").glob("en_qa_squad-0.1.0/dist/*.whl"))) == 1

@@ -10,7 +10,9 @@ PROJECT = Path(__file__).resolve().parents[3] / "projects" / "similarity"
 
 
 def test_project_similarity_all_on_sample(tmp_path, tiny_bert_dir):
-    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir, max_steps=4, warmup_steps=1)
+    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir,
+                          data_dir=PROJECT / "assets",  # absolute, as users pass their own data
+                          max_steps=4, warmup_steps=1)
     bi = json.loads((project / "metrics" / "bi.json").read_text())
     cross = json.loads((project / "metrics" / "cross.json").read_text())
     assert -1.0 <= bi["sim_spearman"] <= 1.0 and -1.0 <= cross["pair_spearman"] <= 1.0

@@ -10,7 +10,9 @@ PROJECT = Path(__file__).resolve().parents[3] / "projects" / "textcat"
 
 
 def test_project_textcat_all_on_sample(tmp_path, tiny_bert_dir):
-    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir, max_steps=4, warmup_steps=1)
+    project = run_project(PROJECT, tmp_path, encoder=tiny_bert_dir,
+                          data_dir=PROJECT / "assets",  # absolute, as users pass their own data
+                          max_steps=4, warmup_steps=1)
     metrics = json.loads((project / "metrics" / "textcat.json").read_text())
     assert 0.0 <= metrics["cats_acc"] <= 1.0 and "cats_macro_f" in metrics and "cats_macro_auc" in metrics
     wheels = list((project / "packages").glob("en_textcat_sst2-0.1.0/dist/*.whl"))
