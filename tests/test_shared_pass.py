@@ -185,3 +185,26 @@ def test_nlp_update_with_an_optimizer_steps_the_encoder_on_this_batch(make_nlp):
         assert not torch.equal(before, after)
         weights.append([p.detach().clone() for p in transformer.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_training_returns_the_freed_heap_every_few_steps(make_nlp, monkeypatch):
+    """Long CPU training runs grew past 23 GB of resident memory (glibc kept the freed activations of
+    varying shapes); the encoder hands the freed heap back to the OS every TRIM_EVERY optimizer steps."""
+    import sys
+
+    import bertflow.encoder.component as component
+    from bertflow.encoder.heap import release_freed_memory
+    from bertflow.optimizer import make_adamw
+
+    if sys.platform.startswith("linux"):
+        assert release_freed_memory() is True  # glibc is there to ask
+    trims = []
+    monkeypatch.setattr(component, "TRIM_EVERY", 2)
+    monkeypatch.setattr(component, "release_freed_memory", lambda: trims.append(1) or True)
+    nlp = make_nlp(heads=("test_doc_probe",))
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    optimizer = make_adamw(1e-3)
+    for _ in range(5):
+        nlp.update(egs, sgd=optimizer, drop=0.0)
+    assert len(trims) == 2

@@ -1,0 +1,43 @@
+"""Give the C heap's freed pages back to the OS during CPU training.
+
+A training step allocates and frees hundreds of MB of activations whose shapes
+change with every batch (sequence lengths vary). glibc keeps freed blocks for
+reuse, but with varying sizes the free space fragments and the process keeps
+asking for more: a ``spacy train`` of minilm-l6 on CoNLL-2003 grew past 23 GB
+of resident memory in under 1,000 steps and was killed, while ``malloc_trim``
+brought a similar SST-2 run from 7.6 GB back to 2.0 GB. The encoder calls
+:func:`release_freed_memory` every few optimizer steps; elsewhere (macOS,
+Windows, musl) it does nothing.
+"""
+import ctypes
+import ctypes.util
+import sys
+from typing import Optional
+
+_LIBC: Optional[ctypes.CDLL] = None
+_LOOKED = False
+
+
+def _glibc() -> Optional[ctypes.CDLL]:
+    global _LIBC, _LOOKED
+    if not _LOOKED:
+        _LOOKED = True
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _LIBC = libc if hasattr(libc, "malloc_trim") else None
+            except OSError:
+                _LIBC = None
+    return _LIBC
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free pages to the OS (glibc ``malloc_trim(0)``).
+
+    RETURNS (bool): whether there was a glibc to ask.
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
