@@ -80,6 +80,9 @@ def hf_finetune(model, train_rows, encode, args) -> float:
     """The plain Hugging Face fine-tuning loop both baselines use: AdamW (weight
     decay 0.01 except biases and LayerNorm), linear warm-up then decay, grad
     clip 1.0, reshuffled epochs of ``args.batch`` rows until ``args.steps``.
+    It hands glibc's freed heap back to the OS as often as bertflow's encoder
+    does (without that, long CPU runs grow until they are killed; see
+    ``bertflow/encoder/heap.py``), so both sides pay the same for it.
 
     encode (Callable[[List[row]], BatchEncoding]): rows -> model inputs with labels.
     RETURNS (float): wall seconds of the training steps.
@@ -89,6 +92,9 @@ def hf_finetune(model, train_rows, encode, args) -> float:
 
     import torch
     from transformers import get_linear_schedule_with_warmup
+
+    from bertflow.encoder.component import TRIM_EVERY
+    from bertflow.encoder.heap import release_freed_memory
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
@@ -113,6 +119,8 @@ def hf_finetune(model, train_rows, encode, args) -> float:
             scheduler.step()
             optimizer.zero_grad()
             step += 1
+            if step % TRIM_EVERY == 0:
+                release_freed_memory()
             if step >= args.steps:
                 break
     model.eval()
