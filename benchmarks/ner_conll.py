@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import benchmark_parser, hf_finetune, machine, spacy_train_timed, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SYSTEMS = "bertflow,hf,spacy_ner"
 
 SPACY_NER = """
 [components.ner]
@@ -206,7 +207,7 @@ Machine: {machine()}.
 def main():
     parser = benchmark_parser(__doc__, "conll2003", batch=32, lr=1e-4)
     parser.add_argument("--steps", type=int, default=1300)
-    parser.add_argument("--systems", default="bertflow,hf,spacy_ner")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS)
     parser.add_argument("--lrs", type=lambda v: [float(x) for x in v.split(",")],
                         help="comma-separated learning rates: run the sweep instead of the single run")
     args = parser.parse_args()
@@ -259,10 +260,10 @@ def main():
         + f" | {r['train_s']:.0f} | {r['words_per_s']:.0f} |" for s, r in results.items())
     body = f"""## NER: CoNLL-2003 (bertflow-ner)
 
-`python benchmarks/ner_conll.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+`python benchmarks/ner_conll.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}{'' if args.systems == DEFAULT_SYSTEMS else ' --systems ' + args.systems}`
 — {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {len(train):,} train sentences),
 lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, weight decay 0.01, grad clip 1.0; full dev split
-({len(dev):,} sentences, {n_words:,} words), exact-span F1 computed by the same code for all three.
+({len(dev):,} sentences, {n_words:,} words), exact-span F1 computed by the same code for every system.
 Machine: {machine()}.
 
 | system | dev F1 | PER | LOC | ORG | MISC | training steps wall s | inference words/s |

@@ -39,7 +39,7 @@ def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> 
 
 
 # optimizer steps between returning the freed heap to the OS: a step's activations grow the heap by
-# ~25 MB net of reuse on minilm-l6 (CPU), and a trim costs about one step's page faults (heap.py)
+# ~40 MB net of reuse on minilm-l6 + NER (CPU, batch 32); a trim costs about one step's page faults (heap.py)
 TRIM_EVERY = 20
 
 DEFAULT_CONFIG_STR = """
