@@ -47,6 +47,14 @@ def benchmark_parser(doc: str, dataset: str, *, batch: int, lr: float, dev_limit
     return parser
 
 
+def rss_mb() -> float:
+    """The process's resident memory now (Linux /proc)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

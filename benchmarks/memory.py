@@ -17,15 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_section  # noqa: E402
+from common import machine, rss_mb, write_section  # noqa: E402
 from speed import load_texts  # noqa: E402
-
-
-def rss_mb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def tiny_pipeline(workdir: Path) -> Path:
