@@ -11,24 +11,20 @@ Windows, musl) it does nothing.
 """
 import ctypes
 import ctypes.util
+import functools
 import sys
 from typing import Optional
 
-_LIBC: Optional[ctypes.CDLL] = None
-_LOOKED = False
 
-
+@functools.lru_cache(maxsize=None)
 def _glibc() -> Optional[ctypes.CDLL]:
-    global _LIBC, _LOOKED
-    if not _LOOKED:
-        _LOOKED = True
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                _LIBC = libc if hasattr(libc, "malloc_trim") else None
-            except OSError:
-                _LIBC = None
-    return _LIBC
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def release_freed_memory() -> bool:
