@@ -72,6 +72,17 @@ def read_conll(path: Path, limit: int = 0):
     return sents[:limit] if limit else sents
 
 
+def gold_doc(vocab, words, tags):
+    """A Doc of ``words`` whose entities are the IOB ``tags`` (every other token marked outside)."""
+    from spacy.tokens import Doc, Span
+
+    from bertflow_ner.convert import iob_spans
+
+    doc = Doc(vocab, words=words)
+    doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
+    return doc
+
+
 def spacy_config(workdir: Path, spacy_ner: bool) -> Path:
     text = (ROOT / "projects" / "ner" / "configs" / "ner.cfg").read_text()
     if spacy_ner:
@@ -213,7 +224,7 @@ def main():
     args = parser.parse_args()
 
     import spacy
-    from spacy.tokens import Doc, DocBin, Span
+    from spacy.tokens import DocBin
 
     from bertflow_ner.convert import iob_spans
 
@@ -226,12 +237,7 @@ def main():
         workdir = Path(tmp)
         vocab = spacy.blank("en").vocab
         for name, rows in (("train", train), ("dev", dev)):
-            docs = []
-            for words, tags in rows:
-                doc = Doc(vocab, words=words)
-                doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
-                docs.append(doc)
-            DocBin(docs=docs).to_disk(workdir / f"{name}.spacy")
+            DocBin(docs=[gold_doc(vocab, words, tags) for words, tags in rows]).to_disk(workdir / f"{name}.spacy")
         if args.lrs:
             sweep = {}
             for lr in args.lrs:

@@ -23,14 +23,13 @@ from common import machine, rss_mb, write_section  # noqa: E402
 
 def worker(args) -> None:
     import spacy
-    from spacy.tokens import Doc, Span
+    from spacy.tokens import Doc
     from spacy.training import Example
     from spacy.util import fix_random_seed
     from thinc.api import registry
 
     import bertflow.encoder.component as component
-    from bertflow_ner.convert import iob_spans
-    from ner_conll import read_conll
+    from ner_conll import gold_doc, read_conll
 
     if not args.trim:
         component.TRIM_EVERY = 10 ** 9
@@ -40,9 +39,7 @@ def worker(args) -> None:
     nlp.add_pipe("bertflow_ner", name="ner")
     examples = []
     for words, tags in read_conll(args.data / "train.txt", args.steps * 32):
-        ref = Doc(nlp.vocab, words=words)
-        ref.set_ents([Span(ref, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
-        examples.append(Example(Doc(nlp.vocab, words=words), ref))
+        examples.append(Example(Doc(nlp.vocab, words=words), gold_doc(nlp.vocab, words, tags)))
     nlp.initialize(lambda: examples[:200])
     optimizer = registry.resolve({"o": {"@optimizers": "bertflow.AdamW.v1", "learn_rate": 5e-5}})["o"]
     samples, start = [(0, rss_mb())], time.perf_counter()
