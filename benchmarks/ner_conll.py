@@ -83,6 +83,16 @@ def gold_doc(vocab, words, tags):
     return doc
 
 
+def write_docbins(workdir: Path, train, dev) -> None:
+    """train.spacy and dev.spacy in workdir, the gold docs spacy train reads."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    vocab = spacy.blank("en").vocab
+    for name, rows in (("train", train), ("dev", dev)):
+        DocBin(docs=[gold_doc(vocab, words, tags) for words, tags in rows]).to_disk(workdir / f"{name}.spacy")
+
+
 def spacy_config(workdir: Path, spacy_ner: bool) -> Path:
     text = (ROOT / "projects" / "ner" / "configs" / "ner.cfg").read_text()
     if spacy_ner:
@@ -223,9 +233,6 @@ def main():
                         help="comma-separated learning rates: run the sweep instead of the single run")
     args = parser.parse_args()
 
-    import spacy
-    from spacy.tokens import DocBin
-
     from bertflow_ner.convert import iob_spans
 
     train = read_conll(args.data / "train.txt", args.train_limit)
@@ -235,9 +242,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        vocab = spacy.blank("en").vocab
-        for name, rows in (("train", train), ("dev", dev)):
-            DocBin(docs=[gold_doc(vocab, words, tags) for words, tags in rows]).to_disk(workdir / f"{name}.spacy")
+        write_docbins(workdir, train, dev)
         if args.lrs:
             sweep = {}
             for lr in args.lrs:
