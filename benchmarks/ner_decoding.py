@@ -35,8 +35,8 @@ def main():
     docs = list(nlp.pipe((Doc(nlp.vocab, words=w) for w, _ in dev), disable=["ner"]))
     ner = nlp.get_pipe("ner")
     vit, arg = [], []
-    for i in range(0, len(docs), 64):
-        chunk = docs[i:i + 64]
+    for i in range(0, len(docs), args.eval_batch):
+        chunk = docs[i:i + args.eval_batch]
         vit += [iob_spans(t) for t in ner.predict(chunk)]
         for p in ner.model.predict(chunk):
             arg.append(iob_spans([ner.tags[j] for j in ner.model.ops.to_numpy(p).argmax(-1)]))
