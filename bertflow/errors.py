@@ -91,6 +91,10 @@ class Errors:
         "the head was trained on another encoder. Train the head on this encoder (nlp.initialize, then "
         "train), or use it with the encoder it was trained with."
     )
+    E016 = (
+        "int8_exclude entry {pattern!r} names no Linear layer of the encoder. Give a full module "
+        "name or a suffix that every layer shares, e.g. one of: {examples}."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -39,9 +39,14 @@ def encoder_names(model: Union[str, Path]) -> List[str]:
     return names
 
 
-def load_with_precision(model: Union[str, Path], precision: str, gpu_id: int = -1):
-    """Load a saved pipeline with every bertflow encoder set to ``precision``."""
-    overrides = {"components": {name: {"model": {"precision": precision}} for name in encoder_names(model)}}
+def load_with_precision(model: Union[str, Path], precision: str, gpu_id: int = -1,
+                        int8_exclude: Optional[List[str]] = None):
+    """Load a saved pipeline with every bertflow encoder set to ``precision``
+    (and, if given, ``int8_exclude``: the Linear layers kept out of int8)."""
+    settings: dict = {"precision": precision}
+    if int8_exclude is not None:
+        settings["int8_exclude"] = list(int8_exclude)
+    overrides = {"components": {name: {"model": dict(settings)} for name in encoder_names(model)}}
     return load_pipeline(model, gpu_id, config=overrides)
 
 
@@ -78,13 +83,15 @@ def weights_megabytes(nlp, precision: str) -> float:
 
 
 def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *, max_drop: float = 1.0,
-                    batch_size: int = 64, gpu_id: int = -1) -> dict:
+                    batch_size: int = 64, gpu_id: int = -1, int8_exclude: Optional[List[str]] = None) -> dict:
     """Score every head in fp32 and in ``precision`` on ``dev``; compare. int8
     runs on the CPU whatever ``gpu_id`` says; fp16 and bf16 need a GPU.
 
     RETURNS (dict): ``precision``, ``max_drop``, ``passed``, ``heads`` ({head:
     {metric: {"fp32", "reduced", "drop_points"}}}), ``docs_per_s`` for both,
-    ``speedup``, ``weights_mb`` for both, and ``dev``.
+    ``speedup``, ``weights_mb`` for both, ``dev`` and, for int8,
+    ``int8_exclude`` (the Linear layers kept out of int8, as the encoder's
+    config says after any override).
     """
     if precision not in REDUCED:
         raise BertflowError(f"precision must be one of {', '.join(REDUCED)} (fp32 needs no check), not {precision!r}.")
@@ -96,7 +103,7 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
         raise BertflowError("A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.")
     results = {}
     for name in ("fp32", precision):
-        nlp = load_with_precision(model, name, gpu_id)
+        nlp = load_with_precision(model, name, gpu_id, int8_exclude if name == "int8" else None)
         nlp("Warm-up: the first call quantises (int8) or compiles kernels; it is not timed.")
         evaluation = evaluate_nlp(nlp, read_examples(nlp, dev), batch_size=batch_size)
         if not evaluation["heads"]:
@@ -116,7 +123,25 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
         "docs_per_s": {"fp32": full["docs_per_s"], "reduced": reduced["docs_per_s"]},
         "speedup": reduced["docs_per_s"] / full["docs_per_s"],
         "weights_mb": {"fp32": full_mb, "reduced": reduced_mb},
+        **({"int8_exclude": _int8_exclusions(results[precision][0])} if precision == "int8" else {}),
     }
+
+
+def _int8_exclusions(nlp) -> List[str]:
+    from .encoder.component import Encoder
+
+    return sorted({p for _, pipe in nlp.pipeline if isinstance(pipe, Encoder) for p in pipe.model.attrs["int8_exclude"]})
+
+
+def int8_fallback(model: Union[str, Path]) -> List[str]:
+    """What the guard keeps out of int8 when quantising every Linear layer loses
+    too much: the encoders' FFN up-projections (``ffn_up_projections``)."""
+    from .encoder.component import Encoder
+    from .encoder.model import ffn_up_projections
+
+    nlp = load_pipeline(model)
+    return sorted({p for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)
+                   for p in ffn_up_projections(pipe.model.transformer)})
 
 
 def format_check(report: dict) -> str:
@@ -126,6 +151,9 @@ def format_check(report: dict) -> str:
         for key, m in metrics.items():
             flag = "  > max" if m["drop_points"] > report["max_drop"] else ""
             lines.append(f"{head:<14} {key:<18} {m['fp32']:8.4f} {m['reduced']:8.4f} {m['drop_points']:14.2f}{flag}")
+    if report.get("int8_exclude"):
+        lines.append(f"kept out of int8: {', '.join(report['int8_exclude'])} (bf16 where the CPU has native bf16, "
+                     f"else fp32)")
     lines.append(f"speed: {report['docs_per_s']['fp32']:.1f} -> {report['docs_per_s']['reduced']:.1f} docs/s "
                  f"(x{report['speedup']:.2f}); encoder weights {report['weights_mb']['fp32']:.1f} -> "
                  f"{report['weights_mb']['reduced']:.1f} MB; {report['n_examples']} dev examples")
@@ -135,10 +163,14 @@ def format_check(report: dict) -> str:
 def package_pipeline(model: Union[str, Path], output_dir: Union[str, Path], *, precision: str = "fp32",
                      dev: Optional[List[Path]] = None, max_drop: float = 1.0, name: Optional[str] = None,
                      version: Optional[str] = None, build: str = "sdist", batch_size: int = 64, gpu_id: int = -1,
-                     force: bool = False) -> dict:
+                     force: bool = False, int8_exclude: Optional[List[str]] = None) -> dict:
     """``spacy package`` for a pipeline in ``precision``; a reduced precision is
     first checked against fp32 on ``dev`` and refused when a head drops more
-    than ``max_drop`` points. RETURNS the check report (empty for fp32)."""
+    than ``max_drop`` points. For int8 with no ``int8_exclude`` given, a
+    pipeline that fails with every Linear layer in int8 is checked once more
+    with its FFN up-projections kept out (``int8_fallback``), and packaged that
+    way if that passes; the report keeps the first attempt under
+    ``first_attempt``. RETURNS the check report (empty for fp32)."""
     from spacy.cli.package import package
 
     output_dir = Path(output_dir)
@@ -146,14 +178,29 @@ def package_pipeline(model: Union[str, Path], output_dir: Union[str, Path], *, p
         output_dir.mkdir(parents=True)
     report: dict = {}
     if precision != "fp32":
-        report = check_precision(model, list(dev or []), precision, max_drop=max_drop, batch_size=batch_size,
-                                 gpu_id=gpu_id)
+        def check(exclude):
+            return check_precision(model, list(dev or []), precision, max_drop=max_drop, batch_size=batch_size,
+                                   gpu_id=gpu_id, int8_exclude=exclude)
+
+        report = check(int8_exclude)
+        tried = [report]
+        fallback: List[str] = []
+        if precision == "int8" and int8_exclude is None and not report["passed"]:
+            fallback = sorted(set(report["int8_exclude"]) | set(int8_fallback(model)))
+        if fallback and fallback != report["int8_exclude"]:
+            first = report
+            report = check(fallback)
+            report["first_attempt"] = {k: first[k] for k in ("worst_drop_points", "heads", "docs_per_s", "speedup")}
+            tried.append(report)
         if not report["passed"]:
+            tables = "\n".join(format_check(r) for r in tried)
             raise BertflowError(
                 f"Not packaged: in {precision} a head's metric drops by {report['worst_drop_points']:.2f} points, more "
-                f"than --max-drop {max_drop}.\n{format_check(report)}\nPackage in fp32, try another precision, "
-                f"or raise --max-drop if that loss is acceptable.")
-    nlp = load_with_precision(model, precision) if precision != "fp32" else load_pipeline(model)
+                f"than --max-drop {max_drop}.\n{tables}\nPackage in fp32, try another precision"
+                + (", keep more layers out of int8 (--int8-exclude)" if precision == "int8" else "")
+                + ", or raise --max-drop if that loss is acceptable.")
+        int8_exclude = report.get("int8_exclude")
+    nlp = load_with_precision(model, precision, int8_exclude=int8_exclude) if precision != "fp32" else load_pipeline(model)
     if report:
         nlp.meta["bertflow_precision"] = report
     staging = Path(tempfile.mkdtemp(prefix="bertflow-package-"))

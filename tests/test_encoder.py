@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bertflow.encoder import plan_windows
+from bertflow.errors import BertflowError
 from conftest import token_vectors
 
 
@@ -90,8 +91,6 @@ def test_windows_plan_covers_and_centres(n, window, stride):
 
 
 def test_windows_invalid_settings_error():
-    from bertflow.errors import BertflowError
-
     with pytest.raises(BertflowError, match="stride <= window"):
         plan_windows(10, 4, 8)
 
@@ -311,3 +310,38 @@ def test_encoder_longest_pair_still_leaves_room_for_the_doc(make_nlp):
     assert all(length <= 16 for length in doc._.trf_data.wordpieces.lengths)
     assert token_vectors(doc).shape[0] == len(doc)
     assert doc._.trf_windows["n_windows"] == doc._.trf_windows["n_wordpieces"]  # one doc wordpiece per row
+
+
+def test_int8_exclude_keeps_the_named_layers_out_of_int8(make_nlp):
+    """A layer named in int8_exclude (by suffix) runs in bf16 on a CPU with native
+    bf16 matmuls and in fp32 elsewhere; every other Linear layer is int8."""
+    from bertflow.encoder.model import Bf16Linear, cpu_has_native_bf16, ffn_up_projections, quantize_int8
+
+    nlp = make_nlp(precision="int8", int8_exclude=["intermediate.dense"])
+    text = "the cat sat on the mat in paris"
+    doc = nlp(text)
+    model = nlp.get_pipe("encoder").model
+    transformer = model.transformer
+    assert ffn_up_projections(transformer) == ["intermediate.dense"]
+    quantized = model.attrs["int8_model"]
+    kept_type = Bf16Linear if cpu_has_native_bf16() else torch.nn.Linear
+    n_layers = transformer.config.num_hidden_layers
+    kinds = {name: type(m) for name, m in quantized.named_modules() if name.endswith("dense") or name.endswith("query")}
+    assert [n for n, t in kinds.items() if t is kept_type] == [f"encoder.layer.{i}.intermediate.dense"
+                                                               for i in range(n_layers)]
+    assert all(t.__module__.startswith("torch.ao.nn.quantized") for n, t in kinds.items() if "intermediate" not in n)
+    fp32 = token_vectors(make_nlp()(text))
+    mixed = token_vectors(doc)
+    cos = (mixed * fp32).sum(1) / numpy.linalg.norm(mixed, axis=1) / numpy.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.95
+    # a full module name works too, and the fp32 transformer itself is never changed
+    one = quantize_int8(transformer, ["encoder.layer.0.intermediate.dense"])
+    assert type(one.encoder.layer[0].intermediate.dense) is kept_type
+    assert type(one.encoder.layer[1].intermediate.dense) is not kept_type
+    assert type(transformer.encoder.layer[0].intermediate.dense) is torch.nn.Linear
+
+
+def test_int8_exclude_with_a_name_that_matches_nothing_says_what_exists(make_nlp):
+    nlp = make_nlp(precision="int8", int8_exclude=["intermediat.dense"])
+    with pytest.raises(BertflowError, match=r"'intermediat\.dense'.*intermediate\.dense"):
+        nlp("a text")

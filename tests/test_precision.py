@@ -134,3 +134,50 @@ def test_package_cli_refuses_with_exit_code(trained, tmp_path):
     result = CliRunner().invoke(app, ["package", str(trained / "model"), str(tmp_path), "--precision", "int8",
                                       "--dev", str(trained / "dev.spacy"), "--max-drop", "-1"])
     assert result.exit_code == 1 and "Not packaged" in result.output
+
+
+def test_package_with_int8_exclude_ships_it_in_the_config(trained, tmp_path):
+    report = package_pipeline(trained / "model", tmp_path, precision="int8", dev=[trained / "dev.spacy"],
+                              name="tiny_mixed", version="0.0.1", int8_exclude=["intermediate.dense"])
+    assert report["int8_exclude"] == ["intermediate.dense"] and "first_attempt" not in report
+    package_dir = next(p for p in Path(tmp_path).glob("en_tiny_mixed-0.0.1/**/config.cfg")).parent
+    nlp = spacy.load(package_dir)
+    encoder = nlp.get_pipe("encoder").model
+    assert encoder.attrs["precision"] == "int8" and encoder.attrs["int8_exclude"] == ["intermediate.dense"]
+    fp32 = load_with_precision(trained / "model", "fp32")
+    assert annotations(nlp)[:2] == annotations(fp32)[:2]
+
+
+def test_a_refused_int8_package_was_retried_with_the_ffn_kept_out(trained, tmp_path):
+    """int8 that fails the margin is checked once more with the FFN up-projections
+    out of int8; when that fails too, both tables are in the refusal."""
+    with pytest.raises(BertflowError) as err:
+        package_pipeline(trained / "model", tmp_path, precision="int8", dev=[trained / "dev.spacy"], max_drop=-1.0,
+                         name="refused", version="0.0.1")
+    message = str(err.value)
+    assert message.count("cats_score") == 2 and "kept out of int8: intermediate.dense" in message
+    assert "--int8-exclude" in message
+
+
+def test_the_retry_passes_where_quantising_everything_fails(trained, tmp_path, monkeypatch):
+    """The fallback's own path: the first check fails, the retry passes and is
+    what gets packaged, with the first attempt's figures kept in meta."""
+    import bertflow.precision as precision
+
+    real = precision.check_precision
+
+    def strict_on_full_int8(model, dev, name, *, int8_exclude=None, **kwargs):
+        report = real(model, dev, name, int8_exclude=int8_exclude, **kwargs)
+        if not report["int8_exclude"]:
+            report["passed"] = False  # as if quantising every Linear layer had lost too much
+        return report
+
+    monkeypatch.setattr(precision, "check_precision", strict_on_full_int8)
+    report = precision.package_pipeline(trained / "model", tmp_path, precision="int8", dev=[trained / "dev.spacy"],
+                                        name="retried", version="0.0.1")
+    assert report["passed"] and report["int8_exclude"] == ["intermediate.dense"]
+    assert set(report["first_attempt"]) == {"worst_drop_points", "heads", "docs_per_s", "speedup"}
+    meta = json.loads(next(Path(tmp_path).glob("en_retried-0.0.1/**/meta.json")).read_text())
+    assert meta["bertflow_precision"]["int8_exclude"] == ["intermediate.dense"]
+    config = next(Path(tmp_path).glob("en_retried-0.0.1/**/config.cfg")).read_text()
+    assert 'int8_exclude = ["intermediate.dense"]' in config

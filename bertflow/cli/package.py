@@ -24,11 +24,18 @@ def package_cli(
     batch_size: int = typer.Option(64, "--batch-size"),
     gpu_id: int = typer.Option(-1, "--gpu-id"),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite an existing package directory."),
+    int8_exclude: List[str] = typer.Option(
+        [], "--int8-exclude", help="A Linear layer (name or suffix, e.g. intermediate.dense) to keep out of int8; "
+        "repeatable. Without it, int8 that fails the check is retried with the FFN up-projections kept out."),
 ):
     """Package a pipeline, optionally in reduced precision after checking every head against fp32."""
     report = run_or_fail(package_pipeline, model, output_dir, precision=precision, dev=dev, max_drop=max_drop,
-                         name=name, version=version, build=build, batch_size=batch_size, gpu_id=gpu_id, force=force)
+                         name=name, version=version, build=build, batch_size=batch_size, gpu_id=gpu_id, force=force,
+                         int8_exclude=list(int8_exclude) or None)
     if report:
+        if "first_attempt" in report:
+            typer.echo(f"int8 with every Linear layer quantised lost {report['first_attempt']['worst_drop_points']:.2f}"
+                       f" points; retried with the layers below kept out of int8.")
         typer.echo(format_check(report))
         typer.echo(f"✔ within {max_drop} points of fp32; figures in meta.json under bertflow_precision")
     typer.echo(json.dumps({"packaged": str(output_dir), "precision": precision}))

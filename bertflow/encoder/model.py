@@ -16,7 +16,8 @@ import copy
 import os
 import warnings
 from contextlib import nullcontext
-from typing import Callable, List, Optional, Tuple
+from functools import lru_cache
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
 import torch
@@ -64,6 +65,7 @@ class EncoderModel(Model):
         *,
         keep_layers: int = 1,
         precision: str = "fp32",
+        int8_exclude: Sequence[str] = (),
         max_length: int = 0,
         max_pair_length: int = 0,
         mixed_precision: bool = False,
@@ -93,6 +95,7 @@ class EncoderModel(Model):
                 "get_windows": get_windows,
                 "keep_layers": int(keep_layers),
                 "precision": precision,
+                "int8_exclude": list(int8_exclude),
                 "max_length": int(max_length),
                 "max_pair_length": int(max_pair_length),
                 "set_transformer": set_pytorch_transformer,
@@ -103,7 +106,7 @@ class EncoderModel(Model):
             },
         )
         self._init_args = dict(
-            keep_layers=keep_layers, precision=precision, max_length=max_length,
+            keep_layers=keep_layers, precision=precision, int8_exclude=list(int8_exclude), max_length=max_length,
             max_pair_length=max_pair_length, mixed_precision=mixed_precision,
             grad_scaler_config=grad_scaler_config, tokenizer_config=tokenizer_config,
             transformer_config=transformer_config,
@@ -144,6 +147,7 @@ class EncoderModel(Model):
         run-time switch, so the config it was loaded with wins."""
         super().from_bytes(bytes_data)
         self.attrs["precision"] = self._init_args["precision"]
+        self.attrs["int8_exclude"] = list(self._init_args["int8_exclude"])
         self.attrs["int8_model"] = None
         return self
 
@@ -163,6 +167,7 @@ def Encoder(
     get_windows: Optional[Callable] = None,
     keep_layers: int = 1,
     precision: str = "fp32",
+    int8_exclude: List[str] = [],
     max_length: int = 0,
     max_pair_length: int = 0,
     mixed_precision: bool = False,
@@ -181,6 +186,10 @@ def Encoder(
     precision (str): inference precision: "fp32"; "int8" (dynamic quantisation
         of the Linear layers, CPU only); "fp16" or "bf16" (autocast, GPU only).
         Where it can't apply it warns and runs fp32, so one config runs anywhere.
+    int8_exclude (List[str]): Linear layers kept out of int8, by module name or
+        name suffix ("intermediate.dense": every layer's FFN up-projection). They
+        run in bf16 where the CPU multiplies bf16 natively (AMX, AVX512-BF16),
+        else in fp32. Default: none (every Linear layer in int8).
     max_length (int): longest row in wordpieces incl. special tokens; 0 = the
         model's own limit.
     max_pair_length (int): most wordpieces of ``doc._.text_pair`` kept per row
@@ -198,6 +207,7 @@ def Encoder(
         get_windows,
         keep_layers=keep_layers,
         precision=precision,
+        int8_exclude=int8_exclude,
         max_length=max_length,
         max_pair_length=max_pair_length,
         mixed_precision=mixed_precision,
@@ -356,10 +366,72 @@ def clip_encoder_gradients(model: EncoderModel, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), max_norm)
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+class Bf16Linear(torch.nn.Module):
+    """A Linear layer run in bf16 (weights stored in bf16), fp32 in and out: what
+    ``quantize_int8`` puts where a layer is kept out of int8 on a CPU with native
+    bf16 matmuls."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
+        bias = linear.bias.detach().to(torch.bfloat16) if linear.bias is not None else None
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 matmuls natively on this CPU (AMX or AVX512-BF16);
+    elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the probe
+        return False
+
+
+def excluded_linears(module: torch.nn.Module, exclude: Iterable[str]) -> Set[str]:
+    """Names of the Linear layers of ``module`` that ``exclude`` names, in full or
+    by suffix; an entry that names none is an error (a typo would otherwise
+    quietly quantise everything)."""
+    linears = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    chosen: Set[str] = set()
+    for pattern in exclude:
+        hits = {n for n in linears if n == pattern or n.endswith("." + pattern)}
+        if not hits:
+            examples = ", ".join(sorted({_layer_suffix(n) for n in linears})[:8])
+            raise BertflowError(Errors.E016.format(pattern=pattern, examples=examples))
+        chosen |= hits
+    return chosen
+
+
+def _layer_suffix(name: str) -> str:
+    """``encoder.layer.3.intermediate.dense`` -> ``intermediate.dense``: the part
+    after the last layer index, which names that Linear in every layer."""
+    parts = name.split(".")
+    numeric = [i for i, part in enumerate(parts) if part.isdigit()]
+    return ".".join(parts[numeric[-1] + 1:]) if numeric and numeric[-1] < len(parts) - 1 else name
+
+
+def ffn_up_projections(module: torch.nn.Module) -> List[str]:
+    """The suffixes naming the feed-forward up-projections (hidden -> intermediate
+    size) of a transformer: the Linear layers whose per-tensor int8 activations
+    suffer most from BERT's outlier channels (benchmarks/BENCHMARKS.md: on SST-2
+    keeping them out of int8 cut the loss from 1.15 to 0.22 points)."""
+    width = getattr(getattr(module, "config", None), "intermediate_size", None)
+    return sorted({_layer_suffix(name) for name, m in module.named_modules()
+                   if isinstance(m, torch.nn.Linear) and width and m.out_features == width})
+
+
+def quantize_int8(module: torch.nn.Module, exclude: Sequence[str] = ()) -> torch.nn.Module:
     """A copy of ``module`` with its Linear layers dynamically quantised to int8,
     per-channel weight scales (on SST-2, minilm, 300 steps, per-tensor scales
     lost 1.6 points of macro F and per-channel 0.8, at the same speed).
+
+    ``exclude`` keeps Linear layers out of int8 (full names or suffixes, see
+    ``excluded_linears``): they run in bf16 on a CPU with native bf16 matmuls,
+    where that costs little speed, and in fp32 elsewhere.
 
     The weights are packed for oneDNN when this torch has it: its int8 kernels
     use AMX/VNNI where the CPU has them and ran the minilm forward 10-15% faster
@@ -368,16 +440,25 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     the process-wide ``torch.backends.quantized.engine`` is switched only while
     packing and put back: other quantised models in the process are untouched.
     """
+    copied = copy.deepcopy(module).eval()
+    kept = excluded_linears(copied, exclude)
+    if kept and cpu_has_native_bf16():
+        for name in kept:
+            parent_name, _, child = name.rpartition(".")
+            parent = copied.get_submodule(parent_name) if parent_name else copied
+            setattr(parent, child, Bf16Linear(getattr(parent, child)))
+    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    spec = {name: qconfig for name, m in copied.named_modules()
+            if isinstance(m, torch.nn.Linear) and name not in kept}
     engines = torch.backends.quantized.supported_engines
     previous = torch.backends.quantized.engine
     engine = "onednn" if "onednn" in engines else previous
-    spec = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
     with warnings.catch_warnings():
         # recent torch points eager quantisation users at torchao; the API still works
         warnings.filterwarnings("ignore", message=r"torch\.(ao\.quantization|quantize_per)")
         torch.backends.quantized.engine = engine
         try:
-            return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module).eval(), spec, dtype=torch.qint8)
+            return torch.ao.quantization.quantize_dynamic(copied, spec, dtype=torch.qint8)
         finally:
             torch.backends.quantized.engine = previous
 
@@ -385,7 +466,7 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
 def _int8_model(model: EncoderModel) -> torch.nn.Module:
     cached = model.attrs.get("int8_model")
     if cached is None:
-        cached = quantize_int8(model.transformer)
+        cached = quantize_int8(model.transformer, model.attrs.get("int8_exclude", ()))
         model.attrs["int8_model"] = cached  # not msgpack-able: thinc skips it on save
     return cached
 
