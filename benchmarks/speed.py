@@ -7,6 +7,9 @@ and 128, each system runs in its own subprocess (so its peak RSS is its own):
   bertflow            encoder + bertflow_textcat + bertflow_ner + bertflow_similarity,
                       one encoder pass per batch (nlp.pipe)
   bertflow-int8       the same pipeline, precision = "int8" (CPU only)
+  bertflow-int8-ffn   int8 with the FFN up-projections kept out of int8
+                      (int8_exclude = ["intermediate.dense"]: bf16 on a CPU with native
+                      bf16, else fp32): what the package guard falls back to
   bertflow-fp16/bf16  the same pipeline, precision = "fp16"/"bf16" (GPU only)
   bertflow-encoder    the bertflow encoder component alone
   hf-pipelines        three transformers.pipeline()s (text-classification,
@@ -28,6 +31,9 @@ Heads are untrained (initialised): speed does not depend on their weights.
 
     python benchmarks/speed.py                     # CPU, writes BENCHMARKS.md
     python benchmarks/speed.py --gpu-id 0          # GPU: adds fp16 and bf16
+    python benchmarks/speed.py --interleave --systems bertflow,bertflow-int8 --repeats 5
+        # the systems in one process, taking turns pass by pass: their ratio is
+        # measured under the same machine load (prints; writes nothing)
 
 Writes its section of benchmarks/BENCHMARKS.md (a GPU run its own section).
 """
@@ -91,7 +97,7 @@ def _init_examples(nlp, texts):
     return examples
 
 
-def bertflow_pipeline(args, texts, precision="fp32", heads=("textcat", "ner", "similarity")):
+def bertflow_pipeline(args, texts, precision="fp32", heads=("textcat", "ner", "similarity"), int8_exclude=()):
     import spacy
 
     import bertflow  # noqa: F401  (registers the factories)
@@ -100,7 +106,8 @@ def bertflow_pipeline(args, texts, precision="fp32", heads=("textcat", "ner", "s
         spacy.require_gpu(args.gpu_id)
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder", name="encoder",
-                 config={"model": {"name": args.encoder, "precision": precision, "max_length": 512}})
+                 config={"model": {"name": args.encoder, "precision": precision, "max_length": 512,
+                                   "int8_exclude": list(int8_exclude)}})
     for head in heads:
         nlp.add_pipe(f"bertflow_{head}", name=head)
     nlp.initialize(lambda: _init_examples(nlp, texts))
@@ -274,6 +281,7 @@ def _sync(torch, device):
 SYSTEMS = {
     "bertflow": (lambda a, t: bertflow_pipeline(a, t), run_spacy),
     "bertflow-int8": (lambda a, t: bertflow_pipeline(a, t, "int8"), run_spacy),
+    "bertflow-int8-ffn": (lambda a, t: bertflow_pipeline(a, t, "int8", int8_exclude=["intermediate.dense"]), run_spacy),
     "bertflow-fp16": (lambda a, t: bertflow_pipeline(a, t, "fp16"), run_spacy),
     "bertflow-bf16": (lambda a, t: bertflow_pipeline(a, t, "bf16"), run_spacy),
     "bertflow-encoder": (lambda a, t: bertflow_pipeline(a, t, heads=()), run_spacy),
@@ -440,6 +448,37 @@ def profile(args):
         print(f"{100 * n / total:5.1f}%  {name}")
 
 
+def interleave(args, systems):
+    """All ``systems`` in this one process, taking turns: per batch size, round
+    after round, one timed pass of each. Each system's median docs/s, and its
+    median ratio to the first system within a round, so a change in the
+    machine's load between processes can't pass for a speed-up."""
+    import statistics
+
+    texts = load_texts(args.data, args.n)
+    states = {name: SYSTEMS[name][0](args, texts) for name in systems}
+    extra = (f" --n {args.n}" if args.n != 2000 else "") + (f" --batches {args.batches}" if args.batches != "8,32,128" else "")
+    lines = [f"`python benchmarks/speed.py --interleave --systems {','.join(systems)} --repeats {args.repeats}{extra}` — "
+             f"{len(texts)} sentences, {args.repeats} rounds per batch size, the systems taking turns in one "
+             f"process; median over rounds. Machine: {machine()}.", "",
+             "| batch | " + " | ".join(f"{name} docs/s" for name in systems) + " | "
+             + " | ".join(f"{name} / {systems[0]}" for name in systems[1:]) + " |",
+             "|---|" + "---|" * (2 * len(systems) - 1)]
+    for batch in _batches(args):
+        docs_s = {name: [] for name in systems}
+        for _ in range(args.repeats):
+            for name in systems:
+                docs_s[name].append(len(texts) / SYSTEMS[name][1](states[name], texts, batch, 1))
+        medians = [statistics.median(docs_s[name]) for name in systems]
+        ratios = [statistics.median(a / b for a, b in zip(docs_s[name], docs_s[systems[0]])) for name in systems[1:]]
+        lines.append(f"| {batch} | " + " | ".join(f"{m:.1f}" for m in medians) + " | "
+                     + " | ".join(f"×{r:.2f} (rounds ×{min(x / y for x, y in zip(docs_s[n], docs_s[systems[0]])):.2f}"
+                                  f"–×{max(x / y for x, y in zip(docs_s[n], docs_s[systems[0]])):.2f})"
+                                  for r, n in zip(ratios, systems[1:])) + " |")
+        print(lines[-1], flush=True)
+    print("\n".join(lines))
+
+
 def _batches(args):
     return [int(b) for b in args.batches.split(",")]
 
@@ -470,6 +509,8 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="sample bertflow at batch 32 with py-spy (pip install py-spy) and print where the time goes")
     parser.add_argument("--no-write", action="store_true", help="print the section, don't write BENCHMARKS.md")
+    parser.add_argument("--interleave", action="store_true",
+                        help="run --systems in one process, taking turns pass by pass; print their ratios")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -482,6 +523,8 @@ def main():
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"Unknown system(s) {unknown}; known: {', '.join(SYSTEMS)}")
+    if args.interleave:
+        return interleave(args, systems)
     batches = _batches(args)
     texts = load_texts(args.data, args.n)
     roof = spawn(args, "roofline")

@@ -93,7 +93,7 @@ class Errors:
     )
     E016 = (
         "int8_exclude entry {pattern!r} names no Linear layer of the encoder. Give a full module "
-        "name or a suffix that every layer shares, e.g. one of: {examples}."
+        "name or a layer's name within every layer, one of: {examples}."
     )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (

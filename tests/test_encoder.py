@@ -339,6 +339,10 @@ def test_int8_exclude_keeps_the_named_layers_out_of_int8(make_nlp):
     assert type(one.encoder.layer[0].intermediate.dense) is kept_type
     assert type(one.encoder.layer[1].intermediate.dense) is not kept_type
     assert type(transformer.encoder.layer[0].intermediate.dense) is torch.nn.Linear
+    # a name within the layer is matched whole: "output.dense" is the FFN down-projection only
+    down = quantize_int8(transformer, ["output.dense"])
+    assert type(down.encoder.layer[0].output.dense) is kept_type
+    assert type(down.encoder.layer[0].attention.output.dense).__module__.startswith("torch.ao.nn.quantized")
 
 
 def test_int8_exclude_with_a_name_that_matches_nothing_says_what_exists(make_nlp):

@@ -25,7 +25,7 @@ def package_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id"),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite an existing package directory."),
     int8_exclude: List[str] = typer.Option(
-        [], "--int8-exclude", help="A Linear layer (name or suffix, e.g. intermediate.dense) to keep out of int8; "
+        [], "--int8-exclude", help="A Linear layer (full name, or its name in every layer, e.g. intermediate.dense) to keep out of int8; "
         "repeatable. Without it, int8 that fails the check is retried with the FFN up-projections kept out."),
 ):
     """Package a pipeline, optionally in reduced precision after checking every head against fp32."""

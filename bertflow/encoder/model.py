@@ -187,7 +187,7 @@ def Encoder(
         of the Linear layers, CPU only); "fp16" or "bf16" (autocast, GPU only).
         Where it can't apply it warns and runs fp32, so one config runs anywhere.
     int8_exclude (List[str]): Linear layers kept out of int8, by module name or
-        name suffix ("intermediate.dense": every layer's FFN up-projection). They
+        name within every layer ("intermediate.dense": each FFN up-projection). They
         run in bf16 where the CPU multiplies bf16 natively (AMX, AVX512-BF16),
         else in fp32. Default: none (every Linear layer in int8).
     max_length (int): longest row in wordpieces incl. special tokens; 0 = the
@@ -392,13 +392,15 @@ def cpu_has_native_bf16() -> bool:
 
 
 def excluded_linears(module: torch.nn.Module, exclude: Iterable[str]) -> Set[str]:
-    """Names of the Linear layers of ``module`` that ``exclude`` names, in full or
-    by suffix; an entry that names none is an error (a typo would otherwise
-    quietly quantise everything)."""
+    """Names of the Linear layers of ``module`` that ``exclude`` names: in full
+    (``encoder.layer.0.output.dense``) or by the name within every layer, after
+    the layer index (``output.dense``: the FFN down-projection of each layer, not
+    ``attention.output.dense``). An entry that names none is an error (a typo
+    would otherwise quietly quantise everything)."""
     linears = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     chosen: Set[str] = set()
     for pattern in exclude:
-        hits = {n for n in linears if n == pattern or n.endswith("." + pattern)}
+        hits = {n for n in linears if pattern in (n, _layer_suffix(n))}
         if not hits:
             examples = ", ".join(sorted({_layer_suffix(n) for n in linears})[:8])
             raise BertflowError(Errors.E016.format(pattern=pattern, examples=examples))
@@ -415,7 +417,7 @@ def _layer_suffix(name: str) -> str:
 
 
 def ffn_up_projections(module: torch.nn.Module) -> List[str]:
-    """The suffixes naming the feed-forward up-projections (hidden -> intermediate
+    """The within-layer names of the feed-forward up-projections (hidden -> intermediate
     size) of a transformer: the Linear layers whose per-tensor int8 activations
     suffer most from BERT's outlier channels (benchmarks/BENCHMARKS.md: on SST-2
     keeping them out of int8 cut the loss from 1.15 to 0.22 points)."""
@@ -429,8 +431,8 @@ def quantize_int8(module: torch.nn.Module, exclude: Sequence[str] = ()) -> torch
     per-channel weight scales (on SST-2, minilm, 300 steps, per-tensor scales
     lost 1.6 points of macro F and per-channel 0.8, at the same speed).
 
-    ``exclude`` keeps Linear layers out of int8 (full names or suffixes, see
-    ``excluded_linears``): they run in bf16 on a CPU with native bf16 matmuls,
+    ``exclude`` keeps Linear layers out of int8 (full names or names within a
+    layer, see ``excluded_linears``): they run in bf16 on a CPU with native bf16 matmuls,
     where that costs little speed, and in fp32 elsewhere.
 
     The weights are packed for oneDNN when this torch has it: its int8 kernels
