@@ -7,6 +7,8 @@ on the same dev data and measures their speed. ``package_pipeline`` refuses
 (with the figures) when any head's main metric drops by more than
 ``max_drop`` points, and otherwise packages the reduced pipeline with
 ``spacy package``, the figures recorded under ``meta["bertflow_precision"]``.
+An int8 pipeline that fails is checked once more with its FFN up-projections
+kept out of int8 (``int8_exclude``) before it is refused.
 """
 import io
 import shutil

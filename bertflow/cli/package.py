@@ -25,8 +25,9 @@ def package_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id"),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite an existing package directory."),
     int8_exclude: List[str] = typer.Option(
-        [], "--int8-exclude", help="A Linear layer (full name, or its name in every layer, e.g. intermediate.dense) to keep out of int8; "
-        "repeatable. Without it, int8 that fails the check is retried with the FFN up-projections kept out."),
+        [], "--int8-exclude", help="A Linear layer to keep out of int8 (full name, or its name in every layer, e.g. "
+        "intermediate.dense); repeatable. Without it, int8 that fails the check is retried with the FFN "
+        "up-projections kept out."),
 ):
     """Package a pipeline, optionally in reduced precision after checking every head against fp32."""
     report = run_or_fail(package_pipeline, model, output_dir, precision=precision, dev=dev, max_drop=max_drop,
@@ -34,8 +35,8 @@ def package_cli(
                          int8_exclude=list(int8_exclude) or None)
     if report:
         if "first_attempt" in report:
-            typer.echo(f"int8 with every Linear layer quantised lost {report['first_attempt']['worst_drop_points']:.2f}"
-                       f" points; retried with the layers below kept out of int8.")
+            typer.echo(f"int8 as configured lost {report['first_attempt']['worst_drop_points']:.2f} points; "
+                       f"retried with the layers below kept out of int8.")
         typer.echo(format_check(report))
         typer.echo(f"✔ within {max_drop} points of fp32; figures in meta.json under bertflow_precision")
     typer.echo(json.dumps({"packaged": str(output_dir), "precision": precision}))

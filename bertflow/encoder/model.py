@@ -400,15 +400,15 @@ def excluded_linears(module: torch.nn.Module, exclude: Iterable[str]) -> Set[str
     linears = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     chosen: Set[str] = set()
     for pattern in exclude:
-        hits = {n for n in linears if pattern in (n, _layer_suffix(n))}
+        hits = {n for n in linears if pattern in (n, _name_in_layer(n))}
         if not hits:
-            examples = ", ".join(sorted({_layer_suffix(n) for n in linears})[:8])
+            examples = ", ".join(sorted({_name_in_layer(n) for n in linears})[:8])
             raise BertflowError(Errors.E016.format(pattern=pattern, examples=examples))
         chosen |= hits
     return chosen
 
 
-def _layer_suffix(name: str) -> str:
+def _name_in_layer(name: str) -> str:
     """``encoder.layer.3.intermediate.dense`` -> ``intermediate.dense``: the part
     after the last layer index, which names that Linear in every layer."""
     parts = name.split(".")
@@ -422,7 +422,7 @@ def ffn_up_projections(module: torch.nn.Module) -> List[str]:
     suffer most from BERT's outlier channels (benchmarks/BENCHMARKS.md: on SST-2
     keeping them out of int8 cut the loss from 1.15 to 0.22 points)."""
     width = getattr(getattr(module, "config", None), "intermediate_size", None)
-    return sorted({_layer_suffix(name) for name, m in module.named_modules()
+    return sorted({_name_in_layer(name) for name, m in module.named_modules()
                    if isinstance(m, torch.nn.Linear) and width and m.out_features == width})
 
 
