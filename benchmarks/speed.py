@@ -469,12 +469,10 @@ def interleave(args, systems):
         for _ in range(args.repeats):
             for name in systems:
                 docs_s[name].append(len(texts) / SYSTEMS[name][1](states[name], texts, batch, 1))
-        medians = [statistics.median(docs_s[name]) for name in systems]
-        ratios = [statistics.median(a / b for a, b in zip(docs_s[name], docs_s[systems[0]])) for name in systems[1:]]
-        lines.append(f"| {batch} | " + " | ".join(f"{m:.1f}" for m in medians) + " | "
-                     + " | ".join(f"×{r:.2f} (rounds ×{min(x / y for x, y in zip(docs_s[n], docs_s[systems[0]])):.2f}"
-                                  f"–×{max(x / y for x, y in zip(docs_s[n], docs_s[systems[0]])):.2f})"
-                                  for r, n in zip(ratios, systems[1:])) + " |")
+        ratios = [[a / b for a, b in zip(docs_s[name], docs_s[systems[0]])] for name in systems[1:]]
+        lines.append(f"| {batch} | " + " | ".join(f"{statistics.median(docs_s[name]):.1f}" for name in systems) + " | "
+                     + " | ".join(f"×{statistics.median(r):.2f} (rounds ×{min(r):.2f}–×{max(r):.2f})" for r in ratios)
+                     + " |")
         print(lines[-1], flush=True)
     print("\n".join(lines))
 
