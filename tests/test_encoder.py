@@ -349,3 +349,18 @@ def test_int8_exclude_with_a_name_that_matches_nothing_says_what_exists(make_nlp
     nlp = make_nlp(precision="int8", int8_exclude=["intermediat.dense"])
     with pytest.raises(BertflowError, match=r"'intermediat\.dense'.*intermediate\.dense"):
         nlp("a text")
+
+
+def test_inference_runs_in_eval_mode_and_gives_each_module_its_mode_back(make_nlp):
+    """A transformer left in training mode (e.g. between updates) predicts without
+    dropout, and is in training mode again afterwards, module by module."""
+    nlp = make_nlp()
+    nlp.initialize()
+    transformer = nlp.get_pipe("encoder").model.transformer
+    transformer.train()
+    transformer.embeddings.eval()  # a mixed state must come back as it was
+    text = "the cat sat on the mat in paris"
+    first, second = token_vectors(nlp(text)), token_vectors(nlp(text))
+    numpy.testing.assert_array_equal(first, second)
+    assert transformer.training and transformer.encoder.layer[0].attention.self.dropout.training
+    assert not transformer.embeddings.training and not transformer.embeddings.dropout.training
