@@ -1,3 +1,4 @@
+import copy
 import random
 
 import numpy
@@ -326,7 +327,7 @@ def test_int8_exclude_keeps_the_named_layers_out_of_int8(make_nlp):
     quantized = model.attrs["int8_model"]
     kept_type = Bf16Linear if cpu_has_native_bf16() else torch.nn.Linear
     n_layers = transformer.config.num_hidden_layers
-    kinds = {name: type(m) for name, m in quantized.named_modules() if name.endswith("dense") or name.endswith("query")}
+    kinds = {name: type(m) for name, m in quantized.named_modules() if name.endswith(("dense", "fused"))}
     assert [n for n, t in kinds.items() if t is kept_type] == [f"encoder.layer.{i}.intermediate.dense"
                                                                for i in range(n_layers)]
     assert all(t.__module__.startswith("torch.ao.nn.quantized") for n, t in kinds.items() if "intermediate" not in n)
@@ -364,3 +365,40 @@ def test_inference_runs_in_eval_mode_and_gives_each_module_its_mode_back(make_nl
     numpy.testing.assert_array_equal(first, second)
     assert transformer.training and transformer.encoder.layer[0].attention.self.dropout.training
     assert not transformer.embeddings.training and not transformer.embeddings.dropout.training
+
+
+def test_int8_runs_query_key_and_value_as_one_gemm_with_the_same_numbers(make_nlp):
+    """fuse_qkv: one Linear over the stacked weights, registered once per layer;
+    fp32 outputs are those of the three layers, and int8 ones those of three
+    separately quantised layers (they share the input's scale anyway)."""
+    from bertflow.encoder.model import ProjectionPart, fuse_qkv, quantize_int8
+
+    nlp = make_nlp()
+    nlp.initialize()
+    transformer = nlp.get_pipe("encoder").model.transformer
+    n_layers = transformer.config.num_hidden_layers
+    fused = copy.deepcopy(transformer)
+    assert fuse_qkv(fused) == n_layers
+    attention = fused.encoder.layer[0].attention.self
+    assert all(type(getattr(attention, n)) is ProjectionPart for n in ("query", "key", "value"))
+    assert sum(k.endswith("projection.fused.weight") for k in fused.state_dict()) == n_layers
+    assert not any(k.endswith(("query.weight", "key.weight", "value.weight")) for k in fused.state_dict())
+    batch = nlp.get_pipe("encoder").model.tokenizer(["the cat sat on the mat", "paris"], padding=True,
+                                                      return_tensors="pt")
+    with torch.inference_mode():
+        want = transformer(**batch).last_hidden_state
+        torch.testing.assert_close(fused(**batch).last_hidden_state, want, atol=1e-5, rtol=1e-5)
+        plain = copy.deepcopy(transformer)
+        spec = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        before = torch.backends.quantized.engine
+        torch.backends.quantized.engine = "onednn" if "onednn" in torch.backends.quantized.supported_engines else before
+        try:
+            separate = torch.ao.quantization.quantize_dynamic(plain, spec, dtype=torch.qint8)
+        finally:
+            torch.backends.quantized.engine = before
+        torch.testing.assert_close(quantize_int8(transformer)(**batch).last_hidden_state,
+                                   separate(**batch).last_hidden_state, atol=1e-4, rtol=1e-4)
+    # a layer kept out of int8 is not fused into the others
+    partly = quantize_int8(transformer, ["encoder.layer.0.attention.self.query"])
+    assert type(partly.encoder.layer[0].attention.self.key) is not ProjectionPart
+    assert type(partly.encoder.layer[1].attention.self.key) is ProjectionPart
