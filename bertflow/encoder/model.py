@@ -501,8 +501,10 @@ def quantize_int8(module: torch.nn.Module, exclude: Sequence[str] = ()) -> torch
     where that costs little speed, and in fp32 elsewhere.
 
     Each self-attention's query, key and value run as one int8 GEMM
-    (``fuse_qkv``): the same numbers, and the int8 pipeline ran ×1.10 as fast
-    at batch 32 on the benchmark machine (benchmarks/BENCHMARKS.md, run 9).
+    (``fuse_qkv``): the same numbers with a third of the attention's int8
+    calls; the raw minilm forward gained ×1.07-×1.16 (medians of interleaved
+    A/Bs at batch 32), a gain the pipeline's noise on the benchmark VM hides
+    (benchmarks/BENCHMARKS.md, run 9).
 
     The weights are packed for oneDNN when this torch has it: its int8 kernels
     use AMX/VNNI where the CPU has them and ran the minilm forward 10-15% faster
