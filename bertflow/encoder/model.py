@@ -390,7 +390,9 @@ class SharedInputProjection(torch.nn.Module):
     query, key and value) as one Linear over their stacked weights: in int8 one
     GEMM and one activation quantisation instead of three, and the same numbers
     (the three shared the input's scale anyway). The product is computed once per
-    input tensor; holding that tensor makes the identity check safe."""
+    input tensor and held until every part has taken its slice (holding the input
+    keeps the identity check safe; dropping it then keeps nothing alive between
+    passes)."""
 
     def __init__(self, linears: Sequence[torch.nn.Linear]):
         super().__init__()
@@ -404,10 +406,14 @@ class SharedInputProjection(torch.nn.Module):
                 self.fused.bias.copy_(torch.cat([lin.bias for lin in linears]))
         self._last: Optional[tuple] = None
 
-    def parts(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
         if self._last is None or self._last[0] is not x:
-            self._last = (x, self.fused(x).split(self.sizes, dim=-1))
-        return self._last[1]
+            self._last = (x, self.fused(x).split(self.sizes, dim=-1), set())
+        _, outputs, taken = self._last
+        taken.add(index)
+        if len(taken) == len(self.sizes):
+            self._last = None
+        return outputs[index]
 
 
 class ProjectionPart(torch.nn.Module):
@@ -425,7 +431,7 @@ class ProjectionPart(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         projection = self.projection if self.index == 0 else self._projection[0]
-        return projection.parts(x)[self.index]
+        return projection.part(x, self.index)
 
 
 def fuse_qkv(module: torch.nn.Module, skip: Set[str] = frozenset()) -> int:
