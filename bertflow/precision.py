@@ -65,19 +65,23 @@ def main_metrics(nlp, scores: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def encoder_models(nlp) -> list:
+    """The models of the pipeline's bertflow encoders, in pipeline order."""
+    from .encoder.component import Encoder
+
+    return [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)]
+
+
 def weights_megabytes(nlp, precision: str) -> float:
     """Size of the encoders' weights as the reduced pipeline runs them (int8:
     the quantised modules; fp16/bf16 autocast keeps fp32 weights)."""
     import torch
 
-    from .encoder.component import Encoder
     from .encoder.model import _int8_model
 
     total = 0
-    for _, pipe in nlp.pipeline:
-        if not isinstance(pipe, Encoder):
-            continue
-        module = _int8_model(pipe.model) if precision == "int8" else pipe.model.transformer
+    for model in encoder_models(nlp):
+        module = _int8_model(model) if precision == "int8" else model.transformer
         buffer = io.BytesIO()
         torch.save(module.state_dict(), buffer)
         total += buffer.tell()
@@ -130,20 +134,16 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
 
 
 def _int8_exclusions(nlp) -> List[str]:
-    from .encoder.component import Encoder
-
-    return sorted({p for _, pipe in nlp.pipeline if isinstance(pipe, Encoder) for p in pipe.model.attrs["int8_exclude"]})
+    return sorted({p for model in encoder_models(nlp) for p in model.attrs["int8_exclude"]})
 
 
 def int8_fallback(model: Union[str, Path]) -> List[str]:
     """What the guard keeps out of int8 when quantising every Linear layer loses
     too much: the encoders' FFN up-projections (``ffn_up_projections``)."""
-    from .encoder.component import Encoder
     from .encoder.model import ffn_up_projections
 
-    nlp = load_pipeline(model)
-    return sorted({p for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)
-                   for p in ffn_up_projections(pipe.model.transformer)})
+    encoders = encoder_models(load_pipeline(model))
+    return sorted({p for encoder in encoders for p in ffn_up_projections(encoder.transformer)})
 
 
 def format_check(report: dict) -> str:
