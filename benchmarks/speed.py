@@ -10,6 +10,8 @@ and 128, each system runs in its own subprocess (so its peak RSS is its own):
   bertflow-int8-ffn   int8 with the FFN up-projections kept out of int8
                       (int8_exclude = ["intermediate.dense"]: bf16 on a CPU with native
                       bf16, else fp32): what the package guard falls back to
+  bertflow-int8-unfused  int8 with query, key and value quantised as three layers, as
+                      before fuse_qkv (an A/B against bertflow-int8 with --interleave)
   bertflow-fp16/bf16  the same pipeline, precision = "fp16"/"bf16" (GPU only)
   bertflow-encoder    the bertflow encoder component alone
   hf-pipelines        three transformers.pipeline()s (text-classification,
@@ -111,6 +113,21 @@ def bertflow_pipeline(args, texts, precision="fp32", heads=("textcat", "ner", "s
     for head in heads:
         nlp.add_pipe(f"bertflow_{head}", name=head)
     nlp.initialize(lambda: _init_examples(nlp, texts))
+    return nlp
+
+
+def bertflow_int8_unfused(args, texts):
+    """The int8 pipeline with its encoder quantised without ``fuse_qkv``."""
+    import bertflow.encoder.model as encoder_model
+
+    nlp = bertflow_pipeline(args, texts, "int8")
+    model = nlp.get_pipe("encoder").model
+    fuse = encoder_model.fuse_qkv
+    encoder_model.fuse_qkv = lambda module, skip=frozenset(): 0
+    try:
+        model.attrs["int8_model"] = encoder_model.quantize_int8(model.transformer)
+    finally:
+        encoder_model.fuse_qkv = fuse
     return nlp
 
 
@@ -282,6 +299,7 @@ SYSTEMS = {
     "bertflow": (lambda a, t: bertflow_pipeline(a, t), run_spacy),
     "bertflow-int8": (lambda a, t: bertflow_pipeline(a, t, "int8"), run_spacy),
     "bertflow-int8-ffn": (lambda a, t: bertflow_pipeline(a, t, "int8", int8_exclude=["intermediate.dense"]), run_spacy),
+    "bertflow-int8-unfused": (bertflow_int8_unfused, run_spacy),
     "bertflow-fp16": (lambda a, t: bertflow_pipeline(a, t, "fp16"), run_spacy),
     "bertflow-bf16": (lambda a, t: bertflow_pipeline(a, t, "bf16"), run_spacy),
     "bertflow-encoder": (lambda a, t: bertflow_pipeline(a, t, heads=()), run_spacy),
