@@ -209,6 +209,45 @@ def test_encoder_sort_buffer_keeps_input_order_and_outputs(make_nlp):
             numpy.testing.assert_allclose(token_vectors(doc), token_vectors(ref), atol=1e-5)
 
 
+def test_encoder_pipe_tokenizes_each_doc_once(make_nlp, monkeypatch):
+    """The length sort and the pass share one tokenization, with the same
+    outputs as tokenizing per batch; nothing is held once the pipe is done."""
+    import bertflow.encoder.model as encoder_model
+
+    texts = [("the cat sat on the mat " * (i % 5 + 1)).strip() for i in range(20)] + ["", "a"]
+    nlp = make_nlp(window=16, stride=12)
+    expected = [token_vectors(nlp(t)) if t else None for t in texts]
+    seen = []
+    tokenize = encoder_model.tokenize_docs
+
+    def spy(tokenizer, docs, **kwargs):
+        seen.extend(doc.text for doc in docs if len(doc))
+        return tokenize(tokenizer, docs, **kwargs)
+
+    monkeypatch.setattr(encoder_model, "tokenize_docs", spy)
+    docs = list(nlp.pipe(texts, batch_size=4))
+    assert sorted(seen) == sorted(t for t in texts if t)
+    for doc, ref in zip(docs, expected):
+        if ref is not None:
+            numpy.testing.assert_allclose(token_vectors(doc), ref, atol=1e-5)
+    assert nlp.get_pipe("encoder").model._pretokenized == {}
+
+
+def test_encoder_pipe_hands_a_bad_pair_to_the_error_handler(make_nlp):
+    """A doc whose text_pair is not a string fails its own batch, inside the
+    pipe's error handling: the default raises, an ignoring handler drops it."""
+    nlp = make_nlp()
+    docs = [nlp.make_doc(t) for t in ("the cat", "a dog", "the mat")]
+    docs[1]._.text_pair = 42
+    with pytest.raises(BertflowError, match="text_pair must be a str or None, got int"):
+        list(nlp.pipe(docs, batch_size=1))
+    nlp.set_error_handler(lambda name, component, batch, err: None)
+    docs = [nlp.make_doc(t) for t in ("the cat", "a dog", "the mat")]
+    docs[1]._.text_pair = 42
+    assert [d.text for d in nlp.pipe(docs, batch_size=1)] == ["the cat", "the mat"]
+    assert nlp.get_pipe("encoder").model._pretokenized == {}
+
+
 def test_encoder_pads_only_to_longest_row(make_nlp):
     nlp = make_nlp()
     enc = nlp.get_pipe("encoder")
@@ -216,6 +255,9 @@ def test_encoder_pads_only_to_longest_row(make_nlp):
     batch = enc.predict(docs)
     assert batch.wordpieces.input_ids.shape == (2, 8)  # [CLS] + 6 + [SEP]
     assert batch.wordpieces.lengths == [4, 8]
+    tokenizer = enc.model.tokenizer
+    assert batch.wordpieces.strings == [tokenizer.convert_ids_to_tokens(tokenizer("the cat")["input_ids"]),
+                                        tokenizer.convert_ids_to_tokens(tokenizer("the cat sat on the mat")["input_ids"])]
 
 
 def test_encoder_keep_layers_outputs_hidden_states(make_nlp):

@@ -15,9 +15,9 @@ states of the last k layers for heads that mix or concatenate layers.
 import copy
 import os
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy
 import torch
@@ -38,7 +38,7 @@ from ..errors import BertflowError, Errors, PrecisionWarning
 from ..registry import DEFAULT_ENCODER, resolve_encoder
 from .batch import EncoderBatch
 from .windows import strided_windows
-from .wordpieces import encode_docs, pad_rows
+from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
 
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 
@@ -105,6 +105,8 @@ class EncoderModel(Model):
                 "replace_listener_cfg": replace_listener_cfg,
             },
         )
+        # docs tokenized ahead of the pass (see ``reuse_tokenization``): id -> (doc, Tokenized)
+        self._pretokenized: Dict[int, Tuple[Doc, Optional[Tokenized]]] = {}
         self._init_args = dict(
             keep_layers=keep_layers, precision=precision, int8_exclude=list(int8_exclude), max_length=max_length,
             max_pair_length=max_pair_length, mixed_precision=mixed_precision,
@@ -150,6 +152,30 @@ class EncoderModel(Model):
         self.attrs["int8_exclude"] = list(self._init_args["int8_exclude"])
         self.attrs["int8_model"] = None
         return self
+
+    def tokenize(self, docs: Sequence[Doc], *, strict: bool = True) -> List[Optional[Tokenized]]:
+        """The docs' wordpieces (see ``wordpieces.tokenize_docs``)."""
+        return tokenize_docs(self.tokenizer, docs, strict=strict)
+
+    @contextmanager
+    def reuse_tokenization(self, docs: Sequence[Doc], tokenized: Sequence[Optional[Tokenized]]) -> Iterator[None]:
+        """Within the block, a forward pass over any of these Doc objects uses
+        their ``tokenized`` wordpieces instead of tokenizing them again (the
+        encoder component tokenizes a buffer once to sort it by length, then
+        encodes it batch by batch). Docs given None are tokenized as usual."""
+        self._pretokenized = {id(doc): (doc, tok) for doc, tok in zip(docs, tokenized)}
+        try:
+            yield
+        finally:
+            self._pretokenized = {}
+
+    def _tokenized_for(self, docs: List[Doc]) -> List[Optional[Tokenized]]:
+        known = [self._pretokenized.get(id(doc)) for doc in docs]
+        known = [entry[1] if entry is not None and entry[0] is doc else None for doc, entry in zip(docs, known)]
+        missing = [i for i, (doc, tok) in enumerate(zip(docs, known)) if tok is None and len(doc)]
+        for i, tok in zip(missing, self.tokenize([docs[i] for i in missing])):
+            known[i] = tok
+        return known
 
     @property
     def max_length(self) -> int:
@@ -250,6 +276,7 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
         max_length=max_length,
         max_pair_length=min(max_pair, max_length - 4),  # leave >= 1 doc wordpiece per row
         get_windows=model.attrs["get_windows"],
+        tokenized=model._tokenized_for(docs),
     )
     windows = [e.windows if e is not None else None for e in encoded]
     wordpieces, doc_rows, doc_aligns = pad_rows(tokenizer, encoded)

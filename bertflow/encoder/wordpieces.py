@@ -9,6 +9,7 @@ and nothing of the doc is cut.
 """
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
@@ -167,29 +168,47 @@ def encode_doc(
     return DocRows(rows, types, align_rows, align_pos, lengths, windows)
 
 
-def encode_docs(
-    tokenizer,
-    docs: List[Doc],
-    *,
-    max_length: int,
-    max_pair_length: int,
-    get_windows: Callable[[int, int], WindowPlan],
-) -> List[Optional[DocRows]]:
-    """Tokenize a batch (one tokenizer call for the docs, one for the pairs).
+@dataclass
+class Tokenized:
+    """One doc's wordpieces before windowing: the ids and character offsets of
+    its text, and the ids of its ``text_pair`` (None without one)."""
 
-    Docs with no tokens give None: they take no rows in the batch.
+    ids: List[int]
+    offsets: numpy.ndarray
+    pair_ids: Optional[List[int]]
+
+    def __len__(self) -> int:
+        """Wordpieces of the text and its pair: what its rows are padded to."""
+        return len(self.ids) + (len(self.pair_ids) if self.pair_ids is not None else 0)
+
+
+def tokenize_docs(tokenizer, docs: Sequence[Doc], *, strict: bool = True) -> List[Optional[Tokenized]]:
+    """Tokenize docs: one tokenizer call for their texts, one for their pairs.
+
+    Docs with no tokens give None. A ``text_pair`` that is not a string is an
+    error, or with ``strict=False`` gives None, left for the forward pass to
+    report with its batch.
     """
-    live = [i for i, doc in enumerate(docs) if len(doc)]
-    texts = [docs[i].text for i in live]
+    pairs = {}
+    for i, doc in enumerate(docs):
+        if len(doc):
+            try:
+                pairs[i] = _text_pair(doc)
+            except BertflowError:
+                if strict:
+                    raise
+    live = list(pairs)
+    out: List[Optional[Tokenized]] = [None] * len(docs)
+    if not live:
+        return out
     enc = tokenizer(
-        texts,
+        [docs[i].text for i in live],
         add_special_tokens=False,
         return_offsets_mapping=True,
         return_attention_mask=False,
         return_token_type_ids=False,
         verbose=False,
-    ) if texts else {"input_ids": [], "offset_mapping": []}
-    pairs = {i: _text_pair(docs[i]) for i in live}
+    )
     pair_idx = [i for i in live if pairs[i] is not None]
     pair_ids = {}
     if pair_idx:
@@ -201,21 +220,50 @@ def encode_docs(
             verbose=False,
         )
         pair_ids = dict(zip(pair_idx, pair_enc["input_ids"]))
-    out: List[Optional[DocRows]] = [None] * len(docs)
     for k, i in enumerate(live):
         offsets = numpy.asarray(enc["offset_mapping"][k], dtype="int64").reshape(-1, 2)
-        out[i] = encode_doc(
-            docs[i],
-            enc["input_ids"][k],
-            offsets,
-            pair_ids.get(i),
-            cls_id=tokenizer.cls_token_id,
-            sep_id=tokenizer.sep_token_id,
+        out[i] = Tokenized(enc["input_ids"][k], offsets, pair_ids.get(i))
+    return out
+
+
+def encode_docs(
+    tokenizer,
+    docs: List[Doc],
+    *,
+    max_length: int,
+    max_pair_length: int,
+    get_windows: Callable[[int, int], WindowPlan],
+    tokenized: Optional[List[Optional[Tokenized]]] = None,
+) -> List[Optional[DocRows]]:
+    """Lay a batch out as rows, tokenizing it unless ``tokenized`` (from
+    ``tokenize_docs``, one per doc) is given. Docs with no tokens give None:
+    they take no rows in the batch.
+    """
+    if tokenized is None:
+        tokenized = tokenize_docs(tokenizer, docs)
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id  # each a lookup in HF: once a batch
+    return [
+        None if tok is None else encode_doc(
+            doc,
+            tok.ids,
+            tok.offsets,
+            tok.pair_ids,
+            cls_id=cls_id,
+            sep_id=sep_id,
             max_length=max_length,
             max_pair_length=max_pair_length,
             get_windows=get_windows,
         )
-    return out
+        for doc, tok in zip(docs, tokenized)
+    ]
+
+
+@lru_cache(maxsize=8)
+def _id_to_string(tokenizer) -> List[str]:
+    """The strings of the tokenizer's base vocabulary by id (tokens added later
+    have higher ids and are looked up one by one; ``len(tokenizer)``, which
+    counts them, takes 8 ms)."""
+    return tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
 
 
 def pad_rows(
@@ -238,7 +286,9 @@ def pad_rows(
         input_ids[r, : len(row)] = row
         token_type_ids[r, : len(row)] = types
         attention_mask[r, : len(row)] = 1.0
-    strings = [tokenizer.convert_ids_to_tokens(row) for row in all_rows]
+    vocab = _id_to_string(tokenizer)
+    strings = [[vocab[i] for i in row] if max(row) < len(vocab) else tokenizer.convert_ids_to_tokens(row)
+               for row in all_rows]
     batch = WordpieceBatch(
         strings=strings,
         input_ids=input_ids,

@@ -11,7 +11,7 @@ from thinc.api import Config, Model
 from bertflow.errors import BertflowError
 from bertflow.heads import HeadPipe, softmax_cross_entropy
 
-from .decoding import SCHEMES, biluo_to_scheme, make_tags, tags_to_spans, transitions, viterbi
+from .decoding import SCHEMES, biluo_to_scheme, make_tags, tags_to_spans, transitions, viterbi_batch
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -74,11 +74,8 @@ class NerHead(HeadPipe):
         probs = self.model.predict(docs)
         start, allowed, end = self._constraints()
         tags = self.tags
-        out = []
-        for p in probs:
-            log_p = numpy.log(numpy.clip(self.model.ops.to_numpy(p), 1e-12, 1.0))
-            out.append([tags[i] for i in viterbi(log_p, start, allowed, end)])
-        return out
+        log_p = [numpy.log(numpy.clip(self.model.ops.to_numpy(p), 1e-12, 1.0)) for p in probs]
+        return [[tags[i] for i in path] for path in viterbi_batch(log_p, start, allowed, end)]
 
     def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
         for doc, tags in zip(docs, batch_tags):

@@ -41,22 +41,40 @@ def transitions(tags: Sequence[str], scheme: str) -> Tuple[numpy.ndarray, numpy.
 
 def viterbi(log_probs: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarray, end: numpy.ndarray) -> List[int]:
     """Best tag sequence under the transition masks; log_probs has shape (n_tokens, n_tags)."""
-    n, t = log_probs.shape
-    if n == 0:
-        return []
+    return viterbi_batch([log_probs], start, allowed, end)[0]
+
+
+def viterbi_batch(
+    log_probs: Sequence[numpy.ndarray], start: numpy.ndarray, allowed: numpy.ndarray, end: numpy.ndarray
+) -> List[List[int]]:
+    """``viterbi`` for a batch of docs at once: one step per token position over
+    every doc still that long (a Python loop over the longest doc's tokens, not
+    over all tokens of the batch), each doc's path the same as decoding it alone."""
+    lengths = numpy.asarray([len(lp) for lp in log_probs], dtype="int64")
+    if not len(lengths) or lengths.max() == 0:
+        return [[] for _ in log_probs]
+    n_tags = len(start)
+    batch, longest = len(lengths), int(lengths.max())
     neg = -1e30
+    padded = numpy.zeros((batch, longest, n_tags), dtype="float64")
+    for b, lp in enumerate(log_probs):
+        padded[b, : len(lp)] = lp
     trans = numpy.where(allowed, 0.0, neg)
-    score = numpy.where(start, log_probs[0], neg)
-    back = numpy.zeros((n, t), dtype="int64")
-    for i in range(1, n):
-        cand = score[:, None] + trans  # (from, to)
-        back[i] = cand.argmax(axis=0)
-        score = cand.max(axis=0) + log_probs[i]
-    score = numpy.where(end, score, neg)
-    path = [int(score.argmax())]
-    for i in range(n - 1, 0, -1):
-        path.append(int(back[i, path[-1]]))
-    return path[::-1]
+    score = numpy.where(start, padded[:, 0], neg)  # (batch, tags)
+    back = numpy.zeros((batch, longest, n_tags), dtype="int64")
+    for i in range(1, longest):
+        cand = score[:, :, None] + trans  # (batch, from, to)
+        back[:, i] = cand.argmax(axis=1)
+        stepped = cand.max(axis=1) + padded[:, i]
+        score = numpy.where((i < lengths)[:, None], stepped, score)  # a finished doc keeps its score
+    cur = numpy.where(end, score, neg).argmax(axis=1)
+    rows = numpy.arange(batch)
+    paths = numpy.zeros((batch, longest), dtype="int64")
+    for i in range(longest - 1, -1, -1):
+        paths[:, i] = cur  # beyond a doc's end this is its last tag, cut off below
+        if i:
+            cur = numpy.where(i < lengths, back[rows, i, cur], cur)
+    return [paths[b, :n].tolist() for b, n in enumerate(lengths)]
 
 
 def tags_to_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy
@@ -11,7 +12,7 @@ from thinc.api import Adam
 from bertflow.errors import BertflowError
 from bertflow.testing import tiny_encoder_config
 from bertflow_ner.convert import convert, iob_spans
-from bertflow_ner.decoding import make_tags, tags_to_spans, transitions, viterbi
+from bertflow_ner.decoding import make_tags, tags_to_spans, transitions, viterbi, viterbi_batch
 
 SENTS = [
     ("john lives in paris", [(0, 1, "PER"), (3, 4, "LOC")]),
@@ -91,6 +92,23 @@ def test_ner_decoding_never_invalid(scheme, data):
         prev = tag
     if scheme == "BILUO" and path:
         assert path[-1][0] in "OLU"
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_ner_batched_decoding_is_the_best_valid_path_per_doc(scheme):
+    """Docs of different lengths decoded together: each gets the path an
+    exhaustive search over valid sequences finds for it alone."""
+    tags = make_tags(["PER", "LOC"], scheme)
+    start, allowed, end = transitions(tags, scheme)
+    rng = numpy.random.default_rng(0)
+    log_ps = [numpy.log(rng.dirichlet(numpy.ones(len(tags)), size=n)).astype("f") for n in (3, 0, 1, 4, 2, 4)]
+    paths = viterbi_batch(log_ps, start, allowed, end)
+    for log_p, path in zip(log_ps, paths):
+        n = len(log_p)
+        valid = [seq for seq in itertools.product(range(len(tags)), repeat=n)
+                 if not n or (start[seq[0]] and end[seq[-1]] and all(allowed[a, b] for a, b in zip(seq, seq[1:])))]
+        best = max(valid, key=lambda seq: sum(float(log_p[i, t]) for i, t in enumerate(seq)))
+        assert path == list(best) == viterbi(log_p, start, allowed, end)
 
 
 def test_ner_decoding_prefers_valid_over_argmax():
