@@ -248,6 +248,22 @@ def test_encoder_pipe_hands_a_bad_pair_to_the_error_handler(make_nlp):
     assert nlp.get_pipe("encoder").model._pretokenized == {}
 
 
+def test_wordpiece_strings_cover_tokens_added_to_the_vocabulary(tiny_bert_dir):
+    """Row strings come from a cached base vocabulary; an id added later is looked up itself."""
+    from bertflow.encoder.wordpieces import DocRows, pad_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    tokenizer.add_tokens(["brandnewtoken"])
+    ids = tokenizer("the brandnewtoken cat")["input_ids"]
+    assert max(ids) >= tokenizer.vocab_size
+    empty = numpy.zeros((0,), dtype="int64")
+    rows = [DocRows([ids], [[0] * len(ids)], empty, empty, empty, {}),
+            DocRows([ids[:2] + ids[-1:]], [[0] * 3], empty, empty, empty, {})]
+    batch, _, _ = pad_rows(tokenizer, rows)
+    assert batch.strings == [tokenizer.convert_ids_to_tokens(ids), tokenizer.convert_ids_to_tokens(ids[:2] + ids[-1:])]
+    assert "brandnewtoken" in batch.strings[0]
+
+
 def test_encoder_pads_only_to_longest_row(make_nlp):
     nlp = make_nlp()
     enc = nlp.get_pipe("encoder")

@@ -8,8 +8,8 @@ wordpieces in the window that owns them, so tokens of any length get vectors
 and nothing of the doc is cut.
 """
 import warnings
+import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy
@@ -258,12 +258,17 @@ def encode_docs(
     ]
 
 
-@lru_cache(maxsize=8)
+_VOCAB_STRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def _id_to_string(tokenizer) -> List[str]:
-    """The strings of the tokenizer's base vocabulary by id (tokens added later
-    have higher ids and are looked up one by one; ``len(tokenizer)``, which
-    counts them, takes 8 ms)."""
-    return tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+    """The strings of the tokenizer's base vocabulary by id, kept while the
+    tokenizer lives (tokens added later have higher ids and are looked up one
+    by one; ``len(tokenizer)``, which counts them, takes 8 ms)."""
+    vocab = _VOCAB_STRINGS.get(tokenizer)
+    if vocab is None:
+        vocab = _VOCAB_STRINGS[tokenizer] = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+    return vocab
 
 
 def pad_rows(
