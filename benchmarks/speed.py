@@ -12,7 +12,9 @@ and 128, each system runs in its own subprocess (so its peak RSS is its own):
                       bf16, else fp32): what the package guard falls back to
   bertflow-int8-unfused  int8 with query, key and value quantised as three layers, as
                       before fuse_qkv (an A/B against bertflow-int8 with --interleave)
-  bertflow-fp16/bf16  the same pipeline, precision = "fp16"/"bf16" (GPU only)
+  bertflow-fp16/bf16  the same pipeline, precision = "fp16"/"bf16" (fp16: GPU only; bf16:
+                      GPU, or a CPU with native bf16 matmuls, e.g. --interleave --systems
+                      bertflow,bertflow-bf16 on one)
   bertflow-encoder    the bertflow encoder component alone
   hf-pipelines        three transformers.pipeline()s (text-classification,
                       token-classification with entity grouping, feature-extraction

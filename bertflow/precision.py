@@ -2,7 +2,8 @@
 
 ``check_precision`` loads a trained pipeline twice, in fp32 and in the
 reduced precision (``int8``: dynamic quantisation of the encoder's Linear
-layers, CPU; ``fp16``/``bf16``: autocast, GPU), scores every head of both
+layers, CPU; ``fp16``: autocast, GPU; ``bf16``: autocast, GPU or a CPU with
+native bf16), scores every head of both
 on the same dev data and measures their speed. ``package_pipeline`` refuses
 (with the figures) when any head's main metric drops by more than
 ``max_drop`` points, and otherwise packages the reduced pipeline with
@@ -91,7 +92,8 @@ def weights_megabytes(nlp, precision: str) -> float:
 def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *, max_drop: float = 1.0,
                     batch_size: int = 64, gpu_id: int = -1, int8_exclude: Optional[List[str]] = None) -> dict:
     """Score every head in fp32 and in ``precision`` on ``dev``; compare. int8
-    runs on the CPU whatever ``gpu_id`` says; fp16 and bf16 need a GPU.
+    runs on the CPU whatever ``gpu_id`` says; fp16 needs a GPU, bf16 a GPU or a
+    CPU with native bf16 matmuls.
 
     RETURNS (dict): ``precision``, ``max_drop``, ``passed``, ``heads`` ({head:
     {metric: {"fp32", "reduced", "drop_points"}}}), ``docs_per_s`` for both,
@@ -103,8 +105,11 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
         raise BertflowError(f"precision must be one of {', '.join(REDUCED)} (fp32 needs no check), not {precision!r}.")
     if precision == "int8":
         gpu_id = -1  # dynamic quantisation runs on the CPU: both sides are measured there
-    if precision in ("fp16", "bf16") and gpu_id < 0:
-        raise BertflowError(f"{precision} runs on a GPU only (on the CPU it would fall back to fp32): give --gpu-id 0.")
+    from .encoder.model import cpu_has_native_bf16, precision_devices
+
+    if gpu_id < 0 and (precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())):
+        raise BertflowError(f"{precision} runs on {precision_devices(precision)}; on this CPU it would fall back "
+                            f"to fp32: give --gpu-id 0.")
     if not dev:
         raise BertflowError("A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.")
     results = {}

@@ -294,6 +294,30 @@ def test_encoder_int8_precision_runs_close_to_fp32(make_nlp):
     assert not numpy.allclose(int8, fp32, atol=1e-7)  # it really ran quantised
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_encoder_bf16_runs_on_a_cpu_with_native_bf16_and_warns_elsewhere(make_nlp, monkeypatch, native):
+    import warnings
+
+    import bertflow.encoder.model as encoder_model
+    from bertflow.errors import PrecisionWarning
+
+    monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: native)
+    text = "the cat sat on the mat in paris"
+    fp32 = token_vectors(make_nlp()(text))
+    nlp = make_nlp(precision="bf16")
+    if native:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PrecisionWarning)
+            vectors = token_vectors(nlp(text))
+        cos = (vectors * fp32).sum(1) / numpy.linalg.norm(vectors, axis=1) / numpy.linalg.norm(fp32, axis=1)
+        assert cos.min() > 0.98 and vectors.dtype == numpy.float32
+        assert not numpy.allclose(vectors, fp32, atol=1e-6)  # it really ran in bf16
+    else:
+        with pytest.warns(PrecisionWarning, match="a GPU or a CPU with native bf16"):
+            vectors = token_vectors(nlp(text))
+        numpy.testing.assert_allclose(vectors, fp32, atol=1e-6)
+
+
 def test_int8_packing_leaves_the_process_quantized_engine_alone():
     """quantize_int8 packs for oneDNN by switching torch's process-wide engine;
     it must put the user's setting back, even when packing fails."""

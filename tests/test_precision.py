@@ -126,6 +126,21 @@ def test_check_errors_say_what_to_change(trained, precision, gpu_id, needle):
         check_precision(trained / "model", dev, precision, gpu_id=gpu_id)
 
 
+def test_bf16_check_on_the_cpu_needs_native_bf16(trained, monkeypatch):
+    """Without native bf16 the guard refuses before loading anything (bf16 would
+    run as fp32); with it, bf16 is scored on the CPU against fp32."""
+    import bertflow.encoder.model as encoder_model
+
+    dev = [trained / "dev.spacy"]
+    monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(BertflowError, match="a GPU or a CPU with native bf16"):
+        check_precision(trained / "model", dev, "bf16")
+    monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: True)
+    report = check_precision(trained / "model", dev, "bf16", max_drop=100.0)
+    assert report["precision"] == "bf16" and report["passed"]
+    assert set(report["heads"]) and report["docs_per_s"]["reduced"] > 0
+
+
 def test_package_cli_refuses_with_exit_code(trained, tmp_path):
     from typer.testing import CliRunner
 

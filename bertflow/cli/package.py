@@ -15,7 +15,7 @@ def package_cli(
     model: Path = typer.Argument(..., help="Trained pipeline directory (e.g. training/model-best)."),
     output_dir: Path = typer.Argument(..., help="Where spacy package writes the package."),
     precision: str = typer.Option("fp32", "--precision",
-                                  help="fp32; int8 (dynamic quantisation, CPU); fp16 or bf16 (autocast, GPU)."),
+                                  help="fp32; int8 (dynamic quantisation, CPU); fp16 (autocast, GPU); bf16 (autocast, GPU or a CPU with native bf16)."),
     dev: List[Path] = typer.Option([], "--dev", help="Dev .spacy file(s) to check a reduced precision against fp32."),
     max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse when any head's main metric drops more (points)."),
     name: Optional[str] = typer.Option(None, "--name"),
