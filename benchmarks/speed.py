@@ -514,6 +514,13 @@ def spawn(args, name):
     raise SystemExit(f"{name} failed with exit code {proc.returncode}")
 
 
+def _cpu_systems() -> str:
+    """The default CPU systems, with bf16 where this CPU multiplies bf16 natively."""
+    from bertflow.encoder.model import cpu_has_native_bf16
+
+    return CPU_SYSTEMS + (",bertflow-bf16" if cpu_has_native_bf16() else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -521,7 +528,8 @@ def main():
     parser.add_argument("--encoder", default="minilm-l6")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--batches", default="8,32,128")
-    parser.add_argument("--systems", default="", help=f"comma-separated; default CPU: {CPU_SYSTEMS}; GPU: {GPU_SYSTEMS}")
+    parser.add_argument("--systems", default="", help=f"comma-separated; default CPU: {CPU_SYSTEMS} (+ bertflow-bf16 on a CPU with native bf16); "
+                             f"GPU: {GPU_SYSTEMS}")
     parser.add_argument("--train-steps", type=int, default=10, help="timed training steps per system (0: skip)")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per system; the fastest counts")
     parser.add_argument("--profile", action="store_true",
@@ -537,7 +545,7 @@ def main():
     if args.profile:
         return profile(args)
 
-    systems = (args.systems or (GPU_SYSTEMS if args.gpu_id >= 0 else CPU_SYSTEMS)).split(",")
+    systems = (args.systems or (GPU_SYSTEMS if args.gpu_id >= 0 else _cpu_systems())).split(",")
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"Unknown system(s) {unknown}; known: {', '.join(SYSTEMS)}")
