@@ -173,8 +173,9 @@ class EncoderModel(Model):
         known = [self._pretokenized.get(id(doc)) for doc in docs]
         known = [entry[1] if entry is not None and entry[0] is doc else None for doc, entry in zip(docs, known)]
         missing = [i for i, (doc, tok) in enumerate(zip(docs, known)) if tok is None and len(doc)]
-        for i, tok in zip(missing, self.tokenize([docs[i] for i in missing])):
-            known[i] = tok
+        if missing:
+            for i, tok in zip(missing, self.tokenize([docs[i] for i in missing])):
+                known[i] = tok
         return known
 
     @property
