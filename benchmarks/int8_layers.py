@@ -37,13 +37,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
-    from bertflow.encoder.component import Encoder
     from bertflow.encoder.model import quantize_int8
     from bertflow.evaluation import evaluate_nlp, read_examples
-    from bertflow.precision import load_with_precision, main_metrics
+    from bertflow.precision import encoder_models, load_with_precision, main_metrics
 
     nlp = load_with_precision(args.model, "int8")
-    encoders = [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)]
+    encoders = encoder_models(nlp)
     examples = read_examples(nlp, [args.dev])
     kinds = {"fp32": None, **BERT_KINDS}
     kinds.update({f"all but {spec}": spec.split(",") for spec in args.exclude})

@@ -275,10 +275,10 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
     encoded = encode_docs(
         tokenizer,
         docs,
+        model._tokenized_for(docs),
         max_length=max_length,
         max_pair_length=min(max_pair, max_length - 4),  # leave >= 1 doc wordpiece per row
         get_windows=model.attrs["get_windows"],
-        tokenized=model._tokenized_for(docs),
     )
     windows = [e.windows if e is not None else None for e in encoded]
     wordpieces, doc_rows, doc_aligns = pad_rows(tokenizer, encoded)

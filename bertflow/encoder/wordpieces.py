@@ -229,18 +229,16 @@ def tokenize_docs(tokenizer, docs: Sequence[Doc], *, strict: bool = True) -> Lis
 def encode_docs(
     tokenizer,
     docs: List[Doc],
+    tokenized: List[Optional[Tokenized]],
     *,
     max_length: int,
     max_pair_length: int,
     get_windows: Callable[[int, int], WindowPlan],
-    tokenized: Optional[List[Optional[Tokenized]]] = None,
 ) -> List[Optional[DocRows]]:
-    """Lay a batch out as rows, tokenizing it unless ``tokenized`` (from
-    ``tokenize_docs``, one per doc) is given. Docs with no tokens give None:
-    they take no rows in the batch.
+    """Lay a batch out as rows from its ``tokenized`` wordpieces (from
+    ``tokenize_docs``, one per doc). Docs with no tokens (None) take no rows
+    in the batch.
     """
-    if tokenized is None:
-        tokenized = tokenize_docs(tokenizer, docs)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id  # each a lookup in HF: once a batch
     return [
         None if tok is None else encode_doc(
