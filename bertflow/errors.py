@@ -95,6 +95,24 @@ class Errors:
         "int8_exclude entry {pattern!r} names no Linear layer of the encoder. Give a full module "
         "name or a layer's name within every layer, one of: {examples}."
     )
+    E017 = (
+        "Refused to load {where}: it sets {key!r}, which would run Python code shipped with the model. "
+        "bertflow loads encoders with the code of the installed transformers only; if you trust the "
+        "source, re-save the pipeline from a model that transformers supports natively."
+    )
+    E018 = (
+        "Refused to load {where}: its tokenizer holds a file named {name!r}. Only plain file names "
+        "(no folders, no absolute paths, no Python files) may be stored; re-save the pipeline with "
+        "nlp.to_disk, or re-download it from a source you trust."
+    )
+    E019 = (
+        "Could not read {where}: {err}. The file is damaged or truncated: re-save the pipeline "
+        "(nlp.to_disk / spacy train) or download it again."
+    )
+    E020 = (
+        "Refused to load {where}: its tokenizer settings {keys} are not among those bertflow saves "
+        "({allowed}). Re-save the pipeline with nlp.to_disk."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -20,12 +20,33 @@ def plugin_hint(factory: str) -> str:
     return "install the package that registers this spaCy factory"
 
 
+def check_pipeline_files(name_or_path: Union[str, Path]) -> None:
+    """For a pipeline directory: its meta.json and config.cfg must parse, so a
+    damaged file is one error naming it instead of a parser's traceback."""
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return
+    import srsly
+    from thinc.api import Config
+
+    for name, read in (("meta.json", srsly.read_json), ("config.cfg", lambda p: Config().from_disk(p, interpolate=False))):
+        if not (path / name).exists():
+            continue
+        try:
+            read(path / name)
+        except Exception as err:  # noqa: BLE001  (any parser error means the same to the user)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BertflowError(f"{path / name} is damaged and can't be read ({first}). Re-save the pipeline "
+                                f"(nlp.to_disk / spacy train) or download it again.") from None
+
+
 def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Optional[dict] = None):
     """``spacy.load`` on the GPU ``gpu_id`` (-1: CPU). A pipeline that needs a
     plugin that is not installed gets an error naming the factory and what to
     install, instead of spaCy's bare unknown-factory error."""
     import spacy
 
+    check_pipeline_files(name_or_path)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     try:

@@ -7,7 +7,8 @@ outputs land in ``doc._.trf_data``, and ``doc._.trf_windows`` records how each
 doc was windowed.
 """
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -20,6 +21,7 @@ from spacy_transformers.layers import TransformerListener
 from spacy_transformers.pipeline_component import Transformer
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..errors import BertflowError, Errors
 from .extensions import install_extensions
 from .heap import release_freed_memory
 from .model import EncoderModel, clip_encoder_gradients
@@ -273,6 +275,18 @@ class Encoder(Transformer):
             # without this a long CPU training run's memory grows until the OS kills it (see heap.py)
             release_freed_memory()
             self._steps_since_trim = 0
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "Encoder":
+        """Load the pipe from ``path``. The saved encoder is read as untrusted data
+        (``serialization.SafeHFShim``): a damaged file or one that asks to run code
+        is an error naming the file, and spacy-transformers' fallback that loads a
+        model directory in place of the file is refused."""
+        model_file = Path(path) / "model"
+        if "model" not in exclude:
+            if not model_file.is_file():
+                raise BertflowError(Errors.E019.format(where=model_file, err="missing, or not a file"))
+            self.model.layers[0].shims[0].source = model_file
+        return super().from_disk(path, exclude=exclude)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the pretrained weights and connect the listeners of later components."""

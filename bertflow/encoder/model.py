@@ -2,7 +2,7 @@
 
 It emits spacy-transformers' data classes (a ``FullTransformerBatch``, split
 into ``TransformerData`` per doc) so ``TransformerListener`` and its tooling
-work unchanged, and reuses spacy-transformers' ``HFWrapper``/``HFShim`` for the
+work unchanged, and reuses spacy-transformers' ``HFShim`` (made safe to load: ``serialization.py``) for the
 Hugging Face model (training, mixed precision, serialization with tokenizer
 and config, so a saved pipeline loads without the original model files).
 
@@ -24,7 +24,6 @@ import torch
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
-from spacy_transformers.layers.hf_wrapper import HFWrapper
 from spacy_transformers.layers.transformer_model import (
     huggingface_from_pretrained,
     set_pytorch_transformer,
@@ -37,6 +36,7 @@ from transformers.file_utils import ModelOutput
 from ..errors import BertflowError, Errors, PrecisionWarning
 from ..registry import DEFAULT_ENCODER, resolve_encoder
 from .batch import EncoderBatch
+from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
 from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
 
@@ -75,9 +75,11 @@ class EncoderModel(Model):
     ):
         if precision not in PRECISIONS:
             raise BertflowError(Errors.E006.format(value=precision, options=", ".join(PRECISIONS)))
+        refuse_remote_code(tokenizer_config or {}, "the encoder's tokenizer_config")
+        refuse_remote_code(transformer_config or {}, "the encoder's transformer_config")
         tok_cfg = {"use_fast": True, **(tokenizer_config or {})}
         hf = HFObjects(None, None, None, tok_cfg, dict(transformer_config or {}))
-        wrapper = HFWrapper(
+        wrapper = SafeHFWrapper(
             hf,
             convert_inputs=_convert_inputs,
             convert_outputs=_convert_outputs,
@@ -147,7 +149,13 @@ class EncoderModel(Model):
     def from_bytes(self, bytes_data: bytes) -> "EncoderModel":
         """thinc restores saved attrs over the configured ones; ``precision`` is a
         run-time switch, so the config it was loaded with wins."""
-        super().from_bytes(bytes_data)
+        try:
+            super().from_bytes(bytes_data)
+        except BertflowError:
+            raise
+        except Exception as err:  # truncated or foreign bytes: thinc's msgpack or its structure check
+            where = self.layers[0].shims[0].source
+            raise BertflowError(Errors.E019.format(where=where, err=f"{type(err).__name__}: {err}")) from None
         self.attrs["precision"] = self._init_args["precision"]
         self.attrs["int8_exclude"] = list(self._init_args["int8_exclude"])
         self.attrs["int8_model"] = None

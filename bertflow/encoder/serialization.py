@@ -1,0 +1,125 @@
+"""Saving and loading the encoder's Hugging Face objects without trusting the file.
+
+A pipeline directory is data someone else may have written. Loading it must
+never run its author's code or write outside a private temp dir, so the
+encoder's bytes (``encoder/model``) are read here instead of by
+spacy-transformers' ``HFShim.from_bytes``, which writes each tokenizer entry
+to ``temp_dir / name`` (an absolute name escapes the temp dir), passes the
+stored tokenizer kwargs on unchecked (``trust_remote_code`` imports a ``.py``
+file from that dir) and unpickles the weights with ``torch.load``.
+
+What loading may do: parse msgpack, write the tokenizer's files (plain names
+only, no Python) into a fresh temp dir that is removed afterwards, build the
+model class transformers itself ships for the stored config, and load the
+weights as tensors only (``weights_only=True``). Anything else is refused
+with ``UnsafeModelError`` naming the problem.
+"""
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Dict, Mapping
+
+import srsly
+import torch
+from spacy.util import SimpleFrozenDict
+from spacy_transformers.data_classes import HFObjects
+from spacy_transformers.layers.hf_shim import HFShim
+from spacy_transformers.util import make_tempdir
+from thinc.api import Model, get_torch_default_device
+from thinc.layers.pytorchwrapper import forward as pt_forward
+
+from ..errors import BertflowError, Errors
+
+# the only tokenizer kwargs spacy-transformers' to_bytes writes
+SAFE_TOKENIZER_KWARGS = frozenset({"use_fast"})
+REMOTE_CODE_KEYS = ("trust_remote_code", "auto_map")
+
+
+class UnsafeModelError(BertflowError):
+    """A saved encoder asks for something loading must never do (run code, write files)."""
+
+
+def refuse_remote_code(settings: Mapping[str, Any], where: str) -> None:
+    """Raise if ``settings`` (tokenizer/transformer kwargs or a config dict)
+    would make transformers import code that ships with a model."""
+    for key in REMOTE_CODE_KEYS:
+        if settings.get(key):
+            raise UnsafeModelError(Errors.E017.format(key=key, where=where))
+
+
+def check_file_name(name: str, where: str) -> None:
+    """A tokenizer file must be a plain file name, and not Python."""
+    plain = (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+             and "\x00" not in name and Path(name).name == name and not Path(name).is_absolute())
+    if not plain or name.endswith((".py", ".pyc", ".so")):
+        raise UnsafeModelError(Errors.E018.format(name=name, where=where))
+
+
+class SafeHFShim(HFShim):
+    """spacy-transformers' shim with a ``from_bytes`` that trusts nothing in the bytes."""
+
+    # the file the bytes came from, for error messages (the encoder component sets it in from_disk)
+    source = "the encoder's saved weights (encoder/model)"
+
+    def from_bytes(self, bytes_data: bytes) -> "SafeHFShim":
+        where = str(self.source)
+        try:
+            msg = srsly.msgpack_loads(bytes_data)
+        except Exception as err:  # truncated or not msgpack at all
+            raise BertflowError(Errors.E019.format(where=where, err=err)) from None
+        if not isinstance(msg, dict) or not {"config", "state", "tokenizer"} <= set(msg):
+            raise BertflowError(Errors.E019.format(where=where, err="not a saved bertflow encoder"))
+        for key in ("_init_tokenizer_config", "_init_transformer_config"):
+            refuse_remote_code(msg.get(key) or {}, f"{where}, {key}")
+        config_dict, tok_dict = msg["config"], dict(msg["tokenizer"] or {})
+        if not config_dict:  # saved before initialization: names only, loaded on first use
+            self._hfmodel = HFObjects(None, None, None, dict(msg.get("_init_tokenizer_config") or {}),
+                                      dict(msg.get("_init_transformer_config") or {}))
+            return self
+        refuse_remote_code(config_dict, f"{where}, config")
+        tok_kwargs = dict(tok_dict.pop("kwargs", None) or {})
+        refuse_remote_code(tok_kwargs, f"{where}, tokenizer kwargs")
+        unknown = set(tok_kwargs) - SAFE_TOKENIZER_KWARGS
+        if unknown:
+            raise UnsafeModelError(Errors.E020.format(keys=sorted(unknown), where=where,
+                                                      allowed=sorted(SAFE_TOKENIZER_KWARGS)))
+        for name in tok_dict:
+            check_file_name(name, where)
+        try:
+            with make_tempdir() as temp_dir:
+                srsly.write_json(temp_dir / "config.json", config_dict)
+                config = self.config_cls.from_pretrained(str(temp_dir / "config.json"))
+                for name, data in tok_dict.items():
+                    (temp_dir / name).write_bytes(data)
+                tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), trust_remote_code=False, **tok_kwargs)
+                vocab_file_contents = None
+                if hasattr(tokenizer, "vocab_file"):
+                    vocab_path = temp_dir / tokenizer.vocab_files_names["vocab_file"]
+                    vocab_file_contents = vocab_path.read_bytes() if vocab_path.is_file() else None
+            transformer = self.model_cls.from_config(config, trust_remote_code=False)
+            device = get_torch_default_device()
+            state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+            result = transformer.load_state_dict(state, strict=False)
+            missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+            if missing:
+                raise ValueError(f"no saved weights for {', '.join(missing[:5])}")
+        except UnsafeModelError:
+            raise
+        except Exception as err:  # bad config, tokenizer files or weights
+            raise BertflowError(Errors.E019.format(where=where, err=f"{type(err).__name__}: {err}")) from None
+        transformer.to(device)
+        self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(),
+                                  SimpleFrozenDict())
+        self._model = transformer
+        return self
+
+
+def SafeHFWrapper(hf: HFObjects, *, convert_inputs, convert_outputs, mixed_precision: bool,
+                  grad_scaler_config: Dict[str, Any]) -> Model:
+    """spacy-transformers' ``HFWrapper`` with the ``SafeHFShim``."""
+    return Model(
+        "hf-pytorch",
+        pt_forward,
+        attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs},
+        shims=[SafeHFShim(hf, mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config)],
+        dims={"nI": None, "nO": None},
+    )

@@ -1,0 +1,175 @@
+"""Loading a pipeline never runs code or writes files (issue #21, items 8-9).
+
+Each test crafts a pipeline directory as a hostile author would, loads it the
+ways a user does (``spacy.load`` and ``bertflow.loading.load_pipeline``), and
+checks that it is refused with its message, that nothing was written outside
+the test's temp dir, and that the planted code never ran.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import spacy
+import srsly
+import torch
+
+import bertflow  # noqa: F401
+from bertflow.encoder.model import Encoder
+from bertflow.encoder.serialization import UnsafeModelError
+from bertflow.errors import BertflowError
+from bertflow.loading import load_pipeline
+from bertflow.testing import tiny_encoder_config
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_bert_dir, tmp_path_factory):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertflow_encoder", name="encoder", config=tiny_encoder_config(tiny_bert_dir))
+    nlp.initialize()
+    path = tmp_path_factory.mktemp("saved") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+def craft(saved, tmp_path, edit):
+    """A copy of the saved pipeline whose encoder bytes ``edit`` rewrote (the
+    inner msgpack of the HF shim, as a dict)."""
+    import shutil
+
+    target = tmp_path / "crafted"
+    shutil.copytree(saved, target)
+    outer = srsly.msgpack_loads((target / "encoder" / "model").read_bytes())
+    node = next(i for i, shims in enumerate(outer["shims"]) if shims)  # the HF wrapper's node
+    inner = srsly.msgpack_loads(outer["shims"][node][0])
+    edit(inner)
+    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
+    (target / "encoder" / "model").write_bytes(srsly.msgpack_dumps(outer))
+    return target
+
+
+def load_both_ways(path):
+    """The error of loading ``path`` through bertflow and through plain spaCy (same text)."""
+    with pytest.raises(BertflowError) as ours:
+        load_pipeline(path)
+    with pytest.raises(BertflowError) as plain:
+        spacy.load(path)
+    assert str(ours.value) == str(plain.value)
+    return str(ours.value)
+
+
+def test_saved_pipeline_round_trips(saved):
+    nlp = spacy.load(saved)
+    doc = nlp("john lives in paris")
+    assert doc._.trf_data.model_output["last_hidden_state"].shape[-1] == 32
+
+
+def test_tokenizer_file_with_absolute_name_is_refused(saved, tmp_path):
+    planted = tmp_path / "outside" / "pwned.txt"
+
+    def edit(inner):
+        inner["tokenizer"][str(planted)] = b"written by the model"
+
+    message = load_both_ways(craft(saved, tmp_path, edit))
+    assert "Refused to load" in message and str(planted) in message and "plain file names" in message
+    assert not planted.exists() and not planted.parent.exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "sub/vocab.txt", "tokenization_evil.py", ".."])
+def test_tokenizer_file_names_that_are_not_plain_are_refused(saved, tmp_path, name):
+    message = load_both_ways(craft(saved, tmp_path, lambda inner: inner["tokenizer"].__setitem__(name, b"x")))
+    assert repr(name) in message
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_trust_remote_code_in_the_tokenizer_kwargs_is_refused(saved, tmp_path):
+    marker = tmp_path / "code_ran"
+    code = f"open({str(marker)!r}, 'w').write('ran')\n"
+
+    def edit(inner):
+        inner["tokenizer"]["kwargs"] = {"use_fast": True, "trust_remote_code": True}
+        config = json.loads(inner["tokenizer"]["tokenizer_config.json"])
+        config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+        inner["tokenizer"]["tokenizer_config.json"] = json.dumps(config).encode()
+        inner["tokenizer"]["evil.txt"] = code.encode()
+
+    message = load_both_ways(craft(saved, tmp_path, edit))
+    assert "'trust_remote_code'" in message and "run Python code" in message
+    assert not marker.exists()
+
+
+def test_auto_map_in_the_model_config_is_refused(saved, tmp_path):
+    def edit(inner):
+        inner["config"]["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+
+    assert "'auto_map'" in load_both_ways(craft(saved, tmp_path, edit))
+
+
+def test_unknown_tokenizer_kwargs_are_refused(saved, tmp_path):
+    message = load_both_ways(craft(saved, tmp_path, lambda inner: inner["tokenizer"].__setitem__(
+        "kwargs", {"use_fast": True, "cache_dir": "/tmp/elsewhere"})))
+    assert "['cache_dir']" in message
+
+
+def test_pickled_weights_are_loaded_as_tensors_only(saved, tmp_path):
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    def edit(inner):
+        buffer = io.BytesIO()
+        torch.save({"weights": Payload()}, buffer)
+        inner["state"] = buffer.getvalue()
+
+    message = load_both_ways(craft(saved, tmp_path, edit))
+    assert "damaged or truncated" in message
+    assert not marker.exists()
+
+
+def test_remote_code_in_a_config_is_refused(tiny_bert_dir):
+    with pytest.raises(UnsafeModelError, match="trust_remote_code"):
+        Encoder(str(tiny_bert_dir), tokenizer_config={"trust_remote_code": True})
+
+
+@pytest.mark.parametrize("size", [0, 100, "half"])
+def test_truncated_encoder_file_is_one_error_naming_it(saved, tmp_path, size):
+    import shutil
+
+    target = tmp_path / "truncated"
+    shutil.copytree(saved, target)
+    model = target / "encoder" / "model"
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2 if size == "half" else size])
+    message = load_both_ways(target)
+    assert str(model) in message and "re-save" in message.lower() and "\n" not in message
+
+
+def test_encoder_model_that_is_a_directory_is_refused(saved, tmp_path, tiny_bert_dir):
+    import shutil
+
+    target = tmp_path / "dir_model"
+    shutil.copytree(saved, target)
+    (target / "encoder" / "model").unlink()
+    shutil.copytree(tiny_bert_dir, target / "encoder" / "model")
+    assert "not a file" in load_both_ways(target)
+
+
+@pytest.mark.parametrize("name,garbage", [("meta.json", "{not json"), ("config.cfg", "[nlp\nlang = ")])
+def test_garbage_meta_or_config_is_one_line_on_the_cli(saved, tmp_path, name, garbage):
+    import shutil
+
+    target = tmp_path / "garbage"
+    shutil.copytree(saved, target)
+    (target / name).write_text(garbage)
+    (tmp_path / "in.txt").write_text("hello\n")
+    result = subprocess.run([sys.executable, "-m", "bertflow", "annotate", str(target), str(tmp_path / "in.txt"),
+                             str(tmp_path / "out.jsonl")], capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(target / name) in lines[0] and "download it again" in lines[0]
+    assert not (tmp_path / "out.jsonl").exists()
