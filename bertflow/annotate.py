@@ -2,25 +2,41 @@
 
 Input: ``.txt`` (one text per line), ``.jsonl`` (objects with a text field,
 optionally a question and an id) or ``.csv``/``.tsv`` (a header naming the
-columns). Output: one JSON object per input row, in the order rows finish:
-``row`` (0-based input row), ``id`` (when given), ``text``, ``cats``,
-``ents`` (character offsets), ``spans`` (every ``doc.spans`` group, e.g. QA
-answers with their scores), ``question`` (when given: it becomes
-``doc._.text_pair``), ``vector`` (with ``vectors=True``) — or ``error`` for a
-row that could not be read or processed. Nothing is dropped: a batch that
-fails is retried row by row, and each row that still fails is written with
-its error. Re-running on the same OUTPUT resumes: rows already there are
-skipped (a half-written last line is discarded).
+columns). Records are split on ``\n`` only (a ``\r\n`` ending loses its
+``\r``); U+2028 and friends stay inside the text. The input is opened
+read-only and must not be OUTPUT.
+
+Output: one JSON object per input row, in input order: ``row`` (0-based
+input row), ``id`` (when given), ``text``, ``cats``, ``ents`` (character
+offsets), ``spans`` (every ``doc.spans`` group, e.g. QA answers with their
+scores), ``question`` (when given and a component of the pipeline reads
+``doc._.text_pair``; otherwise it is ignored with a warning), ``vector``
+(with ``vectors=True``) — or ``error`` for a row that could not be read (not
+UTF-8, not JSON, too few columns: with its line and byte offset) or
+processed. Nothing is dropped: a batch that fails is retried row by row, and
+each row that still fails is written with its error.
+
+Resume: beside OUTPUT a manifest (``OUTPUT.bertflow-annotate.json``) records
+the input (path, size, content fingerprint), the model (name, version,
+config fingerprint) and the options that shape a record. Re-running with the
+same of all three continues where the last run stopped (a half-written last
+line is cut off); anything else is refused, and so is an existing OUTPUT that
+has no manifest, unless ``overwrite=True`` starts it again.
 
 Memory stays flat over any length of input: rows are read lazily and run in
 chunks of ``chunk_size`` inside ``nlp.memory_zone()``, so the strings of the
 texts do not pile up in the vocab.
 """
 import csv
+import hashlib
+import io
 import itertools
 import json
 import multiprocessing
+import os
+import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -28,11 +44,12 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .corpus import jsonl_rows
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 from .loading import load_pipeline
 
 FORMATS = ("txt", "jsonl", "csv", "tsv")
+MANIFEST_SUFFIX = ".bertflow-annotate.json"
+MANIFEST_VERSION = 1
 
 
 @dataclass
@@ -52,52 +69,168 @@ class AnnotateReport:
 Row = Tuple[int, Optional[str], Optional[str], Optional[str], Optional[str]]  # row, id, text, question, problem
 
 
+def _lines(path: Path) -> Iterator[Tuple[int, int, bytes]]:
+    """``(line number from 1, byte offset, bytes without the \\n)``, split on ``\\n`` only."""
+    offset = 0
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            start, offset = offset, offset + len(raw)
+            yield line_no, start, raw[:-1] if raw.endswith(b"\n") else raw
+
+
+def _decode(raw: bytes, path: Path, line_no: int, offset: int) -> Tuple[Optional[str], Optional[str]]:
+    """``(text, None)`` or ``(None, problem)`` for bytes that are not UTF-8."""
+    if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not part of the text
+        raw, offset = raw[3:], offset + 3
+    try:
+        text = raw.decode("utf8")
+    except UnicodeDecodeError as err:
+        detail = f"byte 0x{raw[err.start]:02x} at byte offset {offset + err.start}"
+        return None, Errors.E021.format(where=f"{path}:{line_no}", detail=detail)
+    return text[:-1] if text.endswith("\r") else text, None
+
+
 def read_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator[Row]:
+    """The input's rows in order; a row that can't be read carries its problem
+    (file, line, byte offset) instead of a text."""
     if file_format == "txt":
-        with open(path, encoding="utf8") as f:
-            for i, line in enumerate(f):
-                yield i, None, line.rstrip("\n").rstrip("\r"), None, None
+        for line_no, offset, raw in _lines(path):
+            text, problem = _decode(raw, path, line_no, offset)
+            yield line_no - 1, None, text, None, problem
     elif file_format == "jsonl":  # row = line number - 1; blank lines hold no row
-        for line_no, obj, problem in jsonl_rows(path):
+        for line_no, offset, raw in _lines(path):
+            where = f"{path}:{line_no}"
+            line, problem = _decode(raw, path, line_no, offset)
+            if problem is None and not line.strip():
+                continue
+            obj = None
+            if problem is None:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    problem = f"{where}: invalid JSON ({err.msg} at column {err.colno})"
+            if problem is None and not isinstance(obj, dict):
+                problem = f"{where}: expected a JSON object, got {type(obj).__name__}"
             if problem is None and not isinstance(obj.get(text_field), str):
-                problem = f"expected a string {text_field!r}"
+                problem = f"{where}: expected a string {text_field!r}"
             if problem is not None:
-                yield line_no - 1, None, None, None, f"{path}:{line_no}: {problem}"
+                yield line_no - 1, None, None, None, problem
                 continue
             question = obj.get(question_field)
             yield line_no - 1, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
     else:
-        with open(path, encoding="utf8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if file_format == "tsv" else ",")
+        with open(path, "rb") as raw_file:
+            # undecodable bytes become lone surrogates so one bad row does not end the file; they are caught per row
+            text_file = io.TextIOWrapper(raw_file, encoding="utf-8-sig", errors="surrogateescape", newline="")
+            reader = csv.DictReader(text_file, delimiter="\t" if file_format == "tsv" else ",")
             if reader.fieldnames is None or text_field not in reader.fieldnames:
                 raise BertflowError(f"{path}:1: the header {reader.fieldnames} has no {text_field!r} column "
                                     f"(use --text-field to name it).")
             for i, rec in enumerate(reader):
+                where = f"{path}:{reader.line_num}"
                 if None in rec or rec.get(text_field) is None:
-                    yield i, None, None, None, f"{path}:{i + 2}: expected {len(reader.fieldnames)} columns"
+                    yield i, None, None, None, f"{where}: expected {len(reader.fieldnames)} columns"
+                    continue
+                bad = next((v for v in rec.values() if isinstance(v, str) and _has_surrogate(v)), None)
+                if bad is not None:
+                    yield i, None, None, None, Errors.E021.format(where=where, detail="in this row")
                     continue
                 yield i, _id(rec.get(id_field)), rec[text_field], rec.get(question_field) or None, None
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _id(value):
     return None if value is None else value if isinstance(value, (str, int)) else str(value)
 
 
-def _done_rows(output: Path) -> set:
-    """Rows already in OUTPUT; rewrites it without a half-written last line."""
-    if not output.exists():
+def _fingerprint(path: Path) -> Dict[str, object]:
+    digest = hashlib.blake2b(digest_size=16)
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"path": str(path.resolve()), "size": size, "blake2b": digest.hexdigest()}
+
+
+def _model_fingerprint(nlp: Language) -> Dict[str, object]:
+    config = nlp.config.to_str()
+    return {"name": f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}", "version": nlp.meta.get("version"),
+            "config_blake2b": hashlib.blake2b(config.encode("utf8"), digest_size=16).hexdigest()}
+
+
+def manifest_path(output: Path) -> Path:
+    return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def _check_paths(input_path: Path, output_path: Path) -> None:
+    if output_path.resolve() == input_path.resolve() or (output_path.exists() and os.path.samefile(input_path, output_path)):
+        raise BertflowError(Errors.E022.format(input=input_path, output=output_path))
+    if output_path.exists() and not output_path.is_file():
+        raise BertflowError(f"OUTPUT {output_path} exists and is not a file: give a file name for the JSONL output.")
+
+
+def _prepare_output(output: Path, manifest: Dict[str, object], overwrite: bool) -> set:
+    """Rows OUTPUT already holds for this input and model (resume), after checking
+    that OUTPUT is ours to write; writes the manifest for this run."""
+    sidecar = manifest_path(output)
+    if overwrite or not output.exists() or output.stat().st_size == 0:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        sidecar.write_text(json.dumps(manifest, indent=2), encoding="utf8")
+        output.write_bytes(b"")
         return set()
-    good, done = [], set()
-    for line in output.read_text(encoding="utf8").splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("row"), int):
-            done.add(obj["row"])
-            good.append(line)
-    output.write_text("".join(g + "\n" for g in good), encoding="utf8")
+    if not sidecar.exists():
+        raise BertflowError(Errors.E023.format(output=output, sidecar=sidecar.name))
+    try:
+        previous = json.loads(sidecar.read_text(encoding="utf8"))
+    except (ValueError, UnicodeDecodeError):
+        previous = None
+    if not isinstance(previous, dict):
+        raise BertflowError(Errors.E023.format(output=output, sidecar=sidecar.name))
+    differs = [key for key in ("input", "model", "options") if previous.get(key) != manifest[key]]
+    if differs:
+        raise BertflowError(Errors.E024.format(output=output, what=" and ".join(differs),
+                                               was=json.dumps({k: previous.get(k) for k in differs}),
+                                               now=json.dumps({k: manifest[k] for k in differs})))
+    done, keep = set(), 0
+    with open(output, "rb") as f:
+        for raw in f:  # split on \n only
+            if not raw.endswith(b"\n"):
+                break  # a half-written last line (the previous run was stopped mid-write)
+            keep += len(raw)
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("row"), int):
+                done.add(obj["row"])
+    if keep < output.stat().st_size:
+        with open(output, "r+b") as f:
+            f.truncate(keep)
     return done
+
+
+def _reads_text_pair(nlp: Language) -> bool:
+    """Whether a component declares that it reads ``doc._.text_pair`` (factory ``requires``)."""
+    return any("doc._.text_pair" in nlp.get_pipe_meta(name).requires for name in nlp.pipe_names)
+
+
+@contextmanager
+def _spawned_workers(n_process: int) -> Iterator[None]:
+    """Worker processes started by spawn for this call only (forked ones inherit torch's
+    initialised thread pool and can deadlock); the process's start method is given back."""
+    if n_process <= 1:
+        yield
+        return
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
 
 
 def doc_record(doc: Doc, vectors: bool = False) -> Dict[str, object]:
@@ -131,38 +264,54 @@ def _drop_failed_batch(proc_name, proc, docs, err) -> None:
 def annotate(model: Union[str, Path, Language], input_path: Path, output_path: Path, *, file_format: Optional[str] = None,
              text_field: str = "text", question_field: str = "question", id_field: str = "id",
              batch_size: int = 32, n_process: int = 1, vectors: bool = False, gpu_id: int = -1,
-             progress: bool = True, chunk_size: int = 10_000) -> AnnotateReport:
+             progress: bool = True, chunk_size: int = 10_000, overwrite: bool = False) -> AnnotateReport:
+    """Annotate every row of ``input_path`` with every component of ``model``
+    into the JSONL file ``output_path`` (see the module docstring for formats,
+    the record and the resume rule). ``overwrite`` starts OUTPUT again instead
+    of resuming or refusing."""
     input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.exists():
-        raise BertflowError(f"{input_path} does not exist.")
+    if not input_path.is_file():
+        raise BertflowError(f"{input_path} does not exist or is not a file.")
+    _check_paths(input_path, output_path)
     file_format = (file_format or input_path.suffix.lstrip(".")).lower()
     if file_format not in FORMATS:
         raise BertflowError(f"Unknown input format {file_format!r} for {input_path}: use one of {', '.join(FORMATS)} "
                             f"(--format).")
     if chunk_size < 1:
         raise BertflowError(f"chunk_size must be at least 1, not {chunk_size}.")
-    if n_process > 1:
-        if vectors:
-            raise BertflowError("--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back "
-                                "from worker processes, so the vectors would be wrong.")
-        # Forked workers inherit torch's initialised thread pool and can deadlock; spawned ones start clean.
-        multiprocessing.set_start_method("spawn", force=True)
+    if n_process > 1 and vectors:
+        raise BertflowError("--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back "
+                            "from worker processes, so the vectors would be wrong.")
     nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
-    done = _done_rows(output_path)
-    report = AnnotateReport(n_skipped=len(done))
+    use_pairs = _reads_text_pair(nlp)
 
     def rows() -> Iterator[Row]:
         return read_rows(input_path, file_format, text_field, question_field, id_field)
 
-    report.n_rows = sum(1 for _ in rows())  # a counting pass, so the progress bar has a total
-    output_path.parent.mkdir(parents=True, exist_ok=True)
+    report = AnnotateReport()
+    n_questions = 0
+    for row in rows():  # a counting pass, so the progress bar has a total (and a bad header fails early)
+        report.n_rows += 1
+        n_questions += row[3] is not None
+    if n_questions and not use_pairs:
+        warnings.warn(Errors.W004.format(n=n_questions, field=question_field, path=input_path), stacklevel=2)
+    manifest = {
+        "bertflow_annotate": MANIFEST_VERSION,
+        "input": _fingerprint(input_path),
+        "model": _model_fingerprint(nlp),
+        "options": {"format": file_format, "text_field": text_field, "question_field": question_field,
+                    "id_field": id_field, "vectors": vectors},
+    }
+    done = _prepare_output(output_path, manifest, overwrite)
+    report.n_skipped = len(done)
 
     from tqdm import tqdm
 
     bar = tqdm(total=report.n_rows - len(done), disable=not progress, unit="row", desc="annotate")
     # Rows stream through: only those inside the pipeline (about one sort buffer) are held at a time.
+    # Unreadable rows wait in ``pending`` too, so every record is written in input order.
     pending: "OrderedDict[int, Row]" = OrderedDict()
-    with open(output_path, "a", encoding="utf8") as out:
+    with open(output_path, "a", encoding="utf8", newline="\n") as out:
         def write(row: Row, rec: Dict[str, object]) -> None:
             head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
             out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
@@ -176,11 +325,14 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
 
         def make(row: Row) -> Doc:
             doc = nlp.make_doc(row[2])
-            if row[3] is not None:
+            if use_pairs and row[3] is not None:
                 doc._.text_pair = row[3]
             return doc
 
         def one_at_a_time(row: Row) -> None:
+            if row[4] is not None:  # unreadable input row: written with its problem
+                write(row, {"error": row[4]})
+                return
             try:
                 write(row, doc_record(nlp(make(row)), vectors))
             except Exception as err:  # noqa: BLE001  (the row is kept, with its error)
@@ -192,16 +344,14 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
 
             def feed() -> Iterator[Tuple[Doc, Row]]:
                 for row in stream:
-                    if row[4] is not None:  # unreadable input row: written with its problem
-                        write(row, {"error": row[4]})
-                        continue
                     pending[row[0]] = row
-                    yield make(row), row
+                    if row[4] is None:
+                        yield make(row), row
 
             try:
                 for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
-                    # docs come out in input order: rows before this one that never came out went down with a
-                    # failed batch; retry them one at a time
+                    # docs come out in input order: rows before this one are unreadable rows or went down with
+                    # a failed batch (retried one at a time)
                     while pending and next(iter(pending)) != row[0]:
                         one_at_a_time(pending.popitem(last=False)[1])
                     pending.pop(row[0], None)
@@ -211,20 +361,18 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
             while pending:
                 one_at_a_time(pending.popitem(last=False)[1])
             for row in stream:  # what the failed stream had not read yet
-                if row[4] is not None:
-                    write(row, {"error": row[4]})
-                else:
-                    one_at_a_time(row)
+                one_at_a_time(row)
 
         nlp.set_error_handler(_drop_failed_batch)
         source = (row for row in rows() if row[0] not in done)
-        while True:
-            chunk = list(itertools.islice(source, chunk_size))
-            if not chunk:
-                break
-            # Strings and lexemes of these texts live only inside the zone, so the vocab does not grow with
-            # the stream; records are written before the zone closes.
-            with nlp.memory_zone():
-                run_chunk(chunk)
+        with _spawned_workers(n_process):
+            while True:
+                chunk = list(itertools.islice(source, chunk_size))
+                if not chunk:
+                    break
+                # Strings and lexemes of these texts live only inside the zone, so the vocab does not grow with
+                # the stream; records are written before the zone closes.
+                with nlp.memory_zone():
+                    run_chunk(chunk)
     bar.close()
     return report

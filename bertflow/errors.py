@@ -113,6 +113,22 @@ class Errors:
         "Refused to load {where}: its tokenizer settings {keys} are not among those bertflow saves "
         "({allowed}). Re-save the pipeline with nlp.to_disk."
     )
+    E021 = (
+        "{where}: not valid UTF-8 ({detail}). The row is written with this error and the rest goes on; "
+        "to annotate it, re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+    )
+    E022 = (
+        "OUTPUT {output} is the input file {input}: annotate would overwrite the texts it reads. "
+        "Give another OUTPUT file."
+    )
+    E023 = (
+        "OUTPUT {output} already exists and was not written by bertflow annotate (no readable {sidecar} "
+        "beside it), so it is left untouched. Give a new OUTPUT file, or pass --overwrite to replace it."
+    )
+    E024 = (
+        "OUTPUT {output} holds the annotations of another {what}, so it can't be resumed: it was {was}, "
+        "this run is {now}. Give a new OUTPUT file, or pass --overwrite to start it again."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "
@@ -122,4 +138,9 @@ class Errors:
         "doc._.text_pair ({n} wordpieces) was cut to {kept} wordpieces to leave "
         "room for the document in a {max_len}-wordpiece window (doc starting "
         "{start!r}). doc._.trf_windows['pair_truncated'] records it."
+    )
+    W004 = (
+        "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
+        "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "
+        "with a QA or cross-encoder head, or drop the field."
     )

@@ -3,6 +3,8 @@
 - ``doc._.text_pair`` (Optional[str]): a second text. When set, the encoder
   encodes ``(text_pair, doc.text)`` as a BERT pair ``[CLS] A [SEP] B [SEP]``
   (token_type_ids 0 for A, 1 for B) and aligns only the doc's own tokens.
+  An empty or whitespace-only text_pair is no pair: the doc is encoded alone,
+  exactly as with None.
 - ``doc._.trf_data`` (TransformerData): spacy-transformers' per-doc output,
   written by the encoder component.
 - ``doc._.trf_windows`` (dict): how the doc was windowed, written by the

@@ -39,7 +39,7 @@ def _text_pair(doc: Doc) -> Optional[str]:
     pair = doc._.text_pair if doc.has_extension("text_pair") else None
     if pair is not None and not isinstance(pair, str):
         raise BertflowError(Errors.E013.format(type=type(pair).__name__, start=doc.text[:40]))
-    return pair
+    return pair if pair is not None and pair.strip() else None  # an empty or blank pair is no pair
 
 
 def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:

@@ -42,6 +42,7 @@ DEFAULT_MODEL = {
 @Language.factory(
     "bertflow_qa",
     assigns=["doc.spans"],
+    requires=["doc._.text_pair"],
     default_config={
         "model": DEFAULT_MODEL,
         "spans_key": "answers",

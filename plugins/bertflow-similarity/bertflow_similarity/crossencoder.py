@@ -43,6 +43,7 @@ def PairClassifierHead(mode: str = "regression", pooling: str = "pooler", dropou
 @Language.factory(
     "bertflow_pair_classifier",
     assigns=["doc._.pair_score", "doc.cats"],
+    requires=["doc._.text_pair"],
     default_config={
         "model": {"@architectures": "bertflow.PairClassifierHead.v1", "mode": "regression", "pooling": "pooler",
                   "dropout": 0.1, "grad_factor": 1.0},
