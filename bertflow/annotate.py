@@ -44,6 +44,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .corpus import json_problem
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
 
@@ -108,7 +109,7 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
-                    problem = f"{where}: invalid JSON ({err.msg} at column {err.colno})"
+                    problem = f"{where}: {json_problem(err)}"
             if problem is None and not isinstance(obj, dict):
                 problem = f"{where}: expected a JSON object, got {type(obj).__name__}"
             if problem is None and not isinstance(obj.get(text_field), str):

@@ -13,7 +13,7 @@ Groups:
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``;
-- corpora: ``ConversionReport``, ``jsonl_rows`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
+- corpora: ``ConversionReport``, ``text_lines``, ``jsonl_rows``, ``json_problem`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
   (``bertflow.batch_by_group.v1``: batches that keep groups together);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
@@ -24,8 +24,8 @@ Groups:
 """
 from .cli._app import fail, run_or_fail
 from .config import make_config
-from .corpus import (ConversionReport, batch_by_group, copy_encoder_inputs, create_corpus_reader, jsonl_rows,
-                     malformed_row)
+from .corpus import (ConversionReport, batch_by_group, copy_encoder_inputs, create_corpus_reader, json_problem,
+                     jsonl_rows, malformed_row, text_lines)
 from .errors import BertflowError
 from .heads import (
     Classifier,
@@ -54,7 +54,7 @@ __all__ = [
     # losses
     "annotation_mask", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error",
     # corpora
-    "ConversionReport", "malformed_row", "jsonl_rows", "copy_encoder_inputs", "create_corpus_reader", "batch_by_group",
+    "ConversionReport", "malformed_row", "jsonl_rows", "text_lines", "json_problem", "copy_encoder_inputs", "create_corpus_reader", "batch_by_group",
     # CLI
     "run_or_fail", "fail",
     # errors and discovery

@@ -59,24 +59,47 @@ def malformed_row(report: Any, path: Union[str, Path], line_no: Union[int, str],
     report.problems.append("skipped " + message)
 
 
+def json_problem(err: "json.JSONDecodeError") -> str:
+    """What is wrong with a line that is not JSON, for a message that names its line."""
+    return f"invalid JSON: {err.msg} (column {err.colno})"
+
+
+def text_lines(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
+    """Read a text file line by line: ``(line number, line, None)`` with the
+    line ending removed (``\\n`` or ``\\r\\n``; lines are split on ``\\n``
+    only), or ``(line number, None, problem)`` for a line that is not UTF-8, so
+    one bad byte is one bad row with its line, not a traceback."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf8")
+            except UnicodeDecodeError as err:
+                yield line_no, None, f"not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-save the file as UTF-8"
+                continue
+            yield line_no, line[:-1].rstrip("\r") if line.endswith("\n") else line.rstrip("\r"), None
+
+
 def jsonl_rows(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[dict], Optional[str]]]:
     """Read a JSONL file: ``(line number, object, None)`` per JSON object, or
-    ``(line number, None, problem)`` for a line that is not valid JSON or not
-    an object; blank lines are skipped. Converters pass problems on to
-    ``malformed_row`` so every error names file and line."""
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield line_no, None, f"invalid JSON ({err.msg} at column {err.colno})"
-                continue
-            if not isinstance(obj, dict):
-                yield line_no, None, f"expected a JSON object, got {type(obj).__name__}"
-                continue
-            yield line_no, obj, None
+    ``(line number, None, problem)`` for a line that is not UTF-8, not valid
+    JSON or not an object; blank lines are skipped. Lines are split on ``\\n``
+    only. Converters pass problems on to ``malformed_row`` so every error
+    names file and line."""
+    for line_no, line, problem in text_lines(path):
+        if problem is not None:
+            yield line_no, None, problem
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield line_no, None, json_problem(err)
+            continue
+        if not isinstance(obj, dict):
+            yield line_no, None, f"expected a JSON object, got {type(obj).__name__}"
+            continue
+        yield line_no, obj, None
 
 
 def copy_encoder_inputs(eg: Example) -> Example:

@@ -1,7 +1,7 @@
 """Generate a task plugin distribution from ``bertflow/templates/plugin``.
 
 Placeholders in the templates: ``{{task}}`` (task and component suffix,
-``intent_detection``), ``{{task_cli}}`` (CLI group, ``intent-detection``),
+``intent_detection``), ``{{task_cli}}`` (the task name with hyphens, ``intent-detection``),
 ``{{package}}`` (``bertflow_intent_detection``), ``{{dist}}``
 (``bertflow-intent-detection``), ``{{bertflow_version}}``. File and folder
 names use ``__task__`` and ``__package__``; ``.tmpl`` is dropped.

@@ -10,13 +10,23 @@ from . import evaluate as _evaluate  # noqa: F401
 from . import annotate as _annotate  # noqa: F401
 from . import package as _package  # noqa: F401
 from . import check as _check  # noqa: F401
+from . import convert as _convert  # noqa: F401
+
+
+def task_alias(argv):
+    """``bertflow TASK convert ...`` is ``bertflow convert TASK ...`` (the form older projects use)."""
+    if len(argv) >= 2 and argv[1] == "convert" and not argv[0].startswith("-") and argv[0] != "convert":
+        return ["convert", argv[0], *argv[2:]]
+    return list(argv)
 
 
 def main() -> None:
+    import sys
+
     from ..plugins import get_plugin_manager
 
     get_plugin_manager().hook.bertflow_cli(app=app)
-    app(prog_name="bertflow")
+    app(args=task_alias(sys.argv[1:]), prog_name="bertflow")
 
 
-__all__ = ["app", "fail", "run_or_fail", "main"]
+__all__ = ["app", "fail", "run_or_fail", "main", "task_alias"]

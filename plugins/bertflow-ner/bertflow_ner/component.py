@@ -133,7 +133,7 @@ class NerHead(HeadPipe):
         if not labels:
             raise BertflowError(
                 f"No entity labels for {self.name!r}: the training examples carry no doc.ents and no labels "
-                f"were given. Check the corpus (convert it with 'bertflow ner convert'), or set "
+                f"were given. Check the corpus (convert it with 'bertflow convert ner'), or set "
                 f"[initialize.components.{self.name}.labels]."
             )
         self.cfg["labels"] = labels

@@ -14,15 +14,15 @@ Formats:
 Every converted doc is marked as annotated (tokens outside entities are O), so
 a sentence with no entities teaches the head "no entities here".
 """
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import spacy
 from spacy.tokens import Doc, DocBin, Span
+from spacy.training import iob_to_biluo, tags_to_entities
 
-from bertflow.corpus import ConversionReport as BaseReport, malformed_row
+from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row
 from bertflow.errors import BertflowError
 
 
@@ -38,48 +38,53 @@ class ConversionReport(BaseReport):
 
 
 def iob_spans(tags: List[str]) -> List[tuple]:
-    """(start, end, label) from IOB1 or IOB2 tags."""
-    spans, begin, label = [], None, None
-    for i, tag in enumerate(tags + ["O"]):
-        kind, lab = (tag[0], tag[2:]) if tag != "O" else ("O", None)
-        opens = kind == "B" or (kind == "I" and (begin is None or lab != label))
-        if begin is not None and (kind == "O" or opens):
-            spans.append((begin, i, label))
-            begin = None
-        if opens:
-            begin, label = i, lab
-    return spans
+    """(start, end, label) from IOB1 or IOB2 tags, read by spaCy's own
+    ``iob_to_biluo`` (a stray I- opens an entity, as conlleval reads it)."""
+    return [(start, end + 1, label) for label, start, end in tags_to_entities(iob_to_biluo(list(tags)))]
 
 
 def _read_conll(path: Path, nlp, report: ConversionReport, skip_bad: bool) -> List[Doc]:
-    docs, words, tags = [], [], []
+    """Sentences (blank-line separated) to docs. A bad line is an error naming its
+    line; with ``skip_bad`` its whole sentence is skipped and counted (keeping the
+    rest would make a sentence that never existed)."""
+    docs, words, tags, problems = [], [], [], []
 
     def flush():
-        if words:
+        if problems:
+            report.n_skipped += 1
+            first, last = problems[0][0], problems[-1][0]
+            report.problems.append(f"skipped the sentence with {path}:{first}"
+                                   + (f" (and {len(problems) - 1} more bad lines up to line {last})"
+                                      if len(problems) > 1 else "") + f": {problems[0][1]}")
+        elif words:
             doc = Doc(nlp.vocab, words=words)
             doc.set_ents([Span(doc, s, e, label=lab) for s, e, lab in iob_spans(tags)], default="outside")
             docs.append(doc)
         words.clear()
         tags.clear()
+        problems.clear()
 
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                flush()
-                continue
-            if line.startswith("-DOCSTART-"):
-                flush()
-                continue
-            cols = line.split()
-            tag = cols[-1] if len(cols) >= 2 else ""
-            problem = ""
-            if len(cols) < 2:
-                problem = f"expected 'token ... TAG' (2 or more columns), found {len(cols)}"
-            elif tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
-                problem = f"bad tag {tag!r}: use O, B-TYPE or I-TYPE"
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):  # lines split on \n only
+            try:
+                line = raw.decode("utf8").rstrip("\n").rstrip("\r")
+            except UnicodeDecodeError as err:
+                line, problem = None, f"not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-save the file as UTF-8"
+            else:
+                if not line.strip() or line.startswith("-DOCSTART-"):
+                    flush()
+                    continue
+                cols = line.split()
+                tag = cols[-1] if len(cols) >= 2 else ""
+                problem = ""
+                if len(cols) < 2:
+                    problem = f"expected 'token ... TAG' (2 or more columns), found {len(cols)}"
+                elif tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
+                    problem = f"bad tag {tag!r}: use O, B-TYPE or I-TYPE"
             if problem:
-                malformed_row(report, path, line_no, problem, skip_bad)
+                if not skip_bad:
+                    malformed_row(report, path, line_no, problem, skip_bad)
+                problems.append((line_no, problem))
                 continue
             words.append(cols[0])
             tags.append(tag)
@@ -89,50 +94,48 @@ def _read_conll(path: Path, nlp, report: ConversionReport, skip_bad: bool) -> Li
 
 def _read_jsonl(path: Path, nlp, report: ConversionReport, skip_bad: bool, alignment_mode: str) -> List[Doc]:
     docs = []
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
+    for line_no, obj, problem in jsonl_rows(path):
+        where = f"{path}:{line_no}"
+        if problem is None:
             try:
-                obj = json.loads(line)
                 text = obj["text"]
                 raw = obj.get("entities", obj.get("spans", []))
                 ents = [(e["start"], e["end"], e["label"]) if isinstance(e, dict) else tuple(e) for e in raw]
                 if not isinstance(text, str) or any(len(e) != 3 for e in ents):
                     raise ValueError("bad fields")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            except (KeyError, TypeError, ValueError) as err:
                 problem = (f'expected {{"text": str, "entities": [[start, end, label], ...]}} '
                            f"({type(err).__name__}: {err})")
-                malformed_row(report, path, line_no, problem, skip_bad)
-                continue
-            doc = nlp.make_doc(text)
-            spans = []
-            for start, end, label in ents:
-                if not (0 <= start < end <= len(text)):
-                    raise BertflowError(f"{where}: entity ({start}, {end}, {label!r}) is outside the text "
-                                        f"(length {len(text)}).")
-                span = doc.char_span(start, end, label=label, alignment_mode="strict")
+        if problem is not None:
+            malformed_row(report, path, line_no, problem, skip_bad)
+            continue
+        doc = nlp.make_doc(text)
+        spans = []
+        for start, end, label in ents:
+            if not (0 <= start < end <= len(text)):
+                raise BertflowError(f"{where}: entity ({start}, {end}, {label!r}) is outside the text "
+                                    f"(length {len(text)}).")
+            span = doc.char_span(start, end, label=label, alignment_mode="strict")
+            if span is None:
+                if alignment_mode == "strict":
+                    raise BertflowError(
+                        f"{where}: entity {text[start:end]!r} ({start}-{end}, {label}) does not fall on token "
+                        f"boundaries of the doc starting {text[:40]!r}. Fix the offsets, or convert with "
+                        f"--alignment-mode contract (shrink to whole tokens) or expand (grow to whole tokens)."
+                    )
+                span = doc.char_span(start, end, label=label, alignment_mode=alignment_mode)
+                report.n_adjusted += 1
+                report.problems.append(f"adjusted {where}: {text[start:end]!r} -> "
+                                       f"{span.text if span is not None else None!r} ({alignment_mode})")
                 if span is None:
-                    if alignment_mode == "strict":
-                        raise BertflowError(
-                            f"{where}: entity {text[start:end]!r} ({start}-{end}, {label}) does not fall on token "
-                            f"boundaries of the doc starting {text[:40]!r}. Fix the offsets, or convert with "
-                            f"--alignment-mode contract (shrink to whole tokens) or expand (grow to whole tokens)."
-                        )
-                    span = doc.char_span(start, end, label=label, alignment_mode=alignment_mode)
-                    report.n_adjusted += 1
-                    report.problems.append(f"adjusted {where}: {text[start:end]!r} -> "
-                                           f"{span.text if span is not None else None!r} ({alignment_mode})")
-                    if span is None:
-                        raise BertflowError(f"{where}: entity {text[start:end]!r} has no whole token inside it; "
-                                            f"use --alignment-mode expand.")
-                spans.append(span)
-            try:
-                doc.set_ents(spans, default="outside")
-            except ValueError as err:
-                raise BertflowError(f"{where}: overlapping entities in the doc starting {text[:40]!r}: {err}") from None
-            docs.append(doc)
+                    raise BertflowError(f"{where}: entity {text[start:end]!r} has no whole token inside it; "
+                                        f"use --alignment-mode expand.")
+            spans.append(span)
+        try:
+            doc.set_ents(spans, default="outside")
+        except ValueError as err:
+            raise BertflowError(f"{where}: overlapping entities in the doc starting {text[:40]!r}: {err}") from None
+        docs.append(doc)
     return docs
 
 
@@ -149,7 +152,8 @@ def convert(
 
     file_format (Optional[str]): "conll" or "jsonl"; default from the suffix
         (.jsonl -> jsonl, anything else -> conll).
-    skip_bad (bool): skip and count malformed rows instead of raising.
+    skip_bad (bool): skip and count malformed rows (for CoNLL: the whole sentence
+        holding a bad line) instead of raising.
     alignment_mode (str): for JSONL spans off token boundaries: "strict"
         (error), "contract" or "expand" (adjust and count).
     """
@@ -168,7 +172,7 @@ def convert(
     else:
         raise BertflowError(f"Unknown format {file_format!r}: use conll or jsonl.")
     if not docs:
-        raise BertflowError(f"{input_path}: no sentences to convert ({report.n_skipped} malformed rows).")
+        raise BertflowError(f"{input_path}: no sentences to convert ({report.n_skipped} skipped as malformed).")
     for doc in docs:
         for ent in doc.ents:
             report.labels[ent.label_] = report.labels.get(ent.label_, 0) + 1

@@ -182,10 +182,11 @@ def test_ner_convert_conll(tmp_path):
 
 def test_ner_convert_errors_and_alignment(tmp_path):
     bad = tmp_path / "bad.txt"
-    bad.write_text("EU B-ORG\nrejects\n")
+    bad.write_text("EU B-ORG\nrejects\n\nPeter B-PER\n")
     with pytest.raises(BertflowError, match=r"bad.txt:2: expected 'token ... TAG'"):
         convert(bad, tmp_path / "o.spacy")
-    assert convert(bad, tmp_path / "o.spacy", skip_bad=True).n_skipped == 1
+    skipped = convert(bad, tmp_path / "o.spacy", skip_bad=True)
+    assert skipped.n_skipped == 1 and skipped.n_docs == 1  # the whole first sentence, not just its bad line
     src = tmp_path / "ents.jsonl"
     src.write_text(json.dumps({"text": "Apple Inc. hired Jo.", "entities": [[0, 8, "ORG"], [17, 19, "PER"]]}) + "\n")
     with pytest.raises(BertflowError, match=r"entity 'Apple In' \(0-8, ORG\) does not fall on token boundaries"):
@@ -195,5 +196,5 @@ def test_ner_convert_errors_and_alignment(tmp_path):
     assert "'Apple In' -> 'Apple Inc.'" in report.summary()
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "x", "entities": [[0, 1, "A"]]}\n{"text": \n')
-    with pytest.raises(BertflowError, match=r"broken.jsonl:2: expected"):
+    with pytest.raises(BertflowError, match=r"broken.jsonl:2: invalid JSON"):
         convert(broken, tmp_path / "o.spacy")

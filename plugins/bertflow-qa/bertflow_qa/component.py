@@ -121,7 +121,7 @@ class QAHead(HeadPipe):
             raise BertflowError(
                 f"{self.name!r}: the gold answer {gold.text!r} (characters {gold.start_char}-{gold.end_char}) of "
                 f"the question {ref._.text_pair[:60]!r} covers no token of the predicted doc. Convert the corpus "
-                f"with 'bertflow qa convert', which aligns answers to tokens."
+                f"with 'bertflow convert qa', which aligns answers to tokens."
             )
         return span.start + 1, span.end  # rows: [CLS] is row 0, token i is row i + 1
 

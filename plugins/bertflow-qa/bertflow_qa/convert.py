@@ -20,7 +20,7 @@ from typing import Optional, Union
 import spacy
 from spacy.tokens import Doc, DocBin, SpanGroup
 
-from bertflow.api import BertflowError, ConversionReport, malformed_row
+from bertflow.api import BertflowError, ConversionReport, json_problem, malformed_row
 
 from .docs import copy_tokens
 
@@ -42,10 +42,12 @@ class SquadReport(ConversionReport):
 
 def _load(path: Path) -> list:
     try:
-        with open(path, encoding="utf8") as f:
-            data = json.load(f)
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise BertflowError(f"{path}: not valid UTF-8 (byte 0x{err.object[err.start]:02x} at byte offset "
+                            f"{err.start}); re-save the file as UTF-8.") from None
     except json.JSONDecodeError as err:
-        raise BertflowError(f"{path}:{err.lineno}: invalid JSON ({err.msg} at column {err.colno}).") from None
+        raise BertflowError(f"{path}:{err.lineno}: {json_problem(err)}.") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise BertflowError(f"{path}: not SQuAD JSON: expected an object with a 'data' list of articles "
                             f"(data[].paragraphs[].context / qas[]).")

@@ -7,7 +7,6 @@ Formats: ``tsv`` (GLUE STS-B: header with ``sentence1``, ``sentence2`` and
 ``mode="cross"`` writes one doc per pair: ``doc._.text_pair`` = text_a, the
 doc = text_b (``doc._.sim_score`` or ``doc.cats`` for a label).
 """
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
@@ -15,7 +14,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.api import BertflowError, ConversionReport, jsonl_rows, malformed_row
+from bertflow.api import BertflowError, ConversionReport, jsonl_rows, malformed_row, text_lines
 
 from .extensions import install_extensions
 
@@ -37,28 +36,34 @@ Row = Tuple[int, Optional[str], Optional[str], Optional[float], Optional[str], O
 
 
 def _read_tsv(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            return
+    lines = text_lines(path)
+    line_no, first, problem = next(lines, (1, None, None))
+    if problem:
+        raise BertflowError(f"{path}:1: {problem}")
+    if first is None:
+        return
+    header = first.split("\t")
+    try:
+        ia, ib, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
+    except ValueError:
+        raise BertflowError(f"{path}:1: expected a GLUE header with sentence1, sentence2 and score columns, "
+                            f"got {header}") from None
+    for line_no, line, problem in lines:
+        if problem:
+            yield line_no, None, None, None, None, problem
+            continue
+        cols = line.split("\t")
+        if not any(c.strip() for c in cols):
+            continue
+        if len(cols) != len(header):
+            yield line_no, None, None, None, None, f"expected {len(header)} columns, found {len(cols)}"
+            continue
         try:
-            ia, ib, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
+            score = float(cols[isc])
         except ValueError:
-            raise BertflowError(f"{path}:1: expected a GLUE header with sentence1, sentence2 and score columns, "
-                                f"got {header}") from None
-        for line_no, cols in enumerate(reader, 2):
-            if not any(c.strip() for c in cols):
-                continue
-            if len(cols) != len(header):
-                yield line_no, None, None, None, None, f"expected {len(header)} columns, found {len(cols)}"
-                continue
-            try:
-                score = float(cols[isc])
-            except ValueError:
-                yield line_no, None, None, None, None, f"score {cols[isc]!r} is not a number"
-                continue
-            yield line_no, cols[ia], cols[ib], score, None, None
+            yield line_no, None, None, None, None, f"score {cols[isc]!r} is not a number"
+            continue
+        yield line_no, cols[ia], cols[ib], score, None, None
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
@@ -130,3 +135,9 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, mode
     report.n_docs = len(docs)
     report.labels = sorted(labels)
     return report
+
+
+def convert_cross(input_path: Union[str, Path], output_path: Union[str, Path], *, file_format: Optional[str] = None,
+                  lang: str = "en", skip_bad: bool = False) -> PairReport:
+    """``convert`` with ``mode="cross"``: the converter of the pair_classifier task."""
+    return convert(input_path, output_path, mode="cross", file_format=file_format, lang=lang, skip_bad=skip_bad)

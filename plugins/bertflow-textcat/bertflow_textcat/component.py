@@ -131,7 +131,7 @@ class TextCatHead(HeadPipe):
         if not labels:
             raise BertflowError(
                 f"No labels for {self.name!r}: the training examples carry no doc.cats and no labels were given. "
-                f"Check the corpus (convert it with 'bertflow textcat convert'), or set "
+                f"Check the corpus (convert it with 'bertflow convert textcat'), or set "
                 f"[initialize.components.{self.name}.labels]."
             )
         if self.exclusive and len(labels) < 2:

@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row
+from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row, text_lines
 from bertflow.errors import BertflowError
 
 
@@ -30,29 +30,30 @@ class ConversionReport(BaseReport):
         return f"{'multi-label' if self.multi_label else 'exclusive'}; labels: {', '.join(self.labels)}"
 
 
-def read_tsv(path: Path, label_map: Dict[str, str]) -> Iterator[Tuple[int, Optional[str], Union[str, List[str], None], str]]:
+def read_tsv(path: Path) -> Iterator[Tuple[int, Optional[str], Union[str, List[str], None], str]]:
     """Yield (line number, text, label, problem) for each data row."""
-    with open(path, encoding="utf8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if line_no == 1 and cols[-1].strip().lower() in ("label", "labels"):
-                continue  # header
-            if len(cols) != 2:
-                yield line_no, None, None, f"expected 2 tab-separated columns (text, label), found {len(cols)}"
-                continue
-            text, label = cols[0], cols[1].strip()
-            if not text.strip():
-                yield line_no, None, None, "empty text"
-            elif not label:
-                yield line_no, None, None, "empty label"
-            else:
-                yield line_no, text, label_map.get(label, label), ""
+    for line_no, line, problem in text_lines(path):
+        if problem:
+            yield line_no, None, None, problem
+            continue
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if line_no == 1 and cols[-1].strip().lower() in ("label", "labels"):
+            continue  # header
+        if len(cols) != 2:
+            yield line_no, None, None, f"expected 2 tab-separated columns (text, label), found {len(cols)}"
+            continue
+        text, label = cols[0], cols[1].strip()
+        if not text.strip():
+            yield line_no, None, None, "empty text"
+        elif not label:
+            yield line_no, None, None, "empty label"
+        else:
+            yield line_no, text, label, ""
 
 
-def read_jsonl(path: Path, label_map: Dict[str, str]):
+def read_jsonl(path: Path):
     """Yield (line number, text, label(s), problem) for each JSONL row."""
     for line_no, obj, problem in jsonl_rows(path):
         if problem:
@@ -62,9 +63,9 @@ def read_jsonl(path: Path, label_map: Dict[str, str]):
         elif not obj["text"].strip():
             yield line_no, None, None, "empty text"
         elif "labels" in obj and isinstance(obj["labels"], list):
-            yield line_no, obj["text"], [label_map.get(str(x), str(x)) for x in obj["labels"]], ""
+            yield line_no, obj["text"], [str(x) for x in obj["labels"]], ""
         elif "label" in obj and obj["label"] is not None and str(obj["label"]).strip():
-            yield line_no, obj["text"], label_map.get(str(obj["label"]), str(obj["label"])), ""
+            yield line_no, obj["text"], str(obj["label"]), ""
         else:
             yield line_no, None, None, 'expected "label" (a value) or "labels" (a list)'
 
@@ -86,7 +87,8 @@ def convert(
 
     file_format (Optional[str]): "tsv" or "jsonl"; default from the file suffix.
     skip_bad (bool): skip and count malformed rows instead of raising.
-    label_map (Optional[Dict[str, str]]): rename raw labels, e.g. {"0": "NEGATIVE"}.
+    label_map (Optional[Dict[str, str]]): rename raw labels, e.g. {"0": "NEGATIVE"};
+        when given, every raw label must be in it (a row with another is malformed).
     labels (Optional[List[str]]): the full label set (default: the labels seen);
         a row with another label is malformed.
     """
@@ -99,11 +101,20 @@ def convert(
                             f"(or --format).")
     report = ConversionReport(str(input_path), str(output_path))
     rows = []
-    for line_no, text, label, problem in READERS[file_format](input_path, dict(label_map or {})):
+    for line_no, text, label, problem in READERS[file_format](input_path):
+        if not problem and label_map:
+            raw = [label] if isinstance(label, str) else label
+            unmapped = [x for x in raw if x not in label_map]
+            if unmapped:
+                problem = (f"label(s) {unmapped} not in the label map {label_map}: add them to --label-map, "
+                           f"or fix the row")
+            else:
+                mapped = [label_map[x] for x in raw]
+                label = mapped[0] if isinstance(label, str) else mapped
         if not problem and labels is not None:
             unknown = [x for x in ([label] if isinstance(label, str) else label) if x not in labels]
             if unknown:
-                problem = f"unknown label(s) {unknown}; known: {labels}"
+                problem = f"unknown label(s) {unknown}; known: {labels} (--labels)"
         if problem:
             malformed_row(report, input_path, line_no, problem, skip_bad)
             continue

@@ -162,7 +162,7 @@ def test_textcat_plugin_hooks_and_cli(tmp_path):
     pm.hook.bertflow_cli(app=app)
     src = tmp_path / "in.tsv"
     src.write_text("text\tlabel\ngood\tpos\nbad\tneg\nbroken line\n")
-    result = CliRunner().invoke(app, ["textcat", "convert", str(src), str(tmp_path / "o.spacy")])
+    result = CliRunner().invoke(app, ["convert", "textcat", str(src), str(tmp_path / "o.spacy")])
     assert result.exit_code == 1 and "in.tsv:4: expected 2 tab-separated columns" in result.output
-    result = CliRunner().invoke(app, ["textcat", "convert", str(src), str(tmp_path / "o.spacy"), "--skip-bad"])
+    result = CliRunner().invoke(app, ["convert", "textcat", str(src), str(tmp_path / "o.spacy"), "--skip-bad"])
     assert result.exit_code == 0 and "2 docs" in result.output and "1 malformed rows skipped" in result.output
