@@ -50,7 +50,7 @@ def correlations(gold, pred):
 
 
 def bertflow_bi(args, nlp, dev):
-    from bertflow_similarity.search import embed
+    from bertflow_similarity.retrieval import embed
 
     sentences = [a for a, _, _ in dev] + [b for _, b, _ in dev]
     start = time.perf_counter()
@@ -143,7 +143,7 @@ def main():
             results["bi"] = {"bertflow": [sp, pe, train_s, per_s], "st": [st_sp, st_pe, st_train_s, st_per_s]}
             print(json.dumps(results["bi"]), flush=True)
         if "cross" in parts:
-            from bertflow_similarity.search import score_pairs
+            from bertflow_similarity.retrieval import score_pairs
 
             train_x = write_pairs(train, workdir / "train_x.spacy", "cross", tmp)
             dev_x = write_pairs(dev, workdir / "dev_x.spacy", "cross", tmp)

@@ -1,19 +1,26 @@
 """bertflow: one pre-trained BERT encoder, many NLP tasks, as spaCy components.
 
-Importing bertflow registers its spaCy factories and architectures; it loads
-no plugin, model or network resource (plugins load on first use).
+Importing bertflow is cheap: it loads no plugin, model, network resource or
+deep-learning library. spaCy finds bertflow's factories and registered
+functions (``bertflow_encoder``, ``bertflow.Encoder.v1``, ...) through the
+entry points in setup.cfg when a config or a saved pipeline names them, and
+every bertflow component, corpus reader and converter installs the Doc
+extensions it uses (``doc._.text_pair``, ...); ``bertflow.install_extensions()``
+installs them by hand.
 """
 from .about import __version__
-from . import encoder  # registers bertflow.Encoder.v1, bertflow.strided_windows.v1
-from .encoder import component as _component  # registers the bertflow_encoder factory
-from . import heads  # registers the head building blocks
-from . import corpus  # registers bertflow.Corpus.v1
-from . import optimizer  # registers bertflow.AdamW.v1
-from .registry import resolve_encoder
-from .plugins import get_plugin_manager, get_tasks
 from .hookspecs import hookimpl
+from .plugins import get_plugin_manager, get_tasks
+from .registry import resolve_encoder
 
-__all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl"]
+__all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions"]
+
+
+def install_extensions() -> None:
+    """Install the Doc extensions bertflow reads and writes (idempotent)."""
+    from .encoder.extensions import install_extensions as install
+
+    install()
 
 
 def __getattr__(name: str):

@@ -22,43 +22,42 @@ Groups:
 - testing: ``write_tiny_bert``, ``tiny_encoder_config`` (the pytest fixtures
   ``tiny_bert_dir`` and ``nlp_tiny`` come with the ``bertflow`` pytest plugin).
 """
-from .cli._app import fail, run_or_fail
-from .config import make_config
-from .corpus import (ConversionReport, batch_by_group, copy_encoder_inputs, create_corpus_reader, json_problem,
-                     jsonl_rows, malformed_row, text_lines)
-from .errors import BertflowError
-from .heads import (
-    Classifier,
-    DocPooler,
-    EncoderListener,
-    HeadPipe,
-    annotation_mask,
-    binary_cross_entropy,
-    doc_pool,
-    encoder_output,
-    listener_width,
-    mean_squared_error,
-    softmax_cross_entropy,
-)
-from .hookspecs import hookimpl
-from .plugins import get_tasks
-from .registry import resolve_encoder
-from .specs import EncoderSpec, TaskSpec
-from .tiny import tiny_encoder_config, write_tiny_bert
+import importlib
+from typing import Any
 
-__all__ = [
+# name -> the module that defines it; imported on first access, so ``from bertflow.api import TaskSpec,
+# hookimpl`` (all a plugin's hooks need) loads no deep-learning library
+_WHERE = {
     # plugin contract
-    "hookimpl", "TaskSpec", "EncoderSpec",
+    "hookimpl": ".hookspecs", "TaskSpec": ".specs", "EncoderSpec": ".specs",
     # head building blocks
-    "HeadPipe", "EncoderListener", "DocPooler", "Classifier", "encoder_output", "doc_pool", "listener_width",
+    "HeadPipe": ".heads", "EncoderListener": ".heads", "DocPooler": ".heads", "Classifier": ".heads",
+    "encoder_output": ".heads", "doc_pool": ".heads", "listener_width": ".heads",
     # losses
-    "annotation_mask", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error",
+    "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",
+    "mean_squared_error": ".heads",
     # corpora
-    "ConversionReport", "malformed_row", "jsonl_rows", "text_lines", "json_problem", "copy_encoder_inputs", "create_corpus_reader", "batch_by_group",
+    "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
+    "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
+    "batch_by_group": ".corpus",
     # CLI
-    "run_or_fail", "fail",
+    "run_or_fail": ".cli._app", "fail": ".cli._app",
     # errors and discovery
-    "BertflowError", "get_tasks", "resolve_encoder", "make_config",
+    "BertflowError": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".registry", "make_config": ".config",
     # testing
-    "write_tiny_bert", "tiny_encoder_config",
-]
+    "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"bertflow.api has no {name!r}: the public API is {', '.join(__all__)}.")
+    value = getattr(importlib.import_module(_WHERE[name], __package__), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -28,9 +28,9 @@ def pick_converter(task: TaskSpec, input_path: Path, file_format: Optional[str])
         raise BertflowError(f"The task {task.name!r} has no converters (its plugin lists none in TaskSpec.converters).")
     fmt = (file_format or Path(input_path).suffix.lstrip(".")).lower()
     if fmt in task.converters:
-        return task.converters[fmt], fmt
+        return task.converter(fmt), fmt
     if file_format is None and len(set(task.converters.values())) == 1:
-        return next(iter(task.converters.values())), None
+        return task.converter(next(iter(task.converters))), None
     raise BertflowError(f"The task {task.name!r} has no converter for the format {fmt!r} ({input_path}): use "
                         f"--format with one of {', '.join(sorted(task.converters))}.")
 

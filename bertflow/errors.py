@@ -139,6 +139,11 @@ class Errors:
         "room for the document in a {max_len}-wordpiece window (doc starting "
         "{start!r}). doc._.trf_windows['pair_truncated'] records it."
     )
+    W005 = (
+        "[training.optimizer.learn_rate] warmup_steps = {warmup} is more than [training] max_steps = {max_steps}: "
+        "the learning rate would still be rising from 0 when training stops. Set warmup_steps to about a "
+        "tenth of max_steps."
+    )
     W004 = (
         "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
         "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "

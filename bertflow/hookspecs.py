@@ -54,7 +54,8 @@ def bertflow_cli(app) -> None:
 def bertflow_functions() -> Dict[str, Callable]:
     """Add public functions to the ``bertflow`` namespace.
 
-    Return ``{name: function}``; ``bertflow.<name>`` then resolves to it (e.g.
+    Return ``{name: function}`` (or ``{name: "package.module:function"}``, imported
+    on first use); ``bertflow.<name>`` then resolves to it (e.g.
     a similarity plugin's ``{"search": search}`` makes ``bertflow.search(...)``
     work). Called on the first access of a name the core does not define.
     Names must be unique across plugins and must not shadow the core's.

@@ -15,7 +15,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import BertflowError, Errors, PluginLoadWarning
-from .specs import EncoderSpec, TaskSpec
+from .specs import EncoderSpec, TaskSpec, load_ref
 
 ENTRY_POINT_GROUP = "bertflow"
 
@@ -109,7 +109,8 @@ def get_encoder_specs(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, En
 
 
 def get_functions(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, Callable]:
-    """Functions plugins add to the ``bertflow`` namespace (``bertflow_functions``), by name."""
+    """Functions plugins add to the ``bertflow`` namespace (``bertflow_functions``), by
+    name; a ``"package.module:function"`` value is imported here, on first use."""
     pm = _pm(pm)
     found: Dict[str, tuple] = {}
     for impl in pm.hook.bertflow_functions.get_hookimpls():
@@ -118,7 +119,7 @@ def get_functions(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, Callab
                 raise BertflowError(Errors.E005.format(kind="function", name=name, first=found[name][1],
                                                        second=impl.plugin_name))
             found[name] = (func, impl.plugin_name)
-    return {name: func for name, (func, _) in found.items()}
+    return {name: load_ref(func, f"the function {name!r}") for name, (func, _) in found.items()}
 
 
 def describe_plugins(pm: Optional[pluggy.PluginManager] = None) -> dict:

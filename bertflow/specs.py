@@ -1,4 +1,5 @@
 """The small typed records that plugins return from their hooks."""
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -10,11 +11,12 @@ class TaskSpec:
 
     name (str): short task name used on the command line, e.g. "textcat".
     factory (str): the spaCy factory name of the head component, e.g. "bertflow_textcat".
-    default_config (str): the component's config block, as spaCy config text
-        without the section header; used by ``bertflow init config``.
     scorer (str): registered name of the scorer, e.g. "bertflow.textcat_scorer.v1".
-    converters (Dict[str, Callable]): input format -> converter that writes a
-        ``.spacy`` DocBin; e.g. {"tsv": convert_tsv}.
+    converters (Dict[str, Union[Callable, str]]): input format -> converter that
+        writes a ``.spacy`` DocBin, run by ``bertflow convert TASK``: the function,
+        or its import path ``"package.module:function"`` so the plugin loads
+        without importing it (``bertflow plugins`` and ``--help`` stay fast).
+        Its keyword arguments are the task's command-line options.
     metrics (Tuple[str, ...]): score keys the scorer reports; the first is the main one.
     description (str): one line for ``bertflow plugins``.
     config_overrides (Dict[str, Any]): training settings the task needs, as
@@ -26,12 +28,15 @@ class TaskSpec:
 
     name: str
     factory: str
-    default_config: str = ""
     scorer: Optional[str] = None
-    converters: Dict[str, Callable] = field(default_factory=dict)
+    converters: Dict[str, Union[Callable, str]] = field(default_factory=dict)
     metrics: Tuple[str, ...] = ()
     description: str = ""
     config_overrides: Dict[str, Any] = field(default_factory=dict)
+
+    def converter(self, file_format: str) -> Callable:
+        """The converter function for ``file_format`` (imported on first use)."""
+        return load_ref(self.converters[file_format], f"the {self.name!r} converter for {file_format!r}")
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,18 @@ class EncoderSpec:
     locate: Callable[[], Union[str, Path]]
     description: str = ""
     package: Optional[str] = None
+
+
+def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Callable:
+    """A callable as given, or the one a ``"package.module:attribute"`` string names."""
+    if callable(value):
+        return value
+    if isinstance(value, str) and ":" in value:
+        module_name, _, attr = value.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    from .errors import BertflowError
+
+    raise BertflowError(f"{what} must be a function or a 'package.module:function' string, not {value!r}.")

@@ -344,10 +344,34 @@ def test_int8_packing_leaves_the_process_quantized_engine_alone():
 def test_encoder_gpu_only_precision_warns_on_cpu(make_nlp):
     from bertflow.errors import PrecisionWarning
 
+    import warnings
+
     nlp = make_nlp(precision="fp16")
     with pytest.warns(PrecisionWarning, match="applies only on a GPU"):
         doc = nlp("the cat")
     assert doc._.trf_data.model_output["last_hidden_state"].dtype == numpy.float32
+    with warnings.catch_warnings():  # once per model, not once per batch
+        warnings.simplefilter("error", PrecisionWarning)
+        nlp("the dog")
+
+
+def test_mixed_precision_training_on_cpu_logs_instead_of_warning(make_nlp, caplog):
+    """Shipped configs set mixed_precision = true for the GPU; a CPU run is what they
+    mean there too, so it is an info line, not a PrecisionWarning per run (issue #21)."""
+    import logging
+    import warnings
+
+    from spacy.training import Example
+
+    from bertflow.errors import PrecisionWarning
+
+    nlp = make_nlp(mixed_precision=True, heads=("test_token_probe",))
+    egs = [Example.from_dict(nlp.make_doc("the cat sat"), {})]
+    nlp.initialize(lambda: egs)
+    with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="bertflow"):
+        warnings.simplefilter("error", PrecisionWarning)
+        nlp.update(egs)
+    assert "mixed_precision" in caplog.text and "fp32" in caplog.text
 
 
 def test_encoder_unknown_precision_error(make_nlp):

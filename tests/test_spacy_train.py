@@ -106,7 +106,21 @@ def test_spacy_train_from_config(tmp_path, tiny_bert_dir):
         capture_output=True, text=True, cwd=str(Path(__file__).parent),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "PrecisionWarning" not in result.stderr  # mixed_precision = true is a GPU switch, fine on a CPU
     trained = spacy.load(tmp_path / "out" / "model-best")
     assert trained.meta["performance"]["probe_acc"] == 1.0
     docs = list(trained.pipe(["good great movie love it 9", "bad terrible film hate it 9"]))
     assert [d.user_data["probe_pred"] for d in docs] == [1, 0]
+
+
+def test_warmup_longer_than_training_warns(tiny_bert_dir):
+    import pytest
+    from thinc.api import Config
+
+    from bertflow.encoder.component import check_schedule
+
+    config = Config().from_str(CONFIG, interpolate=False)
+    check_schedule(config)  # warmup 3 of 30 steps: fine
+    config["training"]["optimizer"]["learn_rate"]["warmup_steps"] = 300
+    with pytest.warns(UserWarning, match="warmup_steps = 300 is more than .* max_steps = 30"):
+        check_schedule(config)

@@ -20,13 +20,25 @@ def task_alias(argv):
     return list(argv)
 
 
+def core_commands() -> set:
+    """Names of the commands the core defines (plugins add theirs through ``bertflow_cli``)."""
+    names = {cmd.name for cmd in app.registered_commands}
+    return names | {group.name for group in app.registered_groups}
+
+
 def main() -> None:
+    """The ``bertflow`` console script. Plugins are loaded (for their ``bertflow_cli``
+    commands) only when the command is not one of the core's, so ``--help``,
+    ``--version`` and every core command start without importing them."""
     import sys
 
-    from ..plugins import get_plugin_manager
+    args = task_alias(sys.argv[1:])
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command is not None and command not in core_commands():
+        from ..plugins import get_plugin_manager
 
-    get_plugin_manager().hook.bertflow_cli(app=app)
-    app(args=task_alias(sys.argv[1:]), prog_name="bertflow")
+        get_plugin_manager().hook.bertflow_cli(app=app)
+    app(args=args, prog_name="bertflow")
 
 
-__all__ = ["app", "fail", "run_or_fail", "main", "task_alias"]
+__all__ = ["app", "fail", "run_or_fail", "main", "task_alias", "core_commands"]

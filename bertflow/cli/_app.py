@@ -7,9 +7,25 @@ from ..errors import BertflowError
 app = typer.Typer(
     name="bertflow",
     help="bertflow: one BERT encoder, many NLP task heads, as spaCy components.",
+    epilog="Installed plugins may add more commands: 'bertflow plugins' lists them.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from ..about import __version__
+
+        typer.echo(f"bertflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                       help="Print the bertflow version and exit.")) -> None:
+    """bertflow: one BERT encoder, many NLP task heads, as spaCy components."""
 
 
 def fail(message: str, code: int = 1) -> None:

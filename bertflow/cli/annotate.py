@@ -4,7 +4,6 @@ from typing import Optional
 
 import typer
 
-from ..annotate import annotate
 from ._app import app, fail, run_or_fail
 
 
@@ -27,6 +26,8 @@ def annotate_cli(
                                    help="Start OUTPUT again instead of resuming it (or refusing an unrelated file)."),
 ):
     """Annotate texts with every head of a pipeline, in input order; resumable, never drops a row."""
+    from ..annotate import annotate
+
     try:
         report = run_or_fail(annotate, model, input_path, output_path, file_format=file_format,
                              text_field=text_field, question_field=question_field, id_field=id_field,

@@ -1,7 +1,6 @@
 """``bertflow check MODEL``: fuzz classes and round-trips against a pipeline, as a pass/fail table."""
 import typer
 
-from ..check import check_pipeline
 from ._app import app, fail, run_or_fail
 
 
@@ -13,6 +12,8 @@ def check_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id"),
 ):
     """Check that odd text never breaks the pipeline and that it survives serialisation."""
+    from ..check import check_pipeline
+
     rows = run_or_fail(check_pipeline, model, n_per_class=n_per_class, seed=seed, gpu_id=gpu_id,
                        progress=lambda name: typer.echo(f"… {name}", err=True))
     width = max(len(name) for name, _, _ in rows)

@@ -6,13 +6,14 @@ from typing import List, Optional
 
 import typer
 
-from ..evaluation import evaluate_nlp, read_examples
-from ..loading import load_pipeline
 from ._app import app, run_or_fail
 
 
 def evaluate_pipeline(model: str, data: List[Path], *, batch_size: int = 64, gpu_id: int = -1) -> dict:
     """Plain function behind ``bertflow evaluate``: ``{"heads": {name: scores}, "n_examples", "docs_per_s"}``."""
+    from ..evaluation import evaluate_nlp, read_examples
+    from ..loading import load_pipeline
+
     nlp = load_pipeline(model, gpu_id)
     return {"model": str(model), **evaluate_nlp(nlp, read_examples(nlp, data), batch_size=batch_size)}
 

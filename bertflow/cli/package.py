@@ -6,7 +6,6 @@ from typing import List, Optional
 
 import typer
 
-from ..precision import format_check, package_pipeline
 from ._app import app, run_or_fail
 
 
@@ -30,6 +29,8 @@ def package_cli(
         "up-projections kept out."),
 ):
     """Package a pipeline, optionally in reduced precision after checking every head against fp32."""
+    from ..precision import format_check, package_pipeline
+
     report = run_or_fail(package_pipeline, model, output_dir, precision=precision, dev=dev, max_drop=max_drop,
                          name=name, version=version, build=build, batch_size=batch_size, gpu_id=gpu_id, force=force,
                          int8_exclude=list(int8_exclude) or None)

@@ -6,6 +6,7 @@ It extends spacy-transformers' ``Transformer`` pipe: heads use its
 outputs land in ``doc._.trf_data``, and ``doc._.trf_windows`` records how each
 doc was windowed.
 """
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
@@ -291,4 +292,17 @@ class Encoder(Transformer):
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the pretrained weights and connect the listeners of later components."""
         install_extensions()
+        if nlp is not None:
+            check_schedule(nlp.config)
         super().initialize(get_examples, nlp=nlp)
+
+
+def check_schedule(config) -> None:
+    """Warn when the learning-rate warm-up is longer than the training run: the
+    rate would still be climbing (from 0) when training stops."""
+    training = config.get("training", {}) if hasattr(config, "get") else {}
+    schedule = training.get("optimizer", {}).get("learn_rate", {})
+    max_steps = training.get("max_steps") or 0
+    warmup = schedule.get("warmup_steps") if isinstance(schedule, dict) else None
+    if isinstance(warmup, int) and isinstance(max_steps, int) and 0 < max_steps < warmup:
+        warnings.warn(Errors.W005.format(warmup=warmup, max_steps=max_steps))

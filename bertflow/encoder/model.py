@@ -13,6 +13,7 @@ overflow however long a token is), no padding beyond the longest row,
 states of the last k layers for heads that mix or concatenate layers.
 """
 import copy
+import logging
 import os
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -39,6 +40,8 @@ from .batch import EncoderBatch
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
 from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
+
+logger = logging.getLogger("bertflow")
 
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 
@@ -376,8 +379,12 @@ def _convert_outputs(model, inputs_outputs, is_train):
     return output, backprop
 
 
-def _warn_precision(precision: str, where: str, device) -> None:
-    warnings.warn(Errors.W002.format(precision=precision, where=where, device=device), PrecisionWarning)
+def _warn_precision(model: EncoderModel, where: str, device) -> None:
+    """An inference precision that can't apply here: warn once per model, then run fp32."""
+    if model.attrs.get("precision_warned") != model.attrs["precision"]:
+        model.attrs["precision_warned"] = model.attrs["precision"]
+        warnings.warn(Errors.W002.format(precision=model.attrs["precision"], where=where, device=device),
+                      PrecisionWarning)
 
 
 def _mixed_precision_needs_gpu(model: EncoderModel) -> None:
@@ -387,7 +394,9 @@ def _mixed_precision_needs_gpu(model: EncoderModel) -> None:
     reaches into it."""
     shim = model.layers[0].shims[0]
     if shim._mixed_precision and model.transformer.device.type != "cuda":
-        _warn_precision("mixed_precision", "a GPU", model.transformer.device)
+        # a training setting for the GPU: on the CPU fp32 is the intended run, so say it once in the log,
+        # not as a warning on every CPU run of a shipped config
+        logger.info(Errors.W002.format(precision="mixed_precision", where="a GPU", device=model.transformer.device))
         shim._mixed_precision = False
         shim._grad_scaler = PyTorchGradScaler(enabled=False)
 
@@ -603,7 +612,7 @@ def _inference(model: EncoderModel, wordpieces, keep: int) -> ModelOutput:
         if device.type == "cpu":
             module = _int8_model(model)
         else:
-            _warn_precision(precision, precision_devices(precision), device)
+            _warn_precision(model, precision_devices(precision), device)
     elif precision in ("fp16", "bf16"):
         if device.type == "cuda":
             dtype = torch.float16 if precision == "fp16" else torch.bfloat16
@@ -611,7 +620,7 @@ def _inference(model: EncoderModel, wordpieces, keep: int) -> ModelOutput:
         elif precision == "bf16" and cpu_has_native_bf16():
             autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         else:
-            _warn_precision(precision, precision_devices(precision), device)
+            _warn_precision(model, precision_devices(precision), device)
     # eval mode for the pass, then each module's own mode back (module.train(mode)
     # would set one mode on all); only modules in training mode are touched, none
     # once a pipeline is loaded (module.eval()/.train() cost 0.7 ms a batch here)

@@ -1,8 +1,6 @@
 """bertflow hooks of the multiple-choice plugin (public API only)."""
 from bertflow.api import TaskSpec, hookimpl
 
-from .convert import convert
-
 
 @hookimpl
 def bertflow_tasks():
@@ -10,7 +8,7 @@ def bertflow_tasks():
         name="multiple_choice",
         factory="bertflow_multiple_choice",
         scorer="bertflow_mc.scorer.v1",
-        converters={"jsonl": convert},
+        converters={"jsonl": "bertflow_mc.convert:convert"},
         metrics=("mc_acc",),
         config_overrides={"training.batcher": {"@batchers": "bertflow.batch_by_group.v1", "size": 8,
                                                 "group_attr": "mc_question"}},

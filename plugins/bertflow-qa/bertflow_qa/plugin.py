@@ -1,9 +1,6 @@
 """bertflow hooks of the QA plugin (public hooks only)."""
 from bertflow.api import TaskSpec, hookimpl
 
-from .ask import ask, ask_many
-from .convert import convert
-
 
 @hookimpl
 def bertflow_tasks():
@@ -12,7 +9,7 @@ def bertflow_tasks():
             name="qa",
             factory="bertflow_qa",
             scorer="bertflow.qa_scorer.v1",
-            converters={"json": convert},
+            converters={"json": "bertflow_qa.convert:convert"},
             metrics=("qa_f1", "qa_exact"),
             description="extractive QA on (doc._.text_pair question, doc context): doc.spans['answers'], bertflow.ask",
         )
@@ -21,4 +18,4 @@ def bertflow_tasks():
 
 @hookimpl
 def bertflow_functions():
-    return {"ask": ask, "ask_many": ask_many}
+    return {"ask": "bertflow_qa.answering:ask", "ask_many": "bertflow_qa.answering:ask_many"}

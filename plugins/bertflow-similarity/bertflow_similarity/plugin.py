@@ -1,9 +1,6 @@
 """bertflow hooks of the similarity plugin (public hooks only)."""
 from bertflow.api import TaskSpec, hookimpl
 
-from .convert import convert, convert_cross
-from .search import score_pairs, search
-
 
 @hookimpl
 def bertflow_tasks():
@@ -12,7 +9,7 @@ def bertflow_tasks():
             name="similarity",
             factory="bertflow_similarity",
             scorer="bertflow.similarity_scorer.v1",
-            converters={"tsv": convert, "jsonl": convert},
+            converters={"tsv": "bertflow_similarity.convert:convert", "jsonl": "bertflow_similarity.convert:convert"},
             metrics=("sim_spearman", "sim_pearson"),
             config_overrides={"training.batcher": {"@batchers": "bertflow.batch_by_group.v1", "size": 16,
                                                    "group_attr": "sim_group"}},
@@ -22,7 +19,8 @@ def bertflow_tasks():
             name="pair_classifier",
             factory="bertflow_pair_classifier",
             scorer="bertflow.pair_scorer.v1",
-            converters={"tsv": convert_cross, "jsonl": convert_cross},
+            converters={"tsv": "bertflow_similarity.convert:convert_cross",
+                        "jsonl": "bertflow_similarity.convert:convert_cross"},
             metrics=("pair_spearman", "pair_pearson", "pair_acc", "pair_macro_f"),
             description="cross-encoder on (doc._.text_pair, doc): a 0-5 score or pair labels, bertflow.score_pairs",
         ),
@@ -31,4 +29,5 @@ def bertflow_tasks():
 
 @hookimpl
 def bertflow_functions():
-    return {"search": search, "score_pairs": score_pairs}
+    return {"search": "bertflow_similarity.retrieval:search",
+            "score_pairs": "bertflow_similarity.retrieval:score_pairs"}

@@ -10,7 +10,7 @@ from thinc.api import Adam
 import bertflow
 from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_similarity.convert import convert
-from bertflow_similarity.search import score_pairs, search
+from bertflow_similarity.retrieval import score_pairs, search
 
 TEXTS = ["the cat sat on the mat", "a dog ran fast", "john loves paris", "mary ran to london", "a big red apple"]
 
