@@ -1,6 +1,6 @@
 # make demo  - set up the environment, then run the main job on the default model
 # make test  - set up the environment, then run every test (core and plugins)
-# make fuzz  - the fuzz test with 10,000 examples
+# make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -31,8 +31,9 @@ test: install
 test-all: install
 	$(PY) -m pytest -q --runslow tests $(PLUGIN_DIRS)
 
-# the fuzz test of tests/test_reliability.py with 10,000 examples (CI runs 40)
+# the fuzz tests with many examples (CI runs 40 of each)
 fuzz: install
+	BERTFLOW_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q tests/test_annotate.py -k fuzzed
 	BERTFLOW_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_reliability.py -k fuzzed
 
 clean:

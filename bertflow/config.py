@@ -158,6 +158,9 @@ def make_config(
     for task in tasks:
         nlp.add_pipe(known[task].factory, name=task)
     config = Config(nlp.config)
+    for task in tasks:  # the task's declared scorer, so evaluation scores what the plugin says it reports
+        if known[task].scorer and "scorer" in config["components"][task]:
+            config["components"][task]["scorer"] = {"@scorers": known[task].scorer}
     encoders = [n for n, f in base_components.items() if f == ENCODER_FACTORY]
     training = Config().from_str(TRAINING.format(
         allocator='"pytorch"' if gpu else "null", encoder="null" if base_components else f'"{encoder}"',

@@ -113,6 +113,10 @@ class Errors:
         "Refused to load {where}: its tokenizer settings {keys} are not among those bertflow saves "
         "({allowed}). Re-save the pipeline with nlp.to_disk."
     )
+    E025 = (
+        "Refused to load {where}: its weights hold Python objects, not only tensors, and unpickling "
+        "them would run code. Re-save the pipeline with nlp.to_disk, or download it from a source you trust."
+    )
     E021 = (
         "{where}: not valid UTF-8 ({detail}). The row is written with this error and the rest goes on; "
         "to annotate it, re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."

@@ -8,6 +8,7 @@ point, so every plugin's tests can use them without importing anything).
 - ``fresh_plugin_manager``: a PluginManager with the hookspecs and no plugins.
 """
 from pathlib import Path
+from typing import Union
 
 import pytest
 
@@ -74,7 +75,8 @@ def torch_adamw(params, lr: float, weight_decay: float):
                              lr=lr, eps=1e-8)
 
 
-def run_project(project_dir, tmp_path, workflow: str = "all", **variables):
+def run_project(project_dir: Union[str, Path], tmp_path: Union[str, Path], workflow: str = "all",
+                **variables: object) -> Path:
     """Copy a spaCy project (without its outputs) to ``tmp_path`` and run a
     workflow as a user would: ``python -m spacy project run WORKFLOW . --vars.X Y``.
     Returns the copy's path; fails the test with the output's tail on error."""

@@ -122,7 +122,126 @@ def cases(tmp: Path):
     yield "models", "fp16 package asked for on a CPU", lambda: package_pipeline(tmp / "for_int8", tmp / "packages",
                                                                                 precision="fp16", dev=[tmp / "dev.spacy"])
 
+    # --- pipeline directories a user downloads (loading never runs code or writes files)
+    import srsly
+
+    def crafted(name, edit):
+        import shutil
+
+        saved = tmp / "to_craft"
+        if not saved.exists():
+            textcat_nlp().to_disk(saved)
+        target = tmp / name
+        shutil.copytree(saved, target)
+        if edit is None:
+            return target
+        outer = srsly.msgpack_loads((target / "encoder" / "model").read_bytes())
+        node = next(i for i, shims in enumerate(outer["shims"]) if shims)
+        inner = srsly.msgpack_loads(outer["shims"][node][0])
+        edit(inner)
+        outer["shims"][node][0] = srsly.msgpack_dumps(inner)
+        (target / "encoder" / "model").write_bytes(srsly.msgpack_dumps(outer))
+        return target
+
+    yield "loading", "tokenizer file named by an absolute path (would write outside the model)", lambda: load_pipeline(
+        crafted("abs", lambda m: m["tokenizer"].__setitem__("/tmp/pwned.txt", b"x")))
+    yield "loading", "tokenizer kwargs with trust_remote_code (would run the model's code)", lambda: load_pipeline(
+        crafted("remote", lambda m: m["tokenizer"].__setitem__("kwargs", {"use_fast": True, "trust_remote_code": True})))
+
+    def pickled():
+        import io
+        import os
+
+        import torch
+
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("true",))
+
+        buffer = io.BytesIO()
+        torch.save({"w": Payload()}, buffer)
+        return load_pipeline(crafted("pickle", lambda m: m.__setitem__("state", buffer.getvalue())))
+
+    yield "loading", "weights that unpickle to code", pickled
+
+    def truncated():
+        target = crafted("truncated", None)
+        model = target / "encoder" / "model"
+        model.write_bytes(model.read_bytes()[:100])
+        return load_pipeline(target)
+
+    yield "loading", "truncated encoder/model", truncated
+
+    def garbage_meta():
+        target = crafted("garbage_meta", None)
+        (target / "meta.json").write_text("{not json")
+        return load_pipeline(target)
+
+    yield "loading", "garbage meta.json", garbage_meta
+
+    # --- bertflow annotate (a user's files are never lost)
+    from bertflow.annotate import annotate
+
+    def annotate_quiet(src, out, **kwargs):
+        return annotate(textcat_nlp(), src, out, progress=False, **kwargs)
+
+    yield "annotate", "OUTPUT is the input file", lambda: annotate_quiet(write("same.jsonl", '{"text": "a"}\n'),
+                                                                          tmp / "same.jsonl")
+    yield "annotate", "OUTPUT is an existing file annotate did not write", lambda: annotate_quiet(
+        write("in.txt", "a good film\n"), write("precious.jsonl", '{"mine": 1}\n'))
+
+    def other_input():
+        annotate_quiet(write("a.txt", "one\n"), tmp / "resumed.jsonl")
+        return annotate_quiet(write("b.txt", "two\n"), tmp / "resumed.jsonl")
+
+    yield "annotate", "re-run on an OUTPUT of another input", other_input
+
+    def not_utf8():
+        (tmp / "latin1.txt").write_bytes(b"ok\nCaf\xe9\n")
+        annotate_quiet(tmp / "latin1.txt", tmp / "latin1.jsonl")
+        return (tmp / "latin1.jsonl").read_text().splitlines()[1]
+
+    yield "annotate", "a row that is not UTF-8 (the record written for it)", not_utf8
+
+    def question_without_qa():
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return annotate_quiet(write("q.jsonl", '{"text": "Paris is nice", "question": "Where?"}\n'),
+                                  tmp / "q_out.jsonl")
+
+    yield "annotate", "a question field, no component that reads it (a warning; the field is ignored)", \
+        question_without_qa
+
     # --- data files
+    from bertflow.convert import convert
+
+    yield "convert", "a label the --label-map does not name", lambda: convert(
+        "textcat", write("unmapped.tsv", "a fine film\t1\nan odd film\t2\n"), tmp / "o.spacy",
+        label_map={"0": "NEGATIVE", "1": "POSITIVE"})
+    yield "convert", "bytes that are not UTF-8 in a CoNLL file", lambda: convert(
+        "ner", (tmp / "junk.conll").write_bytes(b"John B-PER\n\xff\xfe O\n") and tmp / "junk.conll", tmp / "o.spacy")
+    yield "convert", "a CoNLL line without a tag, with --skip-bad (the summary)", lambda: convert(
+        "ner", write("skip.conll", "John B-PER\nlives\nin O\n\nMary B-PER\n"), tmp / "o.spacy",
+        skip_bad=True).summary()
+    yield "convert", "an option the task's converter does not take", lambda: __import__(
+        "bertflow.convert", fromlist=["parse_options"]).parse_options(
+        bertflow.get_tasks()["textcat"].converter("tsv"), ["--mode", "cross"], "textcat")
+
+    def long_warmup():
+        import warnings
+
+        from thinc.api import Config
+
+        from bertflow.encoder.component import check_schedule
+
+        config = Config({"training": {"max_steps": 100, "optimizer": {"learn_rate": {"warmup_steps": 250}}}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_schedule(config)
+
+    yield "config", "warmup_steps longer than max_steps (a warning)", long_warmup
     yield "textcat convert", "TSV row with a wrong column count", lambda: textcat_convert(
         write("cols.tsv", "sentence\tlabel\na fine film\t1\nno label here\n"), tmp / "o.spacy")
     yield "textcat convert", "JSONL line that is not JSON", lambda: textcat_convert(

@@ -111,9 +111,12 @@ def bertflow_cli(*args, check=True):
 def test_evaluate_cli_prints_each_head(project):
     model = project / "training" / "multitask" / "model-best"
     out = bertflow_cli("evaluate", model, project / "corpus" / "ner" / "dev.spacy", project / "corpus" / "qa" / "dev.spacy")
-    assert "\nner\n" in out.stdout and "ents_f" in out.stdout and "qa_f1" in out.stdout
+    assert "\nner  (main metric: ents_f)\n" in out.stdout and "qa_f1" in out.stdout
+    ner_block = out.stdout.split("\nner")[1]
+    assert ner_block.index("ents_f") < ner_block.index("ents_p") < ner_block.index("ents_r")  # TaskSpec.metrics order
     as_json = json.loads(bertflow_cli("evaluate", model, project / "corpus" / "textcat" / "dev.spacy", "--json").stdout)
     assert set(as_json["heads"]) == {"textcat"} and as_json["heads"]["textcat"]["n_examples"] == 40
+    assert as_json["main_metrics"] == {"textcat": "cats_score"}
     missing = bertflow_cli("evaluate", model, project / "nope.spacy", check=False)
     assert missing.returncode != 0 and "nope.spacy does not exist" in missing.stderr
 

@@ -129,7 +129,7 @@ def test_check_errors_say_what_to_change(trained, precision, gpu_id, needle):
 def test_bf16_check_on_the_cpu_needs_native_bf16(trained, monkeypatch):
     """Without native bf16 the guard refuses before loading anything (bf16 would
     run as fp32); with it, bf16 is scored on the CPU against fp32."""
-    import bertflow.encoder.model as encoder_model
+    import bertflow.precision.layers as encoder_model
 
     dev = [trained / "dev.spacy"]
     monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: False)
@@ -177,7 +177,7 @@ def test_a_refused_int8_package_was_retried_with_the_ffn_kept_out(trained, tmp_p
 def test_the_retry_passes_where_quantising_everything_fails(trained, tmp_path, monkeypatch):
     """The fallback's own path: the first check fails, the retry passes and is
     what gets packaged, with the first attempt's figures kept in meta."""
-    import bertflow.precision as precision
+    import bertflow.precision.guard as precision
 
     real = precision.check_precision
 

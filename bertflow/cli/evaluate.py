@@ -10,12 +10,30 @@ from ._app import app, run_or_fail
 
 
 def evaluate_pipeline(model: str, data: List[Path], *, batch_size: int = 64, gpu_id: int = -1) -> dict:
-    """Plain function behind ``bertflow evaluate``: ``{"heads": {name: scores}, "n_examples", "docs_per_s"}``."""
+    """Plain function behind ``bertflow evaluate``: ``{"heads": {name: scores}, "main_metrics": {name: key},
+    "n_examples", "docs_per_s"}``; a head of an installed task lists its ``TaskSpec.metrics`` first."""
     from ..evaluation import evaluate_nlp, read_examples
     from ..loading import load_pipeline
 
+    from ..plugins import get_tasks
+
     nlp = load_pipeline(model, gpu_id)
-    return {"model": str(model), **evaluate_nlp(nlp, read_examples(nlp, data), batch_size=batch_size)}
+    result = {"model": str(model), **evaluate_nlp(nlp, read_examples(nlp, data), batch_size=batch_size)}
+    by_factory = {task.factory: task for task in get_tasks().values()}
+    result["main_metrics"] = {}
+    for head in result["heads"]:
+        task = by_factory.get(nlp.get_pipe_meta(head).factory)
+        if task is not None and task.metrics:
+            result["main_metrics"][head] = task.metrics[0]
+            result["heads"][head] = dict(_order(result["heads"][head], task.metrics))
+    return result
+
+
+def _order(scores: dict, metrics) -> List[tuple]:
+    """``n_examples``, then the task's declared ``TaskSpec.metrics`` in their order, then the rest."""
+    first = [k for k in metrics if k in scores]
+    return [("n_examples", scores["n_examples"])] * ("n_examples" in scores) + [(k, scores[k]) for k in first] + \
+        [(k, v) for k, v in scores.items() if k not in first and k != "n_examples"]
 
 
 def _main_metrics(scores: dict) -> List[tuple]:
@@ -41,6 +59,7 @@ def evaluate_cli(
         return
     typer.echo(f"{result['model']}: {result['n_examples']} examples, {result['docs_per_s']:.1f} docs/s")
     for head, scores in result["heads"].items():
-        typer.echo(f"\n{head}")
+        main = result["main_metrics"].get(head)
+        typer.echo(f"\n{head}" + (f"  (main metric: {main})" if main else ""))
         for key, value in _main_metrics(scores):
             typer.echo(f"  {key:<20} {value:.4f}" if isinstance(value, float) else f"  {key:<20} {value}")

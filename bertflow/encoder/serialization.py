@@ -14,6 +14,7 @@ model class transformers itself ships for the stored config, and load the
 weights as tensors only (``weights_only=True``). Anything else is refused
 with ``UnsafeModelError`` naming the problem.
 """
+import pickle
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Dict, Mapping
@@ -97,7 +98,12 @@ class SafeHFShim(HFShim):
                     vocab_file_contents = vocab_path.read_bytes() if vocab_path.is_file() else None
             transformer = self.model_cls.from_config(config, trust_remote_code=False)
             device = get_torch_default_device()
-            state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+            try:
+                state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+            except pickle.UnpicklingError as err:
+                if "weights_only" not in str(err) and "GLOBAL" not in str(err):
+                    raise
+                raise UnsafeModelError(Errors.E025.format(where=where)) from None
             result = transformer.load_state_dict(state, strict=False)
             missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
             if missing:

@@ -5,8 +5,7 @@ from spacy.util import registry
 from thinc.api import Model, chain, reduce_first, reduce_mean, with_array
 from thinc.types import Floats2d
 
-from bertflow.errors import BertflowError
-from bertflow.heads import Classifier, EncoderListener
+from bertflow.api import BertflowError, Classifier, EncoderListener
 
 WORDPIECES = {"first": reduce_first, "mean": reduce_mean}
 

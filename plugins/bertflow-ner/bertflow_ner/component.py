@@ -8,8 +8,7 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
-from bertflow.errors import BertflowError
-from bertflow.heads import HeadPipe, softmax_cross_entropy
+from bertflow.api import BertflowError, HeadPipe, softmax_cross_entropy
 
 from .decoding import SCHEMES, biluo_to_scheme, make_tags, tags_to_spans, transitions, viterbi_batch
 

@@ -22,8 +22,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import iob_to_biluo, tags_to_entities
 
-from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row
-from bertflow.errors import BertflowError
+from bertflow.api import BertflowError, ConversionReport as BaseReport, jsonl_rows, malformed_row
 
 
 @dataclass

@@ -9,8 +9,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import Adam
 
-from bertflow.errors import BertflowError
-from bertflow.testing import tiny_encoder_config
+from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_ner.convert import convert, iob_spans
 from bertflow_ner.decoding import make_tags, tags_to_spans, transitions, viterbi, viterbi_batch
 

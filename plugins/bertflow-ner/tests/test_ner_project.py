@@ -4,7 +4,7 @@ from pathlib import Path
 
 import spacy
 
-from bertflow.testing import run_project
+from bertflow.api import run_project
 
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "ner"
 

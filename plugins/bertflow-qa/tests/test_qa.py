@@ -9,8 +9,7 @@ from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
 import bertflow
-from bertflow.errors import BertflowError
-from bertflow.testing import tiny_encoder_config
+from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_qa import Answer, ask, ask_many
 from bertflow_qa.convert import convert
 from bertflow_qa.decoding import best_spans, null_scores

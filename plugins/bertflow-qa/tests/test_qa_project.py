@@ -5,7 +5,7 @@ from pathlib import Path
 import spacy
 
 import bertflow
-from bertflow.testing import run_project
+from bertflow.api import run_project
 
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "qa"
 

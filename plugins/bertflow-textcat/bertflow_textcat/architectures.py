@@ -5,7 +5,7 @@ from spacy.util import registry
 from thinc.api import Model, chain
 from thinc.types import Floats2d
 
-from bertflow.heads import Classifier, DocPooler
+from bertflow.api import Classifier, DocPooler
 
 
 @registry.architectures("bertflow.TextCatHead.v1")

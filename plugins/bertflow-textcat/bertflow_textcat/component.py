@@ -9,8 +9,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
-from bertflow.errors import BertflowError
-from bertflow.heads import HeadPipe, annotation_mask, binary_cross_entropy, softmax_cross_entropy
+from bertflow.api import BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, softmax_cross_entropy
 
 DEFAULT_MODEL_CONFIG = """
 [model]

@@ -17,8 +17,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.corpus import ConversionReport as BaseReport, jsonl_rows, malformed_row, text_lines
-from bertflow.errors import BertflowError
+from bertflow.api import BertflowError, ConversionReport as BaseReport, jsonl_rows, malformed_row, text_lines
 
 
 @dataclass

@@ -6,8 +6,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Adam
 
-from bertflow.errors import BertflowError
-from bertflow.testing import tiny_encoder_config
+from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_textcat.convert import convert
 
 POS = ["good great movie", "love this film", "great good fun", "very good"]
@@ -152,17 +151,20 @@ def test_textcat_convert_jsonl_multilabel(tmp_path):
 
 
 def test_textcat_plugin_hooks_and_cli(tmp_path):
-    from typer.testing import CliRunner
+    import subprocess
+    import sys
 
-    from bertflow.cli import app
-    from bertflow.plugins import create_plugin_manager, get_tasks
+    from bertflow.api import get_tasks
 
-    pm = create_plugin_manager()
-    assert get_tasks(pm)["textcat"].factory == "bertflow_textcat"
-    pm.hook.bertflow_cli(app=app)
+    assert get_tasks()["textcat"].factory == "bertflow_textcat"
     src = tmp_path / "in.tsv"
     src.write_text("text\tlabel\ngood\tpos\nbad\tneg\nbroken line\n")
-    result = CliRunner().invoke(app, ["convert", "textcat", str(src), str(tmp_path / "o.spacy")])
-    assert result.exit_code == 1 and "in.tsv:4: expected 2 tab-separated columns" in result.output
-    result = CliRunner().invoke(app, ["convert", "textcat", str(src), str(tmp_path / "o.spacy"), "--skip-bad"])
-    assert result.exit_code == 0 and "2 docs" in result.output and "1 malformed rows skipped" in result.output
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "bertflow", *args], capture_output=True, text=True)
+        return result.returncode, result.stdout + result.stderr
+
+    code, out = cli("convert", "textcat", str(src), str(tmp_path / "o.spacy"))
+    assert code == 1 and "in.tsv:4: expected 2 tab-separated columns" in out
+    code, out = cli("convert", "textcat", str(src), str(tmp_path / "o.spacy"), "--skip-bad")
+    assert code == 0 and "2 docs" in out and "1 malformed rows skipped" in out

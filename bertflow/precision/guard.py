@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from .config import ENCODER_FACTORY
-from .errors import BertflowError
-from .evaluation import evaluate_nlp, read_examples
-from .loading import load_pipeline
+from ..config import ENCODER_FACTORY
+from ..errors import BertflowError
+from ..evaluation import evaluate_nlp, read_examples
+from ..loading import load_pipeline
 
 REDUCED = ("int8", "fp16", "bf16")
 # metrics that are counts or sizes, not qualities to compare
@@ -68,7 +68,7 @@ def main_metrics(nlp, scores: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
 
 def encoder_models(nlp) -> list:
     """The models of the pipeline's bertflow encoders, in pipeline order."""
-    from .encoder.component import Encoder
+    from ..encoder.component import Encoder
 
     return [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)]
 
@@ -78,11 +78,11 @@ def weights_megabytes(nlp, precision: str) -> float:
     the quantised modules; fp16/bf16 autocast keeps fp32 weights)."""
     import torch
 
-    from .encoder.model import _int8_model
+    from .layers import int8_model
 
     total = 0
     for model in encoder_models(nlp):
-        module = _int8_model(model) if precision == "int8" else model.transformer
+        module = int8_model(model) if precision == "int8" else model.transformer
         buffer = io.BytesIO()
         torch.save(module.state_dict(), buffer)
         total += buffer.tell()
@@ -105,7 +105,7 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
         raise BertflowError(f"precision must be one of {', '.join(REDUCED)} (fp32 needs no check), not {precision!r}.")
     if precision == "int8":
         gpu_id = -1  # dynamic quantisation runs on the CPU: both sides are measured there
-    from .encoder.model import cpu_has_native_bf16, precision_devices
+    from .layers import cpu_has_native_bf16, precision_devices
 
     if gpu_id < 0 and (precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())):
         raise BertflowError(f"{precision} runs on {precision_devices(precision)}; on this CPU it would fall back "
@@ -145,7 +145,7 @@ def _int8_exclusions(nlp) -> List[str]:
 def int8_fallback(model: Union[str, Path]) -> List[str]:
     """What the guard keeps out of int8 when quantising every Linear layer loses
     too much: the encoders' FFN up-projections (``ffn_up_projections``)."""
-    from .encoder.model import ffn_up_projections
+    from .layers import ffn_up_projections
 
     encoders = encoder_models(load_pipeline(model))
     return sorted({p for encoder in encoders for p in ffn_up_projections(encoder.transformer)})
