@@ -68,7 +68,7 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
 def run_hf(args, train_rows, dev_rows):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertflow.registry import resolve_encoder
+    from bertflow.encoder_names import resolve_encoder
 
     path = resolve_encoder(args.encoder)
     names = sorted(LABELS.values())

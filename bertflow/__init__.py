@@ -11,7 +11,7 @@ installs them by hand.
 from .about import __version__
 from .hookspecs import hookimpl
 from .plugins import get_plugin_manager, get_tasks
-from .registry import resolve_encoder
+from .encoder_names import resolve_encoder
 
 __all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions"]
 

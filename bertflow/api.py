@@ -43,7 +43,7 @@ _WHERE = {
     # CLI
     "run_or_fail": ".cli._app", "fail": ".cli._app",
     # errors and discovery
-    "BertflowError": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".registry", "make_config": ".config",
+    "BertflowError": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".encoder_names", "make_config": ".config",
     # testing
     "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny", "run_project": ".testing",
 }

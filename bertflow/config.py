@@ -21,7 +21,7 @@ from thinc.api import Config
 
 from .errors import BertflowError
 from .plugins import get_tasks
-from .registry import resolve_encoder
+from .encoder_names import resolve_encoder
 
 ENCODER_FACTORY = "bertflow_encoder"
 

@@ -35,7 +35,7 @@ def cases(tmp: Path):
     from bertflow.config import make_config
     from bertflow.loading import load_pipeline
     from bertflow.precision import package_pipeline
-    from bertflow.registry import resolve_encoder
+    from bertflow.encoder_names import resolve_encoder
     from bertflow.tiny import tiny_encoder_config, write_tiny_bert
     from bertflow_ner.convert import convert as ner_convert
     from bertflow_qa.convert import convert as qa_convert

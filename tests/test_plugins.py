@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from bertflow import hookimpl
 from bertflow.errors import BertflowError, PluginLoadWarning
 from bertflow.plugins import create_plugin_manager, describe_plugins, get_encoder_specs, get_tasks
-from bertflow.registry import resolve_encoder
+from bertflow.encoder_names import resolve_encoder
 from bertflow.specs import EncoderSpec, TaskSpec
 
 

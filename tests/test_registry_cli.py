@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from bertflow.cli import app
 from bertflow.errors import BertflowError, UnknownEncoderError
-from bertflow.registry import resolve_encoder
+from bertflow.encoder_names import resolve_encoder
 
 
 def test_registry_unknown_name_lists_known():

@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from ..errors import BertflowError
-from ..registry import DEFAULT_ENCODER, known_encoders, resolve_encoder
+from ..encoder_names import DEFAULT_ENCODER, known_encoders, resolve_encoder
 from ._app import app, run_or_fail
 
 PACKAGES = ("bertflow", "spacy", "spacy-transformers", "thinc", "transformers", "tokenizers", "torch", "pluggy")

@@ -8,7 +8,7 @@ import torch
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
 from thinc.api import get_array_module, torch2xp, xp2torch
 from thinc.types import Ragged
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 
 @dataclass

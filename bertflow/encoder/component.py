@@ -7,9 +7,9 @@ outputs land in ``doc._.trf_data``, and ``doc._.trf_windows`` records how each
 doc was windowed.
 """
 import warnings
-from contextlib import contextmanager
+import os
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -25,7 +25,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from ..errors import BertflowError, Errors
 from .extensions import install_extensions
 from .heap import release_freed_memory
-from .model import EncoderModel, clip_encoder_gradients
+from .model import EncoderModel, Pretokenized, clip_encoder_gradients
 
 
 def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
@@ -133,6 +133,7 @@ class Encoder(Transformer):
         self._awaiting_gradient = False
         self._deferred_sgd: Optional[Optimizer] = None
         self._steps_since_trim = 0
+        self._owner_pid = os.getpid()
         install_extensions()
 
     def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
@@ -153,39 +154,52 @@ class Encoder(Transformer):
         sub-batch that fails goes to the handler, which raises (the default)
         or lets the pipe drop those docs and go on."""
         install_extensions()
+        self._single_threaded_in_workers()
         error_handler = self.get_error_handler()
         buffer_size = max(batch_size, self.cfg.get("sort_buffer", 0))
         for buffer in minibatch(stream, buffer_size):
             buffer = list(buffer)
             failed = set()
-            with self._tokenized_once(buffer) as lengths:
-                for indices in length_sorted_batches(lengths, batch_size, self.cfg["max_batch_items"]):
-                    subbatch = [buffer[i] for i in indices]
-                    try:
-                        self.set_annotations(subbatch, self.predict(subbatch))
-                    except Exception as err:  # noqa: BLE001  (handed to the error handler)
-                        error_handler(self.name, self, subbatch, err)
-                        failed.update(indices)
+            lengths, tokenized = self._tokenize_buffer(buffer)
+            for indices in length_sorted_batches(lengths, batch_size, self.cfg["max_batch_items"]):
+                subbatch = [buffer[i] for i in indices]
+                try:
+                    given = [tokenized[i] for i in indices]
+                    predictions = self.model.predict(Pretokenized(subbatch, given) if any(given) else subbatch)
+                    self.set_annotations(subbatch, predictions)
+                except Exception as err:  # noqa: BLE001  (handed to the error handler)
+                    error_handler(self.name, self, subbatch, err)
+                    failed.update(indices)
             yield from (doc for i, doc in enumerate(buffer) if i not in failed)
 
-    @contextmanager
-    def _tokenized_once(self, docs: List[Doc]) -> Iterator[List[int]]:
-        """Tokenize ``docs`` once, for both the length sort and the passes
-        within the block; yields each doc's wordpiece count (with its
-        ``text_pair``'s). Sorting by wordpieces pads far less than by spaCy
-        tokens (on SST-2 + CoNLL dev at batch 32: 6% padding instead of 27%).
-        Before the weights are loaded, or for a doc whose pair predict will
-        reject, spaCy tokens stand in for the sort."""
+    def _tokenize_buffer(self, docs: List[Doc]) -> Tuple[List[int], list]:
+        """Tokenize ``docs`` once, for both the length sort and the passes:
+        each doc's wordpiece count (with its ``text_pair``'s) and its
+        tokenization, handed to the model with its batch. Sorting by wordpieces
+        pads far less than by spaCy tokens. Before the weights are loaded, or for
+        a doc whose pair the pass will reject, spaCy tokens stand in for the
+        sort and the pass tokenizes (and reports) it itself."""
         model = self.model
         if not isinstance(model, EncoderModel) or not model.attrs.get("has_transformer"):
-            yield [len(doc) for doc in docs]
-            return
+            return [len(doc) for doc in docs], [None] * len(docs)
         tokenized = model.tokenize(docs, strict=False)
-        with model.reuse_tokenization(docs, tokenized):
-            yield [len(tok) if tok is not None else len(doc) for doc, tok in zip(docs, tokenized)]
+        return [len(tok) if tok is not None else len(doc) for doc, tok in zip(docs, tokenized)], tokenized
 
     def predict(self, docs: Iterable[Doc]) -> FullTransformerBatch:
+        self._single_threaded_in_workers()
         return self.model.predict(list(docs))
+
+    def _single_threaded_in_workers(self) -> None:
+        """In a worker process of ``nlp.pipe(n_process=N)`` run torch on one thread:
+        a forked child inherits torch's OpenMP pool in a broken state and hangs
+        at its first parallel op, and N workers share the cores anyway. A worker
+        is any process other than the one that built this component (forked, or
+        spawned with a pickled copy); nothing changes in the user's own process."""
+        if os.getpid() != self._owner_pid:
+            import torch
+
+            torch.set_num_threads(1)
+            self._owner_pid = os.getpid()
 
     def update(
         self,

@@ -13,9 +13,7 @@ overflow however long a token is), no padding beyond the longest row,
 states of the last k layers for heads that mix or concatenate layers.
 """
 import copy
-import os
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -29,28 +27,16 @@ from spacy_transformers.layers.transformer_model import (
 from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
 from thinc.api import Model, xp2torch
 from thinc.types import ArgsKwargs, Ragged
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from ..errors import BertflowError, Errors
-from ..registry import DEFAULT_ENCODER, resolve_encoder
+from ..encoder_names import DEFAULT_ENCODER, resolve_encoder
 from .batch import EncoderBatch
 from ..precision.layers import PRECISIONS, inference_precision, mixed_precision_needs_gpu
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
 from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
 
-
-
-def _single_thread_after_fork() -> None:
-    """A forked child (``nlp.pipe(n_process=N)`` forks on Linux) inherits
-    torch's OpenMP thread pool in a broken state and hangs at its first
-    parallel op; each worker runs single-threaded instead (the N workers
-    share the cores anyway)."""
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_single_thread_after_fork)
 
 
 class EncoderModel(Model):
@@ -105,8 +91,6 @@ class EncoderModel(Model):
                 "replace_listener_cfg": replace_listener_cfg,
             },
         )
-        # docs tokenized ahead of the pass (see ``reuse_tokenization``): id -> (doc, Tokenized)
-        self._pretokenized: Dict[int, Tuple[Doc, Optional[Tokenized]]] = {}
         self._init_args = dict(
             keep_layers=keep_layers, precision=precision, int8_exclude=list(int8_exclude), max_length=max_length,
             max_pair_length=max_pair_length, mixed_precision=mixed_precision,
@@ -163,21 +147,11 @@ class EncoderModel(Model):
         """The docs' wordpieces (see ``wordpieces.tokenize_docs``)."""
         return tokenize_docs(self.tokenizer, docs, strict=strict)
 
-    @contextmanager
-    def reuse_tokenization(self, docs: Sequence[Doc], tokenized: Sequence[Optional[Tokenized]]) -> Iterator[None]:
-        """Within the block, a forward pass over any of these Doc objects uses
-        their ``tokenized`` wordpieces instead of tokenizing them again (the
-        encoder component tokenizes a buffer once to sort it by length, then
-        encodes it batch by batch). Docs given None are tokenized as usual."""
-        self._pretokenized = {id(doc): (doc, tok) for doc, tok in zip(docs, tokenized)}
-        try:
-            yield
-        finally:
-            self._pretokenized = {}
-
-    def _tokenized_for(self, docs: List[Doc]) -> List[Optional[Tokenized]]:
-        known = [self._pretokenized.get(id(doc)) for doc in docs]
-        known = [entry[1] if entry is not None and entry[0] is doc else None for doc, entry in zip(docs, known)]
+    def tokenized_for(self, docs: Sequence[Doc], tokenized: Optional[Sequence[Optional[Tokenized]]] = None
+                      ) -> List[Optional[Tokenized]]:
+        """Each doc's wordpieces: the given ``tokenized`` entry, or tokenized now
+        when it is None (docs without tokens stay None)."""
+        known = list(tokenized) if tokenized is not None else [None] * len(docs)
         missing = [i for i, (doc, tok) in enumerate(zip(docs, known)) if tok is None and len(doc)]
         if missing:
             for i, tok in zip(missing, self.tokenize([docs[i] for i in missing])):
@@ -211,7 +185,7 @@ def Encoder(
     """The shared BERT encoder.
 
     name (str): encoder short name (``minilm-l6``), local model directory or hub
-        name; see ``bertflow.registry.resolve_encoder``. Default "minilm-l6".
+        name; see ``bertflow.encoder_names.resolve_encoder``. Default "minilm-l6".
     get_windows (Callable): windowing strategy, e.g. ``bertflow.strided_windows.v1``
         (default: window 256, stride 192 doc wordpieces).
     keep_layers (int): keep the hidden states of the last k layers for heads that
@@ -272,7 +246,18 @@ def init(model: EncoderModel, X=None, Y=None) -> None:
     model.set_dim("nO", model.transformer.config.hidden_size)
 
 
-def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[EncoderBatch, Callable]:
+class Pretokenized(NamedTuple):
+    """The encoder model's input when the caller has tokenized the docs already
+    (the encoder component tokenizes a buffer once, to sort it by length, and
+    hands each batch its share); a plain ``List[Doc]`` is tokenized in the pass.
+    ``tokenized[i]`` None: tokenize ``docs[i]`` in the pass."""
+
+    docs: List[Doc]
+    tokenized: List[Optional[Tokenized]]
+
+
+def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) -> Tuple[EncoderBatch, Callable]:
+    docs, tokenized = (list(X.docs), X.tokenized) if isinstance(X, Pretokenized) else (X, None)
     if not model.attrs["has_transformer"]:
         model.initialize()  # first use without nlp.initialize(): load the weights lazily
     tokenizer = model.tokenizer
@@ -281,7 +266,7 @@ def forward(model: EncoderModel, docs: List[Doc], is_train: bool) -> Tuple[Encod
     encoded = encode_docs(
         tokenizer,
         docs,
-        model._tokenized_for(docs),
+        model.tokenized_for(docs, tokenized),
         max_length=max_length,
         max_pair_length=min(max_pair, max_length - 4),  # leave >= 1 doc wordpiece per row
         get_windows=model.attrs["get_windows"],

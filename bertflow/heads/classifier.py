@@ -40,7 +40,7 @@ def Classifier(
     cross-entropy), as thinc's Softmax does; ``bertflow.heads.losses`` returns
     exactly that.
     """
-    init = dict(init_W=partial(normal_init, std=init_std), init_b=zero_init)
+    init = dict(init_W=partial(bert_normal_init, std=init_std), init_b=zero_init)
     if activation == "softmax":
         out = Softmax(nO, nI, **init)
     elif activation == "sigmoid":
@@ -55,9 +55,10 @@ def Classifier(
     return model
 
 
-def normal_init(ops: Ops, shape: Shape, *, std: float = 0.02) -> FloatsXd:
-    """N(0, std²) weights from numpy's global generator (seeded by spaCy's
-    fix_random_seed, so training stays reproducible)."""
+def bert_normal_init(ops: Ops, shape: Shape, *, std: float = 0.02) -> FloatsXd:
+    """BERT's initialisation, N(0, std²) with std 0.02, from numpy's global
+    generator (seeded by spaCy's fix_random_seed, so training stays
+    reproducible). Not thinc's ``normal_init``, whose std is 1/sqrt(fan-in)."""
     return ops.asarray_f(numpy.random.normal(0.0, std, size=shape).astype("float32"))
 
 

@@ -10,7 +10,7 @@ from typing import List
 
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from ..errors import BertflowError, Errors
 

@@ -16,7 +16,7 @@ from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from ..errors import BertflowError, Errors
 from .listener import encoder_output, known_width

@@ -4,13 +4,13 @@ from typing import Callable, Iterable, List, Optional
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
-from spacy.training import Example
+from spacy.training import Example, biluo_to_iob
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from bertflow.api import BertflowError, HeadPipe, softmax_cross_entropy
 
-from .decoding import SCHEMES, biluo_to_scheme, make_tags, tags_to_spans, transitions, viterbi_batch
+from .decoding import SCHEMES, make_tags, tags_to_spans, transitions, viterbi_batch
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -78,7 +78,7 @@ class NerHead(HeadPipe):
 
     def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
         for doc, tags in zip(docs, batch_tags):
-            spans = [Span(doc, s, e, label=label) for s, e, label in tags_to_spans(tags)]
+            spans = [Span(doc, s, e, label=label) for s, e, label in tags_to_spans(tags, self.cfg["scheme"])]
             doc.set_ents(spans, default="outside")
 
     def _gold(self, eg: Example) -> numpy.ndarray:
@@ -91,7 +91,8 @@ class NerHead(HeadPipe):
         for i, tag in enumerate(eg.get_aligned_ner()):
             if tag is None or tag == "-":
                 continue  # this token's annotation is missing or misaligned
-            tag = biluo_to_scheme(tag, self.cfg["scheme"])
+            if self.cfg["scheme"] == "BIO":
+                tag = biluo_to_iob([tag])[0]  # spaCy's gold is BILUO: U- -> B-, L- -> I-
             if tag not in index:
                 raise BertflowError(
                     f"Unknown entity label {tag[2:]!r} in the doc starting {eg.reference.text[:50]!r} "

@@ -3,6 +3,7 @@ sequence: no I-X (or L-X) without a B-X before it, no B-X left open in BILUO."""
 from typing import List, Sequence, Tuple
 
 import numpy
+from spacy.training import iob_to_biluo, tags_to_entities
 
 SCHEMES = ("BIO", "BILUO")
 
@@ -10,13 +11,6 @@ SCHEMES = ("BIO", "BILUO")
 def make_tags(labels: Sequence[str], scheme: str) -> List[str]:
     prefixes = "BI" if scheme == "BIO" else "BILU"
     return ["O"] + [f"{p}-{label}" for label in labels for p in prefixes]
-
-
-def biluo_to_scheme(tag: str, scheme: str) -> str:
-    """Map one of spaCy's BILUO tags to the head's scheme (BIO: U->B, L->I)."""
-    if scheme == "BIO" and tag[:2] in ("U-", "L-"):
-        return ("B-" if tag[0] == "U" else "I-") + tag[2:]
-    return tag
 
 
 def transitions(tags: Sequence[str], scheme: str) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
@@ -77,17 +71,8 @@ def viterbi_batch(
     return [paths[b, :n].tolist() for b, n in enumerate(lengths)]
 
 
-def tags_to_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
-    """(start, end, label) token spans from a valid BIO or BILUO sequence."""
-    spans, begin, label = [], None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        kind, lab = tag[0], tag[2:]
-        if begin is not None and (kind in ("O", "B", "U") or lab != label):
-            spans.append((begin, i, label))
-            begin = None
-        if kind in ("B", "U") or (kind in ("I", "L") and begin is None):
-            begin, label = i, lab
-        if kind in ("L", "U"):
-            spans.append((begin, i + 1, label))
-            begin = None
-    return spans
+def tags_to_spans(tags: Sequence[str], scheme: str = "BILUO") -> List[Tuple[int, int, str]]:
+    """(start, end, label) token spans from a valid BIO or BILUO sequence, read by
+    spaCy's own ``iob_to_biluo`` and ``tags_to_entities``."""
+    biluo = list(tags) if scheme == "BILUO" else iob_to_biluo(list(tags))
+    return [(start, end + 1, label) for label, start, end in tags_to_entities(biluo)]

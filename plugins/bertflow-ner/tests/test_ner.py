@@ -164,6 +164,7 @@ def test_ner_iob1_and_iob2():
     assert iob_spans(["I-PER", "I-PER", "O", "I-LOC"]) == [(0, 2, "PER"), (3, 4, "LOC")]
     assert iob_spans(["B-PER", "I-PER", "B-PER", "I-LOC"]) == [(0, 2, "PER"), (2, 3, "PER"), (3, 4, "LOC")]
     assert tags_to_spans(["U-PER", "B-LOC", "L-LOC", "O"]) == [(0, 1, "PER"), (1, 3, "LOC")]
+    assert tags_to_spans(["B-PER", "B-LOC", "I-LOC", "O"], "BIO") == [(0, 1, "PER"), (1, 3, "LOC")]
 
 
 def test_ner_convert_conll(tmp_path):

@@ -16,7 +16,7 @@ from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model, chain, with_array
 from thinc.types import Floats2d
-from transformers.file_utils import ModelOutput
+from transformers.utils import ModelOutput
 
 from bertflow.api import BertflowError, Classifier, encoder_output
 
