@@ -125,8 +125,8 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
             text_file = io.TextIOWrapper(raw_file, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.DictReader(text_file, delimiter="\t" if file_format == "tsv" else ",")
             if reader.fieldnames is None or text_field not in reader.fieldnames:
-                raise BertflowError(f"{path}:1: the header {reader.fieldnames} has no {text_field!r} column "
-                                    f"(use --text-field to name it).")
+                raise BertflowError(Errors.E031.format(path=path, reader_fieldnames=reader.fieldnames,
+                                                       text_field=text_field))
             for i, rec in enumerate(reader):
                 where = f"{path}:{reader.line_num}"
                 if None in rec or rec.get(text_field) is None:
@@ -171,7 +171,7 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
     if output_path.resolve() == input_path.resolve() or (output_path.exists() and os.path.samefile(input_path, output_path)):
         raise BertflowError(Errors.E022.format(input=input_path, output=output_path))
     if output_path.exists() and not output_path.is_file():
-        raise BertflowError(f"OUTPUT {output_path} exists and is not a file: give a file name for the JSONL output.")
+        raise BertflowError(Errors.E026.format(output_path=output_path))
 
 
 def _prepare_output(output: Path, manifest: Dict[str, object], overwrite: bool) -> set:
@@ -272,17 +272,16 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
     of resuming or refusing."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise BertflowError(f"{input_path} does not exist or is not a file.")
+        raise BertflowError(Errors.E027.format(input_path=input_path))
     _check_paths(input_path, output_path)
     file_format = (file_format or input_path.suffix.lstrip(".")).lower()
     if file_format not in FORMATS:
-        raise BertflowError(f"Unknown input format {file_format!r} for {input_path}: use one of {', '.join(FORMATS)} "
-                            f"(--format).")
+        raise BertflowError(Errors.E028.format(file_format=file_format, input_path=input_path,
+                                               formats=', '.join(FORMATS)))
     if chunk_size < 1:
-        raise BertflowError(f"chunk_size must be at least 1, not {chunk_size}.")
+        raise BertflowError(Errors.E029.format(chunk_size=chunk_size))
     if n_process > 1 and vectors:
-        raise BertflowError("--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back "
-                            "from worker processes, so the vectors would be wrong.")
+        raise BertflowError(Errors.E030)
     nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
     use_pairs = _reads_text_pair(nlp)
 

@@ -19,7 +19,7 @@ import spacy
 from spacy.util import load_config
 from thinc.api import Config
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 from .plugins import get_tasks
 from .encoder_names import resolve_encoder
 
@@ -122,32 +122,29 @@ def make_config(
     """
     tasks = [t.strip() for t in tasks if t.strip()]
     if not tasks:
-        raise BertflowError("No tasks given. Name at least one, e.g. --tasks textcat,ner; "
-                            "'bertflow plugins' lists the installed ones.")
+        raise BertflowError(Errors.E033)
     known = get_tasks(pm)
     unknown = [t for t in tasks if t not in known]
     if unknown:
         raise BertflowError(
-            f"Unknown task(s) {', '.join(map(repr, unknown))}. Installed tasks: {', '.join(sorted(known)) or 'none'}. "
-            f"Install the plugin that provides it (e.g. pip install bertflow-<task>) and check 'bertflow plugins'."
+            Errors.E034.format(unknown=', '.join(map(repr, unknown)), known=', '.join(sorted(known)) or 'none')
         )
     if len(set(tasks)) != len(tasks):
-        raise BertflowError(f"A task is named twice in {tasks}: each task gets one component.")
+        raise BertflowError(Errors.E035.format(tasks=tasks))
     base_components: Dict[str, str] = {}
     if base is not None:
         base = Path(base)
         if not (base / "config.cfg").exists():
-            raise BertflowError(f"{base} is not a saved spaCy pipeline (no config.cfg). Give the directory "
-                                f"written by spacy train (e.g. training/model-best) or nlp.to_disk.")
+            raise BertflowError(Errors.E036.format(base=base))
         base_cfg = load_config(base / "config.cfg", interpolate=False)
         lang = base_cfg["nlp"]["lang"]
         for name in base_cfg["nlp"]["pipeline"]:
             base_components[name] = base_cfg["components"][name].get("factory", "")
         clash = [t for t in tasks if t in base_components]
         if clash:
-            raise BertflowError(f"{base} already has component(s) {clash}: the new heads need new names.")
+            raise BertflowError(Errors.E037.format(base=base, clash=clash))
         if ENCODER_FACTORY not in base_components.values():
-            raise BertflowError(f"{base} has no bertflow_encoder component for the new heads to listen to.")
+            raise BertflowError(Errors.E038.format(base=base))
     else:
         resolve_encoder(encoder, pm)  # a clear error now rather than at training time
 
@@ -183,8 +180,7 @@ def _apply_overrides(config: Config, tasks: List[str], known) -> None:
         for key, value in known[task].config_overrides.items():
             if key in owner and _get(config, key) != value:
                 raise BertflowError(
-                    f"Tasks {owner[key]!r} and {task!r} need different values for [{key}]: "
-                    f"train them in separate configs, or edit the generated config by hand."
+                    Errors.E039.format(owner=owner[key], task=task, key=key)
                 )
             owner[key] = task
             *parents, last = key.split(".")

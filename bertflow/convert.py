@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 from .specs import TaskSpec
 
 # arguments every converter takes that are not task options: the two paths, and the format (``--format``)
@@ -25,14 +25,14 @@ def pick_converter(task: TaskSpec, input_path: Path, file_format: Optional[str])
     format to pass it. A task with one converter function for all its formats
     gets any suffix and decides itself (CoNLL files are often ``.txt``)."""
     if not task.converters:
-        raise BertflowError(f"The task {task.name!r} has no converters (its plugin lists none in TaskSpec.converters).")
+        raise BertflowError(Errors.E041.format(task_name=task.name))
     fmt = (file_format or Path(input_path).suffix.lstrip(".")).lower()
     if fmt in task.converters:
         return task.converter(fmt), fmt
     if file_format is None and len(set(task.converters.values())) == 1:
         return task.converter(next(iter(task.converters))), None
-    raise BertflowError(f"The task {task.name!r} has no converter for the format {fmt!r} ({input_path}): use "
-                        f"--format with one of {', '.join(sorted(task.converters))}.")
+    raise BertflowError(Errors.E040.format(task_name=task.name, fmt=fmt, input_path=input_path,
+                                           task_converters=', '.join(sorted(task.converters))))
 
 
 def converter_options(func: Callable) -> Dict[str, Tuple[inspect.Parameter, Any]]:
@@ -85,7 +85,7 @@ def _parse_value(name: str, hint: Any, raw: str) -> Any:
         if hint in (int, float):
             return hint(raw)
     except ValueError as err:
-        raise BertflowError(f"--{name.replace('_', '-')} {raw!r}: {err}.") from None
+        raise BertflowError(Errors.E046.format(name=name.replace('_', '-'), raw=raw, err=err)) from None
     return raw
 
 
@@ -97,14 +97,12 @@ def parse_options(func: Callable, args: Sequence[str], task: str) -> Dict[str, A
     while words:
         word = words.pop(0)
         if not word.startswith("--"):
-            raise BertflowError(f"Unexpected argument {word!r}: bertflow convert takes TASK INPUT OUTPUT, then "
-                                f"options. {task} takes: {describe_options(func)}.")
+            raise BertflowError(Errors.E047.format(word=word, task=task, options=describe_options(func)))
         key, _, inline = word[2:].partition("=")
         name = key.replace("-", "_")
         negated = name.startswith("no_") and name[3:] in options and options[name[3:]][1] is bool
         if name not in options and not negated:
-            raise BertflowError(f"Unknown option {word.split('=')[0]!r} for converting {task}. It takes: "
-                                f"{describe_options(func)}.")
+            raise BertflowError(Errors.E048.format(word=word.split('=')[0], task=task, options=describe_options(func)))
         if negated:
             kwargs[name[3:]] = False
             continue
@@ -113,7 +111,7 @@ def parse_options(func: Callable, args: Sequence[str], task: str) -> Dict[str, A
             kwargs[name] = inline.lower() not in ("false", "0", "no") if inline else True
             continue
         if not inline and not words:
-            raise BertflowError(f"The option {word!r} needs a value.")
+            raise BertflowError(Errors.E049.format(word=word))
         kwargs[name] = _parse_value(name, hint, inline or words.pop(0))
     return kwargs
 
@@ -128,18 +126,17 @@ def convert(task: str, input_path: Union[str, Path], output_path: Union[str, Pat
     tasks = get_tasks()
     task = task if task in tasks else task.replace("-", "_")
     if task not in tasks:
-        raise BertflowError(f"Unknown task {task!r}. Installed tasks: {', '.join(sorted(tasks)) or 'none'} "
-                            f"('bertflow plugins' lists them; install a plugin for another).")
+        raise BertflowError(Errors.E042.format(task=task, tasks=', '.join(sorted(tasks)) or 'none'))
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise BertflowError(f"Input file not found: {input_path}")
+        raise BertflowError(Errors.E043.format(input_path=input_path))
     if output_path.exists() and output_path.resolve() == input_path.resolve():
-        raise BertflowError(f"OUTPUT {output_path} is the input file: give another output file.")
+        raise BertflowError(Errors.E044.format(output_path=output_path))
     func, fmt = pick_converter(tasks[task], input_path, file_format)
     known = converter_options(func)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise BertflowError(f"Unknown option(s) {unknown} for converting {task}. It takes: {describe_options(func)}.")
+        raise BertflowError(Errors.E045.format(unknown=unknown, task=task, options=describe_options(func)))
     if fmt is not None and "file_format" in inspect.signature(func).parameters:
         options["file_format"] = fmt
     return func(input_path, output_path, **options)

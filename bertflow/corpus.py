@@ -18,7 +18,7 @@ from spacy.training import Corpus, Example
 from spacy.util import registry
 
 from .encoder.extensions import TEXT_PAIR  # importing it installs doc._.text_pair
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 ENCODER_INPUTS = (TEXT_PAIR,)
 
@@ -124,8 +124,7 @@ def create_corpus_reader(
     pair input: use it for every corpus whose docs carry ``doc._.text_pair``."""
     if path is None:
         raise BertflowError(
-            "No corpus path: set [paths.train] / [paths.dev] in the config or pass "
-            "--paths.train and --paths.dev to spacy train."
+            Errors.E050
         )
     corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
 
@@ -174,9 +173,9 @@ def mixing_probabilities(sizes: Dict[str, int], sampling: str, temperature: floa
     (p ∝ n^(1/T): T=1 is proportional, larger T moves towards uniform),
     "uniform" (every corpus equally, however small)."""
     if sampling not in SAMPLINGS or sampling == "concat":
-        raise BertflowError(f"Unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}.")
+        raise BertflowError(Errors.E051.format(sampling=sampling, samplings=', '.join(SAMPLINGS)))
     if sampling == "temperature" and temperature <= 0:
-        raise BertflowError(f"temperature must be > 0, got {temperature}.")
+        raise BertflowError(Errors.E052.format(temperature=temperature))
     power = {"proportional": 1.0, "temperature": 1.0 / temperature, "uniform": 0.0}[sampling]
     raw = {name: float(n) ** power if n else 0.0 for name, n in sizes.items()}
     total = sum(raw.values())
@@ -209,9 +208,9 @@ def create_mixed_corpus(
     """
     live = {name: path for name, path in paths.items() if path is not None}
     if not live:
-        raise BertflowError("bertflow.MixedCorpus.v1 got no corpus paths: set [paths] for at least one corpus.")
+        raise BertflowError(Errors.E053)
     if sampling not in SAMPLINGS:
-        raise BertflowError(f"Unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}.")
+        raise BertflowError(Errors.E054.format(sampling=sampling, samplings=', '.join(SAMPLINGS)))
     readers = {name: create_corpus_reader(path, max_length=max_length) for name, path in live.items()}
 
     def read(nlp: Language) -> Iterator[Example]:

@@ -133,6 +133,118 @@ class Errors:
         "OUTPUT {output} holds the annotations of another {what}, so it can't be resumed: it was {was}, "
         "this run is {now}. Give a new OUTPUT file, or pass --overwrite to start it again."
     )
+    # bertflow/annotate.py
+    E026 = 'OUTPUT {output_path} exists and is not a file: give a file name for the JSONL output.'
+    E027 = '{input_path} does not exist or is not a file.'
+    E028 = 'Unknown input format {file_format!r} for {input_path}: use one of {formats} (--format).'
+    E029 = 'chunk_size must be at least 1, not {chunk_size}.'
+    E030 = (
+        "--vectors needs --n-process 1: spaCy does not carry a head's doc.vector hooks back from worker "
+        'processes, so the vectors would be wrong.'
+    )
+    E031 = (
+        '{path}:1: the header {reader_fieldnames} has no {text_field!r} column (use --text-field to name '
+        'it).'
+    )
+    # bertflow/cli/info.py
+    E032 = (
+        '--gpu-id {gpu_id} asks for a GPU, but torch sees no CUDA device on this machine (torch '
+        '{torch___version__}). Use --gpu-id -1 for the CPU.'
+    )
+    # bertflow/config.py
+    E033 = (
+        "No tasks given. Name at least one, e.g. --tasks textcat,ner; 'bertflow plugins' lists the "
+        'installed ones.'
+    )
+    E034 = (
+        'Unknown task(s) {unknown}. Installed tasks: {known}. Install the plugin that provides it (e.g. '
+        "pip install bertflow-<task>) and check 'bertflow plugins'."
+    )
+    E035 = 'A task is named twice in {tasks}: each task gets one component.'
+    E036 = (
+        '{base} is not a saved spaCy pipeline (no config.cfg). Give the directory written by spacy train '
+        '(e.g. training/model-best) or nlp.to_disk.'
+    )
+    E037 = '{base} already has component(s) {clash}: the new heads need new names.'
+    E038 = '{base} has no bertflow_encoder component for the new heads to listen to.'
+    E039 = (
+        'Tasks {owner!r} and {task!r} need different values for [{key}]: train them in separate configs, '
+        'or edit the generated config by hand.'
+    )
+    # bertflow/convert.py
+    E040 = (
+        'The task {task_name!r} has no converter for the format {fmt!r} ({input_path}): use --format '
+        'with one of {task_converters}.'
+    )
+    E041 = 'The task {task_name!r} has no converters (its plugin lists none in TaskSpec.converters).'
+    E042 = (
+        "Unknown task {task!r}. Installed tasks: {tasks} ('bertflow plugins' lists them; install a "
+        'plugin for another).'
+    )
+    E043 = 'Input file not found: {input_path}'
+    E044 = 'OUTPUT {output_path} is the input file: give another output file.'
+    E045 = 'Unknown option(s) {unknown} for converting {task}. It takes: {options}.'
+    E046 = '--{name} {raw!r}: {err}.'
+    E047 = (
+        'Unexpected argument {word!r}: bertflow convert takes TASK INPUT OUTPUT, then options. {task} '
+        'takes: {options}.'
+    )
+    E048 = 'Unknown option {word!r} for converting {task}. It takes: {options}.'
+    E049 = 'The option {word!r} needs a value.'
+    # bertflow/corpus.py
+    E050 = (
+        'No corpus path: set [paths.train] / [paths.dev] in the config or pass --paths.train and '
+        '--paths.dev to spacy train.'
+    )
+    E051 = 'Unknown sampling {sampling!r}: use one of {samplings}.'
+    E052 = 'temperature must be > 0, got {temperature}.'
+    E053 = 'bertflow.MixedCorpus.v1 got no corpus paths: set [paths] for at least one corpus.'
+    E054 = 'Unknown sampling {sampling!r}: use one of {samplings}.'
+    # bertflow/evaluation.py
+    E055 = 'No examples in {data}.'
+    E056 = "{path} does not exist: give .spacy files (convert raw data with 'bertflow convert <task>')."
+    # bertflow/heads/classifier.py
+    E057 = 'Unknown activation {activation!r}. Use one of: {activations}.'
+    # bertflow/loading.py
+    E058 = (
+        'The pipeline {name_or_path!r} needs the component factory {factory!r}, which no installed '
+        'package provides: {hint}.'
+    )
+    E059 = (
+        "Can't load the pipeline {name_or_path!r}: {err} Give a directory saved by spacy train / "
+        'nlp.to_disk, or an installed package name.'
+    )
+    E060 = (
+        "{value} is damaged and can't be read ({first}). Re-save the pipeline (nlp.to_disk / spacy "
+        'train) or download it again.'
+    )
+    # bertflow/optimizer.py
+    E061 = (
+        'bertflow.AdamW.v1: eps must be > 0 and weight_decay, grad_clip >= 0 (got eps={eps}, '
+        'weight_decay={weight_decay}, grad_clip={grad_clip}).'
+    )
+    E062 = 'bertflow.AdamW.v1: {name} must be in [0, 1), not {value}.'
+    # bertflow/precision/guard.py
+    E063 = (
+        '{model} is not a saved pipeline directory (no config.cfg): give the directory written by spacy '
+        'train (e.g. training/model-best) or nlp.to_disk.'
+    )
+    E064 = '{model} has no bertflow_encoder component, so there is no precision to change.'
+    E065 = 'precision must be one of {reduced} (fp32 needs no check), not {precision!r}.'
+    E066 = '{precision} runs on {devices}; on this CPU it would fall back to fp32: give --gpu-id 0.'
+    E067 = 'A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.'
+    E068 = 'No head of {model} has annotations in {dev} to score.'
+    # bertflow/scaffold.py
+    E069 = (
+        "Invalid plugin name {name!r}: use lower-case letters and digits, words joined by '-' or '_', "
+        "starting with a letter (e.g. 'intent-detection')."
+    )
+    E070 = '{target} already exists: choose another name or folder, or pass --force.'
+    # bertflow/specs.py
+    E071 = "{what} must be a function or a 'package.module:function' string, not {value!r}."
+    # bertflow/training.py
+    E072 = 'Config not found: {config_path}'
+    E073 = 'spacy train failed for lr={lr:g} (exit {result_returncode}); see the log above.'
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -3,7 +3,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 
 def read_examples(nlp, data: List[Path]) -> list:
@@ -13,10 +13,10 @@ def read_examples(nlp, data: List[Path]) -> list:
     examples = []
     for path in data:
         if not Path(path).exists():
-            raise BertflowError(f"{path} does not exist: give .spacy files (convert raw data with 'bertflow <task> convert').")
+            raise BertflowError(Errors.E056.format(path=path))
         examples.extend(create_corpus_reader(Path(path))(nlp))
     if not examples:
-        raise BertflowError(f"No examples in {', '.join(map(str, data))}.")
+        raise BertflowError(Errors.E055.format(data=', '.join(map(str, data))))
     return examples
 
 

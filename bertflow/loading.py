@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 _UNKNOWN_FACTORY = re.compile(r"\[E002\] Can't find factory for '([^']+)'")
 
@@ -36,8 +36,7 @@ def check_pipeline_files(name_or_path: Union[str, Path]) -> None:
             read(path / name)
         except Exception as err:  # noqa: BLE001  (any parser error means the same to the user)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise BertflowError(f"{path / name} is damaged and can't be read ({first}). Re-save the pipeline "
-                                f"(nlp.to_disk / spacy train) or download it again.") from None
+            raise BertflowError(Errors.E060.format(value=path / name, first=first)) from None
 
 
 def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Optional[dict] = None):
@@ -57,9 +56,7 @@ def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Opti
             raise
         factory = match.group(1)
         raise BertflowError(
-            f"The pipeline {str(name_or_path)!r} needs the component factory {factory!r}, which no installed "
-            f"package provides: {plugin_hint(factory)}."
+            Errors.E058.format(name_or_path=str(name_or_path), factory=factory, hint=plugin_hint(factory))
         ) from None
     except OSError as err:
-        raise BertflowError(f"Can't load the pipeline {str(name_or_path)!r}: {str(err).splitlines()[0]} "
-                            f"Give a directory saved by spacy train / nlp.to_disk, or an installed package name.") from None
+        raise BertflowError(Errors.E059.format(name_or_path=str(name_or_path), err=str(err).splitlines()[0])) from None

@@ -34,7 +34,7 @@ from thinc.api import Optimizer
 from thinc.backends import get_array_ops as _ops_for
 from thinc.types import FloatsXd
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 
 class AdamW(Optimizer):
@@ -90,9 +90,8 @@ def make_adamw(
     """
     for name, value in (("beta1", beta1), ("beta2", beta2)):
         if not 0.0 <= value < 1.0:
-            raise BertflowError(f"bertflow.AdamW.v1: {name} must be in [0, 1), not {value}.")
+            raise BertflowError(Errors.E062.format(name=name, value=value))
     if eps <= 0 or weight_decay < 0 or grad_clip < 0:
-        raise BertflowError(f"bertflow.AdamW.v1: eps must be > 0 and weight_decay, grad_clip >= 0 "
-                            f"(got eps={eps}, weight_decay={weight_decay}, grad_clip={grad_clip}).")
+        raise BertflowError(Errors.E061.format(eps=eps, weight_decay=weight_decay, grad_clip=grad_clip))
     return AdamW(learn_rate, L2=weight_decay, beta1=beta1, beta2=beta2, eps=eps, grad_clip=grad_clip,
                  use_averages=use_averages, L2_is_weight_decay=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, Union
 
 from .about import __version__
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "plugin"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*([_-][a-z0-9]+)*$")
@@ -21,8 +21,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]*([_-][a-z0-9]+)*$")
 def plugin_names(name: str) -> Dict[str, str]:
     if not NAME_RE.match(name or ""):
         raise BertflowError(
-            f"Invalid plugin name {name!r}: use lower-case letters and digits, words joined by '-' or '_', "
-            f"starting with a letter (e.g. 'intent-detection')."
+            Errors.E069.format(name=name)
         )
     task = name.replace("-", "_")
     return {"task": task, "task_cli": task.replace("_", "-"), "package": f"bertflow_{task}",
@@ -41,7 +40,7 @@ def new_plugin(name: str, output_dir: Union[str, Path] = ".", *, force: bool = F
     target = Path(output_dir) / names["dist"]
     if target.exists():
         if not force:
-            raise BertflowError(f"{target} already exists: choose another name or folder, or pass --force.")
+            raise BertflowError(Errors.E070.format(target=target))
         shutil.rmtree(target)
     for src in sorted(TEMPLATE_DIR.rglob("*.tmpl")):
         rel = str(src.relative_to(TEMPLATE_DIR))[: -len(".tmpl")]

@@ -68,6 +68,6 @@ def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Ca
         for part in attr.split("."):
             obj = getattr(obj, part)
         return obj
-    from .errors import BertflowError
+    from .errors import BertflowError, Errors
 
-    raise BertflowError(f"{what} must be a function or a 'package.module:function' string, not {value!r}.")
+    raise BertflowError(Errors.E071.format(what=what, value=value))

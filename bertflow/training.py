@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence
 import srsly
 from spacy.util import load_config
 
-from .errors import BertflowError
+from .errors import BertflowError, Errors
 
 PAPER_LRS = (5e-5, 4e-5, 3e-5, 2e-5)  # the BERT paper's fine-tuning grid
 
@@ -39,7 +39,7 @@ def lr_sweep(
     """
     config_path, output_dir = Path(config_path), Path(output_dir)
     if not config_path.exists():
-        raise BertflowError(f"Config not found: {config_path}")
+        raise BertflowError(Errors.E072.format(config_path=config_path))
     weights = load_config(config_path, interpolate=False)["training"].get("score_weights", {})
     runs: List[Dict[str, object]] = []
     for lr in lrs:
@@ -49,7 +49,7 @@ def lr_sweep(
         print(f"[lr-sweep] lr={lr:g}: {' '.join(cmd[2:])}", flush=True)
         result = subprocess.run(cmd)
         if result.returncode != 0:
-            raise BertflowError(f"spacy train failed for lr={lr:g} (exit {result.returncode}); see the log above.")
+            raise BertflowError(Errors.E073.format(lr=lr, result_returncode=result.returncode))
         meta = srsly.read_json(run_dir / "model-best" / "meta.json")
         perf = {k: v for k, v in meta.get("performance", {}).items() if isinstance(v, (int, float))}
         runs.append({"lr": lr, "score": weighted_score(perf, weights), "performance": perf,

@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from ..errors import BertflowError
+from ..errors import BertflowError, Errors
 from ..encoder_names import DEFAULT_ENCODER, known_encoders, resolve_encoder
 from ._app import app, run_or_fail
 
@@ -24,8 +24,7 @@ def collect_info(encoder: str = DEFAULT_ENCODER, gpu_id: int = -1) -> dict:
     if gpu_id >= 0:
         if not torch.cuda.is_available():
             raise BertflowError(
-                f"--gpu-id {gpu_id} asks for a GPU, but torch sees no CUDA device on this machine "
-                f"(torch {torch.__version__}). Use --gpu-id -1 for the CPU."
+                Errors.E032.format(gpu_id=gpu_id, torch___version__=torch.__version__)
             )
         device = f"cuda:{gpu_id} ({torch.cuda.get_device_name(gpu_id)})"
     else:

@@ -8,7 +8,7 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, Ops, Softmax, chain, zero_init
 from thinc.types import Floats2d, FloatsXd, Shape
 
-from ..errors import BertflowError
+from ..errors import BertflowError, Errors
 
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
 
@@ -48,7 +48,7 @@ def Classifier(
     elif activation == "linear":
         out = Linear(nO, nI, **init)
     else:
-        raise BertflowError(f"Unknown activation {activation!r}. Use one of: {', '.join(ACTIVATIONS)}.")
+        raise BertflowError(Errors.E057.format(activation=activation, activations=', '.join(ACTIVATIONS)))
     model = chain(Dropout(dropout), out)
     model.attrs["activation"] = activation
     model.set_ref("output_layer", out.layers[0] if activation == "sigmoid" else out)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..config import ENCODER_FACTORY
-from ..errors import BertflowError
+from ..errors import BertflowError, Errors
 from ..evaluation import evaluate_nlp, read_examples
 from ..loading import load_pipeline
 
@@ -33,12 +33,11 @@ def encoder_names(model: Union[str, Path]) -> List[str]:
 
     config_path = Path(model) / "config.cfg"
     if not config_path.exists():
-        raise BertflowError(f"{model} is not a saved pipeline directory (no config.cfg): give the directory "
-                            f"written by spacy train (e.g. training/model-best) or nlp.to_disk.")
+        raise BertflowError(Errors.E063.format(model=model))
     config = load_config(config_path, interpolate=False)
     names = [n for n in config["nlp"]["pipeline"] if config["components"][n].get("factory") == ENCODER_FACTORY]
     if not names:
-        raise BertflowError(f"{model} has no bertflow_encoder component, so there is no precision to change.")
+        raise BertflowError(Errors.E064.format(model=model))
     return names
 
 
@@ -102,23 +101,22 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
     config says after any override).
     """
     if precision not in REDUCED:
-        raise BertflowError(f"precision must be one of {', '.join(REDUCED)} (fp32 needs no check), not {precision!r}.")
+        raise BertflowError(Errors.E065.format(reduced=', '.join(REDUCED), precision=precision))
     if precision == "int8":
         gpu_id = -1  # dynamic quantisation runs on the CPU: both sides are measured there
     from .layers import cpu_has_native_bf16, precision_devices
 
     if gpu_id < 0 and (precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())):
-        raise BertflowError(f"{precision} runs on {precision_devices(precision)}; on this CPU it would fall back "
-                            f"to fp32: give --gpu-id 0.")
+        raise BertflowError(Errors.E066.format(precision=precision, devices=precision_devices(precision)))
     if not dev:
-        raise BertflowError("A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.")
+        raise BertflowError(Errors.E067)
     results = {}
     for name in ("fp32", precision):
         nlp = load_with_precision(model, name, gpu_id, int8_exclude if name == "int8" else None)
         nlp("Warm-up: the first call quantises (int8) or compiles kernels; it is not timed.")
         evaluation = evaluate_nlp(nlp, read_examples(nlp, dev), batch_size=batch_size)
         if not evaluation["heads"]:
-            raise BertflowError(f"No head of {model} has annotations in {', '.join(map(str, dev))} to score.")
+            raise BertflowError(Errors.E068.format(model=model, dev=', '.join(map(str, dev))))
         results[name] = (nlp, evaluation, main_metrics(nlp, evaluation["heads"]), weights_megabytes(nlp, name))
     (_, full, full_metrics, full_mb), (_, reduced, reduced_metrics, reduced_mb) = results["fp32"], results[precision]
     heads = {
