@@ -42,8 +42,8 @@ def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> 
     return batches
 
 
-# optimizer steps between returning the freed heap to the OS: a step's activations grow the heap by
-# ~40 MB net of reuse on minilm-l6 + NER (CPU, batch 32); a trim costs about one step's page faults (heap.py)
+# optimizer steps between returning the freed heap to the OS: often enough that a long CPU run stays flat,
+# rarely enough that the trim's page faults cost little (heap.py)
 TRIM_EVERY = 20
 
 DEFAULT_CONFIG_STR = """

@@ -3,9 +3,8 @@
 A training step allocates and frees hundreds of MB of activations whose shapes
 change with every batch (sequence lengths vary). glibc keeps freed blocks for
 reuse, but with varying sizes the free space fragments and the process keeps
-asking for more: a ``spacy train`` of minilm-l6 on CoNLL-2003 grew past 23 GB
-of resident memory before its 1,316 steps were done and was killed, while ``malloc_trim``
-brought a similar SST-2 run from 7.6 GB back to 2.0 GB. The encoder calls
+asking for more until the OS kills a long run; ``malloc_trim`` hands the free
+pages back (docs/RELIABILITY.md has the measurements). The encoder calls
 :func:`release_freed_memory` every few optimizer steps; elsewhere (macOS,
 Windows, musl) it does nothing.
 """

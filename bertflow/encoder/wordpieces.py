@@ -262,7 +262,7 @@ _VOCAB_STRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _id_to_string(tokenizer) -> List[str]:
     """The strings of the tokenizer's base vocabulary by id, kept while the
     tokenizer lives (tokens added later have higher ids and are looked up one
-    by one; ``len(tokenizer)``, which counts them, takes 8 ms)."""
+    by one; ``len(tokenizer)``, which counts them, is slow to call per batch)."""
     vocab = _VOCAB_STRINGS.get(tokenizer)
     if vocab is None:
         vocab = _VOCAB_STRINGS[tokenizer] = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))

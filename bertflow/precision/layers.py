@@ -207,8 +207,8 @@ def _name_in_layer(name: str) -> str:
 def ffn_up_projections(module: torch.nn.Module) -> List[str]:
     """The within-layer names of the feed-forward up-projections (hidden -> intermediate
     size) of a transformer: the Linear layers whose per-tensor int8 activations
-    suffer most from BERT's outlier channels (benchmarks/BENCHMARKS.md: on SST-2
-    keeping them out of int8 cut the loss from 1.15 to 0.22 points)."""
+    suffer most from BERT's outlier channels, so the first ones to keep out of
+    int8 when it costs accuracy (measured in benchmarks/BENCHMARKS.md)."""
     width = getattr(getattr(module, "config", None), "intermediate_size", None)
     return sorted({_name_in_layer(name) for name, m in module.named_modules()
                    if isinstance(m, torch.nn.Linear) and width and m.out_features == width})
@@ -216,8 +216,8 @@ def ffn_up_projections(module: torch.nn.Module) -> List[str]:
 
 def quantize_int8(module: torch.nn.Module, exclude: Sequence[str] = ()) -> torch.nn.Module:
     """A copy of ``module`` with its Linear layers dynamically quantised to int8,
-    per-channel weight scales (on SST-2, minilm, 300 steps, per-tensor scales
-    lost 1.6 points of macro F and per-channel 0.8, at the same speed).
+    with per-channel weight scales (they lose less accuracy than per-tensor
+    scales at the same speed).
 
     ``exclude`` keeps Linear layers out of int8 (full names or names within a
     layer, see ``excluded_linears``): they run in bf16 on a CPU with native bf16 matmuls,
@@ -225,14 +225,11 @@ def quantize_int8(module: torch.nn.Module, exclude: Sequence[str] = ()) -> torch
 
     Each self-attention's query, key and value run as one int8 GEMM
     (``fuse_qkv``): the same numbers with a third of the attention's int8
-    calls; the raw minilm forward gained ×1.07-×1.16 (medians of interleaved
-    A/Bs at batch 32), a gain the pipeline's noise on the benchmark VM hides
-    (benchmarks/BENCHMARKS.md, run 9).
+    calls.
 
     The weights are packed for oneDNN when this torch has it: its int8 kernels
-    use AMX/VNNI where the CPU has them and ran the minilm forward 10-15% faster
-    than the default x86/fbgemm packing on the benchmark machine
-    (benchmarks/BENCHMARKS.md). A packed weight keeps its engine's kernels, so
+    use AMX/VNNI where the CPU has them, faster than the default x86/fbgemm
+    packing there. A packed weight keeps its engine's kernels, so
     the process-wide ``torch.backends.quantized.engine`` is switched only while
     packing and put back: other quantised models in the process are untouched.
     """
