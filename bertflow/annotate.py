@@ -193,7 +193,8 @@ def _prepare_output(output: Path, manifest: Dict[str, object], overwrite: bool) 
         raise BertflowError(Errors.E023.format(output=output, sidecar=sidecar.name))
     differs = [key for key in ("input", "model", "options") if previous.get(key) != manifest[key]]
     if differs:
-        raise BertflowError(Errors.E024.format(output=output, what=" and ".join(differs),
+        words = {"input": "another input", "model": "another model", "options": "other options"}
+        raise BertflowError(Errors.E024.format(output=output, what=" and ".join(words[k] for k in differs),
                                                was=json.dumps({k: previous.get(k) for k in differs}),
                                                now=json.dumps({k: manifest[k] for k in differs})))
     done, keep = set(), 0

@@ -130,7 +130,7 @@ class Errors:
         "beside it), so it is left untouched. Give a new OUTPUT file, or pass --overwrite to replace it."
     )
     E024 = (
-        "OUTPUT {output} holds the annotations of another {what}, so it can't be resumed: it was {was}, "
+        "OUTPUT {output} holds the annotations of {what}, so it can't be resumed: it was {was}, "
         "this run is {now}. Give a new OUTPUT file, or pass --overwrite to start it again."
     )
     # bertflow/annotate.py

@@ -107,7 +107,7 @@ def test_resume_refuses_another_model_or_options(nlp, nlp_qa, tmp_path):
     run(nlp, src, out)
     with pytest.raises(BertflowError, match="another model"):
         run(nlp_qa, src, out)
-    with pytest.raises(BertflowError, match="another options"):
+    with pytest.raises(BertflowError, match="other options"):
         run(nlp, src, out, vectors=True)
 
 

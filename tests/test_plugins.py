@@ -167,8 +167,15 @@ def test_cli_plugins_json(installed_test_plugins, monkeypatch):
 
 
 def test_plugin_manager_is_lazy_and_cached():
-    import bertflow.plugins as plugins_mod
+    """Importing bertflow (and its public API) loads no plugin; the first getter does, once."""
+    import subprocess
+    import sys
 
-    plugins_mod.get_plugin_manager.cache_clear()
-    assert plugins_mod.get_plugin_manager.cache_info().currsize == 0  # import didn't load plugins
-    assert plugins_mod.get_plugin_manager() is plugins_mod.get_plugin_manager()
+    probe = ("import sys, bertflow, bertflow.api\n"
+             "from bertflow.api import TaskSpec, hookimpl\n"
+             "import bertflow.plugins as p\n"
+             "print(p.get_plugin_manager.cache_info().currsize, sorted(m for m in sys.modules if m.startswith('bertflow_')))\n"
+             "p.get_tasks()\n"
+             "print(p.get_plugin_manager.cache_info().currsize, p.get_plugin_manager() is p.get_plugin_manager())\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["0 []", "1 True"]
