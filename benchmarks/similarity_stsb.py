@@ -44,7 +44,7 @@ def read_stsb(path: Path, limit: int = 0):
 
 
 def correlations(gold, pred):
-    from bertflow_similarity.scoring import pearson, spearman
+    from bertflow_similarity.scorer import pearson, spearman
 
     return spearman(gold, pred), pearson(gold, pred)
 

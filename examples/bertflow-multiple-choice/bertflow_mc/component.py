@@ -7,18 +7,19 @@ candidates of one question and, on reference docs, ``doc._.mc_label`` is 1.0
 for the right candidate and 0.0 for the others. The head writes
 ``doc._.mc_score``; ``choose`` turns a question's scores into probabilities.
 """
-from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import registry
-from thinc.api import Model, chain
+from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, Classifier, DocPooler, HeadPipe
+from bertflow.api import BertflowError, HeadPipe
+
+from . import architectures as _architectures  # noqa: F401  (registers bertflow_mc.MultipleChoiceHead.v1)
+from .scorer import question_groups
 
 EXTENSIONS = ("mc_question", "mc_label", "mc_score")
 
@@ -30,12 +31,6 @@ def install_extensions() -> None:
 
 
 install_extensions()
-
-
-@registry.architectures("bertflow_mc.MultipleChoiceHead.v1")
-def MultipleChoiceModel(pooling: str = "cls", dropout: float = 0.1, grad_factor: float = 1.0) -> Model[List[Doc], Floats2d]:
-    """One score per doc: a learned vector dotted with the pooled [CLS] (plus a bias)."""
-    return chain(DocPooler(pooling, grad_factor), Classifier(nO=1, dropout=dropout, activation="linear"))
 
 
 @Language.factory(
@@ -53,15 +48,6 @@ def make_multiple_choice_head(nlp: Language, name: str, model: Model, scorer: Ca
     return MultipleChoiceHead(nlp.vocab, model, name, scorer=scorer)
 
 
-def _groups(examples: Sequence[Example]) -> Dict[str, List[int]]:
-    groups: Dict[str, List[int]] = OrderedDict()
-    for i, eg in enumerate(examples):
-        question = eg.reference._.mc_question
-        if question is not None and eg.reference._.mc_label is not None:
-            groups.setdefault(question, []).append(i)
-    return groups
-
-
 class MultipleChoiceHead(HeadPipe):
     def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
         scores = self.model.ops.to_numpy(scores)
@@ -76,7 +62,7 @@ class MultipleChoiceHead(HeadPipe):
         flat = self.model.ops.to_numpy(scores)[:, 0]
         d_scores = numpy.zeros((len(examples), 1), dtype="f")
         loss, groups = 0.0, []
-        for members in _groups(examples).values():
+        for members in question_groups(examples).values():
             gold = [float(examples[i].reference._.mc_label) for i in members]
             if len(members) >= 2 and sum(g == 1.0 for g in gold) == 1:
                 groups.append((members, gold.index(1.0)))
@@ -91,27 +77,6 @@ class MultipleChoiceHead(HeadPipe):
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))
-
-
-def mc_score(examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
-    """mc_acc: the share of questions whose highest-scoring candidate is the right one."""
-    examples = list(examples)
-    correct = total = 0
-    for members in _groups(examples).values():
-        gold = [examples[i].reference._.mc_label for i in members]
-        if gold.count(1.0) != 1:
-            continue
-        pred = [examples[i].predicted._.mc_score for i in members]
-        if any(p is None for p in pred):
-            continue
-        total += 1
-        correct += int(int(numpy.argmax(pred)) == gold.index(1.0))
-    return {"mc_acc": correct / total if total else None}
-
-
-@registry.scorers("bertflow_mc.scorer.v1")
-def make_mc_scorer() -> Callable:
-    return mc_score
 
 
 def choose(nlp: Language, context: str, candidates: Sequence[str]) -> List[dict]:

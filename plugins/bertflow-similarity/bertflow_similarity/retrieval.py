@@ -8,8 +8,7 @@ from spacy.tokens import Doc
 
 from bertflow.api import BertflowError
 
-from .biencoder import SimilarityHead
-from .crossencoder import PairClassifier
+from .component import PairClassifier, SimilarityHead
 
 
 def _component(nlp: Language, kind: type, factory: str) -> str:
