@@ -245,6 +245,10 @@ class Errors:
     # bertflow/training.py
     E072 = 'Config not found: {config_path}'
     E073 = 'spacy train failed for lr={lr:g} (exit {result_returncode}); see the log above.'
+    E074 = (
+        "Building the {kind} of {path} failed (python -m build). The package directory is there; fix the "
+        "problem below and run python -m build in it. Output:\n{tail}"
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

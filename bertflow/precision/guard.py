@@ -211,8 +211,31 @@ def package_pipeline(model: Union[str, Path], output_dir: Union[str, Path], *, p
     staging = Path(tempfile.mkdtemp(prefix="bertflow-package-"))
     try:
         nlp.to_disk(staging / "pipeline")
-        package(staging / "pipeline", output_dir, name=name, version=version, create_sdist="sdist" in build,
-                create_wheel="wheel" in build, force=force, silent=True)
+        # spaCy writes the package directory; the sdist/wheel are built here (build_distributions)
+        package(staging / "pipeline", output_dir, name=name, version=version, create_sdist=False,
+                create_wheel=False, force=force, silent=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    lang, pkg_name, pkg_version = nlp.lang, name or nlp.meta["name"], version or nlp.meta["version"]
+    pkg_name = pkg_name if pkg_name.startswith(f"{lang}_") else f"{lang}_{pkg_name}"
+    build_distributions(output_dir / f"{pkg_name}-{pkg_version}", [k for k in ("sdist", "wheel") if k in build])
     return report
+
+
+def build_distributions(package_dir: Path, kinds: List[str]) -> None:
+    """``python -m build --sdist/--wheel`` in a package directory written by
+    ``spacy package``. Without build isolation when setuptools and wheel are
+    installed (no fresh environment, no download: it works offline and takes
+    seconds), else isolated as spaCy does it. A failed build is an error with
+    the end of its output."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    isolated = any(importlib.util.find_spec(m) is None for m in ("setuptools", "wheel"))
+    for kind in kinds:
+        cmd = [sys.executable, "-m", "build", ".", f"--{kind}"] + ([] if isolated else ["--no-isolation"])
+        result = subprocess.run(cmd, cwd=package_dir, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BertflowError(Errors.E074.format(kind=kind, path=package_dir,
+                                                   tail=(result.stdout + result.stderr)[-1500:]))

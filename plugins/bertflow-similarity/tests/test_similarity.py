@@ -199,7 +199,7 @@ def test_search_memory_is_bounded_by_the_block_not_queries_x_documents(bi_nlp, m
     import importlib
     import tracemalloc
 
-    search_module = importlib.import_module("bertflow_similarity.search")
+    search_module = importlib.import_module("bertflow_similarity.retrieval")
 
     rng = numpy.random.default_rng(0)
 
