@@ -1,5 +1,6 @@
 # make demo  - set up the environment, then run the main job on the default model
-# make test  - set up the environment, then run every test (core and plugins)
+# make test  - set up the environment, then run every test (core and plugins), on every core
+# make test-fast - the unit tests only (no project runs, no plugin installs): the inner loop
 # make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000)
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.bertflow-installed
 
-.PHONY: install demo test test-all fuzz clean
+.PHONY: install demo test test-fast test-all fuzz clean
 
 install: $(STAMP)
 
@@ -24,12 +25,16 @@ $(STAMP): setup.cfg $(PLUGINS) Makefile
 demo: install
 	$(PY) scripts/demo.py
 
+# -n auto: one worker per core (pytest-xdist); the project runs and installs wait on subprocesses and I/O
 test: install
-	$(PY) -m pytest -q --durations=20 tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --durations=20 tests $(PLUGIN_DIRS)
+
+test-fast: install
+	$(PY) -m pytest -q -n auto -m "not slow" -k "not project and not sdk and not multitask" tests $(PLUGIN_DIRS)
 
 # also the tests marked slow
 test-all: install
-	$(PY) -m pytest -q --runslow tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --runslow tests $(PLUGIN_DIRS)
 
 # the fuzz tests with many examples (CI runs 40 of each)
 fuzz: install
