@@ -27,14 +27,14 @@ demo: install
 
 # -n auto: one worker per core (pytest-xdist); the project runs and installs wait on subprocesses and I/O
 test: install
-	$(PY) -m pytest -q -n auto --durations=20 tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --dist loadscope --durations=20 tests $(PLUGIN_DIRS)
 
 test-fast: install
-	$(PY) -m pytest -q -n auto -m "not slow" -k "not project and not sdk and not multitask" tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow" -k "not project and not sdk and not multitask" tests $(PLUGIN_DIRS)
 
 # also the tests marked slow
 test-all: install
-	$(PY) -m pytest -q -n auto --runslow tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --dist loadscope --runslow tests $(PLUGIN_DIRS)
 
 # the fuzz tests with many examples (CI runs 40 of each)
 fuzz: install

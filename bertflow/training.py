@@ -1,4 +1,5 @@
 """Training helpers that every task shares (no task-specific code)."""
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,28 @@ PAPER_LRS = (5e-5, 4e-5, 3e-5, 2e-5)  # the BERT paper's fine-tuning grid
 def weighted_score(performance: Dict[str, float], weights: Dict[str, Optional[float]]) -> float:
     """spaCy's final score: the score_weights-weighted sum of the metrics."""
     return sum((w or 0.0) * (performance.get(key) or 0.0) for key, w in weights.items())
+
+
+_USER_ERROR = re.compile(r"^bertflow\.[\w.]*\.(?:\w*Error): (.+)$")
+
+
+def _run_showing_output(cmd: List[str]) -> "tuple[int, Optional[str]]":
+    """Run ``cmd``, passing its output through; RETURNS its exit code and, when it
+    failed on a bertflow error (a user mistake), that error's message. A
+    traceback ending in a bertflow error is replaced by the message alone."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    held: List[str] = []
+    for line in proc.stderr:  # hold a traceback until we know how it ends
+        if held or line.startswith("Traceback"):
+            held.append(line)
+        else:
+            sys.stderr.write(line)
+    returncode = proc.wait()
+    match = next((m for m in map(_USER_ERROR.match, reversed(held)) if m), None) if returncode else None
+    if match is None:
+        sys.stderr.write("".join(held))
+        return returncode, None
+    return returncode, match.group(1).strip()
 
 
 def lr_sweep(
@@ -47,9 +70,11 @@ def lr_sweep(
         cmd = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir),
                "--gpu-id", str(gpu_id), f"--{lr_key}", repr(float(lr)), *overrides]
         print(f"[lr-sweep] lr={lr:g}: {' '.join(cmd[2:])}", flush=True)
-        result = subprocess.run(cmd)
-        if result.returncode != 0:
-            raise BertflowError(Errors.E073.format(lr=lr, result_returncode=result.returncode))
+        returncode, user_error = _run_showing_output(cmd)
+        if user_error is not None:  # a bad config or input: the message, not spacy train's traceback
+            raise BertflowError(f"spacy train for lr={lr:g}: {user_error}")
+        if returncode != 0:
+            raise BertflowError(Errors.E073.format(lr=lr, result_returncode=returncode))
         meta = srsly.read_json(run_dir / "model-best" / "meta.json")
         perf = {k: v for k, v in meta.get("performance", {}).items() if isinstance(v, (int, float))}
         runs.append({"lr": lr, "score": weighted_score(perf, weights), "performance": perf,

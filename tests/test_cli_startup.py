@@ -49,3 +49,26 @@ def test_plugins_lists_the_tasks_without_importing_them():
     assert {"textcat", "ner", "qa", "similarity"} <= set(tasks)
     assert tasks["textcat"]["converters"] == ["jsonl", "tsv"]
     assert heavy == ""
+
+
+def test_every_option_of_every_core_command_has_help():
+    """No bare option in `bertflow COMMAND --help` (issue #21, item 13)."""
+    import click
+    import typer.main
+
+    from bertflow.cli import app
+
+    group = typer.main.get_command(app)
+    missing = []
+
+    def walk(command, path):
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help and "--help" not in param.opts:
+                missing.append(f"{path} {param.opts[0]}")
+            if isinstance(param, click.Argument) and not getattr(param, "help", None):
+                missing.append(f"{path} {param.name}")
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(group, "bertflow")
+    assert not missing

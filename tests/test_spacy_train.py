@@ -124,3 +124,26 @@ def test_warmup_longer_than_training_warns(tiny_bert_dir):
     config["training"]["optimizer"]["learn_rate"]["warmup_steps"] = 300
     with pytest.warns(UserWarning, match="warmup_steps = 300 is more than .* max_steps = 30"):
         check_schedule(config)
+
+
+def test_lr_sweep_prints_a_config_error_as_one_message(tmp_path, tiny_bert_dir):
+    """A user mistake in the config (here an unknown precision) ends bertflow lr-sweep with
+    bertflow's message, not spacy train's traceback (issue #21, item 9)."""
+    nlp = spacy.blank("en")
+    write_corpus(nlp, tmp_path / "train.spacy", 8)
+    (tmp_path / "base.cfg").write_text(CONFIG)
+    code = Path(__file__).parent / "probe_heads.py"
+    subprocess.run([sys.executable, "-m", "spacy", "init", "fill-config", str(tmp_path / "base.cfg"),
+                    str(tmp_path / "good.cfg"), "--code", str(code)], check=True, capture_output=True,
+                   cwd=str(Path(__file__).parent))
+    good = (tmp_path / "good.cfg").read_text()
+    assert 'precision = "fp32"' in good
+    (tmp_path / "bad.cfg").write_text(good.replace('precision = "fp32"', 'precision = "int4"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "bertflow", "lr-sweep", str(tmp_path / "bad.cfg"), str(tmp_path / "sweep"), "--lrs", "1e-4",
+         "--code", str(code), "--paths.train", str(tmp_path / "train.spacy"), "--paths.dev",
+         str(tmp_path / "train.spacy"), "--paths.encoder", str(tiny_bert_dir)],
+        capture_output=True, text=True, cwd=str(Path(__file__).parent))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "✘ spacy train for lr=0.0001: Unknown precision 'int4' for the encoder" in result.stderr

@@ -8,8 +8,8 @@ from ._app import app, fail, run_or_fail
 def check_cli(
     model: str = typer.Argument(..., help="Pipeline directory or installed package name."),
     n_per_class: int = typer.Option(20, "--n-per-class", help="Texts per fuzz class (the two huge classes: 1)."),
-    seed: int = typer.Option(0, "--seed"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated texts."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for the CPU."),
 ):
     """Check that odd text never breaks the pipeline and that it survives serialisation."""
     from ..check import check_pipeline

@@ -46,8 +46,8 @@ def evaluate_cli(
     data: List[Path] = typer.Argument(..., help="One or more .spacy files (mixed tasks are fine)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the JSON here."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Docs per nlp.pipe batch."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for the CPU."),
 ):
     """Print each head's metrics (each scored on the examples annotated for it)."""
     result = run_or_fail(evaluate_pipeline, model, data, batch_size=batch_size, gpu_id=gpu_id)

@@ -17,11 +17,11 @@ def package_cli(
                                   help="fp32; int8 (dynamic quantisation, CPU); fp16 (autocast, GPU); bf16 (autocast, GPU or a CPU with native bf16)."),
     dev: List[Path] = typer.Option([], "--dev", help="Dev .spacy file(s) to check a reduced precision against fp32."),
     max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse when any head's main metric drops more (points)."),
-    name: Optional[str] = typer.Option(None, "--name"),
-    version: Optional[str] = typer.Option(None, "--version"),
+    name: Optional[str] = typer.Option(None, "--name", help="Package name (default: the pipeline's meta name)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Package version (default: the pipeline's meta version)."),
     build: str = typer.Option("sdist", "--build", help="sdist, wheel, or both (comma-separated)."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
+    batch_size: int = typer.Option(64, "--batch-size", help="Docs per batch while the guard scores dev."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for the CPU."),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite an existing package directory."),
     int8_exclude: List[str] = typer.Option(
         [], "--int8-exclude", help="A Linear layer to keep out of int8 (full name, or its name in every layer, e.g. "
