@@ -49,7 +49,13 @@ def pytest_configure(config):
         config.addinivalue_line("markers", mark)
 
 
+# test modules that run whole spaCy projects or install distributions: started first, so that with
+# pytest-xdist (make test: -n auto --dist loadscope) no worker is left with one of them at the end
+LONG_MODULES = ("project", "multitask", "sdk")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not any(word in item.path.name for word in LONG_MODULES))  # stable: order kept
     run_slow = config.getoption("--runslow")
     try:
         import torch
