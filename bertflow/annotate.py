@@ -44,7 +44,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .corpus import json_problem
+from .corpus import JSON_SPACE, json_problem
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
 
@@ -102,7 +102,7 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
         for line_no, offset, raw in _lines(path):
             where = f"{path}:{line_no}"
             line, problem = _decode(raw, path, line_no, offset)
-            if problem is None and not line.strip():
+            if problem is None and not line.strip(JSON_SPACE):
                 continue
             obj = None
             if problem is None:

@@ -59,6 +59,9 @@ def malformed_row(report: Any, path: Union[str, Path], line_no: Union[int, str],
     report.problems.append("skipped " + message)
 
 
+JSON_SPACE = " \t\r\n"  # the whitespace JSON allows between values
+
+
 def json_problem(err: "json.JSONDecodeError") -> str:
     """What is wrong with a line that is not JSON, for a message that names its line."""
     return f"invalid JSON: {err.msg} (column {err.colno})"
@@ -89,7 +92,7 @@ def jsonl_rows(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[dict], Op
         if problem is not None:
             yield line_no, None, problem
             continue
-        if not line.strip():
+        if not line.strip(JSON_SPACE):  # blank; a line of other whitespace (NBSP...) is a bad row, not skipped
             continue
         try:
             obj = json.loads(line)
