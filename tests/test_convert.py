@@ -167,3 +167,16 @@ def test_invalid_json_is_named_once(tmp_path):
     result = invoke("convert", "textcat", src, tmp_path / "o.spacy")
     assert "bad.jsonl:1: invalid JSON: Invalid control character at (column" in result.output
     assert "at at" not in result.output
+
+
+def test_several_conversions_in_one_process_with_and(sst, tmp_path):
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("sentence\tlabel\nfine\t1\n")
+    result = invoke("convert", "textcat", sst, tmp_path / "a.spacy", "--label-map", "0=NEGATIVE,1=POSITIVE",
+                    "--and", "textcat", dev, tmp_path / "b.spacy", "--label-map", "0=NEG,1=POS")
+    assert result.exit_code == 0, result.output
+    assert [d.cats for d in docs(tmp_path / "b.spacy")] == [{"POS": 1.0}]  # each job its own options
+    assert len(docs(tmp_path / "a.spacy")) == 2
+    bad = invoke("convert", "textcat", sst, tmp_path / "c.spacy", "--and", "textcat", dev)
+    assert bad.exit_code == 1 and "After --and give TASK INPUT OUTPUT" in bad.output
+    assert not (tmp_path / "c.spacy").exists()  # nothing ran: every job is checked first

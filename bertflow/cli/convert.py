@@ -19,18 +19,44 @@ def convert_cli(
 
     Task options follow as --name value, e.g. `bertflow convert textcat sst2.tsv train.spacy
     --label-map 0=NEGATIVE,1=POSITIVE`, `--skip-bad`, `--lang de`; an unknown option lists the
-    task's options. `bertflow TASK convert ...` is the same command.
+    task's options. More conversions can follow in the same process, each after `--and`:
+    `... --and textcat dev.tsv dev.spacy --label-map 0=NEGATIVE,1=POSITIVE`.
+    `bertflow TASK convert ...` is the same command.
     """
     from ..convert import convert, parse_options, pick_converter
+    from ..errors import BertflowError
     from ..plugins import get_tasks
 
-    def run():
+    jobs, current = [], [task, str(input_path), str(output_path)]
+    for word in ctx.args:
+        if word == "--and":
+            jobs.append(current)
+            current = []
+        else:
+            current.append(word)
+    jobs.append(current)
+
+    def check_jobs():
+        for job in jobs[1:]:
+            if len(job) < 3 or any(word.startswith("--") for word in job[:3]):
+                raise BertflowError(f"After --and give TASK INPUT OUTPUT, then options; got "
+                                    f"{' '.join(job) or 'nothing'}.")
+
+    run_or_fail(check_jobs)  # every job well-formed before the first one runs
+
+    def run_one(job):
+        name, source, target, args = job[0], Path(job[1]), Path(job[2]), job[3:]
+        fmt = file_format if job is jobs[0] else None
         tasks = get_tasks()
-        name = task if task in tasks else task.replace("-", "_")
+        name = name if name in tasks else name.replace("-", "_")
         options = {}
         if name in tasks:
-            func, _ = pick_converter(tasks[name], input_path, file_format)
-            options = parse_options(func, ctx.args, name)
-        return convert(name, input_path, output_path, file_format=file_format, **options)
+            if "--format" in args:  # a later job's own --format
+                i = args.index("--format")
+                fmt, args = args[i + 1] if i + 1 < len(args) else None, args[:i] + args[i + 2:]
+            func, _ = pick_converter(tasks[name], source, fmt)
+            options = parse_options(func, args, name)
+        return convert(name, source, target, file_format=fmt, **options)
 
-    typer.echo(run_or_fail(run).summary())
+    for job in jobs:
+        typer.echo(run_or_fail(run_one, job).summary())
