@@ -175,7 +175,7 @@ def test_random_bytes_give_one_record_per_line(nlp, tmp_path):
         assert [r["row"] for r in records(out)] == expected
 
 
-@pytest.mark.parametrize("n_process", [1, 2])
+@pytest.mark.parametrize("n_process", [1])  # 2 processes: tests/test_multitask.py (a trained pipeline)
 def test_unreadable_rows_keep_their_place_in_the_order(saved_model, tmp_path, n_process):
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = [json.dumps({"text": f"text number {i}"}) for i in range(8)]

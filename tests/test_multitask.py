@@ -212,18 +212,25 @@ def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_pa
     assert info["path"].startswith(str(venv))  # loaded from the fresh venv's install
 
 
-def test_annotate_with_two_processes_matches_one(project, tmp_path):
+def test_annotate_with_two_processes_matches_one(project, nlp, tmp_path):
+    """--n-process 2 (spawned workers) gives the records of one process, in input order, unreadable rows included."""
+    from bertflow.annotate import annotate
+
     model = project / "training" / "multitask" / "model-best"
-    src = tmp_path / "in.txt"
-    src.write_text("Apple was founded by Steve Jobs.\nThe talks in Brussels collapsed.\n\nA gorgeous film.\n東京 🙂\n")
+    src = tmp_path / "in.jsonl"
+    texts = ["Apple was founded by Steve Jobs.", "The talks in Brussels collapsed.", "", "A gorgeous film.", "東京 🙂"]
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in texts]
+    lines.insert(2, "{not json")
+    src.write_text("\n".join(lines) + "\n", encoding="utf8")
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-    bertflow_cli("annotate", model, src, one, "--batch-size", 2)
+    annotate(nlp, src, one, batch_size=2, progress=False)  # in this process: the reference
     bertflow_cli("annotate", model, src, two, "--batch-size", 2, "--n-process", 2)
-    a = {r["row"]: r for r in map(json.loads, one.read_text().splitlines())}
-    b = {r["row"]: r for r in map(json.loads, two.read_text().splitlines())}
-    assert sorted(a) == sorted(b) == [0, 1, 2, 3, 4]
-    for row in a:
-        assert a[row]["ents"] == b[row]["ents"]
-        assert a[row]["cats"] == pytest.approx(b[row]["cats"], abs=1e-5)
+    a = [json.loads(line) for line in one.read_text(encoding="utf8").splitlines()]
+    b = [json.loads(line) for line in two.read_text(encoding="utf8").splitlines()]
+    assert [r["row"] for r in a] == [r["row"] for r in b] == [0, 1, 2, 3, 4, 5]
+    assert "invalid JSON" in b[2]["error"]
+    for x, y in zip(a, b):
+        assert x.get("ents") == y.get("ents") and x.get("error", "").split(":")[-1] == y.get("error", "").split(":")[-1]
+        assert x.get("cats", {}) == pytest.approx(y.get("cats", {}), abs=1e-5)
     refused = bertflow_cli("annotate", model, src, tmp_path / "v.jsonl", "--n-process", 2, "--vectors", check=False)
     assert refused.returncode != 0 and "--vectors needs --n-process 1" in refused.stderr
