@@ -212,7 +212,7 @@ def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_pa
     assert info["path"].startswith(str(venv))  # loaded from the fresh venv's install
 
 
-def test_annotate_with_two_processes_matches_one(project, nlp, tmp_path):
+def test_annotate_with_two_processes_matches_one(project, tmp_path):
     """--n-process 2 (spawned workers) gives the records of one process, in input order, unreadable rows included."""
     from bertflow.annotate import annotate
 
@@ -223,7 +223,8 @@ def test_annotate_with_two_processes_matches_one(project, nlp, tmp_path):
     lines.insert(2, "{not json")
     src.write_text("\n".join(lines) + "\n", encoding="utf8")
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-    annotate(nlp, src, one, batch_size=2, progress=False)  # in this process: the reference
+    # the reference, in this process, from a fresh load (the module's `nlp` is updated by other tests)
+    annotate(spacy.load(model), src, one, batch_size=2, progress=False)
     bertflow_cli("annotate", model, src, two, "--batch-size", 2, "--n-process", 2)
     a = [json.loads(line) for line in one.read_text(encoding="utf8").splitlines()]
     b = [json.loads(line) for line in two.read_text(encoding="utf8").splitlines()]
