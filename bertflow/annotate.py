@@ -44,7 +44,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .corpus import JSON_SPACE, json_problem
+from .corpus import jsonl_rows, text_lines
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
 
@@ -70,52 +70,18 @@ class AnnotateReport:
 Row = Tuple[int, Optional[str], Optional[str], Optional[str], Optional[str]]  # row, id, text, question, problem
 
 
-def _lines(path: Path) -> Iterator[Tuple[int, int, bytes]]:
-    """``(line number from 1, byte offset, bytes without the \\n)``, split on ``\\n`` only."""
-    offset = 0
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            start, offset = offset, offset + len(raw)
-            yield line_no, start, raw[:-1] if raw.endswith(b"\n") else raw
-
-
-def _decode(raw: bytes, path: Path, line_no: int, offset: int) -> Tuple[Optional[str], Optional[str]]:
-    """``(text, None)`` or ``(None, problem)`` for bytes that are not UTF-8."""
-    if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not part of the text
-        raw, offset = raw[3:], offset + 3
-    try:
-        text = raw.decode("utf8")
-    except UnicodeDecodeError as err:
-        detail = f"byte 0x{raw[err.start]:02x} at byte offset {offset + err.start}"
-        return None, Errors.E021.format(where=f"{path}:{line_no}", detail=detail)
-    return text[:-1] if text.endswith("\r") else text, None
-
-
 def read_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator[Row]:
     """The input's rows in order; a row that can't be read carries its problem
     (file, line, byte offset) instead of a text."""
     if file_format == "txt":
-        for line_no, offset, raw in _lines(path):
-            text, problem = _decode(raw, path, line_no, offset)
-            yield line_no - 1, None, text, None, problem
+        for line_no, text, problem in text_lines(path):
+            yield line_no - 1, None, text, None, problem and f"{path}:{line_no}: {problem}"
     elif file_format == "jsonl":  # row = line number - 1; blank lines hold no row
-        for line_no, offset, raw in _lines(path):
-            where = f"{path}:{line_no}"
-            line, problem = _decode(raw, path, line_no, offset)
-            if problem is None and not line.strip(JSON_SPACE):
-                continue
-            obj = None
-            if problem is None:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    problem = f"{where}: {json_problem(err)}"
-            if problem is None and not isinstance(obj, dict):
-                problem = f"{where}: expected a JSON object, got {type(obj).__name__}"
+        for line_no, obj, problem in jsonl_rows(path):
             if problem is None and not isinstance(obj.get(text_field), str):
-                problem = f"{where}: expected a string {text_field!r}"
+                problem = f"expected a string {text_field!r}"
             if problem is not None:
-                yield line_no - 1, None, None, None, problem
+                yield line_no - 1, None, None, None, f"{path}:{line_no}: {problem}"
                 continue
             question = obj.get(question_field)
             yield line_no - 1, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None

@@ -70,16 +70,24 @@ def json_problem(err: "json.JSONDecodeError") -> str:
 def text_lines(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
     """Read a text file line by line: ``(line number, line, None)`` with the
     line ending removed (``\\n`` or ``\\r\\n``; lines are split on ``\\n``
-    only), or ``(line number, None, problem)`` for a line that is not UTF-8, so
-    one bad byte is one bad row with its line, not a traceback."""
+    only; a leading byte-order mark is dropped), or ``(line number, None,
+    problem)`` for a line that is not UTF-8, the problem naming the byte and
+    its offset in the file, so one bad byte is one bad row with its line, not a
+    traceback."""
+    offset = 0
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
+            start, offset = offset, offset + len(raw)
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw, start = raw[3:], start + 3
             try:
-                line = raw.decode("utf-8-sig" if line_no == 1 else "utf8")
+                line = raw.decode("utf8")
             except UnicodeDecodeError as err:
-                yield line_no, None, f"not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-save the file as UTF-8"
+                yield line_no, None, (f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset "
+                                      f"{start + err.start}); re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
                 continue
-            yield line_no, line[:-1].rstrip("\r") if line.endswith("\n") else line.rstrip("\r"), None
+            line = line[:-1] if line.endswith("\n") else line
+            yield line_no, line[:-1] if line.endswith("\r") else line, None
 
 
 def jsonl_rows(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[dict], Optional[str]]]:
