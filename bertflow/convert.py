@@ -116,23 +116,46 @@ def parse_options(func: Callable, args: Sequence[str], task: str) -> Dict[str, A
     return kwargs
 
 
+def installed_task(name: str) -> TaskSpec:
+    """The installed task ``name`` (``multiple-choice`` also finds ``multiple_choice``), or an
+    error listing the installed ones."""
+    from .plugins import get_tasks
+
+    tasks = get_tasks()
+    name = name if name in tasks else name.replace("-", "_")
+    if name not in tasks:
+        raise BertflowError(Errors.E042.format(task=name, tasks=', '.join(sorted(tasks)) or 'none'))
+    return tasks[name]
+
+
+def convert_args(task: str, input_path: Path, output_path: Path, args: Sequence[str],
+                 file_format: Optional[str] = None):
+    """``convert`` with the task's options given as command-line words (``--label-map 0=NEG,1=POS``,
+    ``--format F``), parsed against its converter's signature."""
+    args = list(args)
+    if "--format" in args:
+        i = args.index("--format")
+        if i + 1 >= len(args):
+            raise BertflowError(Errors.E049.format(word="--format"))
+        file_format, args = args[i + 1], args[:i] + args[i + 2:]
+    spec = installed_task(task)
+    func, _ = pick_converter(spec, Path(input_path), file_format)
+    return convert(spec.name, input_path, output_path, file_format=file_format, **parse_options(func, args, spec.name))
+
+
 def convert(task: str, input_path: Union[str, Path], output_path: Union[str, Path], *,
             file_format: Optional[str] = None, **options: Any):
     """Convert ``input_path`` for the installed task ``task`` with its plugin's
     converter; ``options`` are that converter's keyword arguments. Returns the
     converter's report (``ConversionReport`` or a subclass)."""
-    from .plugins import get_tasks
-
-    tasks = get_tasks()
-    task = task if task in tasks else task.replace("-", "_")
-    if task not in tasks:
-        raise BertflowError(Errors.E042.format(task=task, tasks=', '.join(sorted(tasks)) or 'none'))
+    spec = installed_task(task)
+    task = spec.name
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
         raise BertflowError(Errors.E043.format(input_path=input_path))
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise BertflowError(Errors.E044.format(output_path=output_path))
-    func, fmt = pick_converter(tasks[task], input_path, file_format)
+    func, fmt = pick_converter(spec, input_path, file_format)
     known = converter_options(func)
     unknown = sorted(set(options) - set(known))
     if unknown:

@@ -23,9 +23,8 @@ def convert_cli(
     `... --and textcat dev.tsv dev.spacy --label-map 0=NEGATIVE,1=POSITIVE`.
     `bertflow TASK convert ...` is the same command.
     """
-    from ..convert import convert, parse_options, pick_converter
+    from ..convert import convert_args
     from ..errors import BertflowError
-    from ..plugins import get_tasks
 
     jobs, current = [], [task, str(input_path), str(output_path)]
     for word in ctx.args:
@@ -44,19 +43,6 @@ def convert_cli(
 
     run_or_fail(check_jobs)  # every job well-formed before the first one runs
 
-    def run_one(job):
-        name, source, target, args = job[0], Path(job[1]), Path(job[2]), job[3:]
-        fmt = file_format if job is jobs[0] else None
-        tasks = get_tasks()
-        name = name if name in tasks else name.replace("-", "_")
-        options = {}
-        if name in tasks:
-            if "--format" in args:  # a later job's own --format
-                i = args.index("--format")
-                fmt, args = args[i + 1] if i + 1 < len(args) else None, args[:i] + args[i + 2:]
-            func, _ = pick_converter(tasks[name], source, fmt)
-            options = parse_options(func, args, name)
-        return convert(name, source, target, file_format=fmt, **options)
-
     for job in jobs:
-        typer.echo(run_or_fail(run_one, job).summary())
+        fmt = file_format if job is jobs[0] else None  # a later job gives its own --format
+        typer.echo(run_or_fail(convert_args, job[0], Path(job[1]), Path(job[2]), job[3:], fmt).summary())
