@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
+from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
@@ -132,16 +133,35 @@ def create_corpus_reader(
     augmenter: Optional[Callable] = None,
 ) -> Callable[[Language], Iterable[Example]]:
     """``spacy.Corpus.v1`` (same arguments) whose examples keep the encoder's
-    pair input: use it for every corpus whose docs carry ``doc._.text_pair``."""
+    pair input: use it for every corpus whose docs carry ``doc._.text_pair``.
+
+    The reference docs are read from disk once per process and kept (without
+    an augmenter): every later pass (each head's ``initialize``, each epoch,
+    each dev evaluation) builds fresh examples from them. Reading a ``.spacy``
+    file costs ~2 ms a doc when docs carry extension values (srsly looks up
+    its msgpack decoders for each doc), which on a multitask corpus of 10,000
+    docs was minutes of a short training run.
+    """
     if path is None:
         raise BertflowError(
             Errors.E050
         )
     corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
+    cache: Dict[str, object] = {}
 
     def read(nlp: Language) -> Iterator[Example]:
-        for eg in corpus(nlp):
-            yield copy_encoder_inputs(eg)
+        if augmenter is not None or gold_preproc:
+            for eg in corpus(nlp):
+                yield copy_encoder_inputs(eg)
+            return
+        if cache.get("vocab") is not nlp.vocab:
+            cache["vocab"], cache["references"] = nlp.vocab, [eg.reference for eg in corpus(nlp)]
+        for reference in cache["references"]:
+            if reference.has_unknown_spaces:  # as spacy.Corpus: keep the reference's own tokens
+                predicted = Doc(nlp.vocab, words=[t.text for t in reference], spaces=[bool(t.whitespace_) for t in reference])
+            else:
+                predicted = nlp.make_doc(reference.text)
+            yield copy_encoder_inputs(Example(predicted, reference))
 
     return read
 
@@ -201,6 +221,7 @@ def create_mixed_corpus(
     epoch_size: int = 0,
     seed: int = 0,
     max_length: int = 0,
+    limit: int = 0,
 ) -> Callable[[Language], Iterable[Example]]:
     """Several ``.spacy`` corpora (one per dataset or task) read as one, for
     multitask training where every head learns from the examples that carry
@@ -216,13 +237,16 @@ def create_mixed_corpus(
         runs out), large ones are subsampled.
     seed (int): seed of the draws, so a pass is reproducible.
     max_length (int): as ``spacy.Corpus.v1``.
+    limit (int): read at most this many examples of each corpus (0: all), as
+        ``spacy.Corpus.v1``'s limit: e.g. a quick dev set for the evaluations
+        during training, with the full one left to ``bertflow evaluate``.
     """
     live = {name: path for name, path in paths.items() if path is not None}
     if not live:
         raise BertflowError(Errors.E053)
     if sampling not in SAMPLINGS:
         raise BertflowError(Errors.E054.format(sampling=sampling, samplings=', '.join(SAMPLINGS)))
-    readers = {name: create_corpus_reader(path, max_length=max_length) for name, path in live.items()}
+    readers = {name: create_corpus_reader(path, max_length=max_length, limit=limit) for name, path in live.items()}
 
     def read(nlp: Language) -> Iterator[Example]:
         if sampling == "concat":

@@ -249,6 +249,18 @@ class Errors:
         "Building the {kind} of {path} failed (python -m build). The package directory is there; fix the "
         "problem below and run python -m build in it. Output:\n{tail}"
     )
+    E075 = (
+        "Component '{name}': learn_rate_scale = {value} is negative. It multiplies the optimizer's learning "
+        "rate for this head's own weights: use 1 (the optimizer's rate), more for a fresh head, 0 to freeze it."
+    )
+    E076 = (
+        "Component '{name}': frozen_steps = {value} is negative. It is the number of training updates the "
+        "encoder stays frozen for before it trains (0: it trains from the first)."
+    )
+    E077 = (
+        "bertflow.frozen_then_warmup_linear.v1: frozen_steps = {frozen_steps} must be between 0 and "
+        "total_steps = {total_steps} (the frozen steps count towards the total)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -25,6 +25,7 @@ the arrays thinc hands it (no copies, CPU or GPU); thinc's per-parameter
 ``grad_clip``, learning-rate schedules and parameter averages are kept, so it
 drops into any spaCy config.
 """
+import itertools
 import math
 from typing import Tuple
 
@@ -95,3 +96,28 @@ def make_adamw(
         raise BertflowError(Errors.E061.format(eps=eps, weight_decay=weight_decay, grad_clip=grad_clip))
     return AdamW(learn_rate, L2=weight_decay, beta1=beta1, beta2=beta2, eps=eps, grad_clip=grad_clip,
                  use_averages=use_averages, L2_is_weight_decay=True)
+
+
+@registry.schedules("bertflow.frozen_then_warmup_linear.v1")
+def frozen_then_warmup_linear(initial_rate: float, warmup_steps: int, total_steps: int, frozen_steps: int = 0):
+    """``warmup_linear.v1`` that starts after the encoder's ``frozen_steps``.
+
+    For the first ``frozen_steps`` steps the rate is ``initial_rate`` (only the
+    heads train then, at ``initial_rate * learn_rate_scale``); then it climbs
+    from 0 over ``warmup_steps`` and falls linearly to 0 at ``total_steps``
+    (counted from the start, frozen steps included), as BERT fine-tuning does.
+    Give it the same number as the encoder's ``frozen_steps``.
+    """
+    if not 0 <= frozen_steps <= total_steps:
+        raise BertflowError(Errors.E077.format(frozen_steps=frozen_steps, total_steps=total_steps))
+    tuning = total_steps - frozen_steps
+    for step in itertools.count():
+        if step < frozen_steps:
+            yield initial_rate
+            continue
+        step -= frozen_steps
+        if step < warmup_steps:
+            factor = step / max(1, warmup_steps)
+        else:
+            factor = max(0.0, (tuning - step) / max(1.0, tuning - warmup_steps))
+        yield factor * initial_rate

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import ModelOutput
 
 from bertflow.encoder import plan_windows
 from bertflow.errors import BertflowError
@@ -508,3 +509,65 @@ def test_int8_runs_query_key_and_value_as_one_gemm_with_the_same_numbers(make_nl
     partly = quantize_int8(transformer, ["encoder.layer.0.attention.self.query"])
     assert type(partly.encoder.layer[0].attention.self.key) is not ProjectionPart
     assert type(partly.encoder.layer[1].attention.self.key) is ProjectionPart
+
+
+def test_length_buckets_split_only_where_lengths_differ_more_than_twofold():
+    from bertflow.encoder.model import length_buckets
+    lengths = [200, 20, 22, 180, 25, 21, 19, 30, 210, 24]
+    groups = length_buckets(lengths, min_rows=2)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert [sorted(lengths[i] for i in g) for g in groups] == [[19, 20, 21, 22, 24, 25, 30], [180, 200, 210]]
+    assert len(length_buckets([5, 100, 6], min_rows=4)) == 1  # too few rows to be worth a call each
+
+
+@pytest.mark.parametrize("keep_layers", [1, 2])
+def test_training_pass_in_length_buckets_matches_one_padded_call(make_nlp, monkeypatch, keep_layers):
+    """A batch of short sentences and long contexts is run in two buckets; the
+    outputs (padded to the batch's longest row, in row order) and the
+    transformer's parameter gradients equal those of one padded call."""
+    import bertflow.encoder.model as encoder_model
+    nlp = make_nlp(keep_layers=keep_layers)
+    nlp.initialize()
+    model = nlp.get_pipe("encoder").model
+    long = " ".join(["the cat sat on the mat and looked at the dog"] * 4)
+    docs = [nlp.make_doc(t) for t in ["a cat", long, "the dog ran", "a mat", long + " again", "dogs", "one cat", "hi"]]
+
+    def run(bucketed: bool):
+        if not bucketed:
+            monkeypatch.setattr(encoder_model, "length_buckets", lambda lengths, min_rows=4: [list(range(len(lengths)))])
+        else:
+            monkeypatch.undo()
+        calls = []
+        inner = model.layers[0]
+        original = inner._func
+
+        def counting(m, X, is_train):
+            calls.append(X[0].input_ids.shape)
+            return original(m, X, is_train)
+        monkeypatch.setattr(inner, "_func", counting)
+        model.transformer.zero_grad()
+        for m in model.transformer.modules():  # no dropout: the two runs must see the same function
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if hasattr(m, "dropout_prob"):
+                m.dropout_prob = 0.0
+        batch, backprop = model.begin_update(docs)
+        hidden = batch.model_output["last_hidden_state"].detach().clone()
+        # gradients only where a row has wordpieces, as the heads give them
+        real = torch.as_tensor(batch.wordpieces.attention_mask)[:, :, None]
+        grads = ModelOutput(last_hidden_state=real.expand_as(hidden).clone())
+        if keep_layers > 1:
+            grads["hidden_states"] = tuple(real.expand_as(h).clone() for h in batch.model_output["hidden_states"])
+        backprop(grads)
+        monkeypatch.setattr(inner, "_func", original)
+        return calls, hidden, batch.wordpieces.lengths, [p.grad.clone() for p in model.transformer.parameters() if p.grad is not None]
+
+    one_calls, one_hidden, lengths, one_grads = run(False)
+    two_calls, two_hidden, _, two_grads = run(True)
+    assert len(one_calls) == 1 and len(two_calls) == 2
+    assert sum(s[0] * s[1] for s in two_calls) < one_calls[0][0] * one_calls[0][1] / 2
+    for r, n in enumerate(lengths):
+        torch.testing.assert_close(two_hidden[r, :n], one_hidden[r, :n], atol=2e-5, rtol=1e-4)
+    assert len(one_grads) == len(two_grads)
+    for a, b in zip(two_grads, one_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)

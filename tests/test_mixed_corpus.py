@@ -68,3 +68,30 @@ def test_bad_settings(corpora):
         create_mixed_corpus({"a": None})
     with pytest.raises(BertflowError, match="Unknown sampling"):
         create_mixed_corpus(corpora, sampling="roundrobin")
+
+
+def test_limit_reads_the_first_examples_of_each_corpus(corpora):
+    nlp = spacy.blank("en")
+    texts = [eg.reference.text for eg in create_mixed_corpus(corpora, sampling="concat", limit=3)(nlp)]
+    assert texts == ["big 0", "big 1", "big 2", "small 0", "small 1", "small 2"]
+
+
+def test_a_corpus_is_read_from_disk_once_and_each_pass_gets_fresh_examples(corpora, monkeypatch):
+    """Every pass (each head's initialize, each epoch, each evaluation) builds
+    new examples from the reference docs read the first time."""
+    from spacy.training import Corpus
+    from bertflow.corpus import create_corpus_reader
+
+    reads = []
+    original = Corpus.read_docbin
+    monkeypatch.setattr(Corpus, "read_docbin", lambda self, vocab, locs: reads.append(1) or original(self, vocab, locs))
+    nlp = spacy.blank("en")
+    read = create_corpus_reader(corpora["small"])
+    first, second = list(read(nlp)), list(read(nlp))
+    assert len(reads) == 1
+    assert [eg.reference.text for eg in first] == [eg.reference.text for eg in second] == [f"small {i}" for i in range(10)]
+    assert all(a.predicted is not b.predicted and a.reference is b.reference for a, b in zip(first, second))
+    first[0].predicted.cats["X"] = 1.0  # what a pass does to its examples stays in that pass
+    assert list(read(nlp))[0].predicted.cats == {}
+    list(read(spacy.blank("en")))  # another pipeline (vocab) reads the file again
+    assert len(reads) == 2

@@ -10,21 +10,25 @@ from pathlib import Path
 
 import numpy
 import pytest
+import torch
 import spacy
 from thinc.api import Adam
 
 import bertflow
 from bertflow.corpus import create_corpus_reader
+from bertflow.errors import BertflowError
 from bertflow.testing import run_project
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"
+SAMPLE = Path(__file__).resolve().parent / "data" / "multitask_sample"
 HEADS = ("textcat", "ner", "qa", "similarity")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_bert_dir):
+    # the small samples the tests need (the project's own assets are the demo's few thousand per task)
     return run_project(PROJECT, tmp_path_factory.mktemp("multitask"), encoder=tiny_bert_dir, max_steps=4,
-                       warmup_steps=1)
+                       warmup_steps=1, frozen_steps=2, data_dir=SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +114,62 @@ def test_loss_weight_zero_freezes_a_head(nlp, project):
             assert (not numpy.array_equal(before, out.get_param("W"))) is changes
     finally:
         ner.cfg["loss_weight"] = 1.0
+
+
+def test_loss_weight_zero_sends_the_encoder_no_gradient_from_that_head(nlp, project):
+    """NER examples carry only NER annotation: with ner's loss_weight = 0 the
+    encoder gets no gradient at all from them; with 1 it does."""
+    ner, encoder = nlp.get_pipe("ner"), nlp.get_pipe("encoder").model.transformer
+    egs = examples_of(nlp, project, "ner")[:8]
+
+    def encoder_gradient() -> float:
+        return sum(float(p.grad.abs().sum()) for p in encoder.parameters() if p.grad is not None)
+
+    try:
+        for weight in (0.0, 1.0):
+            ner.cfg["loss_weight"] = weight
+            encoder.zero_grad()
+            nlp.update(egs, sgd=False, losses={})  # no step: the gradients stay on the weights
+            assert (encoder_gradient() > 0) is (weight > 0), weight
+    finally:
+        ner.cfg["loss_weight"] = 1.0
+        encoder.zero_grad()
+
+
+def test_learn_rate_scale_multiplies_a_heads_own_step_only(nlp, project):
+    """Adam's first step moves each weight by about the learning rate: a head
+    with learn_rate_scale 3 moves its weights 3x as far as with 1, the
+    encoder's step is the same, and 0 leaves the head where it was."""
+    from bertflow.optimizer import make_adamw
+    textcat = nlp.get_pipe("textcat")
+    egs = examples_of(nlp, project, "textcat")[:8]
+    out = textcat.model.get_ref("output_layer")
+    state = nlp.to_bytes()
+
+    def step(scale):
+        nlp.from_bytes(state)  # the same start each time (its cfg too: set the scale after)
+        textcat.cfg["learn_rate_scale"] = scale
+        embeddings = nlp.get_pipe("encoder").model.transformer.get_input_embeddings().weight
+        before, emb_before = out.get_param("W").copy(), embeddings.detach().clone()
+        torch.manual_seed(0)  # the same dropout masks in the encoder each time
+        nlp.update(egs, sgd=make_adamw(1e-4, weight_decay=0.0, grad_clip=0.0), losses={})
+        moved = float(numpy.abs(out.get_param("W") - before).sum())
+        return moved, float((embeddings.detach() - emb_before).abs().sum())
+
+    try:
+        (one, encoder_one), (three, encoder_three), (zero, _) = step(1.0), step(3.0), step(0.0)
+    finally:
+        textcat.cfg["learn_rate_scale"] = 1.0
+        nlp.from_bytes(state)
+    assert one > 0 and zero == 0.0
+    assert three == pytest.approx(3 * one, rel=1e-3)
+    assert encoder_one > 0 and encoder_three == pytest.approx(encoder_one, rel=1e-3)
+
+
+def test_a_negative_learn_rate_scale_is_refused_with_the_fix():
+    nlp = spacy.blank("en")
+    with pytest.raises(BertflowError, match="learn_rate_scale = -1.0 is negative"):
+        nlp.add_pipe("bertflow_textcat", config={"learn_rate_scale": -1.0})
 
 
 def bertflow_cli(*args, check=True):

@@ -208,3 +208,51 @@ def test_training_returns_the_freed_heap_every_few_steps(make_nlp, monkeypatch):
     for _ in range(5):
         nlp.update(egs, sgd=optimizer, drop=0.0)
     assert len(trims) == 2
+
+
+def test_frozen_steps_warm_the_heads_up_on_kept_outputs_then_the_encoder_trains(make_nlp):
+    """For its first frozen_steps updates the encoder keeps its weights and runs
+    once per distinct doc (later epochs reuse the kept outputs, which equal a
+    fresh pass); then it trains, and the kept outputs are dropped."""
+    nlp = make_nlp(heads=("test_doc_probe", "test_token_probe"), head_configs={"test_doc_probe": {"pooling": "mean"}})
+    encoder = nlp.get_pipe("encoder")
+    encoder.cfg["frozen_steps"] = 3
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    calls = count_forwards(nlp)
+    transformer = encoder.model.transformer
+    weights = {k: v.clone() for k, v in transformer.state_dict().items()}
+    probe = nlp.get_pipe("test_doc_probe").model
+    optimizer = Adam(1e-2)
+    head_params = lambda: numpy.concatenate([node.get_param(n).ravel() for node in probe.walk()  # noqa: E731
+                                             for n in node.param_names if node.has_param(n)])
+    head_before = head_params()
+    for step in range(3):
+        nlp.update(egs, sgd=optimizer)
+        assert all((v == weights[k]).all() for k, v in transformer.state_dict().items()), step
+    assert len(calls) == 1  # four docs of similar length: one pass, at the first step only
+    assert len(encoder._kept) == len(TEXTS)
+    doc = nlp.make_doc(TEXTS[0])
+    kept = encoder._kept[(doc.text, tuple(t.idx for t in doc), None)][0].model_output["last_hidden_state"]
+    fresh = encoder.predict([doc]).doc_data[0].model_output["last_hidden_state"]
+    numpy.testing.assert_allclose(kept, fresh, atol=1e-6)
+    assert not numpy.array_equal(head_before, head_params())  # the heads learned meanwhile
+    nlp.update(egs, sgd=optimizer)  # step 4: the encoder trains
+    assert len(calls) == 3 and encoder._kept == {}  # + the fresh pass above
+    assert any(not (v == weights[k]).all() for k, v in transformer.state_dict().items())
+
+
+def test_frozen_steps_must_not_be_negative(make_nlp):
+    nlp = make_nlp()
+    with pytest.raises(BertflowError, match="frozen_steps = -1 is negative"):
+        nlp.add_pipe("bertflow_encoder", name="other", config={"frozen_steps": -1})
+
+
+def test_the_learning_rate_is_constant_while_frozen_then_warms_up_and_decays():
+    from itertools import islice
+
+    from bertflow.optimizer import frozen_then_warmup_linear
+    rates = list(islice(frozen_then_warmup_linear(1.0, warmup_steps=2, total_steps=10, frozen_steps=4), 12))
+    assert rates == [1.0, 1.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    with pytest.raises(BertflowError, match="frozen_steps = 11 must be between 0 and total_steps = 10"):
+        next(frozen_then_warmup_linear(1.0, warmup_steps=2, total_steps=10, frozen_steps=11))

@@ -25,7 +25,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from ..errors import BertflowError, Errors
 from .extensions import install_extensions
 from .heap import release_freed_memory
-from .model import EncoderModel, Pretokenized, clip_encoder_gradients
+from .model import EncoderModel, Pretokenized, clip_encoder_gradients, length_buckets
 
 
 def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
@@ -51,6 +51,7 @@ DEFAULT_CONFIG_STR = """
 max_batch_items = 4096
 sort_buffer = 1024
 frozen = false
+frozen_steps = 0
 grad_clip_norm = 1.0
 
 [encoder.set_extra_annotations]
@@ -90,6 +91,7 @@ def make_encoder(
     sort_buffer: int,
     frozen: bool,
     grad_clip_norm: float,
+    frozen_steps: int = 0,
 ) -> "Encoder":
     """The shared BERT encoder component.
 
@@ -103,12 +105,22 @@ def make_encoder(
         batch only (lowest latency and memory).
     frozen (bool): feature-based mode: the encoder runs without gradients and
         its weights never change, while heads still train on its outputs.
+    frozen_steps (int): the encoder stays frozen for the first N training
+        updates after ``nlp.initialize()`` (a training run; a loaded pipeline
+        trained further is not frozen again), then trains: the heads warm up
+        on its fixed outputs first (linear probing, then fine-tuning), so
+        their random initial weights do not send noise into the pre-trained
+        encoder, and a short CPU run spends its time where it pays. During
+        those steps each doc's outputs are computed once and kept (another
+        epoch over the same docs costs only the heads); they are dropped when
+        the encoder starts to train. 0 (default): it trains from the first step.
     grad_clip_norm (float): clip the encoder's gradients to this global L2 norm
         before each optimizer step, as BERT and Hugging Face training do (thinc's
         optimizer only clips each parameter on its own); 0 turns it off.
     """
     return Encoder(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items,
-                   sort_buffer=sort_buffer, frozen=frozen, grad_clip_norm=grad_clip_norm)
+                   sort_buffer=sort_buffer, frozen=frozen, grad_clip_norm=grad_clip_norm,
+                   frozen_steps=frozen_steps)
 
 
 class Encoder(Transformer):
@@ -123,11 +135,19 @@ class Encoder(Transformer):
         sort_buffer: int = 1024,
         frozen: bool = False,
         grad_clip_norm: float = 1.0,
+        frozen_steps: int = 0,
     ):
         super().__init__(vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
         self.cfg["sort_buffer"] = int(sort_buffer)
         self.cfg["frozen"] = bool(frozen)
         self.cfg["grad_clip_norm"] = float(grad_clip_norm)
+        if frozen_steps < 0:
+            raise BertflowError(Errors.E076.format(name=name, value=frozen_steps))
+        self.cfg["frozen_steps"] = int(frozen_steps)
+        # updates since nlp.initialize(): frozen_steps counts from there, so a loaded pipeline trained further
+        # (no initialize) trains its encoder from the first update
+        self._updates = int(frozen_steps)
+        self._kept: Dict[tuple, tuple] = {}  # doc -> (TransformerData, windows) while frozen_steps lasts
         # nlp.update(examples, sgd=optimizer) calls finish_update on each component right after its own
         # update: for the encoder that is before the heads have backpropagated into it (see finish_update)
         self._awaiting_gradient = False
@@ -226,12 +246,19 @@ class Encoder(Transformer):
         if not any(len(doc) for doc in docs):
             return losses
         batch_id = TransformerListener.get_batch_id(docs)
-        if self.cfg.get("frozen"):
-            batch = self.predict(docs)
-            self.set_annotations(docs, batch)
+        self._updates += 1
+        warming_up = self._updates <= self.cfg.get("frozen_steps", 0)
+        if self.cfg.get("frozen") or warming_up:
+            if warming_up:
+                doc_data = self._kept_outputs(docs)
+            else:
+                batch = self.predict(docs)
+                self.set_annotations(docs, batch)
+                doc_data = batch.doc_data
             for listener in self.listeners:
-                listener.receive(batch_id, batch.doc_data, lambda d_datas: docs)
+                listener.receive(batch_id, doc_data, lambda d_datas: docs)
             return losses
+        self._kept.clear()
         set_dropout_rate(self.model, drop)
         batch, bp_batch = self.model.begin_update(docs)
         self._awaiting_gradient = bool(self.listeners)
@@ -274,6 +301,25 @@ class Encoder(Transformer):
             self.listeners[-1].receive(batch_id, batch.doc_data, backprop)
         return losses
 
+    def _kept_outputs(self, docs: List[Doc]) -> List[TransformerData]:
+        """The frozen encoder's outputs for ``docs``, each computed once while
+        ``frozen_steps`` lasts (the weights do not change and no dropout runs,
+        so a doc's outputs are the same every time). A doc is known by its
+        text, its tokens and its pair input, all that the encoder reads."""
+        keys = [(doc.text, tuple(t.idx for t in doc), doc._.text_pair) for doc in docs]
+        todo = list({key: i for i, key in enumerate(keys) if key not in self._kept}.values())
+        # texts of similar length together (a SQuAD context would pad a batch of short sentences)
+        sizes = [len(docs[i].text) + len(docs[i]._.text_pair or "") for i in todo]
+        for group in length_buckets(sizes, min_rows=1):
+            fresh = [docs[todo[g]] for g in group]
+            batch = self.predict(fresh)
+            windows = getattr(batch, "windows", None) or [None] * len(fresh)
+            for g, data, win in zip(group, batch.doc_data, windows):
+                self._kept[keys[todo[g]]] = (data, win)
+        for doc, key in zip(docs, keys):
+            doc._.trf_data, doc._.trf_windows = self._kept[key]
+        return [self._kept[key][0] for key in keys]
+
     def finish_update(self, sgd: Optimizer) -> None:
         """Clip the encoder's gradients to ``grad_clip_norm`` (global L2 norm),
         then take the optimizer step. spaCy's training loop calls this once per
@@ -308,6 +354,7 @@ class Encoder(Transformer):
         install_extensions()
         if nlp is not None:
             check_schedule(nlp.config)
+        self._updates, self._kept = 0, {}  # frozen_steps counts from here
         super().initialize(get_examples, nlp=nlp)
 
 

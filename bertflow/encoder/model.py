@@ -279,7 +279,7 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
     if is_train:
         model.attrs["int8_model"] = None  # the weights are about to change
         mixed_precision_needs_gpu(model)
-        model_output, bp_output = model.layers[0]((wordpieces, keep), is_train)
+        model_output, bp_output = _train_in_buckets(model, wordpieces, keep)
     else:
         model_output, bp_output = _inference(model, wordpieces, keep), None
     seq_len = wordpieces.input_ids.shape[1]
@@ -299,6 +299,77 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
         return docs
 
     return batch, backprop
+
+
+def length_buckets(lengths: Sequence[int], min_rows: int = 4) -> List[List[int]]:
+    """Row indices grouped so that rows of very different lengths are not
+    padded to each other: sorted by length, a new group starts where a row is
+    more than twice as long as the group's shortest row (and the group has
+    ``min_rows`` rows, so a few odd lengths do not cost a call each). A mixed
+    multitask batch (SQuAD contexts of ~200 wordpieces next to SST-2
+    sentences of ~20) would otherwise pad every sentence to the context.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: List[List[int]] = []
+    for i in order:
+        if groups and (lengths[i] <= 2 * lengths[groups[-1][0]] or len(groups[-1]) < min_rows):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _train_in_buckets(model: EncoderModel, wordpieces, keep: int):
+    """The transformer's training pass over ``wordpieces``, one call per
+    length bucket where that saves padding; outputs and gradients keep the
+    batch's row order and padded shape, so the heads see one batch."""
+    groups = length_buckets(wordpieces.lengths)
+    padded = len(wordpieces.lengths) * wordpieces.input_ids.shape[1]
+    bucketed = sum(len(g) * max(wordpieces.lengths[i] for i in g) for g in groups)
+    if len(groups) == 1 or bucketed * 3 > padded * 2:  # saves under a third: one call
+        return model.layers[0]((wordpieces, keep), True)
+    parts = []
+    for rows in groups:
+        width = max(wordpieces.lengths[i] for i in rows)
+        sub = wordpieces.__class__(
+            strings=[wordpieces.strings[i] for i in rows],
+            input_ids=wordpieces.input_ids[rows, :width],
+            attention_mask=wordpieces.attention_mask[rows, :width],
+            lengths=[wordpieces.lengths[i] for i in rows],
+            token_type_ids=None if wordpieces.token_type_ids is None else wordpieces.token_type_ids[rows, :width],
+        )
+        output, backprop = model.layers[0]((sub, keep), True)
+        parts.append((torch.as_tensor(rows), width, output, backprop))
+    n_rows, seq_len = wordpieces.input_ids.shape
+
+    def gather(get) -> torch.Tensor:
+        first = get(parts[0][2])
+        full = first.new_zeros((n_rows, seq_len) + tuple(first.shape[2:])) if first.dim() > 2 \
+            else first.new_zeros((n_rows,) + tuple(first.shape[1:]))
+        for rows, width, output, _ in parts:
+            value = get(output).detach()
+            if value.dim() > 2:
+                full[rows, :width] = value
+            else:
+                full[rows] = value
+        return full
+
+    merged = ModelOutput()
+    for key, value in parts[0][2].items():
+        if isinstance(value, torch.Tensor):
+            merged[key] = gather(lambda out, key=key: out[key])
+        else:
+            merged[key] = tuple(gather(lambda out, key=key, k=k: out[key][k]) for k in range(len(value)))
+
+    def backprop(d_output: ModelOutput):
+        for rows, width, _, bp_part in parts:
+            d_part = ModelOutput()
+            for key, grad in d_output.items():
+                cut = (lambda g: g[rows, :width] if g.dim() > 2 else g[rows])
+                d_part[key] = cut(grad) if isinstance(grad, torch.Tensor) else tuple(cut(g) for g in grad)
+            bp_part(d_part)
+
+    return merged, backprop
 
 
 def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:

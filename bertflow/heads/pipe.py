@@ -16,6 +16,8 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 
+from ..errors import BertflowError, Errors
+
 
 class HeadPipe(TrainablePipe):
     """A trainable spaCy pipe for a head on the shared encoder.
@@ -25,16 +27,22 @@ class HeadPipe(TrainablePipe):
     width) and, when their model needs it, ``predict``. Keyword ``cfg`` entries
     are saved with the pipe (``self.cfg``), e.g. the labels. ``loss_weight``
     scales the head's loss and gradient (multitask training; expose it as a
-    factory setting, as the bundled heads do).
+    factory setting, as the bundled heads do). ``learn_rate_scale`` multiplies
+    the optimizer's learning rate for this head's own weights (not the
+    encoder's): a freshly initialised head learns at 10-20x the rate that
+    suits the pre-trained encoder, so it is useful before the encoder has
+    drifted far.
     """
 
     def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None,
-                 loss_weight: float = 1.0, **cfg):
+                 loss_weight: float = 1.0, learn_rate_scale: float = 1.0, **cfg):
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg = dict(cfg, loss_weight=float(loss_weight))
+        if learn_rate_scale < 0:
+            raise BertflowError(Errors.E075.format(name=name, value=learn_rate_scale))
+        self.cfg = dict(cfg, loss_weight=float(loss_weight), learn_rate_scale=float(learn_rate_scale))
 
     def predict(self, docs: Iterable[Doc]):
         return self.model.predict(list(docs))
@@ -65,6 +73,12 @@ class HeadPipe(TrainablePipe):
         losses[self.name] += float(loss)
         return losses
 
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Step this head's own weights, at ``learn_rate_scale`` times the
+        optimizer's rate (the encoder steps itself, at the optimizer's rate)."""
+        scale = float(self.cfg.get("learn_rate_scale", 1.0))
+        self.model.finish_update(sgd if scale == 1.0 else _ScaledRate(sgd, scale))
+
     def is_annotated(self, example: Example) -> bool:
         """Whether ``example``'s reference carries this head's annotation (so it
         can give a loss and be scored). Heads override it; ``bertflow
@@ -77,6 +91,19 @@ class HeadPipe(TrainablePipe):
         if not docs:
             docs = [(nlp.make_doc("hello") if nlp is not None else Doc(self.vocab, words=["hello"]))]
         return docs
+
+
+class _ScaledRate:
+    """An optimizer seen through a learning-rate factor (thinc optimizers take ``lr_scale``)."""
+
+    def __init__(self, optimizer: Optimizer, scale: float):
+        self.optimizer, self.scale = optimizer, scale
+
+    def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scale)
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
 
 
 def _scaled(d_scores, weight: float):

@@ -28,28 +28,33 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 @Language.factory(
     "bertflow_ner",
     assigns=["doc.ents"],
-    default_config={"model": DEFAULT_MODEL, "scheme": "BIO", "loss_weight": 1.0,
+    default_config={"model": DEFAULT_MODEL, "scheme": "BIO", "loss_weight": 1.0, "learn_rate_scale": 1.0,
                     "scorer": {"@scorers": "bertflow.ner_scorer.v1"}},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_ner_head(nlp: Language, name: str, model: Model, scheme: str, scorer: Callable,
-                  loss_weight: float = 1.0) -> "NerHead":
+                  loss_weight: float = 1.0, learn_rate_scale: float = 1.0) -> "NerHead":
     """A token-classification NER head listening to ``bertflow_encoder``.
 
     model (Model[List[Doc], List[Floats2d]]): usually ``bertflow.NerHead.v1``.
     scheme (str): "BIO" or "BILUO" tags; decoding is constrained either way.
     scorer (Callable): usually ``bertflow.ner_scorer.v1``.
     loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
+    learn_rate_scale (float): the learning rate of this head's own weights, as a multiple of the
+        optimizer's (the encoder keeps the optimizer's); default 1.
     """
-    return NerHead(nlp.vocab, model, name, scheme=scheme, scorer=scorer, loss_weight=loss_weight)
+    return NerHead(nlp.vocab, model, name, scheme=scheme, scorer=scorer, loss_weight=loss_weight,
+                   learn_rate_scale=learn_rate_scale)
 
 
 class NerHead(HeadPipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_ner", *, scheme: str = "BIO",
-                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0,
+                 learn_rate_scale: float = 1.0):
         if scheme not in SCHEMES:
             raise BertflowError(f"Unknown tag scheme {scheme!r} for {name!r}: use 'BIO' or 'BILUO'.")
-        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, labels=[], scheme=scheme)
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
+                         learn_rate_scale=learn_rate_scale, labels=[], scheme=scheme)
         self._decoder = None
 
     @property

@@ -49,13 +49,14 @@ DEFAULT_MODEL = {
         "top_k": 3,
         "max_answer_len": 30,
         "no_answer_threshold": None,
-        "loss_weight": 1.0,
+        "loss_weight": 1.0, "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "bertflow.qa_scorer.v1"},
     },
     default_score_weights={"qa_f1": 1.0, "qa_exact": 0.0, "qa_n": None},
 )
 def make_qa_head(nlp: Language, name: str, model: Model, spans_key: str, top_k: int, max_answer_len: int,
-                 no_answer_threshold: Optional[float], scorer: Callable, loss_weight: float = 1.0) -> "QAHead":
+                 no_answer_threshold: Optional[float], scorer: Callable, loss_weight: float = 1.0,
+                 learn_rate_scale: float = 1.0) -> "QAHead":
     """An extractive QA head listening to ``bertflow_encoder``.
 
     model (Model[List[Doc], List[Floats2d]]): usually ``bertflow.QAHead.v1``.
@@ -69,20 +70,25 @@ def make_qa_head(nlp: Language, name: str, model: Model, spans_key: str, top_k: 
         comparison; tune it on dev data).
     scorer (Callable): usually ``bertflow.qa_scorer.v1`` (SQuAD EM/F1).
     loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
+    learn_rate_scale (float): the learning rate of this head's own weights, as a multiple of the
+        optimizer's (the encoder keeps the optimizer's); default 1.
     """
     return QAHead(nlp.vocab, model, name, spans_key=spans_key, top_k=top_k, max_answer_len=max_answer_len,
-                  no_answer_threshold=no_answer_threshold, scorer=scorer, loss_weight=loss_weight)
+                  no_answer_threshold=no_answer_threshold, scorer=scorer, loss_weight=loss_weight,
+                  learn_rate_scale=learn_rate_scale)
 
 
 class QAHead(HeadPipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_qa", *, spans_key: str = "answers",
                  top_k: int = 3, max_answer_len: int = 30, no_answer_threshold: Optional[float] = None,
-                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0,
+                 learn_rate_scale: float = 1.0):
         install_extensions()
         if int(top_k) < 1 or int(max_answer_len) < 1:
             raise BertflowError(f"{name!r}: top_k and max_answer_len must be at least 1 "
                                 f"(got top_k={top_k}, max_answer_len={max_answer_len}).")
-        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, spans_key=spans_key, top_k=int(top_k),
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
+                         learn_rate_scale=learn_rate_scale, spans_key=spans_key, top_k=int(top_k),
                          max_answer_len=int(max_answer_len), no_answer_threshold=no_answer_threshold)
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:

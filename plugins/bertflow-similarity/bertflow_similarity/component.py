@@ -164,23 +164,27 @@ class SimilarityHead(HeadPipe):
         "model": {"@architectures": "bertflow.PairClassifierHead.v1", "mode": "regression", "pooling": "pooler",
                   "dropout": 0.1, "grad_factor": 1.0},
         "score_scale": 5.0,
-        "loss_weight": 1.0,
+        "loss_weight": 1.0, "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "bertflow.pair_scorer.v1"},
     },
     default_score_weights={"pair_spearman": 1.0, "pair_pearson": 0.0, "pair_acc": 0.0, "pair_macro_f": 0.0},
 )
 def make_pair_classifier(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable,
-                         loss_weight: float = 1.0) -> "PairClassifier":
+                         loss_weight: float = 1.0, learn_rate_scale: float = 1.0) -> "PairClassifier":
     """A cross-encoder head: set ``doc._.text_pair`` to the first sentence, the doc is the second.
-    ``loss_weight`` scales its loss and gradient (multitask training)."""
-    return PairClassifier(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight)
+    ``loss_weight`` scales its loss and gradient (multitask training); ``learn_rate_scale``
+    multiplies the optimizer's learning rate for its own weights."""
+    return PairClassifier(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight,
+                          learn_rate_scale=learn_rate_scale)
 
 
 class PairClassifier(HeadPipe):
     def __init__(self, vocab, model: Model, name: str = "bertflow_pair_classifier", *, score_scale: float = 5.0,
-                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0,
+                 learn_rate_scale: float = 1.0):
         install_extensions()
-        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, score_scale=float(score_scale),
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
+                         learn_rate_scale=learn_rate_scale, score_scale=float(score_scale),
                          labels=[])
 
     @property

@@ -32,13 +32,14 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "model": DEFAULT_MODEL,
         "threshold": 0.5,
         "thresholds": {},
-        "loss_weight": 1.0,
+        "loss_weight": 1.0, "learn_rate_scale": 1.0,
         "scorer": {"@scorers": "bertflow.textcat_scorer.v1"},
     },
     default_score_weights={"cats_score": 1.0, "cats_acc": 0.0, "cats_macro_f": 0.0, "cats_macro_auc": 0.0},
 )
 def make_textcat_head(nlp: Language, name: str, model: Model, threshold: float,
-                      thresholds: Dict[str, float], scorer: Callable, loss_weight: float = 1.0) -> "TextCatHead":
+                      thresholds: Dict[str, float], scorer: Callable, loss_weight: float = 1.0,
+                      learn_rate_scale: float = 1.0) -> "TextCatHead":
     """A text classification head listening to ``bertflow_encoder``.
 
     model (Model[List[Doc], Floats2d]): usually ``bertflow.TextCatHead.v1``; its
@@ -47,16 +48,19 @@ def make_textcat_head(nlp: Language, name: str, model: Model, threshold: float,
     thresholds (Dict[str, float]): per-label overrides of ``threshold``.
     scorer (Callable): usually ``bertflow.textcat_scorer.v1``.
     loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
+    learn_rate_scale (float): the learning rate of this head's own weights, as a multiple of the
+        optimizer's (the encoder keeps the optimizer's); default 1.
     """
     return TextCatHead(nlp.vocab, model, name, threshold=threshold, thresholds=thresholds, scorer=scorer,
-                       loss_weight=loss_weight)
+                       loss_weight=loss_weight, learn_rate_scale=learn_rate_scale)
 
 
 class TextCatHead(HeadPipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_textcat", *, threshold: float = 0.5,
                  thresholds: Optional[Dict[str, float]] = None, scorer: Optional[Callable] = None,
-                 loss_weight: float = 1.0):
-        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, labels=[], threshold=float(threshold),
+                 loss_weight: float = 1.0, learn_rate_scale: float = 1.0):
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
+                         learn_rate_scale=learn_rate_scale, labels=[], threshold=float(threshold),
                          thresholds=dict(thresholds or {}))
 
     @property
