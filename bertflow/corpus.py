@@ -124,6 +124,27 @@ def copy_encoder_inputs(eg: Example) -> Example:
     return eg
 
 
+# reference docs per .spacy file (and reading options), shared by every reader of the file in this process:
+# spacy train resolves [corpora] twice (initialize, then the training loop)
+_REFERENCES: "OrderedDict[tuple, Tuple[Any, List[Doc]]]" = OrderedDict()
+_KEEP_FILES = 16
+
+
+def _references(corpus: Corpus, path: Path, nlp: Language, options: tuple) -> List[Doc]:
+    try:
+        files = [path] if path.is_file() else sorted(path.rglob("*.spacy"))
+        key = (str(path.resolve()), tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files), options)
+    except OSError:
+        return [eg.reference for eg in corpus(nlp)]  # let spaCy report the path
+    kept = _REFERENCES.get(key)
+    if kept is None or kept[0] is not nlp.vocab:
+        kept = _REFERENCES[key] = (nlp.vocab, [eg.reference for eg in corpus(nlp)])
+        while len(_REFERENCES) > _KEEP_FILES:
+            _REFERENCES.popitem(last=False)
+    _REFERENCES.move_to_end(key)
+    return kept[1]
+
+
 @registry.readers("bertflow.Corpus.v1")
 def create_corpus_reader(
     path: Optional[Path],
@@ -147,16 +168,13 @@ def create_corpus_reader(
             Errors.E050
         )
     corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
-    cache: Dict[str, object] = {}
 
     def read(nlp: Language) -> Iterator[Example]:
         if augmenter is not None or gold_preproc:
             for eg in corpus(nlp):
                 yield copy_encoder_inputs(eg)
             return
-        if cache.get("vocab") is not nlp.vocab:
-            cache["vocab"], cache["references"] = nlp.vocab, [eg.reference for eg in corpus(nlp)]
-        for reference in cache["references"]:
+        for reference in _references(corpus, Path(path), nlp, (max_length, limit)):
             if reference.has_unknown_spaces:  # as spacy.Corpus: keep the reference's own tokens
                 predicted = Doc(nlp.vocab, words=[t.text for t in reference], spaces=[bool(t.whitespace_) for t in reference])
             else:

@@ -261,6 +261,11 @@ class Errors:
         "bertflow.frozen_then_warmup_linear.v1: frozen_steps = {frozen_steps} must be between 0 and "
         "total_steps = {total_steps} (the frozen steps count towards the total)."
     )
+    E078 = (
+        "trainable_layers: can't find the layer list of {kind} (a ModuleList of config.num_hidden_layers "
+        "layers, as BERT-style models have). Use trainable_layers = 0 (train every layer) with this model."
+    )
+    E079 = "trainable_layers = {n}: the encoder has {total} layers; use 1 to {total}, or 0 for all of them."
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -256,3 +256,27 @@ def test_the_learning_rate_is_constant_while_frozen_then_warms_up_and_decays():
     assert rates == [1.0, 1.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     with pytest.raises(BertflowError, match="frozen_steps = 11 must be between 0 and total_steps = 10"):
         next(frozen_then_warmup_linear(1.0, warmup_steps=2, total_steps=10, frozen_steps=11))
+
+
+def test_trainable_layers_trains_only_the_top_layers(make_nlp):
+    nlp = make_nlp(heads=("test_doc_probe",), head_configs={"test_doc_probe": {"pooling": "mean"}})
+    encoder = nlp.get_pipe("encoder")
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    transformer = encoder.model.transformer
+    n_layers = transformer.config.num_hidden_layers
+    encoder.cfg["trainable_layers"] = 1
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    nlp.update(egs, sgd=Adam(1e-3))
+    top = f"encoder.layer.{n_layers - 1}."
+    changed = {k for k, v in transformer.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(top) or k.startswith("pooler.") for k in changed), sorted(changed)[:5]
+    assert not any(k.startswith("embeddings.") for k in changed)
+    encoder.cfg["trainable_layers"] = 0  # every layer again
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    nlp.update(egs, sgd=Adam(1e-3))
+    assert not torch.equal(transformer.state_dict()["embeddings.word_embeddings.weight"],
+                           before["embeddings.word_embeddings.weight"])
+    encoder.cfg["trainable_layers"] = n_layers + 3
+    with pytest.raises(BertflowError, match=f"trainable_layers = {n_layers + 3}: the encoder has {n_layers} layers"):
+        nlp.update(egs, sgd=Adam(1e-3))

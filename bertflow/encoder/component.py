@@ -25,7 +25,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from ..errors import BertflowError, Errors
 from .extensions import install_extensions
 from .heap import release_freed_memory
-from .model import EncoderModel, Pretokenized, clip_encoder_gradients, length_buckets
+from .model import EncoderModel, Pretokenized, clip_encoder_gradients, length_buckets, train_top_layers
 
 
 def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
@@ -52,6 +52,7 @@ max_batch_items = 4096
 sort_buffer = 1024
 frozen = false
 frozen_steps = 0
+trainable_layers = 0
 grad_clip_norm = 1.0
 
 [encoder.set_extra_annotations]
@@ -92,6 +93,7 @@ def make_encoder(
     frozen: bool,
     grad_clip_norm: float,
     frozen_steps: int = 0,
+    trainable_layers: int = 0,
 ) -> "Encoder":
     """The shared BERT encoder component.
 
@@ -114,13 +116,18 @@ def make_encoder(
         those steps each doc's outputs are computed once and kept (another
         epoch over the same docs costs only the heads); they are dropped when
         the encoder starts to train. 0 (default): it trains from the first step.
+    trainable_layers (int): train only the top N transformer layers (and the
+        pooler); the embeddings and the layers below keep their pre-trained
+        weights. A step costs less (the backward pass stops at the lowest
+        trainable layer) and less of the pre-trained encoder moves. 0
+        (default): every layer trains.
     grad_clip_norm (float): clip the encoder's gradients to this global L2 norm
         before each optimizer step, as BERT and Hugging Face training do (thinc's
         optimizer only clips each parameter on its own); 0 turns it off.
     """
     return Encoder(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items,
                    sort_buffer=sort_buffer, frozen=frozen, grad_clip_norm=grad_clip_norm,
-                   frozen_steps=frozen_steps)
+                   frozen_steps=frozen_steps, trainable_layers=trainable_layers)
 
 
 class Encoder(Transformer):
@@ -136,6 +143,7 @@ class Encoder(Transformer):
         frozen: bool = False,
         grad_clip_norm: float = 1.0,
         frozen_steps: int = 0,
+        trainable_layers: int = 0,
     ):
         super().__init__(vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
         self.cfg["sort_buffer"] = int(sort_buffer)
@@ -144,6 +152,8 @@ class Encoder(Transformer):
         if frozen_steps < 0:
             raise BertflowError(Errors.E076.format(name=name, value=frozen_steps))
         self.cfg["frozen_steps"] = int(frozen_steps)
+        self.cfg["trainable_layers"] = int(trainable_layers)
+        self._trains: Optional[tuple] = None  # (transformer, trainable_layers) last applied
         # updates since nlp.initialize(): frozen_steps counts from there, so a loaded pipeline trained further
         # (no initialize) trains its encoder from the first update
         self._updates = int(frozen_steps)
@@ -259,6 +269,7 @@ class Encoder(Transformer):
                 listener.receive(batch_id, doc_data, lambda d_datas: docs)
             return losses
         self._kept.clear()
+        self._train_top_layers()
         set_dropout_rate(self.model, drop)
         batch, bp_batch = self.model.begin_update(docs)
         self._awaiting_gradient = bool(self.listeners)
@@ -300,6 +311,15 @@ class Encoder(Transformer):
         if self.listeners:
             self.listeners[-1].receive(batch_id, batch.doc_data, backprop)
         return losses
+
+    def _train_top_layers(self) -> None:
+        """Apply ``trainable_layers`` to the current transformer (once; again
+        after the weights are replaced, e.g. by ``from_disk``)."""
+        transformer = self.model.transformer
+        wanted = (id(transformer), self.cfg.get("trainable_layers", 0))
+        if self._trains != wanted:
+            train_top_layers(transformer, wanted[1])
+            self._trains = wanted
 
     def _kept_outputs(self, docs: List[Doc]) -> List[TransformerData]:
         """The frozen encoder's outputs for ``docs``, each computed once while

@@ -430,6 +430,27 @@ def _convert_outputs(model, inputs_outputs, is_train):
     return output, backprop
 
 
+def train_top_layers(transformer: torch.nn.Module, n: int) -> None:
+    """Let only the top ``n`` transformer layers (and the pooler above them)
+    train; the embeddings and the layers below keep their pre-trained weights.
+    0 trains every parameter. Frozen parameters get no gradient, so the
+    backward pass stops at the lowest trainable layer and the optimizer skips
+    them (the 12M-parameter embedding matrix of a MiniLM among them)."""
+    if n == 0:
+        for param in transformer.parameters():
+            param.requires_grad_(True)
+        return
+    layers = next((m for m in transformer.modules() if isinstance(m, torch.nn.ModuleList)
+                   and len(m) == getattr(transformer.config, "num_hidden_layers", -1)), None)
+    if layers is None:
+        raise BertflowError(Errors.E078.format(kind=type(transformer).__name__))
+    if not 0 < n <= len(layers):
+        raise BertflowError(Errors.E079.format(n=n, total=len(layers)))
+    trainable = {id(p) for layer in layers[len(layers) - n:] for p in layer.parameters()}
+    for name, param in transformer.named_parameters():
+        param.requires_grad_(id(param) in trainable or name.startswith("pooler."))
+
+
 def clip_encoder_gradients(model: EncoderModel, max_norm: float) -> None:
     """Clip the transformer's gradients to a global L2 norm (all its parameters
     together). Skipped while fp16 gradient scaling is active: the gradients are

@@ -16,7 +16,7 @@ from pathlib import Path
 
 SIZES = {  # (train, dev)
     "sst2": (3000, 872),
-    "conll": (3000, 800),
+    "conll": (6000, 800),
     "squad": (1700, 400),
     "stsb": (1500, 750),
 }
