@@ -9,8 +9,8 @@ each of its examples once:
 
 - multitask: projects/multitask's config, the four corpora mixed uniformly
   (``bertflow.MixedCorpus.v1``), 4 x examples / batch steps;
-- single: the same config, pipeline and settings with one corpus, examples /
-  batch steps (the other heads get no examples and are not scored).
+- single: the same config and settings with the encoder and that one head,
+  examples / batch steps.
 
 Scores are on the dev splits (SQuAD: the questions of the first ``--qa-dev``
 dev contexts of at most ``--max-context-words`` words, as the demo's); the
@@ -88,7 +88,8 @@ def train(args, paths, tasks, seed: int, out: Path) -> float:
     """spacy train on projects/multitask's config with the given tasks' corpora; returns step seconds."""
     overrides = {f"paths.{t}_train": str(paths[(t, "train")]) if t in tasks else None for t in TASKS}
     overrides.update({f"paths.{t}_dev": str(paths[(t, "small")]) for t in TASKS})
-    overrides.update({"corpora.train.sampling": "uniform", "corpora.train.epoch_size": args.examples * len(tasks)})
+    overrides.update({"corpora.train.sampling": "uniform", "corpora.train.epoch_size": args.examples * len(tasks),
+                      "nlp.pipeline": ["encoder", *tasks]})
     overrides.update(args.overrides)
     run_args = argparse.Namespace(encoder=args.encoder, steps=args.examples * len(tasks) // args.batch, seed=seed,
                                   lr=args.lr, warmup=args.warmup, batch=args.batch, gpu_id=args.gpu_id)
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="minilm-l6")
     parser.add_argument("--examples", type=int, default=800, help="training examples per task (each seen once)")
     parser.add_argument("--batch", type=int, default=16, help="groups per batch (an STS-B pair is one group)")
-    parser.add_argument("--lr", type=float, default=5e-5, help="the encoder's peak learning rate")
+    parser.add_argument("--lr", type=float, default=1e-4, help="the encoder's peak learning rate (the project's)")
     parser.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of the steps")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--qa-dev", type=int, default=1000, help="SQuAD dev questions scored")
