@@ -315,11 +315,10 @@ class Encoder(Transformer):
     def _train_top_layers(self) -> None:
         """Apply ``trainable_layers`` to the current transformer (once; again
         after the weights are replaced, e.g. by ``from_disk``)."""
-        transformer = self.model.transformer
-        wanted = (id(transformer), self.cfg.get("trainable_layers", 0))
-        if self._trains != wanted:
-            train_top_layers(transformer, wanted[1])
-            self._trains = wanted
+        transformer, n = self.model.transformer, self.cfg.get("trainable_layers", 0)
+        if self._trains is None or self._trains[0] is not transformer or self._trains[1] != n:
+            train_top_layers(transformer, n)
+            self._trains = (transformer, n)
 
     def _kept_outputs(self, docs: List[Doc]) -> List[TransformerData]:
         """The frozen encoder's outputs for ``docs``, each computed once while
