@@ -196,6 +196,12 @@ def report(args, seeds, zero, runs) -> str:
         f"Training wall time (steps only, mean over seeds): one multitask run {multi_s:.0f} s; the four single "
         f"runs together {single_s:.0f} s. Serving: the multitask pipeline is one model and one encoder pass per "
         f"text where the single-task heads need four.",
+        "",
+        "Same examples per task, not the same optimizer steps: the multitask run takes four times the steps, "
+        "each with about a quarter of a batch per task, so its heads (at 20x the encoder's rate) get four times "
+        "the updates; that is part of what multitask buys at this budget. Similarity, the one head without "
+        "weights of its own, is the one that loses: the other heads' gradients move the shared top layers, "
+        "and its loss weight (5; 20 did no better in benchmarks/NOTES.md) does not hold them.",
     ]
     return "\n".join(lines)
 
