@@ -176,7 +176,8 @@ def create_corpus_reader(
             return
         for reference in _references(corpus, Path(path), nlp, (max_length, limit)):
             if reference.has_unknown_spaces:  # as spacy.Corpus: keep the reference's own tokens
-                predicted = Doc(nlp.vocab, words=[t.text for t in reference], spaces=[bool(t.whitespace_) for t in reference])
+                predicted = Doc(nlp.vocab, words=[t.text for t in reference],
+                                spaces=[bool(t.whitespace_) for t in reference])
             else:
                 predicted = nlp.make_doc(reference.text)
             yield copy_encoder_inputs(Example(predicted, reference))
