@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import spacy
+from spacy.cli.init_config import fill_config
 from spacy.tokens import DocBin
 
 CONFIG = """
@@ -95,10 +96,7 @@ def test_spacy_train_from_config(tmp_path, tiny_bert_dir):
     write_corpus(nlp, tmp_path / "dev.spacy", 8)
     (tmp_path / "base.cfg").write_text(CONFIG)
     code = Path(__file__).parent / "probe_heads.py"
-    fill = subprocess.run([sys.executable, "-m", "spacy", "init", "fill-config", str(tmp_path / "base.cfg"),
-                           str(tmp_path / "config.cfg"), "--code", str(code)],
-                          capture_output=True, text=True, cwd=str(Path(__file__).parent))
-    assert fill.returncode == 0, fill.stdout + fill.stderr
+    fill_config(tmp_path / "config.cfg", tmp_path / "base.cfg", silent=True)  # the probes: conftest imports them
     result = subprocess.run(
         [sys.executable, "-m", "spacy", "train", str(tmp_path / "config.cfg"), "--output", str(tmp_path / "out"),
          "--code", str(code), "--gpu-id", "-1", "--paths.train", str(tmp_path / "train.spacy"),
@@ -133,9 +131,7 @@ def test_lr_sweep_prints_a_config_error_as_one_message(tmp_path, tiny_bert_dir):
     write_corpus(nlp, tmp_path / "train.spacy", 8)
     (tmp_path / "base.cfg").write_text(CONFIG)
     code = Path(__file__).parent / "probe_heads.py"
-    subprocess.run([sys.executable, "-m", "spacy", "init", "fill-config", str(tmp_path / "base.cfg"),
-                    str(tmp_path / "good.cfg"), "--code", str(code)], check=True, capture_output=True,
-                   cwd=str(Path(__file__).parent))
+    fill_config(tmp_path / "good.cfg", tmp_path / "base.cfg", silent=True)
     good = (tmp_path / "good.cfg").read_text()
     assert 'precision = "fp32"' in good
     (tmp_path / "bad.cfg").write_text(good.replace('precision = "fp32"', 'precision = "int4"'))
