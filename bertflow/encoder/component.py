@@ -25,7 +25,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from ..errors import BertflowError, Errors
 from .extensions import install_extensions
 from .heap import release_freed_memory
-from .model import EncoderModel, Pretokenized, clip_encoder_gradients, length_buckets, train_top_layers
+from .model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
 
 
 def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
@@ -327,14 +327,10 @@ class Encoder(Transformer):
         text, its tokens and its pair input, all that the encoder reads."""
         keys = [(doc.text, tuple(t.idx for t in doc), doc._.text_pair) for doc in docs]
         todo = list({key: i for i, key in enumerate(keys) if key not in self._kept}.values())
-        # texts of similar length together (a SQuAD context would pad a batch of short sentences)
-        sizes = [len(docs[i].text) + len(docs[i]._.text_pair or "") for i in todo]
-        for group in length_buckets(sizes, min_rows=1):
-            fresh = [docs[todo[g]] for g in group]
-            batch = self.predict(fresh)
-            windows = getattr(batch, "windows", None) or [None] * len(fresh)
-            for g, data, win in zip(group, batch.doc_data, windows):
-                self._kept[keys[todo[g]]] = (data, win)
+        if todo:  # pipe: length-sorted sub-batches, so a SQuAD context does not pad the short sentences
+            index = {id(docs[i]): i for i in todo}  # by identity: an error handler may drop a doc
+            for doc in self.pipe([docs[i] for i in todo], batch_size=len(todo)):
+                self._kept[keys[index[id(doc)]]] = (doc._.trf_data, doc._.trf_windows)
         for doc, key in zip(docs, keys):
             doc._.trf_data, doc._.trf_windows = self._kept[key]
         return [self._kept[key][0] for key in keys]
