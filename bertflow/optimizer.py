@@ -25,13 +25,12 @@ the arrays thinc hands it (no copies, CPU or GPU); thinc's per-parameter
 ``grad_clip``, learning-rate schedules and parameter averages are kept, so it
 drops into any spaCy config.
 """
-import itertools
 import math
 from typing import Tuple
 
 import torch
 from spacy.util import registry
-from thinc.api import Optimizer
+from thinc.api import Optimizer, constant_then, warmup_linear
 from thinc.backends import get_array_ops as _ops_for
 from thinc.types import FloatsXd
 
@@ -110,14 +109,5 @@ def frozen_then_warmup_linear(initial_rate: float, warmup_steps: int, total_step
     """
     if not 0 <= frozen_steps <= total_steps:
         raise BertflowError(Errors.E077.format(frozen_steps=frozen_steps, total_steps=total_steps))
-    tuning = total_steps - frozen_steps
-    for step in itertools.count():
-        if step < frozen_steps:
-            yield initial_rate
-            continue
-        step -= frozen_steps
-        if step < warmup_steps:
-            factor = step / max(1, warmup_steps)
-        else:
-            factor = max(0.0, (tuning - step) / max(1.0, tuning - warmup_steps))
-        yield factor * initial_rate
+    yield from constant_then(initial_rate, frozen_steps,
+                             warmup_linear(initial_rate, warmup_steps, total_steps - frozen_steps))
