@@ -52,12 +52,12 @@ def prepare(args, work: Path) -> dict:
     raw.mkdir(parents=True, exist_ok=True)
     rng = random.Random("multitask-benchmark")
     data = args.data
-    make_samples._tsv(data / "sst2" / "train.tsv", raw / "sst2_train.tsv", args.examples, rng)
-    make_samples._conll(data / "conll2003" / "train.txt", raw / "conll_train.txt", args.examples, rng)
-    make_samples._squad(data / "squad" / "train.json", raw / "squad_train.json", args.examples, rng,
+    make_samples.draw_tsv(data / "sst2" / "train.tsv", raw / "sst2_train.tsv", args.examples, rng)
+    make_samples.draw_conll(data / "conll2003" / "train.txt", raw / "conll_train.txt", args.examples, rng)
+    make_samples.draw_squad(data / "squad" / "train.json", raw / "squad_train.json", args.examples, rng,
                         args.max_context_words)
-    make_samples._tsv(data / "stsb" / "train.tsv", raw / "stsb_train.tsv", args.examples, rng)
-    make_samples._squad(data / "squad" / "dev.json", raw / "squad_dev.json", args.qa_dev, random.Random(0),
+    make_samples.draw_tsv(data / "stsb" / "train.tsv", raw / "stsb_train.tsv", args.examples, rng)
+    make_samples.draw_squad(data / "squad" / "dev.json", raw / "squad_dev.json", args.qa_dev, random.Random(0),
                         args.max_context_words)
     corpus = work / "corpus"
     jobs = [

@@ -22,21 +22,21 @@ SIZES = {  # (train, dev)
 }
 
 
-def _tsv(src: Path, dest: Path, n: int, rng: random.Random) -> int:
+def draw_tsv(src: Path, dest: Path, n: int, rng: random.Random) -> int:
     header, *rows = src.read_text(encoding="utf-8").splitlines(keepends=True)
     rows = rows if n >= len(rows) else rng.sample(rows, n)
     dest.write_text(header + "".join(rows), encoding="utf-8")
     return len(rows)
 
 
-def _conll(src: Path, dest: Path, n: int, rng: random.Random) -> int:
+def draw_conll(src: Path, dest: Path, n: int, rng: random.Random) -> int:
     sentences = [s for s in src.read_text(encoding="utf-8").split("\n\n") if s.strip()]
     chosen = sentences if n >= len(sentences) else rng.sample(sentences, n)
     dest.write_text("\n\n".join(s.strip("\n") for s in chosen) + "\n", encoding="utf-8")
     return len(chosen)
 
 
-def _squad(src: Path, dest: Path, n: int, rng: random.Random, max_words: int) -> int:
+def draw_squad(src: Path, dest: Path, n: int, rng: random.Random, max_words: int) -> int:
     data = json.loads(src.read_text(encoding="utf-8"))
     paragraphs = [(article["title"], p) for article in data["data"] for p in article["paragraphs"]
                   if len(p["context"].split()) <= max_words]
@@ -67,11 +67,11 @@ def main() -> None:
         i = 0 if split == "train" else 1
         rng = random.Random(f"{args.seed}-{split}")
         counts = {
-            "sst2": _tsv(data / "sst2" / f"{split}.tsv", out / f"sst2_{split}.tsv", SIZES["sst2"][i], rng),
-            "conll": _conll(data / "conll2003" / f"{split}.txt", out / f"conll_{split}.txt", SIZES["conll"][i], rng),
-            "squad": _squad(data / "squad" / f"{split}.json", out / f"squad_{split}.json", SIZES["squad"][i], rng,
+            "sst2": draw_tsv(data / "sst2" / f"{split}.tsv", out / f"sst2_{split}.tsv", SIZES["sst2"][i], rng),
+            "conll": draw_conll(data / "conll2003" / f"{split}.txt", out / f"conll_{split}.txt", SIZES["conll"][i], rng),
+            "squad": draw_squad(data / "squad" / f"{split}.json", out / f"squad_{split}.json", SIZES["squad"][i], rng,
                             args.max_context_words),
-            "stsb": _tsv(data / "stsb" / f"{split}.tsv", out / f"stsb_{split}.tsv", SIZES["stsb"][i], rng),
+            "stsb": draw_tsv(data / "stsb" / f"{split}.tsv", out / f"stsb_{split}.tsv", SIZES["stsb"][i], rng),
         }
         print(split, counts)
 
