@@ -68,7 +68,8 @@ def main() -> None:
         rng = random.Random(f"{args.seed}-{split}")
         counts = {
             "sst2": draw_tsv(data / "sst2" / f"{split}.tsv", out / f"sst2_{split}.tsv", SIZES["sst2"][i], rng),
-            "conll": draw_conll(data / "conll2003" / f"{split}.txt", out / f"conll_{split}.txt", SIZES["conll"][i], rng),
+            "conll": draw_conll(data / "conll2003" / f"{split}.txt", out / f"conll_{split}.txt", SIZES["conll"][i],
+                                rng),
             "squad": draw_squad(data / "squad" / f"{split}.json", out / f"squad_{split}.json", SIZES["squad"][i], rng,
                             args.max_context_words),
             "stsb": draw_tsv(data / "stsb" / f"{split}.tsv", out / f"stsb_{split}.tsv", SIZES["stsb"][i], rng),
