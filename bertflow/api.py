@@ -12,7 +12,8 @@ Groups:
 - head building blocks: ``HeadPipe``, ``EncoderListener``, ``DocPooler``,
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
-  ``binary_cross_entropy``, ``mean_squared_error``;
+  ``binary_cross_entropy``, ``mean_squared_error``, and ``loss_denominator``
+  (what a head's own mean divides by, so data-parallel training stays exact);
 - corpora: ``ConversionReport``, ``text_lines``, ``jsonl_rows``, ``json_problem`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
   (``bertflow.batch_by_group.v1``: batches that keep groups together);
@@ -35,7 +36,7 @@ _WHERE = {
     "encoder_output": ".heads", "doc_pool": ".heads", "listener_width": ".heads",
     # losses
     "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",
-    "mean_squared_error": ".heads",
+    "mean_squared_error": ".heads", "loss_denominator": ".distributed",
     # corpora
     "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
     "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",

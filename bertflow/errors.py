@@ -266,6 +266,19 @@ class Errors:
         "layers, as BERT-style models have). Use trainable_layers = 0 (train every layer) with this model."
     )
     E079 = "trainable_layers = {n}: the encoder has {total} layers; use 1 to {total}, or 0 for all of them."
+    # bertflow/distributed.py
+    E080 = (
+        "The torch.distributed launch variables are not numbers ({err}). Launch data-parallel training with "
+        "torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK), or unset them to train in one process."
+    )
+    E081 = (
+        "Rank {rank} read a different global batch from rank 0. Every rank must read the same corpus with "
+        "the same seed (training.seed) and the same config: give every machine the same files and settings."
+    )
+    E082 = (
+        "Rank {rank} was asked for GPU {local} (LOCAL_RANK) but this machine has {n} GPU(s). Start at most "
+        "one process per GPU (torchrun --nproc-per-node), or train on the CPU (no --gpu-id)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -16,8 +16,10 @@ TINY_WORDS = (
 ).split()
 
 
-def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positions: int = 512, seed: int = 0) -> Path:
-    """Write a tiny random BERT (model, config, fast tokenizer) to ``path``."""
+def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positions: int = 512, seed: int = 0,
+                    dropout: float = 0.1) -> Path:
+    """Write a tiny random BERT (model, config, fast tokenizer) to ``path``;
+    ``dropout`` is its hidden and attention dropout (0 makes training deterministic)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -36,6 +38,7 @@ def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positio
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=width, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=width * 2, max_position_embeddings=max_positions, type_vocab_size=2,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(str(path))

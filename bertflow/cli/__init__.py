@@ -11,6 +11,7 @@ from . import annotate as _annotate  # noqa: F401
 from . import package as _package  # noqa: F401
 from . import check as _check  # noqa: F401
 from . import convert as _convert  # noqa: F401
+from . import train as _train  # noqa: F401
 
 
 def task_alias(argv):

@@ -14,6 +14,8 @@ from spacy.training import Example
 from thinc.api import get_array_module
 from thinc.types import Floats1d, Floats2d
 
+from ..distributed import loss_denominator
+
 
 def annotation_mask(examples: Iterable[Example], has_annotation: Callable[[Doc], bool]) -> Floats1d:
     """1.0 for each example whose reference carries the annotation, else 0.0."""
@@ -35,7 +37,7 @@ def softmax_cross_entropy(probs: Floats2d, truths: Floats2d, mask: Optional[Floa
     *inputs* (thinc's Softmax backprop expects ``probs - truths``)."""
     xp, valid = _row_mask(truths, mask)
     rows = valid.all(axis=1)
-    n = max(int(rows.sum()), 1)
+    n = loss_denominator(int(rows.sum()))
     safe = xp.where(valid, truths, 0.0)
     d = (probs - safe) * rows[:, None] / n
     loss = float(-(safe * xp.log(xp.clip(probs, 1e-9, 1.0)))[rows].sum() / n)
@@ -46,7 +48,7 @@ def binary_cross_entropy(probs: Floats2d, truths: Floats2d, mask: Optional[Float
     """Per-label BCE for sigmoid outputs; NaN truths and masked rows are skipped.
     d_scores is w.r.t. the sigmoid *inputs* (``probs - truths``)."""
     xp, valid = _row_mask(truths, mask)
-    n = max(int(valid.any(axis=1).sum()), 1)
+    n = loss_denominator(int(valid.any(axis=1).sum()))
     safe = xp.where(valid, truths, 0.0)
     p = xp.clip(probs, 1e-7, 1 - 1e-7)
     loss = -(safe * xp.log(p) + (1 - safe) * xp.log(1 - p))
@@ -57,6 +59,6 @@ def binary_cross_entropy(probs: Floats2d, truths: Floats2d, mask: Optional[Float
 def mean_squared_error(preds: Floats2d, truths: Floats2d, mask: Optional[Floats1d] = None) -> Tuple[float, Floats2d]:
     """MSE for regression heads, with the same masking rules."""
     xp, valid = _row_mask(truths, mask)
-    n = max(int(valid.sum()), 1)
+    n = loss_denominator(int(valid.sum()))
     diff = xp.where(valid, preds - xp.where(valid, truths, 0.0), 0.0)
     return float((diff ** 2).sum() / n), (2 * diff / n).astype("f")

@@ -16,6 +16,7 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 
+from ..distributed import loss_denominator
 from ..errors import BertflowError, Errors
 
 
@@ -60,7 +61,8 @@ class HeadPipe(TrainablePipe):
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.update")
         if not any(len(eg.predicted) for eg in examples):
-            return losses  # the encoder skipped this batch too
+            loss_denominator(0)  # the encoder skipped this batch too; meet the other ranks' get_loss
+            return losses
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_scores = self.get_loss(examples, scores)

@@ -16,7 +16,7 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe
+from bertflow.api import BertflowError, HeadPipe, loss_denominator
 
 from . import architectures as _architectures  # noqa: F401  (registers bertflow_mc.MultipleChoiceHead.v1)
 from .scorer import question_groups
@@ -66,14 +66,15 @@ class MultipleChoiceHead(HeadPipe):
             gold = [float(examples[i].reference._.mc_label) for i in members]
             if len(members) >= 2 and sum(g == 1.0 for g in gold) == 1:
                 groups.append((members, gold.index(1.0)))
+        n = loss_denominator(len(groups))  # a mean over the questions of the whole batch, on any number of ranks
         for members, right in groups:
             s = flat[members]
             p = numpy.exp(s - s.max())
             p /= p.sum()
             loss -= float(numpy.log(max(p[right], 1e-12)))
             p[right] -= 1.0
-            d_scores[members, 0] = p / len(groups)
-        return loss / max(len(groups), 1), self.model.ops.asarray2f(d_scores)
+            d_scores[members, 0] = p / n
+        return loss / n, self.model.ops.asarray2f(d_scores)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))

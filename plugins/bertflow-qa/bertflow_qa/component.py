@@ -21,7 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe
+from bertflow.api import BertflowError, HeadPipe, loss_denominator
 
 from .decoding import best_spans, log_softmax, null_scores
 from .extensions import install_extensions
@@ -140,7 +140,7 @@ class QAHead(HeadPipe):
         examples = list(examples)
         ops = self.model.ops
         targets = [self._target(eg) for eg in examples]
-        n = sum(t is not None for t in targets)
+        n = loss_denominator(sum(t is not None for t in targets))  # the batch-wide mean under data parallelism
         d_scores, loss = [], 0.0
         for target, logits in zip(targets, scores):
             d = numpy.zeros(logits.shape, dtype="f")

@@ -34,7 +34,8 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, softmax_cross_entropy
+from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, loss_denominator,
+                          softmax_cross_entropy)
 
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
@@ -137,14 +138,15 @@ class SimilarityHead(HeadPipe):
         pairs = complete_pairs(examples)
         d_X = numpy.zeros_like(X)
         loss = 0.0
+        n = loss_denominator(len(pairs))  # the batch-wide mean under data parallelism
         for a, b in pairs:
             target = float(examples[a].reference._.sim_score) / self.cfg["score_scale"]
             cos = float(U[a] @ U[b])
             loss += (cos - target) ** 2
-            d_cos = 2.0 * (cos - target) / len(pairs)
+            d_cos = 2.0 * (cos - target) / n
             d_X[a] += d_cos * (U[b] - cos * U[a]) / norms[a]
             d_X[b] += d_cos * (U[a] - cos * U[b]) / norms[b]
-        return loss / max(len(pairs), 1), self.model.ops.asarray2f(d_X.astype("f"))
+        return loss / n, self.model.ops.asarray2f(d_X.astype("f"))
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))
