@@ -210,7 +210,8 @@ class Trainer:
 
     def broadcast_weights(self) -> None:
         """Every rank starts from rank 0's initialised weights."""
-        self._bucketed(self.weights.values(), lambda flat: _dist().broadcast(flat, src=0), average=False)
+        self._bucketed(self.weights.values(), lambda flat: _dist().broadcast(flat, src=0, async_op=True),
+                       average=False)
 
     def average_gradients(self) -> None:
         """Average every trainable weight's gradient across ranks, in a few
@@ -228,17 +229,24 @@ class Trainer:
                 values = self.weights.values()[i]
                 self.weights.set_gradient(i, torch.zeros_like(values, dtype=torch.float32))
         grads = self.weights.gradients()
-        self._bucketed([grads[i] for i in anywhere], lambda flat: _dist().all_reduce(flat), average=True)
+        self._bucketed([grads[i] for i in anywhere], lambda flat: _dist().all_reduce(flat, async_op=True),
+                       average=True)
         self.sync_seconds += time.perf_counter() - start
         self.syncs += 1
 
     def _bucketed(self, tensors: List[Any], collective: Callable, *, average: bool) -> None:
+        """Run ``collective`` on ``tensors`` packed into flat float32 buckets:
+        every bucket's operation is started before the first is waited for, so
+        the transfers overlap with packing and unpacking."""
         import torch
 
+        pending = []
         for bucket in _buckets([t.numel() for t in tensors]):
             members = [tensors[i] for i in bucket]
             flat = torch.cat([t.reshape(-1).to(device=self.device, dtype=torch.float32) for t in members])
-            collective(flat)
+            pending.append((members, flat, collective(flat)))
+        for members, flat, work in pending:
+            work.wait()
             if average:
                 flat /= self.world
             offset = 0
