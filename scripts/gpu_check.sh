@@ -2,8 +2,8 @@
 # The GPU checks, on a CUDA machine that has python3 with torch but no spaCy:
 # unpack the carried cp312 spaCy stack (.gpu/site.txz), install bertflow and
 # its plugins, write a random BERT of all-MiniLM-L6-v2's shape (from the
-# config and tokenizer in .gpu/minilm), then run the GPU tests and the speed
-# benchmark on the GPU. Figures and logs go to $OUT.
+# config and tokenizer in .gpu/minilm), then run the GPU tests, the speed
+# benchmark and a data-parallel training step on the GPU. Figures and logs go to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -24,4 +24,7 @@ PY
 timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 timeout ${SPEED_TIMEOUT:-300} python3 benchmarks/speed.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data \
   --repeats 2 --json "$OUT/speed_gpu.json" 2>&1 | tee "$OUT/speed_gpu.log" | tail -40
+# data-parallel training: one rank's step on the GPU (nccl); one GPU can't time the all-reduce between GPUs
+timeout ${DDP_TIMEOUT:-240} python3 benchmarks/ddp.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data/sst2 \
+  --steps 20 2>&1 | tee "$OUT/ddp_gpu.log" | tail -12
 cp benchmarks/BENCHMARKS.md "$OUT/" 2>/dev/null || true
