@@ -39,10 +39,11 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
+from spacy.util import raise_error
 
 from .corpus import jsonl_rows, text_lines
 from .errors import BertflowError, Errors
@@ -60,6 +61,15 @@ class AnnotateReport:
     n_skipped: int = 0  # already in OUTPUT
     n_errors: int = 0
     errors: List[str] = field(default_factory=list)
+
+    def count(self, row: "Row", rec: Dict[str, object]) -> None:
+        """Count one written record (an error, or a row done)."""
+        if "error" in rec:
+            self.n_errors += 1
+            if len(self.errors) < 100:
+                self.errors.append(f"row {row[0]}: {rec['error']}")
+        else:
+            self.n_done += 1
 
     def summary(self, output: Path) -> str:
         text = (f"{self.n_done} rows annotated -> {output}; {self.n_skipped} already there (resumed); "
@@ -229,6 +239,74 @@ def _drop_failed_batch(proc_name, proc, docs, err) -> None:
     return None
 
 
+def annotate_rows(nlp: Language, rows: Iterable[Row], write: Callable[[Row, Dict[str, object]], None], *,
+                  batch_size: int = 32, n_process: int = 1, vectors: bool = False, use_pairs: bool = False,
+                  chunk_size: int = 10_000) -> None:
+    """Run ``rows`` through ``nlp`` and call ``write(row, record)`` once per row,
+    in input order: the doc's record, or ``{"error": ...}`` (with the text when
+    there is one) for a row that could not be read or processed. A batch that
+    fails is retried one row at a time, so one bad row costs only itself.
+    Rows run in chunks of ``chunk_size`` inside ``nlp.memory_zone()``."""
+    # Rows stream through: only those inside the pipeline (about one sort buffer) are held at a time.
+    # Unreadable rows wait in ``pending`` too, so every record is written in input order.
+    pending: "OrderedDict[int, Row]" = OrderedDict()
+
+    def make(row: Row) -> Doc:
+        doc = nlp.make_doc(row[2])
+        if use_pairs and row[3] is not None:
+            doc._.text_pair = row[3]
+        return doc
+
+    def one_at_a_time(row: Row) -> None:
+        if row[4] is not None:  # unreadable input row: written with its problem
+            write(row, {"error": row[4]})
+            return
+        nlp.set_error_handler(raise_error)  # alone, a failing component must raise, not hand back its input
+        try:
+            write(row, doc_record(nlp(make(row)), vectors))
+        except Exception as err:  # noqa: BLE001  (the row is kept, with its error)
+            write(row, {"text": row[2], "error": f"{type(err).__name__}: {err}"})
+        finally:
+            nlp.set_error_handler(_drop_failed_batch)
+
+    def run_chunk(chunk: List[Row]) -> None:
+        """One chunk through nlp.pipe; rows of a batch that failed are retried one at a time."""
+        stream = iter(chunk)
+
+        def feed() -> Iterator[Tuple[Doc, Row]]:
+            for row in stream:
+                pending[row[0]] = row
+                if row[4] is None:
+                    yield make(row), row
+
+        try:
+            for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
+                # docs come out in input order: rows before this one are unreadable rows or went down with
+                # a failed batch (retried one at a time)
+                while pending and next(iter(pending)) != row[0]:
+                    one_at_a_time(pending.popitem(last=False)[1])
+                pending.pop(row[0], None)
+                write(row, doc_record(doc, vectors))
+        except Exception:  # noqa: BLE001  (a failure outside any component: go on one row at a time)
+            pass
+        while pending:
+            one_at_a_time(pending.popitem(last=False)[1])
+        for row in stream:  # what the failed stream had not read yet
+            one_at_a_time(row)
+
+    nlp.set_error_handler(_drop_failed_batch)
+    source = iter(rows)
+    with _spawned_workers(n_process):
+        while True:
+            chunk = list(itertools.islice(source, chunk_size))
+            if not chunk:
+                break
+            # Strings and lexemes of these texts live only inside the zone, so the vocab does not grow with
+            # the stream; records are written before the zone closes.
+            with nlp.memory_zone():
+                run_chunk(chunk)
+
+
 def annotate(model: Union[str, Path, Language], input_path: Path, output_path: Path, *, file_format: Optional[str] = None,
              text_field: str = "text", question_field: str = "question", id_field: str = "id",
              batch_size: int = 32, n_process: int = 1, vectors: bool = False, gpu_id: int = -1,
@@ -275,71 +353,15 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
     from tqdm import tqdm
 
     bar = tqdm(total=report.n_rows - len(done), disable=not progress, unit="row", desc="annotate")
-    # Rows stream through: only those inside the pipeline (about one sort buffer) are held at a time.
-    # Unreadable rows wait in ``pending`` too, so every record is written in input order.
-    pending: "OrderedDict[int, Row]" = OrderedDict()
     with open(output_path, "a", encoding="utf8", newline="\n") as out:
         def write(row: Row, rec: Dict[str, object]) -> None:
             head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
             out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
-            if "error" in rec:
-                report.n_errors += 1
-                if len(report.errors) < 100:
-                    report.errors.append(f"row {row[0]}: {rec['error']}")
-            else:
-                report.n_done += 1
+            report.count(row, rec)
             bar.update(1)
 
-        def make(row: Row) -> Doc:
-            doc = nlp.make_doc(row[2])
-            if use_pairs and row[3] is not None:
-                doc._.text_pair = row[3]
-            return doc
-
-        def one_at_a_time(row: Row) -> None:
-            if row[4] is not None:  # unreadable input row: written with its problem
-                write(row, {"error": row[4]})
-                return
-            try:
-                write(row, doc_record(nlp(make(row)), vectors))
-            except Exception as err:  # noqa: BLE001  (the row is kept, with its error)
-                write(row, {"text": row[2], "error": f"{type(err).__name__}: {err}"})
-
-        def run_chunk(chunk: List[Row]) -> None:
-            """One chunk through nlp.pipe; rows of a batch that failed are retried one at a time."""
-            stream = iter(chunk)
-
-            def feed() -> Iterator[Tuple[Doc, Row]]:
-                for row in stream:
-                    pending[row[0]] = row
-                    if row[4] is None:
-                        yield make(row), row
-
-            try:
-                for doc, row in nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process):
-                    # docs come out in input order: rows before this one are unreadable rows or went down with
-                    # a failed batch (retried one at a time)
-                    while pending and next(iter(pending)) != row[0]:
-                        one_at_a_time(pending.popitem(last=False)[1])
-                    pending.pop(row[0], None)
-                    write(row, doc_record(doc, vectors))
-            except Exception:  # noqa: BLE001  (a failure outside any component: go on one row at a time)
-                pass
-            while pending:
-                one_at_a_time(pending.popitem(last=False)[1])
-            for row in stream:  # what the failed stream had not read yet
-                one_at_a_time(row)
-
-        nlp.set_error_handler(_drop_failed_batch)
         source = (row for row in rows() if row[0] not in done)
-        with _spawned_workers(n_process):
-            while True:
-                chunk = list(itertools.islice(source, chunk_size))
-                if not chunk:
-                    break
-                # Strings and lexemes of these texts live only inside the zone, so the vocab does not grow with
-                # the stream; records are written before the zone closes.
-                with nlp.memory_zone():
-                    run_chunk(chunk)
+        annotate_rows(nlp, source, write, batch_size=batch_size, n_process=n_process, vectors=vectors,
+                      use_pairs=use_pairs, chunk_size=chunk_size)
     bar.close()
     return report

@@ -17,6 +17,10 @@ Groups:
 - corpora: ``ConversionReport``, ``text_lines``, ``jsonl_rows``, ``json_problem`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
   (``bertflow.batch_by_group.v1``: batches that keep groups together);
+- annotate engines (``bertflow_engines``): ``EngineSpec``, ``AnnotateJob``,
+  ``read_rows`` (any input format), ``annotate_rows`` (rows to records, a
+  failing row kept with its error), ``input_files``, ``write_part`` and
+  ``ShardedOutput`` (part files written exactly once, resumable);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``;
 - discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
@@ -41,6 +45,9 @@ _WHERE = {
     "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
     "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
     "batch_by_group": ".corpus",
+    # annotate engines
+    "EngineSpec": ".specs", "AnnotateJob": ".engines", "ShardedOutput": ".engines", "annotate_rows": ".annotate",
+    "read_rows": ".engines", "write_part": ".engines", "input_files": ".engines",
     # CLI
     "run_or_fail": ".cli._app", "fail": ".cli._app",
     # errors and discovery

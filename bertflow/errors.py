@@ -279,6 +279,45 @@ class Errors:
         "Rank {rank} was asked for GPU {local} (LOCAL_RANK) but this machine has {n} GPU(s). Start at most "
         "one process per GPU (torchrun --nproc-per-node), or train on the CPU (no --gpu-id)."
     )
+    # bertflow/engines.py, bertflow/ray_engine.py
+    E083 = "{options}: only for a sharded engine (--engine ray); the local engine runs one process over one file."
+    E084 = "Unknown engine {engine!r} for bertflow annotate. Engines: {known} (plugins add more: bertflow plugins)."
+    E085 = "INPUT {input} is not a file, a folder or a glob pattern that matches files."
+    E086 = "INPUT {input} holds no file of a known format ({formats}); give --format for other suffixes."
+    E087 = "{path} is parquet, which needs pyarrow: pip install 'bertflow[ray]' (or pyarrow)."
+    E088 = (
+        "OUTPUT {output} must end in .jsonl or .parquet: the sharded engine writes a folder of that name "
+        "with one part file per shard in that format (e.g. annotated.jsonl/part-00000-000000.jsonl)."
+    )
+    E089 = "OUTPUT {output} is a file: the sharded engine writes a folder of part files; give a new name."
+    E090 = (
+        "OUTPUT {output} holds files that bertflow annotate did not write ({files}); it won't write there. "
+        "Give an empty or new folder."
+    )
+    E091 = (
+        "OUTPUT {output} was written for another {what}: resuming would mix the two. Give a new OUTPUT, "
+        "or --overwrite to start this one again."
+    )
+    E092 = (
+        "The ray engine needs Ray: pip install 'bertflow[ray]' (Ray with Ray Data and pyarrow), or use "
+        "--engine local."
+    )
+    E093 = (
+        "Could not connect to Ray at {address!r}: {err}. Give the address of a running cluster "
+        "('auto' on a cluster node, 'ray://HEAD:10001' from outside), or no --address to start Ray here."
+    )
+    E094 = (
+        "Bad engine settings: workers {workers} and shard rows {shard_rows} must be at least 1, gpus per "
+        "worker {gpus} at least 0, cpus per worker {cpus} more than 0."
+    )
+    E095 = (
+        "{n} workers died during this run; stopping. The shards committed so far are kept in {output}: fix "
+        "the cause (memory? a bad node?) and run the same command again to do the rest."
+    )
+    E096 = (
+        "Shard {name} (rows of {source}) failed {tries} times: {err}. The shards committed so far are kept in "
+        "{output}; run the same command again to do the rest."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

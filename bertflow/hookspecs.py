@@ -14,7 +14,7 @@ from typing import Callable, Dict, List
 
 import pluggy
 
-from .specs import EncoderSpec, TaskSpec
+from .specs import EncoderSpec, EngineSpec, TaskSpec
 
 hookspec = pluggy.HookspecMarker("bertflow")
 hookimpl = pluggy.HookimplMarker("bertflow")
@@ -59,4 +59,17 @@ def bertflow_functions() -> Dict[str, Callable]:
     a similarity plugin's ``{"search": search}`` makes ``bertflow.search(...)``
     work). Called on the first access of a name the core does not define.
     Names must be unique across plugins and must not shadow the core's.
+    """
+
+
+@hookspec
+def bertflow_engines() -> List[EngineSpec]:
+    """Declare engines that run ``bertflow annotate`` (``--engine NAME``).
+
+    Return a list of ``EngineSpec`` records. An engine receives an
+    ``AnnotateJob`` (the model, the input, the output and every option) and
+    returns an ``AnnotateReport``; ``bertflow.api`` gives it the row reader
+    (``read_rows``), the row-to-record loop (``annotate_rows``) and the shard
+    protocol the built-in ``ray`` engine uses (``ShardedOutput``). The built-in
+    names ``local`` and ``ray`` can't be taken.
     """

@@ -58,6 +58,26 @@ class EncoderSpec:
     package: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class EngineSpec:
+    """An engine that runs ``bertflow annotate`` (``--engine NAME``), returned from ``bertflow_engines``.
+
+    name (str): the ``--engine`` value, e.g. "dask".
+    run (Union[Callable, str]): ``run(job: AnnotateJob) -> AnnotateReport``, or
+        its import path ``"package.module:function"`` (imported only when the
+        engine is chosen, so an engine's heavy dependency costs nothing until then).
+    description (str): one line for ``bertflow annotate --help`` and errors.
+    """
+
+    name: str
+    run: Union[Callable, str]
+    description: str = ""
+
+    def runner(self) -> Callable:
+        """The run function (imported on first use)."""
+        return load_ref(self.run, f"the {self.name!r} annotate engine")
+
+
 def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Callable:
     """A callable as given, or the one a ``"package.module:attribute"`` string names."""
     if callable(value):

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import spacy
+from spacy.language import Language
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bertflow.annotate import annotate, manifest_path
@@ -307,3 +308,22 @@ def test_a_jsonl_line_of_non_json_whitespace_is_a_row_with_an_error(nlp, tmp_pat
     recs = records(out)
     assert [r["row"] for r in recs] == [0, 2, 3]
     assert "invalid JSON" in recs[1]["error"] and [recs[0]["text"], recs[2]["text"]] == ["a", "b"]
+
+
+@Language.component("test_raises_on_boom")
+def _raises_on_boom(doc):
+    if "boom" in doc.text:
+        raise RuntimeError("boom in this row")
+    return doc
+
+
+def test_a_row_a_component_fails_on_is_written_with_the_error_not_half_annotated(tiny_bert_dir, tmp_path):
+    nlp = build(tiny_bert_dir, "textcat")
+    nlp.add_pipe("test_raises_on_boom")
+    src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    src.write_text("a good film\nboom goes the film\nthe cat sat\n")
+    report = annotate(nlp, src, out, progress=False)
+    got = records(out)
+    assert [r["row"] for r in got] == [0, 1, 2]
+    assert got[1] == {"row": 1, "text": "boom goes the film", "error": "RuntimeError: boom in this row"}
+    assert "cats" in got[0] and "cats" in got[2] and report.n_errors == 1

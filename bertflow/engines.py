@@ -1,0 +1,284 @@
+"""Engines behind ``bertflow annotate``: ``local`` (one process, one file, in
+order) and ``ray`` (a cluster, many files, sharded), plus any a plugin adds
+through the ``bertflow_engines`` hook.
+
+An engine gets an ``AnnotateJob`` and returns an ``AnnotateReport``. A
+sharded engine writes OUTPUT as a folder (``ShardedOutput``): rows are cut
+into shards of ``shard_rows`` rows of one input file; a worker writes a
+shard's part file under a temporary name and renames it when complete (an
+atomic step), and the driver records it in ``_manifest.json``. A re-run with
+the same input, model and options skips the recorded shards whose part file
+is intact and redoes the rest, so every row comes out exactly once however
+often a worker or the driver died.
+"""
+import glob
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from .errors import BertflowError, Errors
+from .specs import EngineSpec
+
+INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
+PART_FORMATS = ("jsonl", "parquet")
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class AnnotateJob:
+    """Everything ``bertflow annotate`` was asked to do; engines read what they support."""
+
+    model: str
+    input: Path
+    output: Path
+    file_format: Optional[str] = None
+    text_field: str = "text"
+    question_field: str = "question"
+    id_field: str = "id"
+    batch_size: int = 32
+    vectors: bool = False
+    gpu_id: int = -1
+    progress: bool = True
+    chunk_size: int = 10_000
+    overwrite: bool = False
+    n_process: int = 1
+    # sharded engines
+    address: Optional[str] = None
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    shard_rows: int = 10_000
+    engine_options: Dict[str, Any] = field(default_factory=dict)
+
+    def record_options(self) -> Dict[str, Any]:
+        """The options that shape a record (a resumed run must use the same)."""
+        return {"format": self.file_format, "text_field": self.text_field, "question_field": self.question_field,
+                "id_field": self.id_field, "vectors": self.vectors}
+
+
+def run_local(job: AnnotateJob):
+    """The ``local`` engine: today's ``bertflow annotate`` (one input file, one JSONL file, in order)."""
+    from .annotate import annotate
+
+    engine_only = [name for name, given in (("--address", job.address is not None), ("--workers", job.workers != 1),
+                                            ("--gpus-per-worker", job.gpus_per_worker != 0),
+                                            ("--shard-rows", job.shard_rows != 10_000)) if given]
+    if engine_only:
+        raise BertflowError(Errors.E083.format(options=", ".join(engine_only)))
+    return annotate(job.model, job.input, job.output, file_format=job.file_format, text_field=job.text_field,
+                    question_field=job.question_field, id_field=job.id_field, batch_size=job.batch_size,
+                    n_process=job.n_process, vectors=job.vectors, gpu_id=job.gpu_id, progress=job.progress,
+                    chunk_size=job.chunk_size, overwrite=job.overwrite)
+
+
+BUILT_IN = {
+    "local": EngineSpec("local", run_local, "one process, one input file, one JSONL file in input order (default)"),
+    "ray": EngineSpec("ray", "bertflow.ray_engine:run_ray",
+                      "Ray actors over files, folders or globs, sharded output, exactly once (pip install bertflow[ray])"),
+}
+
+
+def get_engines(pm=None) -> Dict[str, EngineSpec]:
+    """The built-in engines and those of the installed plugins, by name."""
+    from .plugins import _merge, _pm
+
+    engines = dict(BUILT_IN)
+    for name, (spec, owner) in _merge(_pm(pm), "bertflow_engines", "engine").items():
+        if name in BUILT_IN:
+            raise BertflowError(Errors.E005.format(kind="engine", name=name, first="bertflow", second=owner))
+        engines[name] = spec
+    return engines
+
+
+def run_annotate(job: AnnotateJob, engine: str = "local", pm=None):
+    """Run ``job`` on the engine named ``engine``."""
+    engines = get_engines(pm) if engine not in BUILT_IN else BUILT_IN
+    if engine not in engines:
+        engines = get_engines(pm)
+    if engine not in engines:
+        raise BertflowError(Errors.E084.format(engine=engine, known=", ".join(sorted(engines))))
+    return engines[engine].runner()(job)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------
+
+def input_files(spec: Path, file_format: Optional[str] = None) -> List[Path]:
+    """The files INPUT names: a file, a folder (its files of a known format,
+    not recursing) or a glob; sorted, so shard numbers are stable."""
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        found = [Path(p) for p in glob.glob(text, recursive=True)]
+    elif spec.is_dir():
+        found = [p for p in spec.iterdir() if not p.name.startswith((".", "_"))]
+    elif spec.is_file():
+        found = [spec]
+    else:
+        raise BertflowError(Errors.E085.format(input=spec))
+    files = sorted(p for p in found if p.is_file() and (file_format or p.suffix.lstrip(".").lower()) in INPUT_FORMATS)
+    if not files:
+        raise BertflowError(Errors.E086.format(input=spec, formats=", ".join(INPUT_FORMATS)))
+    return files
+
+
+def read_any_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator:
+    """``annotate.read_rows`` for every input format, parquet too (through pyarrow)."""
+    from .annotate import _id, read_rows
+
+    if file_format != "parquet":
+        yield from read_rows(path, file_format, text_field, question_field, id_field)
+        return
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BertflowError(Errors.E087.format(path=path)) from None
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if text_field not in names:
+        raise BertflowError(Errors.E031.format(path=path, reader_fieldnames=names, text_field=text_field))
+    columns = [c for c in (text_field, question_field, id_field) if c in names]
+    row = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        data = batch.to_pydict()
+        for i in range(batch.num_rows):
+            text = data[text_field][i]
+            question = data[question_field][i] if question_field in data else None
+            if not isinstance(text, str):
+                yield row, None, None, None, f"{path}: row {row}: expected a string {text_field!r}, got {text!r:.40}"
+            else:
+                yield (row, _id(data[id_field][i]) if id_field in data else None, text,
+                       question if isinstance(question, str) else None, None)
+            row += 1
+
+
+read_rows = read_any_rows  # the public name (bertflow.api.read_rows)
+
+
+def fingerprint(path: Path) -> Dict[str, Any]:
+    """Path, size and content hash of an input file."""
+    from .annotate import _fingerprint
+
+    return _fingerprint(path)
+
+
+# ---- sharded output -------------------------------------------------------------------------------------
+
+def part_kind(output: Path) -> str:
+    """The part-file format OUTPUT's suffix asks for."""
+    kind = output.suffix.lstrip(".").lower()
+    if kind not in PART_FORMATS:
+        raise BertflowError(Errors.E088.format(output=output))
+    return kind
+
+
+def part_name(file_index: int, shard_index: int, kind: str) -> str:
+    return f"part-{file_index:05d}-{shard_index:06d}.{kind}"
+
+
+def write_part(folder: Path, name: str, records: Sequence[Dict[str, Any]], kind: str) -> Dict[str, Any]:
+    """Write one shard's records as ``folder/name``: to a temporary name first,
+    renamed when complete, so a part file is either whole or absent. RETURNS
+    its row count, error count and size."""
+    tmp = folder / f".{name}.tmp-{uuid.uuid4().hex}"
+    try:
+        if kind == "jsonl":
+            with open(tmp, "w", encoding="utf8", newline="\n") as out:
+                for rec in records:
+                    out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        else:
+            _write_parquet(tmp, records)
+        os.replace(tmp, folder / name)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"rows": len(records), "errors": sum("error" in r for r in records), "bytes": (folder / name).stat().st_size}
+
+
+def _write_parquet(path: Path, records: Sequence[Dict[str, Any]]) -> None:
+    """Flat columns: source, row, id, text, error, question; cats, ents and spans as JSON text; vector as floats."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def column(key, encode=None):
+        return [None if r.get(key) is None else (encode(r[key]) if encode else r[key]) for r in records]
+
+    as_json = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    table = pa.table({
+        "source": pa.array(column("source"), pa.string()), "row": pa.array(column("row"), pa.int64()),
+        "id": pa.array(column("id", str), pa.string()), "text": pa.array(column("text"), pa.string()),
+        "error": pa.array(column("error"), pa.string()), "question": pa.array(column("question"), pa.string()),
+        "cats": pa.array(column("cats", as_json), pa.string()), "ents": pa.array(column("ents", as_json), pa.string()),
+        "spans": pa.array(column("spans", as_json), pa.string()),
+        "vector": pa.array(column("vector"), pa.list_(pa.float32())),
+    })
+    pq.write_table(table, path)
+
+
+class ShardedOutput:
+    """OUTPUT as a folder of part files, written exactly once (see the module docstring)."""
+
+    def __init__(self, folder: Path, manifest: Dict[str, Any], overwrite: bool = False):
+        self.folder, self.kind = Path(folder), part_kind(Path(folder))
+        self.manifest = dict(manifest, bertflow_annotate_sharded=MANIFEST_VERSION, shards={})
+        if self.folder.exists() and not self.folder.is_dir():
+            raise BertflowError(Errors.E089.format(output=self.folder))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ours = [p for p in self.folder.iterdir() if self._is_ours(p.name)]
+        theirs = [p.name for p in self.folder.iterdir() if not self._is_ours(p.name)]
+        manifest_file = self.folder / MANIFEST
+        if theirs:  # never write into a folder that holds someone else's files
+            raise BertflowError(Errors.E090.format(output=self.folder, files=", ".join(sorted(theirs)[:5])))
+        if overwrite:
+            for p in ours:
+                p.unlink()
+        elif manifest_file.exists():
+            previous = self._read_manifest(manifest_file)
+            differs = [k for k in ("inputs", "model", "options") if previous.get(k) != manifest.get(k)]
+            if differs:
+                raise BertflowError(Errors.E091.format(output=self.folder, what=" and ".join(differs)))
+            for name, info in previous.get("shards", {}).items():  # a part file damaged or gone is redone
+                part = self.folder / name
+                if part.is_file() and part.stat().st_size == info.get("bytes"):
+                    self.manifest["shards"][name] = info
+        elif ours:
+            raise BertflowError(Errors.E090.format(output=self.folder, files=", ".join(sorted(p.name for p in ours)[:5])))
+        for p in self.folder.iterdir():  # a crashed run's temporary files and unrecorded parts
+            if p.name.startswith(".part-") or (p.name.startswith("part-") and p.name not in self.manifest["shards"]):
+                p.unlink()
+        (self.folder / SUCCESS).unlink(missing_ok=True)
+        self._save()
+
+    @staticmethod
+    def _is_ours(name: str) -> bool:
+        return name in (MANIFEST, SUCCESS, MANIFEST + ".tmp") or name.startswith(("part-", ".part-"))
+
+    def _read_manifest(self, path: Path) -> Dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf8"))
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict) or data.get("bertflow_annotate_sharded") != MANIFEST_VERSION:
+            raise BertflowError(Errors.E090.format(output=self.folder, files=MANIFEST))
+        return data
+
+    def committed(self, name: str) -> bool:
+        return name in self.manifest["shards"]
+
+    def commit(self, name: str, info: Dict[str, Any]) -> None:
+        """Record a part file the worker has renamed into place."""
+        self.manifest["shards"][name] = info
+        self._save()
+
+    def finish(self) -> None:
+        (self.folder / SUCCESS).write_text("", encoding="utf8")
+
+    def _save(self) -> None:
+        tmp = self.folder / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=1), encoding="utf8")
+        os.replace(tmp, self.folder / MANIFEST)
