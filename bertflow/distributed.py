@@ -224,11 +224,12 @@ class Trainer:
         present = self._tensor([0 if g is None else 1 for g in grads], torch.int32)
         _dist().all_reduce(present)
         anywhere = [i for i, n in enumerate(present.tolist()) if n > 0]
-        for i in anywhere:
-            if grads[i] is None:  # zeros here; the average still counts this rank
-                values = self.weights.values()[i]
-                self.weights.set_gradient(i, torch.zeros_like(values, dtype=torch.float32))
-        grads = self.weights.gradients()
+        missing = [i for i in anywhere if grads[i] is None]
+        if missing:  # zeros here; the average still counts this rank
+            values = self.weights.values()
+            for i in missing:
+                self.weights.set_gradient(i, torch.zeros_like(values[i], dtype=torch.float32))
+            grads = self.weights.gradients()
         self._bucketed([grads[i] for i in anywhere], lambda flat: _dist().all_reduce(flat, async_op=True),
                        average=True)
         self.sync_seconds += time.perf_counter() - start
