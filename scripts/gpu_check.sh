@@ -27,4 +27,11 @@ timeout ${SPEED_TIMEOUT:-300} python3 benchmarks/speed.py --gpu-id 0 --encoder /
 # data-parallel training: one rank's step on the GPU (nccl); one GPU can't time the all-reduce between GPUs
 timeout ${DDP_TIMEOUT:-240} python3 benchmarks/ddp.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data/sst2 \
   --steps 20 2>&1 | tee "$OUT/ddp_gpu.log" | tail -12
+# scale-out inference: one Ray worker on the GPU against the local engine (when the carried stack has ray)
+if python3 -c "import ray" 2>/dev/null; then
+  timeout ${SCALE_TIMEOUT:-240} python3 benchmarks/scale.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data --texts 20000 \
+    2>&1 | tee "$OUT/scale_gpu.log" | tail -10
+else
+  echo "ray not in the carried stack: scale-out GPU figures skipped (pip download 'ray[data]' into .gpu/site.txz)"
+fi
 cp benchmarks/BENCHMARKS.md "$OUT/" 2>/dev/null || true
