@@ -21,7 +21,8 @@ SNAPSHOT = {
             "annotation_mask", "batch_by_group", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
             "encoder_output", "fail", "get_tasks", "hookimpl", "jsonl_rows", "listener_width", "malformed_row",
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
-            "write_tiny_bert"],
+            "write_tiny_bert", "loss_denominator", "EngineSpec", "AnnotateJob", "ShardedOutput", "annotate_rows",
+            "read_rows", "write_part", "input_files"],
 }
 
 
@@ -34,7 +35,8 @@ def test_every_hook_is_documented_and_tested():
     for name in SNAPSHOT["api"]:
         assert f"`{name}`" in docs, f"docs/plugins.md does not mention bertflow.api.{name}"
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_functions", "bertflow_tasks"]
+    assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_engines", "bertflow_functions",
+                            "bertflow_tasks"]
     for name in hook_names():
         assert re.search(rf"^### {name}$", docs, re.M), f"docs/plugins.md lacks a '### {name}' section"
         assert f"def test_hook_{name}(" in tests, f"no test_hook_{name} test"

@@ -179,3 +179,32 @@ def test_plugin_manager_is_lazy_and_cached():
              "print(p.get_plugin_manager.cache_info().currsize, p.get_plugin_manager() is p.get_plugin_manager())\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["0 []", "1 True"]
+
+
+def test_hook_bertflow_engines(fresh_plugin_manager, tmp_path):
+    """A third-party engine joins ``bertflow annotate --engine``; the built-in names stay the core's."""
+    from bertflow.engines import AnnotateJob, get_engines, run_annotate
+    from bertflow.specs import EngineSpec
+
+    seen = []
+
+    class EnginePlugin:
+        @hookimpl
+        def bertflow_engines(self):
+            return [EngineSpec("echo", lambda job: seen.append(job) or "report", "records the job")]
+
+    fresh_plugin_manager.register(EnginePlugin(), name="echo-engine")
+    assert set(get_engines(fresh_plugin_manager)) == {"local", "ray", "echo"}
+    job = AnnotateJob(model="m", input=tmp_path / "in.txt", output=tmp_path / "out.jsonl", workers=4)
+    assert run_annotate(job, "echo", pm=fresh_plugin_manager) == "report" and seen == [job]
+    with pytest.raises(BertflowError, match="Unknown engine 'dask'.*echo, local, ray"):
+        run_annotate(job, "dask", pm=fresh_plugin_manager)
+
+    class Taker:
+        @hookimpl
+        def bertflow_engines(self):
+            return [EngineSpec("ray", "somewhere:else")]
+
+    fresh_plugin_manager.register(Taker(), name="taker")
+    with pytest.raises(BertflowError, match="ray"):
+        get_engines(fresh_plugin_manager)

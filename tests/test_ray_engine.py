@@ -89,8 +89,9 @@ def _local(tmp: Path, model: Path, src: Path) -> list:
 
 
 def _ray(model: Path, src: Path, out: Path, **options):
+    """The ray engine on the module's cluster; one worker unless a test needs two (each starts in seconds)."""
     job = AnnotateJob(model=str(model), input=src, output=out, progress=False,
-                      **{"workers": 2, "shard_rows": 40, **options})
+                      **{"workers": 1, "shard_rows": 40, **options})
     return run_annotate(job, "ray")
 
 
@@ -102,7 +103,7 @@ def _exactly_once(records: list, expected: dict) -> None:
 
 def test_ray_writes_what_the_local_engine_writes(cluster, model, tmp_path):
     src = _write_texts(tmp_path / "texts.txt", 150)
-    report = _ray(model, src, tmp_path / "out.jsonl")
+    report = _ray(model, src, tmp_path / "out.jsonl", workers=2)
     got = sorted(_records(tmp_path / "out.jsonl"), key=lambda r: r["row"])
     expected = _local(tmp_path, model, src)
     assert [r.pop("source") for r in got] == [str(src)] * 151
@@ -181,7 +182,7 @@ def test_a_worker_killed_from_outside(cluster, model, tmp_path):
     src = _write_texts(tmp_path / "texts.txt", 1200)
     out = tmp_path / "out.jsonl"
     result = {}
-    job = threading.Thread(target=lambda: result.setdefault("report", _ray(model, src, out, shard_rows=30)))
+    job = threading.Thread(target=lambda: result.setdefault("report", _ray(model, src, out, shard_rows=30, workers=2)))
     job.start()
     deadline = time.monotonic() + 120
     while not list(out.glob("part-*.jsonl")) and time.monotonic() < deadline:
