@@ -97,9 +97,7 @@ def get_engines(pm=None) -> Dict[str, EngineSpec]:
 
 def run_annotate(job: AnnotateJob, engine: str = "local", pm=None):
     """Run ``job`` on the engine named ``engine``."""
-    engines = get_engines(pm) if engine not in BUILT_IN else BUILT_IN
-    if engine not in engines:
-        engines = get_engines(pm)
+    engines = BUILT_IN if engine in BUILT_IN else get_engines(pm)  # a built-in needs no plugin loaded
     if engine not in engines:
         raise BertflowError(Errors.E084.format(engine=engine, known=", ".join(sorted(engines))))
     return engines[engine].runner()(job)

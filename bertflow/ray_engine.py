@@ -14,6 +14,7 @@ re-run skips committed shards. A worker that dies is replaced and its shard
 given to another; a shard whose worker raised is tried again on another; a
 row that fails is written with its error.
 """
+import itertools
 import os
 import time
 from collections import deque
@@ -107,15 +108,11 @@ def _shards(files: List[Path], job: AnnotateJob, kind: str, out: ShardedOutput) 
     """(part name, source, rows) of every shard not committed yet, in input order."""
     for file_index, path in enumerate(files):
         fmt = job.file_format or path.suffix.lstrip(".").lower()
-        rows, shard_index = [], 0
-        for row in read_any_rows(path, fmt, job.text_field, job.question_field, job.id_field):
-            rows.append(row)
-            if len(rows) == job.shard_rows:
-                name = part_name(file_index, shard_index, kind)
-                if not out.committed(name):
-                    yield name, str(path), rows
-                rows, shard_index = [], shard_index + 1
-        if rows:
+        stream = read_any_rows(path, fmt, job.text_field, job.question_field, job.id_field)
+        for shard_index in itertools.count():
+            rows = list(itertools.islice(stream, job.shard_rows))
+            if not rows:
+                break
             name = part_name(file_index, shard_index, kind)
             if not out.committed(name):
                 yield name, str(path), rows
