@@ -181,9 +181,8 @@ def _buckets(sizes: Sequence[int], limit: int = BUCKET_ELEMENTS) -> Iterator[Lis
 class Trainer:
     """The process group and the hooks that make spaCy's loop data-parallel."""
 
-    def __init__(self, rank: int, world: int, device, timeout_s: float):
+    def __init__(self, rank: int, world: int, device):
         self.rank, self.world, self.device = rank, world, device
-        self.timeout_s = timeout_s
         self.in_update = False
         self.pending = False  # gradients from nlp.update not yet averaged
         self.weights: Optional[_Weights] = None
@@ -202,10 +201,9 @@ class Trainer:
 
     def global_count(self, count: float) -> float:
         import torch
-        import torch.distributed as dist
 
         total = self._tensor([count], torch.float64)
-        dist.all_reduce(total)
+        _dist().all_reduce(total)
         return max(float(total.item()), 1.0) / self.world
 
     def broadcast_weights(self) -> None:
@@ -418,7 +416,7 @@ def train(
     ours = not dist.is_initialized()  # Ray Train's TorchTrainer, for one, starts the group itself
     if ours:
         dist.init_process_group("nccl" if gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
-    trainer = Trainer(rank, world, device, timeout_s)
+    trainer = Trainer(rank, world, device)
     quiet = open(os.devnull, "w") if rank else None
     try:
         output = Path(output_path) if output_path is not None and rank == 0 else None

@@ -117,10 +117,15 @@ def input_files(spec: Path, file_format: Optional[str] = None) -> List[Path]:
         found = [spec]
     else:
         raise BertflowError(Errors.E085.format(input=spec))
-    files = sorted(p for p in found if p.is_file() and (file_format or p.suffix.lstrip(".").lower()) in INPUT_FORMATS)
+    files = sorted(p for p in found if p.is_file() and file_format_of(p, file_format) in INPUT_FORMATS)
     if not files:
         raise BertflowError(Errors.E086.format(input=spec, formats=", ".join(INPUT_FORMATS)))
     return files
+
+
+def file_format_of(path: Path, file_format: Optional[str] = None) -> str:
+    """The input format of ``path``: the one given for every file, else its suffix."""
+    return file_format or path.suffix.lstrip(".").lower()
 
 
 def read_any_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator:
@@ -154,13 +159,6 @@ def read_any_rows(path: Path, file_format: str, text_field: str, question_field:
 
 
 read_rows = read_any_rows  # the public name (bertflow.api.read_rows)
-
-
-def fingerprint(path: Path) -> Dict[str, Any]:
-    """Path, size and content hash of an input file."""
-    from .annotate import _fingerprint
-
-    return _fingerprint(path)
 
 
 # ---- sharded output -------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .annotate import AnnotateReport, _model_fingerprint, _reads_text_pair
-from .engines import (AnnotateJob, ShardedOutput, fingerprint, input_files, part_kind, part_name, read_any_rows,
+from .annotate import AnnotateReport, _fingerprint, _model_fingerprint, _reads_text_pair
+from .engines import (AnnotateJob, ShardedOutput, file_format_of, input_files, part_kind, part_name, read_any_rows,
                       write_part)
 from .errors import BertflowError, Errors
 
@@ -107,7 +107,7 @@ def _check_reachable(address: str) -> None:
 def _shards(files: List[Path], job: AnnotateJob, kind: str, out: ShardedOutput) -> Iterator[Tuple[str, str, list]]:
     """(part name, source, rows) of every shard not committed yet, in input order."""
     for file_index, path in enumerate(files):
-        fmt = job.file_format or path.suffix.lstrip(".").lower()
+        fmt = file_format_of(path, job.file_format)
         stream = read_any_rows(path, fmt, job.text_field, job.question_field, job.id_field)
         for shard_index in itertools.count():
             rows = list(itertools.islice(stream, job.shard_rows))
@@ -134,9 +134,9 @@ def run_ray(job: AnnotateJob) -> AnnotateReport:
     nlp = load_pipeline(job.model, -1)  # here only to check the model and fingerprint it: a bad one fails now
     report = AnnotateReport()
     for path in files:  # a counting pass: the progress total, and a bad header fails before any work
-        fmt = job.file_format or path.suffix.lstrip(".").lower()
+        fmt = file_format_of(path, job.file_format)
         report.n_rows += sum(1 for _ in read_any_rows(path, fmt, job.text_field, job.question_field, job.id_field))
-    manifest = {"inputs": [fingerprint(p) for p in files], "model": _model_fingerprint(nlp),
+    manifest = {"inputs": [_fingerprint(p) for p in files], "model": _model_fingerprint(nlp),
                 "options": dict(job.record_options(), shard_rows=job.shard_rows)}
     del nlp
     started = _connect(ray, job.address, job)  # before OUTPUT is touched: a bad address leaves nothing behind
