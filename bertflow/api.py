@@ -16,7 +16,13 @@ Groups:
   (what a head's own mean divides by, so data-parallel training stays exact);
 - corpora: ``ConversionReport``, ``text_lines``, ``jsonl_rows``, ``json_problem`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
-  (``bertflow.batch_by_group.v1``: batches that keep groups together);
+  (``bertflow.batch_by_group.v1``: batches that keep groups together),
+  ``create_text_corpus_reader`` (``bertflow.TextCorpus.v1``: raw text, no
+  DocBin) and ``read_texts``;
+- encoder inputs: ``Tokenized`` (a doc's clean wordpieces, what a head's
+  ``corrupt_inputs`` replaces), ``wordpiece_words`` (wordpiece -> spaCy token,
+  for whole-word masking), ``wordpiece_positions`` (where each wordpiece sits
+  in the encoder's output rows);
 - annotate engines (``bertflow_engines``): ``EngineSpec``, ``AnnotateJob``,
   ``read_rows`` (any input format), ``annotate_rows`` (rows to records, a
   failing row kept with its error), ``input_files``, ``write_part`` and
@@ -44,7 +50,10 @@ _WHERE = {
     # corpora
     "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
     "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
-    "batch_by_group": ".corpus",
+    "batch_by_group": ".corpus", "create_text_corpus_reader": ".text_corpus", "read_texts": ".text_corpus",
+    # encoder inputs and outputs, for heads that corrupt the input (masked LM) or read wordpiece positions
+    "Tokenized": ".encoder.wordpieces", "wordpiece_words": ".encoder.wordpieces",
+    "wordpiece_positions": ".encoder.windows",
     # annotate engines
     "EngineSpec": ".specs", "AnnotateJob": ".engines", "ShardedOutput": ".engines", "annotate_rows": ".annotate",
     "read_rows": ".engines", "write_part": ".engines", "input_files": ".engines",

@@ -155,6 +155,8 @@ def create_corpus_reader(
 ) -> Callable[[Language], Iterable[Example]]:
     """``spacy.Corpus.v1`` (same arguments) whose examples keep the encoder's
     pair input: use it for every corpus whose docs carry ``doc._.text_pair``.
+    A ``.txt`` or ``.jsonl`` path is raw text, read by ``bertflow.TextCorpus.v1``
+    with its defaults (one document per line).
 
     The reference docs are read from disk once per process and kept (without
     an augmenter): every later pass (each head's ``initialize``, each epoch,
@@ -167,6 +169,10 @@ def create_corpus_reader(
         raise BertflowError(
             Errors.E050
         )
+    from .text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
+
+    if Path(path).suffix in TEXT_SUFFIXES:  # raw text: for self-supervised heads (masked LM)
+        return create_text_corpus_reader(Path(path), max_length=max_length, limit=limit)
     corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter)
 
     def read(nlp: Language) -> Iterator[Example]:
@@ -246,7 +252,9 @@ def create_mixed_corpus(
     multitask training where every head learns from the examples that carry
     its annotation.
 
-    paths (Dict[str, Path]): name -> ``.spacy`` file or folder; a null path is skipped.
+    paths (Dict[str, Path]): name -> ``.spacy`` file or folder, or a ``.txt``/``.jsonl``
+        file of raw text (read by ``bertflow.TextCorpus.v1`` with its defaults,
+        for a masked-LM head beside the others); a null path is skipped.
     sampling (str): "proportional", "temperature" (p ∝ n^(1/temperature)),
         "uniform" (each corpus equally often) or "concat" (every example of
         every corpus once, in order: for dev sets).
@@ -287,3 +295,4 @@ def create_mixed_corpus(
             cursors[name] += 1
 
     return read
+

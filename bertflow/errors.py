@@ -318,6 +318,32 @@ class Errors:
         "Shard {name} (rows of {source}) failed {tries} times: {err}. The shards committed so far are kept in "
         "{output}; run the same command again to do the rest."
     )
+    E097 = (
+        "Components {first!r} and {second!r} both asked the encoder to corrupt the input of one training doc "
+        "(starting {start!r}): a doc trains one corrupting head. Give each head its own corpus (e.g. a "
+        "bertflow.MixedCorpus.v1 entry per head)."
+    )
+    E098 = (
+        "Component {name!r} returned corrupted wordpieces for doc {index} of the batch with {got} ids where "
+        "the doc has {expected}: corrupt_inputs must keep each doc's (and its pair's) wordpiece count."
+    )
+    E099 = (
+        "Can't read text corpus {path}: {err}. Give a .txt file (one document per line, or with "
+        "paragraphs=true blank-line separated documents), a .jsonl file of {{\"{field}\": ...}} objects, "
+        "or a folder of them."
+    )
+    E100 = "{path}:{line}: {problem} (set skip_bad = true on the reader to skip such lines)"
+    E101 = (
+        "Text corpus {path} has no text in it{why}. Check the path and the format (.txt lines or .jsonl "
+        "objects with a {field!r} field)."
+    )
+    E102 = (
+        "Can't export the encoder of {path}: {why}"
+    )
+    E103 = (
+        "{out} exists and is not empty; export-encoder writes a new model directory. Give a new path or "
+        "--force to replace the files it writes there."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -14,7 +14,7 @@ def read_examples(nlp, data: List[Path]) -> list:
     for path in data:
         if not Path(path).exists():
             raise BertflowError(Errors.E056.format(path=path))
-        examples.extend(create_corpus_reader(Path(path))(nlp))
+        examples.extend(create_corpus_reader(Path(path))(nlp))  # .txt/.jsonl: raw text, for a masked-LM head
     if not examples:
         raise BertflowError(Errors.E055.format(data=', '.join(map(str, data))))
     return examples

@@ -14,7 +14,7 @@ SNAPSHOT = {
                       "bertflow.EncoderListener.v1"],
     "misc": ["bertflow.strided_windows.v1"],
     "factories": ["bertflow_encoder"],
-    "readers": ["bertflow.Corpus.v1"],
+    "readers": ["bertflow.Corpus.v1", "bertflow.TextCorpus.v1"],
     "batchers": ["bertflow.batch_by_group.v1"],
     # bertflow.api: what a plugin may import. The core must keep these; it may add more.
     "api": ["BertflowError", "Classifier", "ConversionReport", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
@@ -22,7 +22,8 @@ SNAPSHOT = {
             "encoder_output", "fail", "get_tasks", "hookimpl", "jsonl_rows", "listener_width", "malformed_row",
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
             "write_tiny_bert", "loss_denominator", "EngineSpec", "AnnotateJob", "ShardedOutput", "annotate_rows",
-            "read_rows", "write_part", "input_files"],
+            "read_rows", "write_part", "input_files", "create_text_corpus_reader", "read_texts", "Tokenized",
+            "wordpiece_words", "wordpiece_positions"],
 }
 
 

@@ -164,7 +164,54 @@ class Encoder(Transformer):
         self._deferred_sgd: Optional[Optimizer] = None
         self._steps_since_trim = 0
         self._owner_pid = os.getpid()
+        # listening components that asked to know this encoder (bind_encoder), by name
+        self._bound: Dict[str, object] = {}
+        # a head's gradient may reach the transformer's own weights (a decoder tied to the word embeddings)
+        # in a batch the encoder does not step (frozen, warming up): dropped before its next real step
+        self._stale_gradients = False
         install_extensions()
+
+    def find_listeners(self, component) -> None:
+        """Register the listeners in ``component`` (spacy-transformers), and
+        hand this encoder to a listening component that has
+        ``bind_encoder(encoder)``: a head that shares the encoder's weights (an
+        MLM decoder tied to the word embeddings) or asks for corrupted input
+        in training (``corrupt_inputs``, see ``training_inputs``)."""
+        super().find_listeners(component)
+        bind = getattr(component, "bind_encoder", None)
+        if component.name in self.listener_map and callable(bind):
+            bind(self)
+            self._bound[component.name] = component
+
+    def training_inputs(self, examples: List[Example], docs: List[Doc]) -> Tuple[object, Dict[int, str]]:
+        """The encoder's input for a training pass over ``docs``, and which of
+        them a head corrupted (index -> component name).
+
+        A listening head with ``corrupt_inputs(examples, tokenized) -> Dict[int,
+        Tokenized]`` may replace the wordpieces of the docs it trains on (masked
+        LM, replaced-token detection); ``tokenized`` holds each doc's clean
+        wordpieces (``Tokenized``), and a replacement keeps their counts. Only
+        those docs get corrupted rows: every other doc of the batch, which other
+        heads train on, is encoded exactly as without that head. Inference
+        (``pipe``, ``predict``) never corrupts."""
+        corruptors = [c for name, c in self._bound.items()
+                      if name in self.listener_map and callable(getattr(c, "corrupt_inputs", None))]
+        if not corruptors:
+            return docs, {}
+        clean = self.model.tokenize(docs)
+        given = list(clean)
+        claimed: Dict[int, str] = {}
+        for component in corruptors:
+            for i, tok in component.corrupt_inputs(examples, list(clean)).items():
+                if i in claimed:
+                    raise BertflowError(Errors.E097.format(first=claimed[i], second=component.name,
+                                                           start=docs[i].text[:40]))
+                if len(tok.ids) != len(clean[i].ids) or len(tok) != len(clean[i]):
+                    raise BertflowError(Errors.E098.format(name=component.name, index=i, got=len(tok),
+                                                           expected=len(clean[i])))
+                claimed[i] = component.name
+                given[i] = tok
+        return Pretokenized(docs, given), claimed  # tokenized once, for the pass as well
 
     def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
         docs = list(docs)
@@ -215,6 +262,40 @@ class Encoder(Transformer):
         tokenized = model.tokenize(docs, strict=False)
         return [len(tok) if tok is not None else len(doc) for doc, tok in zip(docs, tokenized)], tokenized
 
+    @property
+    def transformer(self):
+        """The Hugging Face model (torch ``nn.Module``) inside the encoder, e.g.
+        for a head whose decoder is tied to its word embeddings."""
+        return self.model.transformer
+
+    @property
+    def tokenizer(self):
+        """The encoder's (fast) Hugging Face tokenizer."""
+        return self.model.tokenizer
+
+    def checkpoint_tensors(self, prefix: str) -> Dict[str, "torch.Tensor"]:
+        """Tensors named ``prefix...`` in the pre-trained checkpoint this
+        encoder was initialised from (``name`` resolved to a local directory)
+        that the encoder itself does not load, e.g. BERT's pre-training heads
+        (``cls.predictions.``); {} when it has none."""
+        from ..encoder_names import resolve_encoder
+        from .serialization import checkpoint_tensors
+
+        return checkpoint_tensors(resolve_encoder(self.model.attrs["name"]), prefix)
+
+    def tokenize(self, docs: List[Doc]) -> list:
+        """Each doc's clean wordpieces (``Tokenized``; None for a doc without tokens)."""
+        return self.model.tokenize(docs)
+
+    def outputs(self, docs: List[Doc], tokenized: Optional[list] = None) -> Tuple[List[TransformerData], List[dict]]:
+        """Inference outputs for ``docs`` (as ``doc._.trf_data`` and
+        ``doc._.trf_windows`` would hold them) without writing to the docs;
+        ``tokenized`` gives each doc's wordpieces (e.g. corrupted ones, to score
+        a masked-LM head), None tokenizes them."""
+        batch = self.model.predict(Pretokenized(list(docs), list(tokenized)) if tokenized is not None else list(docs))
+        windows = getattr(batch, "windows", None) or [None] * len(docs)
+        return list(batch.doc_data), list(windows)
+
     def predict(self, docs: Iterable[Doc]) -> FullTransformerBatch:
         self._single_threaded_in_workers()
         return self.model.predict(list(docs))
@@ -258,11 +339,13 @@ class Encoder(Transformer):
         batch_id = TransformerListener.get_batch_id(docs)
         self._updates += 1
         warming_up = self._updates <= self.cfg.get("frozen_steps", 0)
+        inputs, corrupted = self.training_inputs(list(examples), docs)
         if self.cfg.get("frozen") or warming_up:
-            if warming_up:
+            self._stale_gradients = True
+            if warming_up and not corrupted:
                 doc_data = self._kept_outputs(docs)
-            else:
-                batch = self.predict(docs)
+            else:  # corrupted input is drawn afresh every batch: never kept
+                batch = self.model.predict(inputs)
                 self.set_annotations(docs, batch)
                 doc_data = batch.doc_data
             for listener in self.listeners:
@@ -270,8 +353,14 @@ class Encoder(Transformer):
             return losses
         self._kept.clear()
         self._train_top_layers()
+        if self._stale_gradients:
+            for param in self.model.transformer.parameters():
+                param.grad = None
+            self._stale_gradients = False
         set_dropout_rate(self.model, drop)
-        batch, bp_batch = self.model.begin_update(docs)
+        batch, bp_batch = self.model.begin_update(inputs)
+        for doc, win in zip(docs, batch.windows):  # heads that read positions (masked LM) need the layout
+            doc._.trf_windows = win
         self._awaiting_gradient = bool(self.listeners)
         live = [i for i, data in enumerate(batch.doc_data) if "last_hidden_state" in data.model_output]
         d_docs: List[Optional[dict]] = [None] * len(docs)

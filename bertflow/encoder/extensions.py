@@ -18,18 +18,28 @@
     ``pair_wordpieces`` (int) wordpieces of ``text_pair`` kept in every row;
     ``pair_truncated`` (bool) whether ``text_pair`` was cut to fit;
     ``truncated`` (bool) whether anything at all was cut (the doc never is).
+- ``doc._.raw_text`` (bool): set on the reference docs of ``bertflow.TextCorpus.v1``:
+  unlabelled text, which self-supervised heads (masked LM) train on and
+  supervised heads find no annotation in.
+- ``doc._.is_next`` (Optional[bool]): on a ``TextCorpus`` pair (``next_sentence =
+  true``), whether the doc's text followed ``text_pair`` in its document (True)
+  or is a sentence drawn from another document (False).
 """
 from spacy.tokens import Doc
 
 TEXT_PAIR = "text_pair"
 TRF_DATA = "trf_data"
 TRF_WINDOWS = "trf_windows"
+RAW_TEXT = "raw_text"
+IS_NEXT = "is_next"
 
 
 def install_extensions() -> None:
-    for name in (TEXT_PAIR, TRF_DATA, TRF_WINDOWS):
+    for name in (TEXT_PAIR, TRF_DATA, TRF_WINDOWS, IS_NEXT):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
+    if not Doc.has_extension(RAW_TEXT):
+        Doc.set_extension(RAW_TEXT, default=False)
 
 
 # The input extension is part of the public contract: it exists as soon as bertflow is imported,

@@ -129,3 +129,29 @@ def SafeHFWrapper(hf: HFObjects, *, convert_inputs, convert_outputs, mixed_preci
         shims=[SafeHFShim(hf, mixed_precision=mixed_precision, grad_scaler_config=grad_scaler_config)],
         dims={"nI": None, "nO": None},
     )
+
+
+def checkpoint_tensors(directory, prefix: str) -> Dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix`` in the weight files of a
+    local Hugging Face model directory (``*.safetensors``, else
+    ``pytorch_model*.bin`` read with ``weights_only=True``): weights the base
+    model does not load, such as a pre-training head's (``cls.predictions.``).
+    {} for a directory without weight files, or a name that is not a directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    found: Dict[str, torch.Tensor] = {}
+    safetensors_files = sorted(directory.glob("*.safetensors"))
+    if safetensors_files:
+        from safetensors import safe_open
+
+        for file in safetensors_files:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    if key.startswith(prefix):
+                        found[key] = handle.get_tensor(key)
+        return found
+    for file in sorted(directory.glob("pytorch_model*.bin")):
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+        found.update({k: v for k, v in state.items() if k.startswith(prefix)})
+    return found

@@ -54,6 +54,12 @@ def plan_windows(n_wordpieces: int, window: int, stride: int) -> WindowPlan:
     starts = list(range(0, n_wordpieces - window + 1, stride))
     if starts[-1] + window < n_wordpieces:
         starts.append(n_wordpieces - window)
+    return WindowPlan(starts, window, window_owners(n_wordpieces, starts, window))
+
+
+def window_owners(n_wordpieces: int, starts, window: int) -> numpy.ndarray:
+    """For each wordpiece, the window (index into ``starts``) where its
+    distance to the nearer edge is largest (ties: the earlier window)."""
     positions = numpy.arange(n_wordpieces)
     starts_arr = numpy.asarray(starts)
     # margin[w, j]: distance of wordpiece j to the nearer edge of window w (-1 outside)
@@ -61,8 +67,21 @@ def plan_windows(n_wordpieces: int, window: int, stride: int) -> WindowPlan:
     right = starts_arr[:, None] + window - 1 - positions[None, :]
     margin = numpy.minimum(left, right)
     margin[(left < 0) | (right < 0)] = -1
-    owner = margin.argmax(axis=0).astype("int32")
-    return WindowPlan(starts, window, owner)
+    return margin.argmax(axis=0).astype("int32")
+
+
+def wordpiece_positions(windows: dict) -> numpy.ndarray:
+    """Where each of a doc's own wordpieces sits in its encoder output: an
+    int array (n_wordpieces, 2) of (row, position) within the doc's rows, the
+    row being the window that owns the wordpiece (as for token alignment).
+    ``windows`` is the doc's ``doc._.trf_windows``; a pair's wordpieces sit
+    at positions 1..pair_wordpieces of every row."""
+    n = int(windows["n_wordpieces"])
+    starts = list(windows["starts"])
+    rows = window_owners(n, starts, int(windows["window"])) if len(starts) > 1 else numpy.zeros((n,), dtype="int32")
+    starts_arr = numpy.asarray(starts, dtype="int64")
+    pos = int(windows["doc_offset"]) + numpy.arange(n) - starts_arr[rows]
+    return numpy.stack([rows.astype("int64"), pos], axis=1)
 
 
 def scale_stride(window: int, stride: int, budget: int) -> tuple:

@@ -42,6 +42,35 @@ def _text_pair(doc: Doc) -> Optional[str]:
     return pair if pair is not None and pair.strip() else None  # an empty or blank pair is no pair
 
 
+def _char_to_token(doc: Doc) -> numpy.ndarray:
+    """For each character of ``doc.text`` (and one past the end), the index of
+    the spaCy token that covers it, or -1 (whitespace between tokens)."""
+    n_tokens = len(doc)
+    bounds = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
+    lengths_chars = bounds[:, 1]
+    n_chars = int(bounds[-1].sum()) if n_tokens else 0
+    char2tok = numpy.full((n_chars + 1,), -1, dtype="int64")
+    # char position -> token, vectorised: each token covers [idx, idx + length)
+    owner = numpy.repeat(numpy.arange(n_tokens), lengths_chars)
+    within = numpy.arange(len(owner)) - numpy.repeat(numpy.cumsum(lengths_chars) - lengths_chars, lengths_chars)
+    char2tok[numpy.repeat(bounds[:, 0], lengths_chars) + within] = owner
+    return char2tok
+
+
+def wordpiece_words(doc: Doc, tokenized: "Tokenized") -> numpy.ndarray:
+    """The spaCy token each of the doc's own wordpieces belongs to (int array,
+    one entry per wordpiece of ``tokenized.ids``): the token of its first
+    character, or -1 for a wordpiece with no characters of the text. Whole-word
+    masking groups wordpieces by it, so a "word" is whatever the language's
+    tokenizer calls one (an English word, a jieba word of Chinese characters)."""
+    offsets = tokenized.offsets
+    if not len(offsets):
+        return numpy.zeros((0,), dtype="int64")
+    char2tok = _char_to_token(doc)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    return numpy.where(ends > starts, char2tok[numpy.minimum(starts, len(char2tok) - 1)], -1)
+
+
 def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Map the doc's wordpieces (char ``offsets``, shape (n, 2)) to spaCy tokens.
 
@@ -54,14 +83,7 @@ def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, nu
     (the caller points those at [CLS]).
     """
     n_tokens = len(doc)
-    bounds = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
-    lengths_chars = bounds[:, 1]
-    n_chars = int(bounds[-1].sum()) if n_tokens else 0
-    char2tok = numpy.full((n_chars + 1,), -1, dtype="int64")
-    # char position -> token, vectorised: each token covers [idx, idx + length)
-    owner = numpy.repeat(numpy.arange(n_tokens), lengths_chars)
-    within = numpy.arange(len(owner)) - numpy.repeat(numpy.cumsum(lengths_chars) - lengths_chars, lengths_chars)
-    char2tok[numpy.repeat(bounds[:, 0], lengths_chars) + within] = owner
+    char2tok = _char_to_token(doc)
     pairs_tok: List[numpy.ndarray] = []
     pairs_wp: List[numpy.ndarray] = []
     if len(offsets):

@@ -46,7 +46,13 @@ class HeadPipe(TrainablePipe):
         self.cfg = dict(cfg, loss_weight=float(loss_weight), learn_rate_scale=float(learn_rate_scale))
 
     def predict(self, docs: Iterable[Doc]):
-        return self.model.predict(list(docs))
+        return self.model.predict(self.model_input(list(docs)))
+
+    def model_input(self, docs: List[Doc]):
+        """What the head's model is called with for ``docs`` in ``predict`` and
+        ``update``: the docs themselves, unless a head's model needs more (a
+        masked-LM head adds the positions it predicts)."""
+        return docs
 
     def update(
         self,
@@ -64,7 +70,7 @@ class HeadPipe(TrainablePipe):
             loss_denominator(0)  # the encoder skipped this batch too; meet the other ranks' get_loss
             return losses
         set_dropout_rate(self.model, drop)
-        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        scores, backprop = self.model.begin_update(self.model_input([eg.predicted for eg in examples]))
         loss, d_scores = self.get_loss(examples, scores)
         weight = float(self.cfg.get("loss_weight", 1.0))
         if weight != 1.0:  # per-head weight in a multitask pipeline: scales this head's gradient
