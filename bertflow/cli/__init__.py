@@ -12,6 +12,7 @@ from . import package as _package  # noqa: F401
 from . import check as _check  # noqa: F401
 from . import convert as _convert  # noqa: F401
 from . import train as _train  # noqa: F401
+from . import export as _export  # noqa: F401
 
 
 def task_alias(argv):

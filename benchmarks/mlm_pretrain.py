@@ -1,0 +1,414 @@
+"""Continued masked-LM pre-training: bertflow next to a plain Hugging Face loop,
+and what task-adaptive pre-training (TAPT) does to the heads trained after it.
+
+Part ``parity`` (one process, the two loops one after the other): minilm-l6
+with a fresh masked-LM head (its checkpoint has none) trained for ``--parity-steps``
+steps of 32 SST-2 train sentences (labels ignored), the same sentences in the
+same order, lr 1e-4 with 10 % linear warm-up then linear decay, AdamW (weight
+decay 0.01), dropout 0.1, gradient clipping at 1.0, 15 % whole-word masking:
+  - bertflow: the ``projects/pretrain`` config (encoder + ``bertflow_mlm``,
+    ``whole_word = true``, no frozen warm-up) driven by ``nlp.update`` as
+    spaCy's loop does, then ``bertflow export-encoder``;
+  - Hugging Face: ``BertForMaskedLM`` + ``DataCollatorForWholeWordMask``
+    (wordpiece ``##`` words), tokenizing each batch in the loop as bertflow does.
+Both trained models are then scored by the same code (``AutoModelForMaskedLM``,
+bertflow's export for bertflow) on the same masked held-out inputs: the
+SST-2 dev sentences masked once with a fixed seed. Training throughput is
+wordpieces (special tokens included, no padding) per second of the loop.
+
+Part ``tapt``: ``bertflow train`` with the pretrain config on the unlabeled
+train sentences of SST-2 and of CoNLL-2003 (``--pretrain-steps`` each, the
+encoder frozen for the first ``--frozen-steps`` while the random head warms
+up), ``bertflow export-encoder``; then the textcat and NER projects' configs
+fine-tuned on ``--n-labelled`` labelled sentences of each (the same sample for
+every run), ``--seeds`` seeds, from minilm-l6 and from the adapted encoder;
+dev accuracy (SST-2 dev, 872) and entity F1 (CoNLL-2003 dev, 3,250).
+
+    python benchmarks/mlm_pretrain.py --data ../shared/data --parts parity,tapt
+
+Results go to benchmarks/results/mlm_pretrain.json as each part finishes;
+the section of benchmarks/BENCHMARKS.md is written from it.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "mlm_pretrain.json"
+
+
+def sst2(path: Path):
+    rows = [line.rstrip("\n").split("\t") for line in path.read_text(encoding="utf8").splitlines()[1:]]
+    return [(text.strip(), label.strip()) for text, label in rows if text.strip()]
+
+
+def conll_sentences(path: Path):
+    sentences, current = [], []
+    for line in path.read_text(encoding="utf8").splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        parts = line.split()
+        current.append((parts[0], parts[-1]))
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def run(cmd, cwd=None, log=None):
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    start = time.perf_counter()
+    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True)
+    if log is not None:
+        log.write(f"$ {' '.join(map(str, cmd))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n")
+        log.flush()
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return result.stdout, time.perf_counter() - start
+
+
+def save(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+
+
+# ---------------------------------------------------------------- parity
+
+def heldout_inputs(texts, tokenizer, seed: int):
+    """The held-out sentences masked once (bertflow's whole-word masking, fixed
+    seed): (input ids with [CLS]/[SEP], labels with -100 off target)."""
+    import numpy
+    import spacy
+    from bertflow_mlm.masking import Masking, Vocabulary, mask_doc
+
+    from bertflow.api import Tokenized
+
+    nlp = spacy.blank("en")
+    vocab = Vocabulary(tokenizer)
+    rng = numpy.random.default_rng(seed)
+    rows = []
+    for text in texts:
+        doc = nlp.make_doc(text)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        tok = Tokenized(enc["input_ids"], numpy.asarray(enc["offset_mapping"], dtype="int64").reshape(-1, 2), None)
+        c = mask_doc(doc, tok, Masking(whole_word=True), vocab, rng)
+        labels = [-100] * len(tok.ids)
+        for i, label in zip(c.doc_index, c.doc_labels):
+            labels[i] = int(label)
+        rows.append(([tokenizer.cls_token_id] + c.tokenized.ids + [tokenizer.sep_token_id], [-100] + labels + [-100]))
+    return rows
+
+
+def score_hf(model_dir, rows, batch: int = 64) -> dict:
+    """Mean cross-entropy and accuracy over the masked targets of ``rows``."""
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(str(model_dir)).eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch):
+            part = rows[i: i + batch]
+            width = max(len(ids) for ids, _ in part)
+            ids = torch.zeros((len(part), width), dtype=torch.long)
+            labels = torch.full((len(part), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(part), width), dtype=torch.long)
+            for r, (x, y) in enumerate(part):
+                ids[r, : len(x)] = torch.tensor(x)
+                labels[r, : len(y)] = torch.tensor(y)
+                mask[r, : len(x)] = 1
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            on = labels != -100
+            loss_sum += float(torch.nn.functional.cross_entropy(logits[on], labels[on], reduction="sum"))
+            correct += int((logits[on].argmax(-1) == labels[on]).sum())
+            total += int(on.sum())
+    return {"loss": loss_sum / total, "perplexity": math.exp(loss_sum / total), "accuracy": correct / total,
+            "targets": total}
+
+
+def parity(args, work: Path, log) -> dict:
+    import torch
+    from spacy.util import load_config, registry
+    from spacy.training.initialize import init_nlp
+    from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup
+
+    from bertflow.api import create_text_corpus_reader, resolve_encoder
+    from bertflow.cli.export import export_encoder
+
+    rows = sst2(args.data / "sst2" / "train.tsv")
+    random.Random(0).shuffle(rows)
+    n = args.parity_steps * args.batch
+    texts = [text for text, _ in rows[:n]]
+    (work / "parity_train.txt").write_text("\n".join(texts) + "\n", encoding="utf8")
+    heldout = [text for text, _ in sst2(args.data / "sst2" / "dev.tsv")]
+    encoder_dir = resolve_encoder(args.encoder)
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir))
+    wordpieces = sum(len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    warmup = max(1, args.parity_steps // 10)
+    out = {"steps": args.parity_steps, "batch": args.batch, "lr": args.lr, "texts": n, "wordpieces": wordpieces}
+
+    # bertflow: the pretrain project's config, stepped the way spaCy's training loop steps it
+    torch.manual_seed(0)
+    config = load_config(ROOT / "projects" / "pretrain" / "configs" / "pretrain.cfg", overrides={
+        "paths.train": str(work / "parity_train.txt"), "paths.dev": str(work / "parity_train.txt"),
+        "paths.encoder": str(encoder_dir), "components.encoder.frozen_steps": 0,
+        "corpora.train.paragraphs": False, "corpora.dev.paragraphs": False,
+        "training.optimizer.learn_rate.initial_rate": args.lr,
+        "training.optimizer.learn_rate.warmup_steps": warmup,
+        "training.optimizer.learn_rate.total_steps": args.parity_steps})
+    nlp = init_nlp(config)
+    optimizer = registry.resolve({"o": nlp.config["training"]["optimizer"]})["o"]
+    examples = list(create_text_corpus_reader(work / "parity_train.txt")(nlp))
+    start = time.perf_counter()
+    for step in range(args.parity_steps):
+        nlp.update(examples[step * args.batch: (step + 1) * args.batch], drop=0.1, sgd=optimizer, losses={})
+        optimizer.step_schedules()
+    out["bertflow_s"] = time.perf_counter() - start
+    nlp.to_disk(work / "bertflow_model")
+    export_encoder(str(work / "bertflow_model"), work / "bertflow_hf")
+    del nlp
+
+    # Hugging Face: BertForMaskedLM + the whole-word collator, the same sentences in the same order
+    try:
+        from transformers import DataCollatorForWholeWordMask
+
+        collator = DataCollatorForWholeWordMask(tokenizer, mlm_probability=0.15, return_tensors="pt")
+    except ImportError:  # newer transformers: one collator with a flag
+        from transformers import DataCollatorForLanguageModeling
+
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, whole_word_mask=True)
+    torch.manual_seed(0)
+    model = BertForMaskedLM.from_pretrained(str(encoder_dir))
+    model.train()
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [{"params": [p for n_, p in model.named_parameters() if not any(k in n_ for k in no_decay)],
+               "weight_decay": 0.01},
+              {"params": [p for n_, p in model.named_parameters() if any(k in n_ for k in no_decay)],
+               "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+    schedule = get_linear_schedule_with_warmup(opt, warmup, args.parity_steps)
+    start = time.perf_counter()
+    for step in range(args.parity_steps):
+        batch_texts = texts[step * args.batch: (step + 1) * args.batch]
+        features = [{"input_ids": ids} for ids in tokenizer(batch_texts, truncation=True, max_length=128)["input_ids"]]
+        batch = collator(features)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        opt.zero_grad(set_to_none=True)
+    out["hf_s"] = time.perf_counter() - start
+    model.save_pretrained(str(work / "hf_model"))
+    tokenizer.save_pretrained(str(work / "hf_model"))
+    del model
+
+    rows_eval = heldout_inputs(heldout, tokenizer, seed=123)
+    out["heldout_sentences"] = len(heldout)
+    out["bertflow"] = score_hf(work / "bertflow_hf", rows_eval)
+    out["hf"] = score_hf(work / "hf_model", rows_eval)
+    out["untrained_encoder_random_head"] = score_hf(encoder_dir, rows_eval)
+    out["bertflow_wp_s"] = wordpieces / out["bertflow_s"]
+    out["hf_wp_s"] = wordpieces / out["hf_s"]
+    return out
+
+
+# ---------------------------------------------------------------- TAPT
+
+def tapt(args, work: Path, log, results: dict) -> dict:
+    out = results.setdefault("tapt", {"runs": []})
+    out.update({"pretrain_steps": args.pretrain_steps, "frozen_steps": args.frozen_steps,
+                "n_labelled": args.n_labelled, "textcat_steps": args.textcat_steps, "ner_steps": args.ner_steps,
+                "seeds": args.seeds, "pretrain_lr": args.pretrain_lr})
+    py = sys.executable
+    sst_train = sst2(args.data / "sst2" / "train.tsv")
+    sst_dev = sst2(args.data / "sst2" / "dev.tsv")
+    conll_train = conll_sentences(args.data / "conll2003" / "train.txt")
+    # unlabeled text: every train sentence, labels dropped
+    (work / "sst2_text.txt").write_text("\n".join(t for t, _ in sst_train) + "\n", encoding="utf8")
+    (work / "conll_text.txt").write_text("\n".join(" ".join(w for w, _ in s) for s in conll_train) + "\n",
+                                         encoding="utf8")
+    (work / "sst2_heldout.txt").write_text("\n".join(t for t, _ in sst_dev[:200]) + "\n", encoding="utf8")
+    conll_dev = conll_sentences(args.data / "conll2003" / "dev.txt")
+    (work / "conll_heldout.txt").write_text("\n".join(" ".join(w for w, _ in s) for s in conll_dev[:200]) + "\n",
+                                            encoding="utf8")
+    # the labelled samples: the same for every run
+    rng = random.Random(0)
+    sample = rng.sample(sst_train, args.n_labelled)
+    (work / "sst2_labelled.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in sample))
+    ner_sample = rng.sample(conll_train, args.n_labelled)
+    (work / "conll_labelled.txt").write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in s) for s in ner_sample) + "\n")
+    run([py, "-m", "bertflow", "convert", "textcat", work / "sst2_labelled.tsv", work / "sst2_train.spacy",
+         "--label-map", "0=NEGATIVE,1=POSITIVE"], log=log)
+    run([py, "-m", "bertflow", "convert", "textcat", args.data / "sst2" / "dev.tsv", work / "sst2_dev.spacy",
+         "--label-map", "0=NEGATIVE,1=POSITIVE"], log=log)
+    run([py, "-m", "bertflow", "convert", "ner", work / "conll_labelled.txt", work / "conll_train.spacy"], log=log)
+    run([py, "-m", "bertflow", "convert", "ner", args.data / "conll2003" / "dev.txt", work / "conll_dev.spacy"],
+        log=log)
+
+    encoders = {"minilm-l6": args.encoder}
+    for name, text, heldout in (("sst2", "sst2_text.txt", "sst2_heldout.txt"),
+                                ("conll", "conll_text.txt", "conll_heldout.txt")):
+        key = f"pretrain_{name}"
+        if key not in out:
+            steps = args.pretrain_steps
+            _, seconds = run([py, "-m", "bertflow", "train", ROOT / "projects/pretrain/configs/pretrain.cfg",
+                              "--output", work / f"pre_{name}", "--paths.train", work / text,
+                              "--paths.dev", work / heldout, "--paths.encoder", args.encoder,
+                              "--training.max_steps", steps, "--training.eval_frequency", steps,
+                              "--training.optimizer.learn_rate.total_steps", steps,
+                              "--training.optimizer.learn_rate.warmup_steps", max(1, steps // 10),
+                              "--training.optimizer.learn_rate.initial_rate", args.pretrain_lr,
+                              "--components.encoder.frozen_steps", args.frozen_steps,
+                              "--corpora.train.paragraphs", "false", "--corpora.dev.paragraphs", "false",
+                              "--training.logger.progress_bar", "false"], log=log)
+            run([py, "-m", "bertflow", "export-encoder", work / f"pre_{name}" / "model-last", work / f"enc_{name}",
+                 "--force"], log=log)
+            stdout, _ = run([py, "-m", "bertflow", "evaluate", work / f"pre_{name}" / "model-last", work / heldout,
+                             "--json"], log=log)
+            out[key] = {"seconds": seconds, "heldout": json.loads(stdout)["heads"]["mlm"]}
+            save(results)
+        encoders[f"tapt-{name}"] = str(work / f"enc_{name}")
+
+    jobs = [("textcat", "sst2", ROOT / "projects/textcat/configs/textcat.cfg", "sst2_train.spacy", "sst2_dev.spacy",
+             args.textcat_steps, "textcat", "cats_acc"),
+            ("ner", "conll", ROOT / "projects/ner/configs/ner.cfg", "conll_train.spacy", "conll_dev.spacy",
+             args.ner_steps, "ner", "ents_f")]
+    done = {(r["task"], r["encoder"], r["seed"]) for r in out["runs"]}
+    for task, corpus, config, train, dev, steps, head, metric in jobs:
+        for seed in args.seeds:
+            for enc_name in ("minilm-l6", f"tapt-{corpus}"):
+                if (task, enc_name, seed) in done:
+                    continue
+                target = work / f"ft_{task}_{enc_name}_{seed}"
+                _, seconds = run([py, "-m", "bertflow", "train", config, "--output", target,
+                                  "--paths.train", work / train, "--paths.dev", work / dev,
+                                  "--paths.encoder", encoders[enc_name], "--system.seed", seed,
+                                  "--training.max_steps", steps, "--training.eval_frequency", steps,
+                                  "--training.optimizer.learn_rate.total_steps", steps,
+                                  "--training.optimizer.learn_rate.warmup_steps", max(1, steps // 10),
+                                  "--training.logger.progress_bar", "false"], log=log)
+                stdout, _ = run([py, "-m", "bertflow", "evaluate", target / "model-last", work / dev, "--json"],
+                                log=log)
+                score = json.loads(stdout)["heads"][head][metric]
+                out["runs"].append({"task": task, "encoder": enc_name, "seed": seed, "metric": metric,
+                                    "score": score, "seconds": seconds})
+                save(results)
+                print(f"{task} {enc_name} seed {seed}: {metric} {score:.4f} ({seconds:.0f} s)", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def mean_std(values):
+    m = sum(values) / len(values)
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return m, sd
+
+
+def render(results: dict) -> str:
+    lines = ["## Continued pre-training (masked LM)", "",
+             f"Machine: {results.get('machine', '?')}.", ""]
+    p = results.get("parity")
+    if p:
+        lines += [
+            f"**bertflow vs a plain Hugging Face MLM loop** (`python benchmarks/mlm_pretrain.py --parts parity`): "
+            f"minilm-l6 with a fresh masked-LM head, {p['steps']} steps x {p['batch']} SST-2 train sentences "
+            f"(the same {p['texts']:,} in the same order, {p['wordpieces']:,} wordpieces), lr {p['lr']:g}, 10 % warm-up, "
+            f"AdamW, dropout 0.1, 15 % whole-word masking (bertflow: words = spaCy tokens; HF: "
+            f"`DataCollatorForWholeWordMask`, words = `##` wordpieces). Both scored by the same HF code "
+            f"(`AutoModelForMaskedLM`; bertflow's through `bertflow export-encoder`) on the same masked inputs: "
+            f"the {p['heldout_sentences']} SST-2 dev sentences, masked once with a fixed seed.", "",
+            "| system | held-out masked loss | perplexity | masked-token acc | train s | wordpieces/s |",
+            "|---|---|---|---|---|---|",
+            f"| bertflow (`bertflow_mlm`, spaCy update loop) | {p['bertflow']['loss']:.3f} | "
+            f"{p['bertflow']['perplexity']:.1f} | {p['bertflow']['accuracy']:.3f} | {p['bertflow_s']:.0f} | "
+            f"{p['bertflow_wp_s']:,.0f} |",
+            f"| Hugging Face (`BertForMaskedLM` loop) | {p['hf']['loss']:.3f} | {p['hf']['perplexity']:.1f} | "
+            f"{p['hf']['accuracy']:.3f} | {p['hf_s']:.0f} | {p['hf_wp_s']:,.0f} |",
+            f"| untrained (minilm-l6, random head) | {p['untrained_encoder_random_head']['loss']:.3f} | "
+            f"{p['untrained_encoder_random_head']['perplexity']:.0f} | "
+            f"{p['untrained_encoder_random_head']['accuracy']:.3f} | | |",
+            "",
+            f"Loss: bertflow / HF = {p['bertflow']['loss'] / p['hf']['loss']:.3f} (target within 2 %); "
+            f"speed: bertflow / HF = {p['bertflow_wp_s'] / p['hf_wp_s']:.2f}x (target >= 0.9x).", ""]
+    t = results.get("tapt")
+    if t and t.get("runs"):
+        lines += [
+            f"**Task-adaptive pre-training** (`python benchmarks/mlm_pretrain.py --parts tapt`): "
+            f"`bertflow train` with `projects/pretrain` on the unlabeled train sentences of each dataset, "
+            f"{t['pretrain_steps']} steps x 32 (encoder frozen for the first {t['frozen_steps']} while the random "
+            f"head warms up; lr {t['pretrain_lr']:g}), `bertflow export-encoder`; then the textcat / NER projects' "
+            f"configs on {t['n_labelled']:,} labelled sentences ({t['textcat_steps']} / {t['ner_steps']} steps), "
+            f"seeds {', '.join(map(str, t['seeds']))}; full dev sets.", "",
+            "| pre-training run | steps | s | held-out masked acc | held-out loss |", "|---|---|---|---|---|"]
+        for name in ("sst2", "conll"):
+            pre = t.get(f"pretrain_{name}")
+            if pre:
+                lines.append(f"| {name} train sentences | {t['pretrain_steps']} | {pre['seconds']:.0f} | "
+                             f"{pre['heldout']['mlm_acc']:.3f} | {pre['heldout']['mlm_loss']:.3f} |")
+        lines += ["", "| task (dev metric) | encoder | mean | sd | runs |", "|---|---|---|---|---|"]
+        for task, corpus in (("textcat", "sst2"), ("ner", "conll")):
+            for enc in ("minilm-l6", f"tapt-{corpus}"):
+                scores = [r["score"] for r in t["runs"] if r["task"] == task and r["encoder"] == enc]
+                if scores:
+                    m, sd = mean_std(scores)
+                    metric = next(r["metric"] for r in t["runs"] if r["task"] == task)
+                    lines.append(f"| {task} ({metric}) | {enc} | {m:.4f} | {sd:.4f} | "
+                                 f"{', '.join(f'{s:.4f}' for s in scores)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--encoder", default="minilm-l6")
+    parser.add_argument("--parts", default="parity,tapt")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--parity-steps", type=int, default=150)
+    parser.add_argument("--pretrain-steps", type=int, default=400)
+    parser.add_argument("--pretrain-lr", type=float, default=1e-4)
+    parser.add_argument("--frozen-steps", type=int, default=50)
+    parser.add_argument("--n-labelled", type=int, default=1000)
+    parser.add_argument("--textcat-steps", type=int, default=100)
+    parser.add_argument("--ner-steps", type=int, default=150)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temp dir)")
+    parser.add_argument("--fresh", action="store_true", help="ignore earlier results in the results file")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.fresh else {}
+    results["machine"] = machine()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bertflow-mlm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "log.txt", "a") as log:
+        parts = args.parts.split(",")
+        if "parity" in parts:
+            results["parity"] = parity(args, work, log)
+            save(results)
+            print(json.dumps(results["parity"], indent=2), flush=True)
+        if "tapt" in parts:
+            tapt(args, work, log, results)
+            save(results)
+    section = render(results)
+    print(section)
+    if not args.no_write:
+        write_section("mlm-pretrain", section)
+
+
+if __name__ == "__main__":
+    main()
