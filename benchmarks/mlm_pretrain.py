@@ -204,6 +204,9 @@ def parity(args, work: Path, log) -> dict:
         batch_texts = texts[step * args.batch: (step + 1) * args.batch]
         features = [{"input_ids": ids} for ids in tokenizer(batch_texts, truncation=True, max_length=128)["input_ids"]]
         batch = collator(features)
+        # the whole-word collator returns input_ids and labels only: mask the padding as a Trainer would
+        lengths = torch.tensor([len(f["input_ids"]) for f in features])
+        batch["attention_mask"] = (torch.arange(batch["input_ids"].shape[1])[None, :] < lengths[:, None]).long()
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

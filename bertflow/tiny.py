@@ -16,10 +16,23 @@ TINY_WORDS = (
 ).split()
 
 
+# Chinese characters for a tiny Chinese BERT (BERT's Chinese vocabulary is characters: the
+# tokenizer splits CJK text into one wordpiece per character)
+TINY_CHINESE = (
+    "我你他她们的是在有不了人这中大为上个国和地到以说时要就出会可也年生能而子那得于着下自之"
+    "北京上海天安门今天气很好爱苹果公司创立乔布斯加州电影非常精彩糟糕问题答案什么哪里谁成"
+    "，。？！、"
+)
+
+
 def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positions: int = 512, seed: int = 0,
-                    dropout: float = 0.1) -> Path:
+                    dropout: float = 0.1, chinese: bool = False, masked_lm: bool = False) -> Path:
     """Write a tiny random BERT (model, config, fast tokenizer) to ``path``;
-    ``dropout`` is its hidden and attention dropout (0 makes training deterministic)."""
+    ``dropout`` is its hidden and attention dropout (0 makes training deterministic).
+    ``chinese`` adds ~100 common Chinese characters to the vocabulary (one
+    wordpiece each, as in BERT's Chinese models). ``masked_lm`` writes a
+    ``BertForMaskedLM`` checkpoint (random pre-training head weights
+    ``cls.predictions.*`` included, as real BERT checkpoints have them)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -31,6 +44,8 @@ def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positio
     vocab += ["##" + w for w in ("s", "ed", "ing", "ly", "er")]
     # A few CJK characters so their handling is exercised, the rest become [UNK].
     vocab += list("日本語中文")
+    if chinese:
+        vocab += list(TINY_CHINESE)
     vocab = list(dict.fromkeys(vocab))
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
     tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=max_positions)
@@ -41,7 +56,15 @@ def write_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_positio
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
-    BertModel(config).save_pretrained(str(path))
+    if masked_lm:
+        from transformers import BertForMaskedLM
+
+        model = BertForMaskedLM(config)
+        with torch.no_grad():  # transformers starts the decoder bias at 0: make it tell in a comparison
+            model.cls.predictions.bias.normal_(0.0, 0.5)
+        model.save_pretrained(str(path))
+    else:
+        BertModel(config).save_pretrained(str(path))
     return path
 
 
