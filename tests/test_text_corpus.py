@@ -121,7 +121,7 @@ def test_wordpiece_words_and_positions_match_the_encoder_rows(tiny_bert_dir):
     ids = datas[0].wordpieces.input_ids
     assert [int(ids[r, p]) for r, p in positions] == list(tok.ids)
     # each wordpiece is read from the window the token alignment uses
-    flat = set(datas[0].align.data.tolist())
+    flat = set(datas[0].align.data.ravel().tolist())
     seq = ids.shape[1]
     assert {int(r * seq + p) for r, p in positions} == flat
 

@@ -166,8 +166,8 @@ class Encoder(Transformer):
         self._owner_pid = os.getpid()
         # listening components that asked to know this encoder (bind_encoder), by name
         self._bound: Dict[str, object] = {}
-        # a head's gradient may reach the transformer's own weights (a decoder tied to the word embeddings)
-        # in a batch the encoder does not step (frozen, warming up): dropped before its next real step
+        # the last update was frozen (or warming up): a head's gradient may have reached the transformer's
+        # own weights (a decoder tied to the word embeddings), which finish_update drops instead of stepping
         self._stale_gradients = False
         install_extensions()
 
@@ -340,8 +340,12 @@ class Encoder(Transformer):
         self._updates += 1
         warming_up = self._updates <= self.cfg.get("frozen_steps", 0)
         inputs, corrupted = self.training_inputs(list(examples), docs)
-        if self.cfg.get("frozen") or warming_up:
-            self._stale_gradients = True
+        frozen_now = bool(self.cfg.get("frozen") or warming_up)
+        if self._stale_gradients and not frozen_now:  # a frozen batch's gradients that no finish_update dropped
+            for param in self.model.transformer.parameters():
+                param.grad = None
+        self._stale_gradients = frozen_now
+        if frozen_now:
             if warming_up and not corrupted:
                 doc_data = self._kept_outputs(docs)
             else:  # corrupted input is drawn afresh every batch: never kept
@@ -353,10 +357,6 @@ class Encoder(Transformer):
             return losses
         self._kept.clear()
         self._train_top_layers()
-        if self._stale_gradients:
-            for param in self.model.transformer.parameters():
-                param.grad = None
-            self._stale_gradients = False
         set_dropout_rate(self.model, drop)
         batch, bp_batch = self.model.begin_update(inputs)
         for doc, win in zip(docs, batch.windows):  # heads that read positions (masked LM) need the layout
@@ -432,6 +432,12 @@ class Encoder(Transformer):
             # nlp.update(sgd=...) calls this before the heads have backpropagated: step when the gradient
             # arrives, so the encoder learns from this batch now rather than one batch late
             self._deferred_sgd = sgd
+            return
+        if self._stale_gradients:
+            # a frozen (or warming-up) batch: a head's gradient may still have reached the transformer's
+            # weights through a tied decoder; the encoder does not step on it
+            for param in self.model.transformer.parameters():
+                param.grad = None
             return
         clip_encoder_gradients(self.model, self.cfg.get("grad_clip_norm", 0.0))
         self.model.finish_update(sgd)
