@@ -13,7 +13,17 @@ from .hookspecs import hookimpl
 from .plugins import get_plugin_manager, get_tasks
 from .encoder_names import resolve_encoder
 
-__all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions"]
+__all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions",
+           "export_encoder"]
+
+
+def export_encoder(pipeline, out_dir, *, encoder=None, head=None, force: bool = False) -> dict:
+    """Write a trained pipeline's encoder (with a head that has Hugging Face
+    weights, e.g. the masked-LM head) as a Hugging Face model directory:
+    ``bertflow export-encoder`` as a function. Returns what was written."""
+    from .cli.export import export_encoder as export
+
+    return export(str(pipeline), out_dir, encoder=encoder, head=head, force=force)
 
 
 def install_extensions() -> None:

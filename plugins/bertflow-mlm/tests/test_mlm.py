@@ -217,7 +217,7 @@ def test_loss_equals_transformers_bert_for_masked_lm(tiny_mlm_dir):
 def test_export_loads_in_transformers_with_the_same_logits(tiny_mlm_dir, tmp_path):
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    from bertflow.cli.export import export_encoder
+    import bertflow
     from bertflow_mlm.architectures import head_scores
 
     nlp = mlm_pipeline(tiny_mlm_dir)
@@ -227,10 +227,10 @@ def test_export_loads_in_transformers_with_the_same_logits(tiny_mlm_dir, tmp_pat
     for _ in range(3):  # move the weights away from the checkpoint's
         nlp.update(examples, sgd=optimizer)
     nlp.to_disk(tmp_path / "pipeline")
-    written = export_encoder(str(tmp_path / "pipeline"), tmp_path / "hf")
+    written = bertflow.export_encoder(tmp_path / "pipeline", tmp_path / "hf")
     assert written["architecture"] == "BertForMaskedLM"
     with pytest.raises(BertflowError, match="not empty"):
-        export_encoder(str(tmp_path / "pipeline"), tmp_path / "hf")
+        bertflow.export_encoder(tmp_path / "pipeline", tmp_path / "hf")
     hf = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "hf")).eval()
     assert AutoModel.from_pretrained(str(tmp_path / "hf")).config.hidden_size == 32  # the encoder alone loads too
     loaded = spacy.load(tmp_path / "pipeline")
@@ -361,3 +361,19 @@ def test_pretrain_project_exports_a_transformers_model(tmp_path, tiny_bert_dir):
 
     metrics = json.loads((work / "metrics" / "pretrain.json").read_text())
     assert metrics["heads"]["mlm"]["mlm_targets"] > 0
+
+
+def test_convert_writes_raw_text_docs(tmp_path):
+    import subprocess
+    import sys
+
+    from spacy.tokens import DocBin
+
+    (tmp_path / "in.txt").write_bytes("第一段 文字\n\nsecond paragraph\nstill second\n".encode("utf8"))
+    result = subprocess.run([sys.executable, "-m", "bertflow", "convert", "mlm", str(tmp_path / "in.txt"),
+                             str(tmp_path / "out.spacy"), "--paragraphs"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "2 docs" in result.stdout + result.stderr
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
+    assert [d.text for d in docs] == ["第一段 文字", "second paragraph still second"]
+    assert all(d._.raw_text for d in docs)
