@@ -28,6 +28,15 @@ timeout ${SPEED_TIMEOUT:-300} python3 benchmarks/speed.py --gpu-id 0 --encoder /
 timeout ${DDP_TIMEOUT:-240} python3 benchmarks/ddp.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data/sst2 \
   --steps 20 2>&1 | tee "$OUT/ddp_gpu.log" | tail -12
 # scale-out inference: one Ray worker on the GPU against the local engine (when the carried stack has ray)
+# masked-LM continued pre-training on the GPU (projects/pretrain's config and sample), then the export
+timeout ${MLM_TIMEOUT:-180} python3 -m bertflow train projects/pretrain/configs/pretrain.cfg --output /tmp/mlm-gpu \
+  --paths.train projects/pretrain/assets/wiki_sample_train.txt --paths.dev projects/pretrain/assets/wiki_sample_heldout.txt \
+  --paths.encoder /tmp/minilm-random --gpu-id 0 --training.max_steps 40 --training.eval_frequency 20 \
+  --training.optimizer.learn_rate.total_steps 40 --training.optimizer.learn_rate.warmup_steps 4 \
+  --components.encoder.frozen_steps 10 --components.encoder.model.mixed_precision true \
+  2>&1 | tee "$OUT/mlm_gpu.log" | tail -8
+python3 -m bertflow export-encoder /tmp/mlm-gpu/model-last /tmp/mlm-gpu-hf --force 2>&1 | tail -2
+
 if python3 -c "import ray" 2>/dev/null; then
   timeout ${SCALE_TIMEOUT:-240} python3 benchmarks/scale.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data --texts 20000 \
     2>&1 | tee "$OUT/scale_gpu.log" | tail -10

@@ -125,18 +125,20 @@ def head_scores(model: Model, datas: List[TransformerData], positions: List[Opti
     device = embeddings.device
     track = bool(is_train)
     with torch.set_grad_enabled(track):
-        H = xp2torch(xp.ascontiguousarray(gathered), requires_grad=track).to(device)
+        # fp32 whatever the encoder ran in (fp16 autocast on a GPU): the head's weights and loss are fp32
+        H = xp2torch(xp.ascontiguousarray(gathered, dtype="float32"), requires_grad=track).to(device)
         tensors = {name: xp2torch(model.get_param(name), requires_grad=track).to(device)
                    for name in OWN_PARAMS + (NSP_PARAMS if nsp else ())}
         h = F.linear(H, tensors["W"], tensors["b"])
         h = ACT2FN[model.attrs["act"]](h)
         h = F.layer_norm(h, (width,), tensors["g"], tensors["beta"], model.attrs["eps"])
         E = embeddings if (track and embeddings.requires_grad) else embeddings.detach()
+        E = E.float()
         logits = h @ E.t() + tensors["bias"]
         nsp_logits = P = None
         if nsp:
-            P = xp2torch(xp.stack([p for p, _ in pooled]) if pooled else xp.zeros((0, width), dtype="float32"),
-                         requires_grad=track).to(device)
+            P = xp2torch(xp.stack([p for p, _ in pooled]).astype("float32") if pooled
+                         else xp.zeros((0, width), dtype="float32"), requires_grad=track).to(device)
             nsp_logits = F.linear(P, tensors["nsp_W"], tensors["nsp_b"])
     scores = (torch2xp(logits.detach().float()), torch2xp(nsp_logits.detach().float()) if nsp else None)
 

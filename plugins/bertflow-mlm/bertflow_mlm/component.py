@@ -149,6 +149,8 @@ class MaskedLMHead(HeadPipe):
     def update(self, examples: Iterable[Example], **kwargs) -> Dict[str, float]:
         examples = list(examples)
         try:
+            if self.model.attrs["next_sentence"] and not any(len(eg.predicted) for eg in examples):
+                loss_denominator(0)  # HeadPipe meets the other ranks' masked-LM count; this is the NSP one
             return super().update(examples, **kwargs)
         finally:
             self._pending = {}
