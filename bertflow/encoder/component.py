@@ -179,7 +179,7 @@ class Encoder(Transformer):
         in training (``corrupt_inputs``, see ``training_inputs``)."""
         super().find_listeners(component)
         bind = getattr(component, "bind_encoder", None)
-        if component.name in self.listener_map and callable(bind):
+        if callable(bind) and getattr(component, "name", None) in self.listener_map:
             bind(self)
             self._bound[component.name] = component
 
