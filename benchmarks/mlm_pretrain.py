@@ -362,6 +362,8 @@ def render(results: dict) -> str:
             if pre:
                 lines.append(f"| {name} train sentences | {t['pretrain_steps']} | {pre['seconds']:.0f} | "
                              f"{pre['heldout']['mlm_acc']:.3f} | {pre['heldout']['mlm_loss']:.3f} |")
+        if t.get("note"):
+            lines += ["", t["note"]]
         lines += ["", "| task (dev metric) | encoder | mean | sd | runs |", "|---|---|---|---|---|"]
         for task, corpus in (("textcat", "sst2"), ("ner", "conll")):
             for enc in ("minilm-l6", f"tapt-{corpus}"):
@@ -371,7 +373,7 @@ def render(results: dict) -> str:
                     metric = next(r["metric"] for r in t["runs"] if r["task"] == task)
                     lines.append(f"| {task} ({metric}) | {enc} | {m:.4f} | {sd:.4f} | "
                                  f"{', '.join(f'{s:.4f}' for s in scores)} |")
-        lines.append("")
+        lines += ["", "Why, and what it would take: [NOTES.md](NOTES.md#continued-pre-training-masked-lm-2026-12-01-amd-epyc-2-cores-no-bf16).", ""]
     return "\n".join(lines)
 
 
