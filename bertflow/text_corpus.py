@@ -90,12 +90,10 @@ def read_texts(path: Union[str, Path], *, field: str = "text", paragraphs: bool 
             yield " ".join(lines)
 
 
-def sentences_of(nlp: Language, text: str) -> List[str]:
-    """The sentences of ``text``: the pipeline's sentence boundaries where its
-    tokenizer sets them, else spaCy's rule-based sentencizer (punctuation)."""
-    from spacy.pipeline import Sentencizer
-
-    doc = Sentencizer()(nlp.make_doc(text))
+def sentences_of(nlp: Language, text: str, sentencizer: Callable[[Doc], Doc]) -> List[str]:
+    """The sentences of ``text`` by ``sentencizer`` (spaCy's rule-based
+    ``Sentencizer``: punctuation) over the pipeline's tokens."""
+    doc = sentencizer(nlp.make_doc(text))
     return [s.text.strip() for s in doc.sents if s.text.strip()]
 
 
@@ -162,7 +160,7 @@ def create_text_corpus_reader(
         documents: each doc is a sentence B with ``doc._.text_pair`` = the
         sentence A before it in its document (``doc._.is_next`` True) or, half
         of the time, a sentence of another document (False). Sentences come
-        from the pipeline's tokenizer and spaCy's rule-based sentencizer.
+        from spaCy's rule-based sentencizer over the pipeline's tokens.
     seed (int): seed of the random pairs; pass k of a run uses ``seed + k``,
         so epochs differ and a run is reproducible.
     """
@@ -177,8 +175,10 @@ def create_text_corpus_reader(
         started = last = time.perf_counter()
         texts = read_texts(path, field=field, paragraphs=paragraphs, skip_bad=skip_bad, report=report)
         if next_sentence:
-            rng = random.Random(seed + passes[0])
-            pairs = next_sentence_pairs((sentences_of(nlp, t) for t in texts), rng)
+            from spacy.pipeline import Sentencizer
+
+            rng, sentencizer = random.Random(seed + passes[0]), Sentencizer()
+            pairs = next_sentence_pairs((sentences_of(nlp, t, sentencizer) for t in texts), rng)
             examples = (_raw_example(nlp, b, pair=a, is_next=is_next) for a, b, is_next in pairs)
         else:
             examples = (_raw_example(nlp, chunk.text) for text in texts
