@@ -252,10 +252,7 @@ class MaskedLMHead(HeadPipe):
         embedding matrix, which the export writes with the encoder."""
         import torch
 
-        names = {"W": "cls.predictions.transform.dense.weight", "b": "cls.predictions.transform.dense.bias",
-                 "g": "cls.predictions.transform.LayerNorm.weight", "beta": "cls.predictions.transform.LayerNorm.bias",
-                 "bias": "cls.predictions.bias", "nsp_W": "cls.seq_relationship.weight",
-                 "nsp_b": "cls.seq_relationship.bias"}
+        names = {param: hf_names[0] for param, hf_names in CHECKPOINT_NAMES.items()}  # the current names
         weights = {hf: torch.from_numpy(numpy.ascontiguousarray(self.model.ops.to_numpy(self.model.get_param(p))))
                    for p, hf in names.items() if self.model.has_param(p)}
         weights["cls.predictions.decoder.bias"] = weights["cls.predictions.bias"]
