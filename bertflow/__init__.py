@@ -14,7 +14,18 @@ from .plugins import get_plugin_manager, get_tasks
 from .encoder_names import resolve_encoder
 
 __all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions",
-           "export_encoder"]
+           "export_encoder", "distill"]
+
+
+def distill(teacher, out_dir, data, **options):
+    """Distill a trained pipeline into a smaller student with all its heads
+    (``bertflow distill``): returns ``(student, report)``; ``out_dir`` None
+    keeps the student in memory. Options as ``bertflow.distillation.distill``
+    (``student_layers``, ``student``, ``steps``, ``batch_size``, ``temperature``,
+    ``learn_rate``, ``weights``, ``gold_weight``, ...)."""
+    from .distillation import distill as run
+
+    return run(teacher, out_dir, data, **options)
 
 
 def export_encoder(pipeline, out_dir, *, encoder=None, head=None, force: bool = False) -> dict:

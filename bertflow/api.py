@@ -14,6 +14,9 @@ Groups:
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``, and ``loss_denominator``
   (what a head's own mean divides by, so data-parallel training stays exact);
+- distillation (``bertflow distill``): ``soft_target_loss`` (temperature-softened
+  KL against a teacher head's outputs) and ``cosine_distance_loss`` (vectors),
+  for a head's ``get_distill_loss``;
 - corpora: ``ConversionReport``, ``text_lines``, ``jsonl_rows``, ``json_problem`` and ``malformed_row`` (converters), ``copy_encoder_inputs`` and the
   ``bertflow.Corpus.v1`` reader (pair inputs in training), ``batch_by_group``
   (``bertflow.batch_by_group.v1``: batches that keep groups together),
@@ -47,6 +50,8 @@ _WHERE = {
     # losses
     "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",
     "mean_squared_error": ".heads", "loss_denominator": ".distributed",
+    # distillation losses (a head's get_distill_loss)
+    "soft_target_loss": ".heads", "cosine_distance_loss": ".heads",
     # corpora
     "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
     "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",

@@ -344,6 +344,54 @@ class Errors:
         "{out} exists and is not empty; export-encoder writes a new model directory. Give a new path or "
         "--force to replace the files it writes there."
     )
+    E104 = (
+        "A student can't have {k} layers: the teacher's encoder has {n}. Give --student-layers between 1 and {n}."
+    )
+    E105 = (
+        "--student-layers {spec!r} is not a list of teacher layers: give increasing indices below {n} "
+        "without repeats (e.g. '0,2,4'), or a count."
+    )
+    E106 = (
+        "Can't find the transformer blocks of a {cls} to pick a student's layers from (looked for encoder.layer, "
+        "transformer.layer, encoder.layers, layers). Give --student NAME, a smaller pre-trained encoder with the "
+        "same vocabulary, instead."
+    )
+    E107 = (
+        "bertflow distill needs a teacher pipeline with exactly one bertflow_encoder; this one has {n} ({names})."
+    )
+    E108 = "Give either --student-layers (the teacher's own layers) or --student (another encoder), not both."
+    E109 = (
+        "The pipeline keeps the hidden states of the last {keep} layers (the encoder's keep_layers, for heads "
+        "that mix or concatenate layers), but the student has only {n}. Keep at least {keep} layers."
+    )
+    E110 = (
+        "The student encoder {name!r} has a different vocabulary ({n} wordpieces) from the teacher's ({m}): "
+        "the student must read the same wordpieces as the teacher. Pick an encoder with the teacher's "
+        "tokenizer, or --student-layers K to cut the teacher's own encoder."
+    )
+    E111 = (
+        "The student encoder {name!r} is {width} wide but the teacher's heads are sized for {teacher}. Pick an "
+        "encoder of width {teacher}, or --student-layers K to cut the teacher's own encoder."
+    )
+    E112 = "Nothing to distill on: the data has {what}. Check the --data path and its format."
+    E113 = (
+        "Bad distillation settings: steps={steps}, batch_size={batch_size}, temperature={temperature}, "
+        "warmup={warmup}. Steps and batch size must be at least 1, temperature above 0, warmup a fraction in [0, 1)."
+    )
+    E114 = (
+        "{out} exists and is not empty; bertflow distill writes a new pipeline directory. Give a new path, "
+        "or --force to replace a pipeline saved there."
+    )
+    E115 = "The student can't be written over its teacher ({out}): give another output directory."
+    E116 = "Distillation weights name {names}, which are not heads of the teacher (its heads: {heads})."
+    E117 = (
+        "No head of the teacher can be distilled (heads: {heads}): none defines get_distill_loss, or every "
+        "weight is 0. See docs/plugins.md, 'Distillation'."
+    )
+    E118 = (
+        "{out} is not a pipeline directory (no config.cfg and meta.json): --force replaces only a pipeline "
+        "saved there, never other files. Give a new or empty directory."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "
@@ -359,6 +407,7 @@ class Errors:
         "the learning rate would still be rising from 0 when training stops. Set warmup_steps to about a "
         "tenth of max_steps."
     )
+    W006 = "Head {name!r} is not distilled: {why}."
     W004 = (
         "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
         "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "

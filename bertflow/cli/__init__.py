@@ -13,6 +13,7 @@ from . import check as _check  # noqa: F401
 from . import convert as _convert  # noqa: F401
 from . import train as _train  # noqa: F401
 from . import export as _export  # noqa: F401
+from . import distill as _distill  # noqa: F401
 
 
 def task_alias(argv):

@@ -62,3 +62,92 @@ def mean_squared_error(preds: Floats2d, truths: Floats2d, mask: Optional[Floats1
     n = loss_denominator(int(valid.sum()))
     diff = xp.where(valid, preds - xp.where(valid, truths, 0.0), 0.0)
     return float((diff ** 2).sum() / n), (2 * diff / n).astype("f")
+
+
+# ---- distillation: a student head matching a teacher head's outputs ------------------------------------
+
+DISTILL_ACTIVATIONS = ("softmax", "sigmoid", "logits")
+
+
+def soft_target_loss(student: Floats2d, teacher: Floats2d, *, temperature: float = 1.0, activation: str = "softmax",
+                     mask: Optional[Floats1d] = None) -> Tuple[float, Floats2d]:
+    """Knowledge-distillation loss of a student head against its teacher's
+    outputs for the same inputs: ``T² · KL(teacher_T ‖ student_T)``, mean over
+    the rows ``mask`` keeps (Hinton et al. 2015; DistilBERT).
+
+    student, teacher (Floats2d): the heads' outputs, one row per prediction:
+        probabilities ("softmax": a distribution per row; "sigmoid": independent
+        labels) or "logits" (a softmax over each row). Probabilities are turned
+        back into logits (``log p`` for a softmax, ``log p/(1-p)`` for a sigmoid),
+        so softening by ``temperature`` is exact: ``softmax(log p / T)`` is
+        ``softmax(z / T)``.
+    temperature (float): T > 1 spreads both distributions, so the student also
+        learns the teacher's ranking of the wrong classes.
+    Returns the loss and its gradient w.r.t. the student's *logits*
+    (``T · (q_student - q_teacher)``), what the heads' output layers take
+    (the same convention as ``softmax_cross_entropy``). Identical outputs
+    give 0 and a zero gradient.
+    """
+    if activation not in DISTILL_ACTIVATIONS:
+        raise ValueError(f"soft_target_loss: activation must be one of {', '.join(DISTILL_ACTIVATIONS)}, "
+                         f"not {activation!r}")
+    if temperature <= 0:
+        raise ValueError(f"soft_target_loss: temperature must be > 0, not {temperature}")
+    xp = get_array_module(student)
+    s = xp.asarray(student, dtype="float64")
+    t = xp.asarray(teacher, dtype="float64")
+    if s.shape != t.shape:
+        raise ValueError(f"soft_target_loss: student outputs {s.shape} and teacher outputs {t.shape} differ in "
+                         f"shape; the two heads must have the same labels.")
+    rows = xp.ones((s.shape[0],), dtype="bool") if mask is None else xp.asarray(mask).reshape(-1) > 0
+    n = loss_denominator(int(rows.sum()))
+    if activation == "sigmoid":
+        zs, zt = _logit(xp, s) / temperature, _logit(xp, t) / temperature
+        qs, qt = 1.0 / (1.0 + xp.exp(-zs)), 1.0 / (1.0 + xp.exp(-zt))
+        kl = (qt * (_log_sigmoid(xp, zt) - _log_sigmoid(xp, zs))
+              + (1 - qt) * (_log_sigmoid(xp, -zt) - _log_sigmoid(xp, -zs))).sum(axis=1)
+    else:
+        if activation == "softmax":
+            s, t = xp.log(xp.clip(s, 1e-12, 1.0)), xp.log(xp.clip(t, 1e-12, 1.0))
+        ls, lt = _log_softmax(xp, s / temperature), _log_softmax(xp, t / temperature)
+        qs, qt = xp.exp(ls), xp.exp(lt)
+        kl = (qt * (lt - ls)).sum(axis=1)
+    kl = xp.maximum(kl, 0.0)  # rounding can make an exact match a hair below 0
+    scale = temperature ** 2
+    loss = float(scale * kl[rows].sum() / n)
+    d = temperature * (qs - qt) * rows[:, None] / n
+    return loss, d.astype("f")
+
+
+def cosine_distance_loss(student: Floats2d, teacher: Floats2d, mask: Optional[Floats1d] = None
+                         ) -> Tuple[float, Floats2d]:
+    """Mean ``1 - cos(student_i, teacher_i)`` over the rows ``mask`` keeps, and
+    its gradient w.r.t. ``student``: for vectors whose direction is what counts
+    (sentence embeddings compared by cosine; DistilBERT's hidden-state loss)."""
+    xp = get_array_module(student)
+    s = xp.asarray(student, dtype="float64")
+    t = xp.asarray(teacher, dtype="float64")
+    if s.shape != t.shape:
+        raise ValueError(f"cosine_distance_loss: student {s.shape} and teacher {t.shape} differ in shape.")
+    rows = xp.ones((s.shape[0],), dtype="bool") if mask is None else xp.asarray(mask).reshape(-1) > 0
+    n = loss_denominator(int(rows.sum()))
+    norm_s = xp.maximum(xp.linalg.norm(s, axis=1, keepdims=True), 1e-12)
+    u_s, u_t = s / norm_s, t / xp.maximum(xp.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    cos = (u_s * u_t).sum(axis=1, keepdims=True)
+    loss = float((1.0 - cos[rows, 0]).sum() / n)
+    d = -(u_t - cos * u_s) / norm_s * rows[:, None] / n
+    return loss, d.astype("f")
+
+
+def _log_softmax(xp, z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+
+
+def _logit(xp, p):
+    p = xp.clip(p, 1e-7, 1 - 1e-7)
+    return xp.log(p) - xp.log1p(-p)
+
+
+def _log_sigmoid(xp, z):
+    return -xp.logaddexp(0.0, -z)

@@ -81,6 +81,53 @@ class HeadPipe(TrainablePipe):
         losses[self.name] += float(loss)
         return losses
 
+    def distill(
+        self,
+        examples: Iterable[Example],
+        teacher_scores,
+        *,
+        temperature: float = 1.0,
+        weight: Optional[float] = None,
+        gold_weight: float = 0.0,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """One distillation step (``bertflow distill``): run this (student)
+        head on the examples' predicted docs, take the loss against
+        ``teacher_scores`` (the teacher head's model output for the same inputs)
+        from ``get_distill_loss``, and backpropagate into the head and, through
+        the listener, into the student encoder, as ``update`` does.
+
+        A head takes part in distillation by defining
+        ``get_distill_loss(examples, teacher_scores, scores, *, temperature) ->
+        (loss, d_scores)``; ``scores`` is its model's output in training and the
+        gradient is what its model's backward pass takes (as from ``get_loss``).
+        ``weight`` scales the loss (default: the head's ``loss_weight``);
+        ``gold_weight`` > 0 adds that much of the head's own ``get_loss`` on the
+        examples' gold annotation (examples without it add nothing).
+        """
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        if not any(len(eg.predicted) for eg in examples):
+            loss_denominator(0)
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update(self.model_input([eg.predicted for eg in examples]))
+        loss, d_scores = self.get_distill_loss(examples, teacher_scores, scores, temperature=temperature)
+        if gold_weight:
+            gold_loss, d_gold = self.get_loss(examples, scores)
+            loss, d_scores = loss + gold_weight * gold_loss, _summed(d_scores, _scaled(d_gold, gold_weight))
+        weight = float(self.cfg.get("loss_weight", 1.0)) if weight is None else float(weight)
+        if weight != 1.0:
+            loss, d_scores = loss * weight, _scaled(d_scores, weight)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += float(loss)
+        return losses
+
     def finish_update(self, sgd: Optimizer) -> None:
         """Step this head's own weights, at ``learn_rate_scale`` times the
         optimizer's rate (the encoder steps itself, at the optimizer's rate)."""
@@ -112,6 +159,13 @@ class _ScaledRate:
 
     def __getattr__(self, name):
         return getattr(self.optimizer, name)
+
+
+def _summed(a, b):
+    """Elementwise ``a + b`` of two gradients of the same structure."""
+    if isinstance(a, (list, tuple)):
+        return type(a)(_summed(x, y) for x, y in zip(a, b))
+    return a + b
 
 
 def _scaled(d_scores, weight: float):

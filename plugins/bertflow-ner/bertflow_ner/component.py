@@ -8,7 +8,7 @@ from spacy.training import Example, biluo_to_iob
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
-from bertflow.api import BertflowError, HeadPipe, softmax_cross_entropy
+from bertflow.api import BertflowError, HeadPipe, soft_target_loss, softmax_cross_entropy
 
 from .decoding import SCHEMES, make_tags, tags_to_spans, transitions, viterbi_batch
 
@@ -120,6 +120,22 @@ class NerHead(HeadPipe):
             return 0.0, [ops.alloc2f(*s.shape) for s in scores]
         flat_scores = ops.xp.concatenate([s for s in scores], axis=0)
         loss, d_flat = softmax_cross_entropy(flat_scores, ops.asarray2f(numpy.concatenate(truths, axis=0)))
+        d_scores, start = [], 0
+        for n in lengths:
+            d_scores.append(d_flat[start: start + n])
+            start += n
+        return loss, d_scores
+
+    def get_distill_loss(self, examples: Iterable[Example], teacher_scores: List, scores: List, *,
+                         temperature: float = 1.0) -> tuple:
+        """``bertflow distill``: per-token KL divergence to the teacher's
+        temperature-softened tag distribution, mean over the batch's tokens."""
+        ops = self.model.ops
+        lengths = [len(s) for s in scores]
+        if not sum(lengths):
+            return 0.0, [ops.alloc2f(*s.shape) for s in scores]
+        loss, d_flat = soft_target_loss(ops.xp.concatenate(list(scores), axis=0),
+                                        ops.xp.concatenate(list(teacher_scores), axis=0), temperature=temperature)
         d_scores, start = [], 0
         for n in lengths:
             d_scores.append(d_flat[start: start + n])

@@ -21,7 +21,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe, loss_denominator
+from bertflow.api import BertflowError, HeadPipe, loss_denominator, soft_target_loss
 
 from .decoding import best_spans, log_softmax, null_scores
 from .extensions import install_extensions
@@ -153,6 +153,28 @@ class QAHead(HeadPipe):
                     d[gold, col] -= 1.0 / (2 * n)
             d_scores.append(ops.asarray2f(d))
         return float(loss), d_scores
+
+    def get_distill_loss(self, examples: Iterable[Example], teacher_scores: List[Floats2d], scores: List[Floats2d], *,
+                         temperature: float = 1.0):
+        """``bertflow distill``: KL divergence to the teacher's softened start and
+        end distributions (over [CLS] and the context tokens), (start + end) / 2,
+        mean over the docs that carry a question."""
+        examples = list(examples)
+        ops = self.model.ops
+        width = max([len(s) for s in scores] + [1])
+        # one row per (doc, end) over the doc's positions; padding at -1e4 has no probability in either model
+        student = numpy.full((2 * len(scores), width), -1e4, dtype="f")
+        teacher = numpy.full((2 * len(scores), width), -1e4, dtype="f")
+        mask = numpy.zeros((2 * len(scores),), dtype="f")
+        for i, (eg, s, t) in enumerate(zip(examples, scores, teacher_scores)):
+            if len(s) and eg.predicted._.text_pair is not None:
+                student[2 * i: 2 * i + 2, : len(s)] = ops.to_numpy(s).T
+                teacher[2 * i: 2 * i + 2, : len(t)] = ops.to_numpy(t).T
+                mask[2 * i: 2 * i + 2] = 1.0
+        loss, d = soft_target_loss(student, teacher, temperature=temperature, activation="logits", mask=mask)
+        d_scores = [ops.asarray2f(numpy.ascontiguousarray(d[2 * i: 2 * i + 2, : len(s)].T))
+                    for i, s in enumerate(scores)]
+        return loss, d_scores
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))

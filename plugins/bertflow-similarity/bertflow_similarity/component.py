@@ -34,8 +34,8 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, loss_denominator,
-                          softmax_cross_entropy)
+from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, cosine_distance_loss,
+                          loss_denominator, soft_target_loss, softmax_cross_entropy)
 
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
@@ -148,6 +148,12 @@ class SimilarityHead(HeadPipe):
             d_X[b] += d_cos * (U[a] - cos * U[b]) / norms[b]
         return loss / n, self.model.ops.asarray2f(d_X.astype("f"))
 
+    def get_distill_loss(self, examples: Iterable[Example], teacher_vectors: Floats2d, vectors: Floats2d, *,
+                         temperature: float = 1.0):
+        """``bertflow distill``: cosine distance to the teacher's sentence vector
+        (what ``doc.similarity`` compares), mean over the docs; no temperature."""
+        return cosine_distance_loss(vectors, teacher_vectors)
+
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))
 
@@ -230,6 +236,17 @@ class PairClassifier(HeadPipe):
                 truths[i, index[label]] = value
         mask = annotation_mask(examples, lambda doc: bool(doc.cats) and doc._.text_pair is not None)
         return softmax_cross_entropy(scores, ops.asarray2f(truths), ops.asarray1f(mask))
+
+    def get_distill_loss(self, examples: Iterable[Example], teacher_scores: Floats2d, scores: Floats2d, *,
+                         temperature: float = 1.0):
+        """``bertflow distill``, on the docs with a second text: regression
+        matches the teacher's score (binary KL to its sigmoid output, the loss
+        training uses, with no temperature); classification the KL divergence
+        to its temperature-softened label distribution."""
+        mask = numpy.asarray([eg.predicted._.text_pair is not None for eg in examples], dtype="f")
+        if self.regression:
+            return soft_target_loss(scores, teacher_scores, activation="sigmoid", mask=mask)
+        return soft_target_loss(scores, teacher_scores, temperature=temperature, activation="softmax", mask=mask)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
                    labels: Optional[Iterable[str]] = None) -> None:

@@ -9,7 +9,8 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, softmax_cross_entropy
+from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, soft_target_loss,
+                          softmax_cross_entropy)
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -120,6 +121,13 @@ class TextCatHead(HeadPipe):
         mask = annotation_mask(examples, lambda doc: bool(doc.cats))
         loss_fn = softmax_cross_entropy if self.exclusive else binary_cross_entropy
         return loss_fn(scores, truths, self.model.ops.asarray1f(mask))
+
+    def get_distill_loss(self, examples: Iterable[Example], teacher_scores: Floats2d, scores: Floats2d, *,
+                         temperature: float = 1.0):
+        """``bertflow distill``: KL divergence to the teacher's temperature-softened
+        class distribution (per-label binary KL for multi-label), on every doc."""
+        activation = "softmax" if self.exclusive else "sigmoid"
+        return soft_target_loss(scores, teacher_scores, temperature=temperature, activation=activation)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
                    labels: Optional[Iterable[str]] = None) -> None:

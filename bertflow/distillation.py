@@ -1,0 +1,454 @@
+"""``bertflow distill``: a smaller student with every head of a teacher
+pipeline, trained in one pass over unlabeled text to match all of them.
+
+The student is the teacher's pipeline with a shorter encoder: by default K of
+the teacher's own (fine-tuned) transformer layers, spread evenly from the
+first to the last as DistilBERT picked them (12 -> 6 keeps 0, 2, 4, 7, 9, 11),
+with the embeddings, and a copy of every head. Each training step runs the
+teacher once (inference; its heads' model outputs are the targets) and the
+student once, and every head that defines ``get_distill_loss`` (the plugin
+contract, ``HeadPipe.distill``) adds its loss against its teacher twin; the
+one backward pass through the student's encoder carries them all. A head
+without a distillation loss keeps its teacher's weights and is reported.
+
+The core knows no task: the losses live in the plugins, on top of
+``bertflow.api.soft_target_loss`` and ``cosine_distance_loss``.
+"""
+import copy
+import math
+import random
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from .errors import BertflowError, Errors
+
+ENCODER_FACTORY = "bertflow_encoder"
+
+
+def student_layer_indices(n_layers: int, k: int) -> List[int]:
+    """The teacher layers a K-layer student starts from: K indices spread
+    evenly from the first layer to the last (``floor(i (n-1)/(K-1) + 0.5)``).
+    For 12 -> 6 that is DistilBERT's choice [0, 2, 4, 7, 9, 11]; 6 -> 3 gives
+    [0, 3, 5]; K = 1 keeps the last layer."""
+    if not 1 <= k <= n_layers:
+        raise BertflowError(Errors.E104.format(k=k, n=n_layers))
+    if k == 1:
+        return [n_layers - 1]
+    return [int(math.floor(i * (n_layers - 1) / (k - 1) + 0.5)) for i in range(k)]
+
+
+def parse_layers(spec: Union[int, str, Sequence[int], None], n_layers: int) -> List[int]:
+    """``--student-layers``: a count K (see ``student_layer_indices``) or the
+    teacher layer indices themselves, e.g. "0,2,4" (in order, no repeats)."""
+    if spec is None:
+        return student_layer_indices(n_layers, max(1, n_layers // 2))
+    if isinstance(spec, str) and "," not in spec.strip():
+        spec = int(spec)
+    if isinstance(spec, int):
+        return student_layer_indices(n_layers, spec)
+    indices = [int(i) for i in (spec.split(",") if isinstance(spec, str) else spec)]
+    if not indices or indices != sorted(set(indices)) or indices[0] < 0 or indices[-1] >= n_layers:
+        raise BertflowError(Errors.E105.format(spec=spec, n=n_layers))
+    return indices
+
+
+def _layer_stack(transformer):
+    """The ``nn.ModuleList`` of transformer blocks (BERT/RoBERTa/ELECTRA:
+    ``encoder.layer``; DistilBERT: ``transformer.layer``) and its owner."""
+    import torch
+
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        owner, parts = transformer, path.split(".")
+        for part in parts[:-1]:
+            owner = getattr(owner, part, None)
+        stack = getattr(owner, parts[-1], None) if owner is not None else None
+        if isinstance(stack, torch.nn.ModuleList):
+            return owner, parts[-1], stack
+    raise BertflowError(Errors.E106.format(cls=type(transformer).__name__))
+
+
+def keep_layers(transformer, indices: List[int]) -> None:
+    """Cut ``transformer`` (in place) down to the blocks at ``indices``; its
+    config says the new depth, so the saved student loads as a K-layer model."""
+    import torch
+
+    owner, attr, stack = _layer_stack(transformer)
+    setattr(owner, attr, torch.nn.ModuleList([stack[i] for i in indices]))
+    for key in ("num_hidden_layers", "n_layers"):
+        if hasattr(transformer.config, key):
+            setattr(transformer.config, key, len(indices))
+
+
+def encoder_names(nlp) -> List[str]:
+    return [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == ENCODER_FACTORY]
+
+
+def listening_heads(nlp) -> Dict[str, str]:
+    """Each component that listens to an encoder -> that encoder's name."""
+    heads: Dict[str, str] = {}
+    for enc in encoder_names(nlp):
+        for name in nlp.get_pipe(enc).listener_map:
+            heads[name] = enc
+    return heads
+
+
+def copy_pipeline(nlp):
+    """A separate, identical pipeline (config, vocab, weights) built from bytes."""
+    from spacy.util import load_model_from_config
+
+    copied = load_model_from_config(nlp.config, auto_fill=False, validate=False)
+    copied.from_bytes(nlp.to_bytes())
+    copied.meta.update(copy.deepcopy(nlp.meta))
+    return copied
+
+
+def make_student(teacher, *, layers: Union[int, str, Sequence[int], None] = None, student_encoder: Optional[str] = None,
+                 reinit_heads: bool = False) -> Tuple[object, dict]:
+    """The student pipeline for ``teacher`` (a loaded ``Language``) and what was
+    done: ``{"teacher_layers", "layers" (teacher indices kept, or None for a
+    named encoder), "encoder"}``.
+
+    layers: K, or teacher layer indices ("0,2,4"); default half the teacher's.
+    student_encoder: instead, a named encoder (short name or local directory)
+        with the teacher's vocabulary and width, initialised from its own
+        pre-trained weights.
+    reinit_heads: start every head from fresh random weights instead of the
+        teacher's (the heads are always the teacher's: same labels, same config).
+    """
+    encoders = encoder_names(teacher)
+    if len(encoders) != 1:
+        raise BertflowError(Errors.E107.format(n=len(encoders), names=encoders))
+    student = copy_pipeline(teacher)
+    enc = student.get_pipe(encoders[0])
+    transformer = enc.model.transformer
+    n_teacher = int(getattr(transformer.config, "num_hidden_layers", 0) or len(_layer_stack(transformer)[2]))
+    info = {"encoder": encoders[0], "teacher_layers": n_teacher, "layers": None, "student_encoder": student_encoder}
+    model_cfg = student.config["components"][encoders[0]]["model"]
+    if student_encoder is not None:
+        if layers is not None:
+            raise BertflowError(Errors.E108)
+        _swap_encoder(enc, student_encoder)
+        model_cfg["name"] = student_encoder
+        n_student = int(enc.model.transformer.config.num_hidden_layers)
+    else:
+        indices = parse_layers(layers, n_teacher)
+        keep_layers(transformer, indices)
+        info["layers"] = indices
+        n_student = len(indices)
+        model_cfg["transformer_config"] = {**dict(model_cfg.get("transformer_config") or {}),
+                                           "num_hidden_layers": n_student}
+    keep = int(model_cfg.get("keep_layers", 1) or 1)
+    if keep > n_student:
+        raise BertflowError(Errors.E109.format(keep=keep, n=n_student))
+    enc.model.attrs["int8_model"] = None
+    info["student_layers"] = n_student
+    if reinit_heads:
+        _reinitialize_heads(student)
+    return student, info
+
+
+def _swap_encoder(enc, name: str) -> None:
+    """Put the pre-trained model ``name`` into the encoder component ``enc``:
+    it must tokenize exactly as the teacher (same vocabulary, so the teacher's
+    and the student's wordpieces line up) and be as wide (the heads are sized
+    for the teacher's width)."""
+    from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
+
+    from .encoder_names import resolve_encoder
+
+    path = resolve_encoder(name)
+    try:
+        hf = huggingface_from_pretrained(path, {"use_fast": True}, {})
+    except Exception as err:  # noqa: BLE001  (any load failure: named with the path)
+        raise BertflowError(Errors.E004.format(name=name, path=path, err=err)) from err
+    if hf.tokenizer.get_vocab() != enc.model.tokenizer.get_vocab():
+        raise BertflowError(Errors.E110.format(name=name, n=len(hf.tokenizer.get_vocab()),
+                                               m=len(enc.model.tokenizer.get_vocab())))
+    width, teacher_width = hf.transformer.config.hidden_size, enc.model.transformer.config.hidden_size
+    if width != teacher_width:
+        raise BertflowError(Errors.E111.format(name=name, width=width, teacher=teacher_width))
+    hf.transformer.to(next(enc.model.transformer.parameters()).device)
+    enc.model.attrs["has_transformer"] = False  # spacy-transformers sets a transformer only once
+    enc.model.attrs["set_transformer"](enc.model, hf)
+    enc.model.attrs["name"] = name
+
+
+def _reinitialize_heads(nlp) -> None:
+    """Fresh random weights for every listening head (shapes and labels kept)."""
+    heads = listening_heads(nlp)
+    docs = [nlp.make_doc("hello world")]
+    for name in heads:
+        pipe = nlp.get_pipe(name)
+        model_input = getattr(pipe, "model_input", lambda d: d)
+        pipe.model.initialize(X=model_input(docs))
+
+
+@dataclass
+class DistillReport:
+    """What ``distill`` did."""
+
+    out_dir: Optional[str]
+    teacher: str
+    encoder: str
+    teacher_layers: int
+    student_layers: int
+    layers: Optional[List[int]]
+    student_encoder: Optional[str]
+    steps: int
+    batch_size: int
+    temperature: float
+    distilled: List[str]
+    skipped: Dict[str, str]
+    losses: Dict[str, float] = field(default_factory=dict)  # mean per head over the last tenth of the steps
+    first_losses: Dict[str, float] = field(default_factory=dict)  # mean over the first tenth
+    docs: int = 0
+    seconds: float = 0.0
+
+
+@contextmanager
+def _listening_only(encoder, names: List[str]) -> Iterator[None]:
+    """The encoder hands its outputs only to the listeners of ``names`` for the
+    duration: it backpropagates when the last of *those* has sent its gradient,
+    so a head that sits the distillation out does not hold the step back."""
+    saved_map = dict(encoder.listener_map)  # ``listeners`` is derived from it
+    encoder.listener_map = {n: ls for n, ls in saved_map.items() if n in names}
+    try:
+        yield
+    finally:
+        encoder.listener_map = saved_map
+
+
+def _batches(reader, nlp, batch_size: int, seed: int) -> Iterator[list]:
+    """Shuffled batches of ``batch_size`` examples, pass after pass over the data."""
+    rng = random.Random(seed)
+    while True:
+        examples = [eg for eg in reader(nlp) if len(eg.predicted)]
+        if not examples:
+            raise BertflowError(Errors.E112.format(what="no non-empty documents"))
+        rng.shuffle(examples)
+        for start in range(0, len(examples), batch_size):
+            yield examples[start: start + batch_size]
+
+
+def distill(
+    teacher,
+    out_dir: Optional[Union[str, Path]],
+    data: Union[str, Path],
+    *,
+    student_layers: Union[int, str, Sequence[int], None] = None,
+    student: Optional[str] = None,
+    steps: int = 1000,
+    batch_size: int = 32,
+    temperature: float = 2.0,
+    learn_rate: float = 5e-5,
+    head_learn_rate: Optional[float] = None,
+    warmup: float = 0.1,
+    weights: Optional[Dict[str, float]] = None,
+    gold_weight: float = 0.0,
+    soft_weight: float = 1.0,
+    teacher_precision: Optional[str] = None,
+    reinit_heads: bool = False,
+    dropout: float = 0.1,
+    gpu_id: int = -1,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> Tuple[object, DistillReport]:
+    """Distill ``teacher`` (a pipeline directory, package name or loaded
+    ``Language``) into a student with the same heads and a smaller encoder,
+    trained ``steps`` batches on ``data``; save it to ``out_dir`` (None: keep it
+    in memory only). Returns ``(student, report)``.
+
+    data: texts for the teacher to label: ``.txt``/``.jsonl`` (raw text) or a
+        ``.spacy`` file (its annotations are ignored unless ``gold_weight`` > 0;
+        QA and cross-encoder heads need its question/second-text pairs).
+    temperature: softens the teacher's and the student's distributions (T² scales the loss).
+    weights: head name -> weight of its distillation loss (default 1; 0 leaves
+        a head out).
+    gold_weight: mix in each head's own loss on the data's gold annotation.
+    soft_weight: weight of the teacher targets (0 with gold_weight 1 trains the
+        same student on gold labels alone: the baseline distillation beats).
+    head_learn_rate: the heads' learning rate (default ``learn_rate``).
+    teacher_precision: run the teacher's encoder in "bf16" or "int8" (faster
+        targets on CPU; where it can't apply it warns and runs fp32).
+    """
+    import spacy
+    from thinc.api import fix_random_seed
+
+    from .loading import load_pipeline
+    from .optimizer import make_adamw
+
+    if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
+        raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
+                                               warmup=warmup))
+    out_path = Path(out_dir) if out_dir is not None else None
+    teacher_name = str(teacher) if not isinstance(teacher, spacy.language.Language) else teacher.meta.get("name", "")
+    if out_path is not None:
+        check_output_dir(out_path, force)
+        if not isinstance(teacher, spacy.language.Language) and Path(teacher).exists() \
+                and out_path.resolve() == Path(teacher).resolve():
+            raise BertflowError(Errors.E115.format(out=out_path))
+    if not Path(data).exists():
+        raise BertflowError(Errors.E056.format(path=data))
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    fix_random_seed(seed)
+    teacher_nlp = teacher if isinstance(teacher, spacy.language.Language) else load_pipeline(teacher)
+    student_nlp, info = make_student(teacher_nlp, layers=student_layers, student_encoder=student,
+                                     reinit_heads=reinit_heads)
+    heads = listening_heads(student_nlp)
+    weights = dict(weights or {})
+    unknown = set(weights) - set(heads)
+    if unknown:
+        raise BertflowError(Errors.E116.format(names=sorted(unknown), heads=sorted(heads)))
+    distilled, skipped = [], {}
+    for name in heads:
+        pipe = student_nlp.get_pipe(name)
+        if weights.get(name, 1.0) == 0:
+            skipped[name] = "its weight is 0"
+        elif not callable(getattr(pipe, "get_distill_loss", None)) or not callable(getattr(pipe, "distill", None)):
+            skipped[name] = (f"{type(pipe).__name__} defines no get_distill_loss (see docs/plugins.md, "
+                             f"'Distillation'); it keeps the teacher's weights")
+        else:
+            distilled.append(name)
+    for name, why in skipped.items():
+        warnings.warn(Errors.W006.format(name=name, why=why))
+    if not distilled:
+        raise BertflowError(Errors.E117.format(heads=sorted(heads) or "none"))
+    if teacher_precision:
+        from .precision.layers import PRECISIONS
+
+        if teacher_precision not in PRECISIONS:
+            raise BertflowError(Errors.E006.format(value=teacher_precision, options=", ".join(PRECISIONS)))
+        for enc in encoder_names(teacher_nlp):
+            teacher_nlp.get_pipe(enc).model.attrs["precision"] = teacher_precision
+            teacher_nlp.get_pipe(enc).model.attrs["int8_model"] = None
+
+    from .corpus import create_corpus_reader
+
+    reader = create_corpus_reader(Path(data))
+    warmup_steps = int(warmup * steps)
+    optimizer = make_adamw(_warmup_linear(learn_rate, warmup_steps, steps))
+    # the heads step at head_learn_rate (default: the encoder's rate; the teacher's own learn_rate_scale was
+    # for fresh heads, these start trained), and their saved settings are put back afterwards
+    scale = (head_learn_rate / learn_rate) if head_learn_rate else 1.0
+    saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
+    for name in distilled:
+        student_nlp.get_pipe(name).cfg["learn_rate_scale"] = float(scale)
+    encoder = student_nlp.get_pipe(info["encoder"])
+    teacher_run = [name for name, _ in teacher_nlp.pipeline if name not in listening_heads(teacher_nlp)]
+    history: Dict[str, List[float]] = {name: [] for name in distilled}
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, disable=not progress, unit="step", desc="distill", file=sys.stderr)
+    start, n_docs = time.perf_counter(), 0
+    batches = _batches(reader, student_nlp, batch_size, seed)
+    with _listening_only(encoder, distilled):
+        for step in range(steps):
+            batch = next(batches)
+            n_docs += len(batch)
+            targets = teacher_outputs(teacher_nlp, teacher_run, distilled, [eg.predicted for eg in batch])
+            losses: Dict[str, float] = {}
+            encoder.update(batch, drop=dropout, losses=losses)
+            for name in distilled:
+                student_nlp.get_pipe(name).distill(batch, targets[name], temperature=temperature,
+                                                   weight=weights.get(name, 1.0) * soft_weight,
+                                                   gold_weight=gold_weight, drop=dropout, sgd=None, losses=losses)
+            for name, pipe in student_nlp.pipeline:
+                if name == info["encoder"] or name in distilled:
+                    pipe.finish_update(optimizer)
+            optimizer.step_schedules()
+            for name in distilled:
+                history[name].append(losses.get(name, 0.0))
+            if progress:
+                bar.set_postfix({name: f"{_tail_mean(history[name], 50):.4f}" for name in distilled}, refresh=False)
+            bar.update(1)
+    bar.close()
+    for name, value in saved_scales.items():
+        student_nlp.get_pipe(name).cfg["learn_rate_scale"] = value
+    seconds = time.perf_counter() - start
+    tenth = max(1, steps // 10)
+    student_nlp.meta["bertflow_distilled"] = {
+        "teacher": teacher_name, "teacher_layers": info["teacher_layers"], "student_layers": info["student_layers"],
+        "layers": info["layers"], "student_encoder": student, "steps": steps, "batch_size": batch_size,
+        "temperature": temperature, "heads": distilled, "skipped": sorted(skipped), "data": str(data),
+    }
+    student_nlp.meta.pop("bertflow_precision", None)  # the teacher's guard figures do not hold for the student
+    report = DistillReport(
+        out_dir=str(out_path) if out_path is not None else None, teacher=teacher_name, encoder=info["encoder"],
+        teacher_layers=info["teacher_layers"], student_layers=info["student_layers"], layers=info["layers"],
+        student_encoder=student, steps=steps, batch_size=batch_size, temperature=temperature, distilled=distilled,
+        skipped=skipped, losses={n: sum(h[-tenth:]) / len(h[-tenth:]) for n, h in history.items()},
+        first_losses={n: sum(h[:tenth]) / len(h[:tenth]) for n, h in history.items()}, docs=n_docs, seconds=seconds)
+    if out_path is not None:
+        write_pipeline(student_nlp, out_path, force=force)
+    return student_nlp, report
+
+
+def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -> Dict[str, object]:
+    """The teacher heads' model outputs for copies of ``docs`` (inference, the
+    docs the student trains on untouched): the components in ``run`` (the
+    encoders and anything else that is not a head) annotate the copies once,
+    then each head's model predicts on them."""
+    copies = [doc.copy() for doc in docs]
+    with teacher_nlp.select_pipes(enable=run):
+        copies = list(teacher_nlp.pipe(copies, batch_size=max(1, len(copies))))
+    outputs = {}
+    for name in heads:
+        pipe = teacher_nlp.get_pipe(name)
+        outputs[name] = pipe.model.predict(pipe.model_input(copies))
+    return outputs
+
+
+def _tail_mean(values: List[float], n: int) -> float:
+    tail = values[-n:]
+    return sum(tail) / len(tail) if tail else 0.0
+
+
+def _warmup_linear(rate: float, warmup_steps: int, total_steps: int):
+    from thinc.api import warmup_linear
+
+    return warmup_linear(rate, warmup_steps, total_steps)
+
+
+def check_output_dir(out_path: Path, force: bool) -> None:
+    """A new pipeline goes to a new or empty directory; ``force`` replaces an
+    existing *pipeline* directory (config.cfg and meta.json), never anything else."""
+    if not out_path.exists() or (out_path.is_dir() and not any(out_path.iterdir())):
+        return
+    is_pipeline = out_path.is_dir() and (out_path / "config.cfg").is_file() and (out_path / "meta.json").is_file()
+    if not force:
+        raise BertflowError(Errors.E114.format(out=out_path))
+    if not is_pipeline:
+        raise BertflowError(Errors.E118.format(out=out_path))
+
+
+def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:
+    """Save ``nlp`` to ``out_path`` through a staging directory beside it, renamed
+    into place when complete: an interrupted run leaves nothing half-written,
+    and with ``force`` an existing directory is replaced only once the new one
+    is whole."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        nlp.to_disk(staging)
+        if out_path.exists() and not (out_path.is_dir() and not any(out_path.iterdir())):
+            check_output_dir(out_path, force)
+            old = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.old.", dir=out_path.parent))
+            out_path.replace(old / out_path.name)
+            staging.replace(out_path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if out_path.exists():
+                out_path.rmdir()  # empty
+            staging.replace(out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,226 @@
+"""``bertflow distill``: the student's layers and heads, the losses, distilling
+a teacher into itself, heads that sit it out, saving, packaging, the CLI and
+bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from spacy.training import Example
+from thinc.api import Adam
+
+import bertflow
+from bertflow.api import cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
+from bertflow.distillation import make_student, parse_layers, student_layer_indices
+from bertflow.errors import BertflowError
+
+TRAIN = [  # text, label, entities as (text, label)
+    ("steve jobs founded apple in new york", "POSITIVE", [("steve jobs", "PER"), ("new york", "LOC")]),
+    ("the cat sat on the mat", "NEGATIVE", []),
+    ("a dog ran fast in new york city", "POSITIVE", [("new york city", "LOC")]),
+    ("the dog sat on the cat", "NEGATIVE", []),
+    ("steve ran to the city", "POSITIVE", [("steve", "PER")]),
+    ("apple sat on a mat in york", "NEGATIVE", [("york", "LOC")]),
+    ("jobs and steve ran fast", "POSITIVE", [("jobs", "PER"), ("steve", "PER")]),
+    ("the mat and the cat and the dog", "NEGATIVE", []),
+]
+TEXTS = [text for text, _, _ in TRAIN]
+
+
+def gold_examples(nlp):
+    examples = []
+    for text, label, ents in TRAIN:
+        doc = nlp.make_doc(text)
+        ref = doc.copy()
+        ref.cats = {"POSITIVE": float(label == "POSITIVE"), "NEGATIVE": float(label == "NEGATIVE")}
+        ref.ents = [ref.char_span(text.index(ent), text.index(ent) + len(ent), label=lab) for ent, lab in ents]
+        examples.append(Example(doc, ref))
+    return examples
+
+
+def teacher_pipeline(model_dir, heads=("textcat", "ner", "similarity")):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertflow_encoder", name="encoder", config=tiny_encoder_config(model_dir))
+    for head in heads:
+        nlp.add_pipe(f"bertflow_{head}", name=head)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def tiny4(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny4") / "bert", layers=4, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tiny4):
+    """A 4-layer tiny teacher with textcat, NER, a bi-encoder and a masked-LM
+    head (which defines no distillation loss), trained until its outputs are
+    far from uniform."""
+    nlp = teacher_pipeline(tiny4, heads=("textcat", "ner", "similarity", "mlm"))
+    examples = gold_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples, sgd=Adam(1e-3))
+    for _ in range(40):
+        nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("teacher") / "teacher"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory, teacher_dir):
+    root = tmp_path_factory.mktemp("distill_data")
+    (root / "texts.txt").write_text("\n".join(TEXTS * 2) + "\n", encoding="utf8")
+    nlp = spacy.blank("en")
+    DocBin(docs=[eg.reference for eg in gold_examples(nlp)]).to_disk(root / "gold.spacy")
+    return root
+
+
+# ---- the losses ------------------------------------------------------------------------------------------
+
+
+def _numeric_grad(f, x, eps=1e-4):
+    grad = numpy.zeros_like(x, dtype="float64")
+    for idx in numpy.ndindex(x.shape):
+        up, down = x.astype("float64").copy(), x.astype("float64").copy()
+        up[idx] += eps
+        down[idx] -= eps
+        grad[idx] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid", "logits"])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_soft_target_loss_gradient_is_that_of_the_loss_wrt_logits(activation, temperature):
+    rng = numpy.random.default_rng(0)
+    z_student, z_teacher = rng.normal(size=(4, 3)) * 2, rng.normal(size=(4, 3)) * 2
+
+    def outputs(z):
+        if activation == "softmax":
+            e = numpy.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return 1 / (1 + numpy.exp(-z)) if activation == "sigmoid" else z
+
+    mask = numpy.asarray([1, 1, 0, 1], dtype="f")
+    loss, d = soft_target_loss(outputs(z_student), outputs(z_teacher), temperature=temperature,
+                               activation=activation, mask=mask)
+    numeric = _numeric_grad(lambda z: soft_target_loss(outputs(z), outputs(z_teacher), temperature=temperature,
+                                                       activation=activation, mask=mask)[0], z_student)
+    assert loss > 0.01
+    numpy.testing.assert_allclose(d, numeric, atol=2e-4)
+    assert not d[2].any()  # a masked row gives nothing
+    same, d_same = soft_target_loss(outputs(z_teacher), outputs(z_teacher), temperature=temperature,
+                                    activation=activation)
+    assert same == pytest.approx(0.0, abs=1e-6) and numpy.abs(d_same).max() < 1e-5
+
+
+def test_cosine_distance_loss_gradient_and_scale_invariance():
+    rng = numpy.random.default_rng(1)
+    student, teacher = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    loss, d = cosine_distance_loss(student, teacher)
+    numpy.testing.assert_allclose(d, _numeric_grad(lambda s: cosine_distance_loss(s, teacher)[0], student),
+                                  atol=2e-4)
+    assert cosine_distance_loss(teacher * 3.0, teacher)[0] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="differ in shape"):
+        cosine_distance_loss(student, teacher[:, :4])
+
+
+# ---- the student ------------------------------------------------------------------------------------------
+
+
+def test_layer_selection_is_what_the_docs_say():
+    assert student_layer_indices(12, 6) == [0, 2, 4, 7, 9, 11]  # DistilBERT's choice
+    assert student_layer_indices(6, 3) == [0, 3, 5]
+    assert student_layer_indices(6, 2) == [0, 5]
+    assert student_layer_indices(6, 1) == [5]
+    assert student_layer_indices(4, 4) == [0, 1, 2, 3]
+    assert parse_layers(None, 6) == [0, 3, 5]  # default: half the teacher's
+    assert parse_layers("2", 4) == [0, 3] and parse_layers("1,2", 4) == [1, 2] and parse_layers([0, 3], 4) == [0, 3]
+    with pytest.raises(BertflowError, match="can't have 7 layers"):
+        student_layer_indices(6, 7)
+    for bad in ("2,1", "0,0", "0,9", "-1,2"):
+        with pytest.raises(BertflowError, match="not a list of teacher layers"):
+            parse_layers(bad, 6)
+
+
+def test_student_starts_from_the_named_teacher_layers_with_the_teachers_heads(teacher_dir):
+    import torch
+
+    teacher = spacy.load(teacher_dir)
+    student, info = make_student(teacher, layers="0,2")
+    assert info["layers"] == [0, 2] and info["teacher_layers"] == 4 and info["student_layers"] == 2
+    assert student.pipe_names == teacher.pipe_names
+    t_model, s_model = teacher.get_pipe("encoder").transformer, student.get_pipe("encoder").transformer
+    assert s_model.config.num_hidden_layers == 2 and len(s_model.encoder.layer) == 2
+    for s_index, t_index in enumerate([0, 2]):
+        for (name, a), (_, b) in zip(s_model.encoder.layer[s_index].state_dict().items(),
+                                     t_model.encoder.layer[t_index].state_dict().items()):
+            assert torch.equal(a, b), name
+    assert torch.equal(s_model.embeddings.word_embeddings.weight, t_model.embeddings.word_embeddings.weight)
+    assert t_model.config.num_hidden_layers == 4 and len(t_model.encoder.layer) == 4  # the teacher is untouched
+    for head in ("textcat", "ner"):
+        assert student.get_pipe(head).labels == teacher.get_pipe(head).labels
+    # all layers kept: the student is the teacher
+    same, _ = make_student(teacher, layers=4)
+    doc_t, doc_s = teacher(TEXTS[0]), same(TEXTS[0])
+    assert doc_s.cats == pytest.approx(doc_t.cats, abs=1e-5)
+    assert [(e.text, e.label_) for e in doc_s.ents] == [(e.text, e.label_) for e in doc_t.ents]
+    # the heads' own weights were copied, not shared
+    assert student.get_pipe("textcat").model is not teacher.get_pipe("textcat").model
+
+
+def test_a_student_encoder_must_read_the_teachers_wordpieces_at_its_width(teacher_dir, tmp_path, tiny4):
+    teacher = spacy.load(teacher_dir)
+    other_vocab = write_tiny_bert(tmp_path / "zh", layers=2, chinese=True)
+    with pytest.raises(BertflowError, match="different vocabulary"):
+        make_student(teacher, student_encoder=str(other_vocab))
+    wider = write_tiny_bert(tmp_path / "wide", layers=2, width=64)
+    with pytest.raises(BertflowError, match="64 wide but the teacher's heads are sized for 32"):
+        make_student(teacher, student_encoder=str(wider))
+    shallow = write_tiny_bert(tmp_path / "shallow", layers=2, seed=3)
+    student, info = make_student(teacher, student_encoder=str(shallow))
+    assert info["student_layers"] == 2 and student.get_pipe("encoder").transformer.config.num_hidden_layers == 2
+    assert student("steve ran").cats  # runs with the teacher's heads
+    with pytest.raises(BertflowError, match="not both"):
+        make_student(teacher, student_encoder=str(shallow), layers=2)
+
+
+# ---- distilling -------------------------------------------------------------------------------------------
+
+
+def kl_to_teacher(teacher, student, texts):
+    """Mean KL(teacher || student) of the textcat distributions and of the NER
+    tag distributions over the texts, from each head's model output."""
+    t_docs = list(teacher.pipe(texts))
+    s_docs = list(student.pipe(texts))
+    out = {}
+    for head in ("textcat", "ner"):
+        t = teacher.get_pipe(head).model.predict(t_docs)
+        s = student.get_pipe(head).model.predict(s_docs)
+        t = numpy.concatenate(t) if isinstance(t, list) else t
+        s = numpy.concatenate(s) if isinstance(s, list) else s
+        out[head] = float((t * (numpy.log(t + 1e-12) - numpy.log(s + 1e-12))).sum(axis=1).mean())
+    return out
+
+
+def test_distilling_a_teacher_into_itself_drives_random_heads_to_its_outputs(teacher_dir, data_files):
+    teacher = spacy.load(teacher_dir)
+    with pytest.warns(UserWarning, match="'mlm' is not distilled: .*get_distill_loss"):
+        student, report = bertflow.distill(teacher, None, data_files / "texts.txt", student_layers=4,
+                                           reinit_heads=True, steps=150, batch_size=8, temperature=1.0,
+                                           learn_rate=1e-4, head_learn_rate=1e-2, dropout=0.0, progress=False)
+    assert report.distilled == ["textcat", "ner", "similarity"] and list(report.skipped) == ["mlm"]
+    before = kl_to_teacher(teacher, make_student(teacher, layers=4, reinit_heads=True)[0], TEXTS)
+    after = kl_to_teacher(teacher, student, TEXTS)
+    for head in ("textcat", "ner"):
+        assert before[head] > 0.05, before
+        assert after[head] < 0.02 * before[head] + 1e-3, (head, before, after)
+        assert report.losses[head] < 0.1 * report.first_losses[head]
+    t_vec, s_vec = teacher(TEXTS[1])._.sim_vector, student(TEXTS[1])._.sim_vector
+    assert float(t_vec @ s_vec) > 0.98
+    # the skipped head kept the teacher's weights
+    t_mlm, s_mlm = teacher.get_pipe("mlm").model, student.get_pipe("mlm").model
+    assert all(numpy.array_equal(t_mlm.get_param(p), s_mlm.get_param(p)) for p in ("W", "b"))
