@@ -285,6 +285,8 @@ def distill(
     from .loading import load_pipeline
     from .optimizer import make_adamw
 
+    if soft_weight < 0 or gold_weight < 0 or soft_weight + gold_weight <= 0:
+        raise BertflowError(Errors.E119.format(name="every head"))
     if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
         raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
                                                warmup=warmup))
@@ -354,12 +356,13 @@ def distill(
         for step in range(steps):
             batch = next(batches)
             n_docs += len(batch)
-            targets = teacher_outputs(teacher_nlp, teacher_run, distilled, [eg.predicted for eg in batch])
+            targets = (teacher_outputs(teacher_nlp, teacher_run, distilled, [eg.predicted for eg in batch])
+                       if soft_weight else dict.fromkeys(distilled))
             losses: Dict[str, float] = {}
             encoder.update(batch, drop=dropout, losses=losses)
             for name in distilled:
                 student_nlp.get_pipe(name).distill(batch, targets[name], temperature=temperature,
-                                                   weight=weights.get(name, 1.0) * soft_weight,
+                                                   weight=weights.get(name, 1.0), soft_weight=soft_weight,
                                                    gold_weight=gold_weight, drop=dropout, sgd=None, losses=losses)
             for name, pipe in student_nlp.pipeline:
                 if name == info["encoder"] or name in distilled:

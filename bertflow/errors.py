@@ -392,6 +392,10 @@ class Errors:
         "{out} is not a pipeline directory (no config.cfg and meta.json): --force replaces only a pipeline "
         "saved there, never other files. Give a new or empty directory."
     )
+    E119 = (
+        "Distilling {name!r} with soft_weight 0 and gold_weight 0 trains on nothing: give the teacher's "
+        "targets (soft_weight) or the gold labels (gold_weight) a weight above 0."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

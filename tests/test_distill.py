@@ -4,6 +4,7 @@ bad input."""
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy
@@ -224,3 +225,125 @@ def test_distilling_a_teacher_into_itself_drives_random_heads_to_its_outputs(tea
     # the skipped head kept the teacher's weights
     t_mlm, s_mlm = teacher.get_pipe("mlm").model, student.get_pipe("mlm").model
     assert all(numpy.array_equal(t_mlm.get_param(p), s_mlm.get_param(p)) for p in ("W", "b"))
+
+
+def test_the_student_round_trips_and_packages_with_the_precision_guard(teacher_dir, data_files, tmp_path):
+    from bertflow.cli.evaluate import evaluate_pipeline
+    from bertflow.precision import package_pipeline
+
+    out = tmp_path / "student"
+    with pytest.warns(UserWarning, match="'mlm' is not distilled"):
+        student, report = bertflow.distill(str(teacher_dir), out, data_files / "texts.txt", student_layers=2,
+                                           steps=6, batch_size=4, progress=False)
+    assert report.layers == [0, 3] and report.out_dir == str(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the staging directory is gone
+    loaded = spacy.load(out)
+    assert loaded.pipe_names == student.pipe_names
+    assert loaded.get_pipe("encoder").transformer.config.num_hidden_layers == 2
+    assert loaded.config["components"]["encoder"]["model"]["transformer_config"]["num_hidden_layers"] == 2
+    assert loaded.meta["bertflow_distilled"]["layers"] == [0, 3]
+    assert loaded.meta["bertflow_distilled"]["skipped"] == ["mlm"]
+    doc_mem, doc_disk = student(TEXTS[0]), loaded(TEXTS[0])
+    assert doc_disk.cats == pytest.approx(doc_mem.cats, abs=1e-5)
+    assert [e.text for e in doc_disk.ents] == [e.text for e in doc_mem.ents]
+    # the learn-rate scale used while distilling is not saved over the head's own setting
+    assert loaded.get_pipe("textcat").cfg["learn_rate_scale"] == spacy.load(teacher_dir).get_pipe(
+        "textcat").cfg["learn_rate_scale"]
+    scores = evaluate_pipeline(str(out), [data_files / "gold.spacy"])
+    assert {"textcat", "ner"} <= set(scores["heads"])
+    guard = package_pipeline(out, tmp_path / "pkg", precision="int8", dev=[data_files / "gold.spacy"], max_drop=100.0,
+                             name="tiny_student", version="0.0.1")
+    assert guard["passed"]
+    meta = json.loads(next((tmp_path / "pkg").glob("en_tiny_student-0.0.1/**/meta.json")).read_text())
+    assert meta["bertflow_distilled"]["student_layers"] == 2 and meta["bertflow_precision"]["precision"] == "int8"
+
+
+def test_gold_only_trains_the_same_student_on_labels(teacher_dir, data_files):
+    teacher = spacy.load(teacher_dir)
+    with pytest.warns(UserWarning):
+        _, report = bertflow.distill(teacher, None, data_files / "gold.spacy", student_layers=2, reinit_heads=True,
+                                     soft_weight=0.0, gold_weight=1.0, steps=60, batch_size=8, learn_rate=1e-3,
+                                     dropout=0.0, progress=False)
+    for head in ("textcat", "ner"):  # cross-entropy on the gold labels falls
+        assert report.losses[head] < 0.5 * report.first_losses[head], report
+    with pytest.raises(BertflowError, match="trains on nothing"):
+        bertflow.distill(teacher, None, data_files / "gold.spacy", soft_weight=0.0, gold_weight=0.0)
+
+
+def test_output_directories_are_never_clobbered(teacher_dir, data_files, tmp_path):
+    teacher = spacy.load(teacher_dir)
+    texts = data_files / "texts.txt"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(BertflowError, match="exists and is not empty"):
+        bertflow.distill(teacher, mine, texts, steps=1)
+    with pytest.raises(BertflowError, match="not a pipeline directory"):
+        bertflow.distill(teacher, mine, texts, steps=1, force=True)
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
+    with pytest.raises(BertflowError, match="over its teacher"):
+        bertflow.distill(str(teacher_dir), teacher_dir, texts, steps=1, force=True)
+    with pytest.raises(BertflowError, match="not heads of the teacher"):
+        bertflow.distill(teacher, None, texts, steps=1, weights={"parser": 1.0})
+    with pytest.raises(BertflowError, match="No such file|does not exist|not found"):
+        bertflow.distill(teacher, None, tmp_path / "missing.txt", steps=1)
+    with pytest.raises(BertflowError, match="temperature above 0"):
+        bertflow.distill(teacher, None, texts, steps=1, temperature=0)
+    # --force replaces a pipeline saved there, whole
+    out = tmp_path / "student"
+    with pytest.warns(UserWarning):
+        bertflow.distill(teacher, out, texts, steps=1, student_layers=1, progress=False)
+        bertflow.distill(teacher, out, texts, steps=1, student_layers=3, progress=False, force=True)
+    assert spacy.load(out).meta["bertflow_distilled"]["student_layers"] == 3
+
+
+def test_cli_distills_and_reports(teacher_dir, data_files, tmp_path):
+    out = tmp_path / "cli_student"
+    result = subprocess.run(
+        [sys.executable, "-m", "bertflow", "distill", str(teacher_dir), str(out), "--data",
+         str(data_files / "texts.txt"), "--student-layers", "0,3", "--steps", "4", "--batch-size", "4",
+         "--weight", "similarity=0", "--report", str(tmp_path / "report.json")],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "2-layer student (layers [0, 3] of 4)" in result.stdout
+    assert "textcat: loss" in result.stdout and "similarity: not distilled (its weight is 0)" in result.stdout
+    assert "mlm: not distilled" in result.stdout
+    assert json.loads((tmp_path / "report.json").read_text())["distilled"] == ["textcat", "ner"]
+    assert spacy.load(out)("steve ran").cats
+    bad = subprocess.run([sys.executable, "-m", "bertflow", "distill", str(teacher_dir), str(tmp_path / "x"),
+                          "--data", str(data_files / "texts.txt"), "--student-layers", "9"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "can't have 9 layers" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr
+
+
+def test_qa_and_cross_encoder_heads_distill_on_question_pairs(tiny4, tmp_path):
+    """Heads that read a second text distill on (question, context) pairs from a .spacy file."""
+    nlp = teacher_pipeline(tiny4, heads=("qa", "pair_classifier"))
+    docs, examples = [], []
+    for i, (context, question) in enumerate([("steve jobs founded apple in new york", "who founded apple"),
+                                             ("the cat sat on the mat", "where did the cat sit"),
+                                             ("a dog ran fast in new york city", "where did the dog run"),
+                                             ("steve ran to the city", "who ran")]):
+        doc = nlp.make_doc(context)
+        doc._.text_pair = question
+        ref = doc.copy()
+        ref._.text_pair = question
+        ref._.sim_score = float(i % 2) * 5.0
+        docs.append(ref)
+        examples.append(Example(doc, ref))
+    DocBin(docs=docs, store_user_data=True).to_disk(tmp_path / "pairs.spacy")
+    nlp.initialize(lambda: examples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # both heads distill: nothing is skipped
+        student, report = bertflow.distill(nlp, None, tmp_path / "pairs.spacy", student_layers=4, reinit_heads=True,
+                                           steps=80, batch_size=4, temperature=1.0, learn_rate=1e-4,
+                                           head_learn_rate=1e-2, dropout=0.0, progress=False)
+    assert report.distilled == ["qa", "pair_classifier"] and not report.skipped
+    for head in report.distilled:
+        assert report.losses[head] < 0.2 * report.first_losses[head], report
+    doc = nlp.make_doc("steve jobs founded apple in new york")
+    doc._.text_pair = "who founded apple"
+    t_doc, s_doc = nlp(doc.copy()), student(doc.copy())
+    assert s_doc._.pair_score == pytest.approx(t_doc._.pair_score, abs=0.2)
+

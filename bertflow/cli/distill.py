@@ -42,6 +42,8 @@ def distill_cli(
     weight: List[str] = typer.Option([], "--weight", help="HEAD=W: weight of a head's loss (0 leaves it out); "
                                      "repeatable."),
     gold_weight: float = typer.Option(0.0, "--gold-weight", help="Mix in each head's loss on the data's gold labels."),
+    soft_weight: float = typer.Option(1.0, "--soft-weight", help="Weight of the teacher's targets (0 with "
+                                      "--gold-weight 1: the same student trained on gold labels alone)."),
     teacher_precision: Optional[str] = typer.Option(None, "--teacher-precision", help="Run the teacher in bf16 or "
                                                     "int8 for faster targets."),
     reinit_heads: bool = typer.Option(False, "--reinit-heads", help="Start the student's heads from random "
@@ -57,6 +59,7 @@ def distill_cli(
     _, result = run_or_fail(distill, teacher, out_dir, data, student_layers=student_layers, student=student,
                             steps=steps, batch_size=batch_size, temperature=temperature, learn_rate=learn_rate,
                             head_learn_rate=head_learn_rate, weights=_weights(weight), gold_weight=gold_weight,
+                            soft_weight=soft_weight,
                             teacher_precision=teacher_precision, reinit_heads=reinit_heads, gpu_id=gpu_id,
                             seed=seed, force=force)
     if report is not None:

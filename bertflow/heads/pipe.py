@@ -88,6 +88,7 @@ class HeadPipe(TrainablePipe):
         *,
         temperature: float = 1.0,
         weight: Optional[float] = None,
+        soft_weight: float = 1.0,
         gold_weight: float = 0.0,
         drop: float = 0.0,
         sgd: Optional[Optimizer] = None,
@@ -103,9 +104,11 @@ class HeadPipe(TrainablePipe):
         ``get_distill_loss(examples, teacher_scores, scores, *, temperature) ->
         (loss, d_scores)``; ``scores`` is its model's output in training and the
         gradient is what its model's backward pass takes (as from ``get_loss``).
-        ``weight`` scales the loss (default: the head's ``loss_weight``);
-        ``gold_weight`` > 0 adds that much of the head's own ``get_loss`` on the
-        examples' gold annotation (examples without it add nothing).
+        The loss is ``soft_weight`` x the distillation loss + ``gold_weight`` x
+        the head's own ``get_loss`` on the examples' gold annotation (examples
+        without it add nothing), all times ``weight`` (default: the head's
+        ``loss_weight``). ``soft_weight`` 0 trains on gold alone
+        (``teacher_scores`` may then be None).
         """
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
@@ -115,10 +118,17 @@ class HeadPipe(TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update(self.model_input([eg.predicted for eg in examples]))
-        loss, d_scores = self.get_distill_loss(examples, teacher_scores, scores, temperature=temperature)
+        parts = []
+        if soft_weight:
+            parts.append((soft_weight, self.get_distill_loss(examples, teacher_scores, scores, temperature=temperature)))
         if gold_weight:
-            gold_loss, d_gold = self.get_loss(examples, scores)
-            loss, d_scores = loss + gold_weight * gold_loss, _summed(d_scores, _scaled(d_gold, gold_weight))
+            parts.append((gold_weight, self.get_loss(examples, scores)))
+        if not parts:
+            raise BertflowError(Errors.E119.format(name=self.name))
+        loss, d_scores = 0.0, None
+        for part_weight, (part_loss, d_part) in parts:
+            d_part = _scaled(d_part, part_weight) if part_weight != 1.0 else d_part
+            loss, d_scores = loss + part_weight * part_loss, (d_part if d_scores is None else _summed(d_scores, d_part))
         weight = float(self.cfg.get("loss_weight", 1.0)) if weight is None else float(weight)
         if weight != 1.0:
             loss, d_scores = loss * weight, _scaled(d_scores, weight)

@@ -1,0 +1,208 @@
+"""Distillation: a 6-layer minilm-l6 teacher (SST-2 textcat, CoNLL-2003 NER,
+each trained with its project's recipe), its K-layer student distilled by
+``bertflow distill`` on the unlabeled train texts, and (b) the same student
+(same layers, same initialisation, same steps and schedule) trained on the
+gold labels alone. Each is scored on the full dev split and timed on it at
+batch 32 on this machine (fp32, and int8 stacked on the student).
+
+    python benchmarks/distill.py --tasks textcat,ner --teacher-steps 400,450 --steps 400,450 --layers 3
+
+Trained pipelines stay in --workdir, so a second run with the same settings
+only measures (``--reuse``). Writes benchmarks/results/distill.json and the
+``distill`` section of benchmarks/BENCHMARKS.md.
+"""
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, spacy_train_timed, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SST2_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
+
+
+def sst2_rows(path: Path):
+    with open(path, encoding="utf8") as f:
+        return [(text, SST2_LABELS[label]) for text, label in list(csv.reader(f, delimiter="\t",
+                                                                             quoting=csv.QUOTE_NONE))[1:]]
+
+
+def prepare(task: str, data: Path, work: Path) -> dict:
+    """train.spacy, dev.spacy and the unlabeled train texts for ``task``."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    work.mkdir(parents=True, exist_ok=True)
+    # the NER student reads train.spacy for its gold tokenization (bertflow distill ignores the entities)
+    files = {"train": work / "train.spacy", "dev": work / "dev.spacy",
+             "texts": work / ("texts.txt" if task == "textcat" else "train.spacy")}
+    if all(p.exists() for p in files.values()):
+        return files
+    nlp = spacy.blank("en")
+    if task == "textcat":
+        for split in ("train", "dev"):
+            docs = []
+            for text, label in sst2_rows(data / "sst2" / f"{split}.tsv"):
+                doc = nlp.make_doc(text)
+                doc.cats = {name: float(name == label) for name in SST2_LABELS.values()}
+                docs.append(doc)
+            DocBin(docs=docs, store_user_data=True).to_disk(files[split])
+        files["texts"].write_text("".join(t.replace("\n", " ") + "\n" for t, _ in
+                                          sst2_rows(data / "sst2" / "train.tsv")), encoding="utf8")
+    else:
+        from ner_conll import read_conll, write_docbins
+
+        write_docbins(work, read_conll(data / "conll2003" / "train.txt"), read_conll(data / "conll2003" / "dev.txt"))
+    return files
+
+
+def train_teacher(task: str, files: dict, out: Path, steps: int, args) -> float:
+    config = ROOT / "projects" / task / "configs" / f"{task}.cfg"
+    targs = argparse.Namespace(encoder=args.encoder, steps=steps, seed=args.seed, lr=args.teacher_lr,
+                               warmup=0.1, batch=32, gpu_id=-1)
+    overrides = {"paths.train": str(files["train"]), "paths.dev": str(files["dev"])}
+    return spacy_train_timed(config, out, targs, overrides)
+
+
+def score(nlp, task: str, examples, batch: int = 32, repeats: int = 2) -> dict:
+    """Dev metric and docs/s at ``batch`` (best of ``repeats`` passes)."""
+    from spacy.training import Example
+
+    best, docs = 0.0, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        docs = list(nlp.pipe((eg.predicted.copy() for eg in examples), batch_size=batch))
+        best = max(best, len(docs) / (time.perf_counter() - start))
+    if task == "textcat":
+        gold = [max(eg.reference.cats, key=eg.reference.cats.get) for eg in examples]
+        pred = [max(d.cats, key=d.cats.get) for d in docs]
+        metric = sum(g == p for g, p in zip(gold, pred)) / len(gold)
+    else:
+        metric = nlp.get_pipe("ner").score([Example(d, eg.reference) for d, eg in zip(docs, examples)])["ents_f"]
+    return {"metric": metric, "docs_per_s": best}
+
+
+def weights_mb(path: Path) -> float:
+    return (path / "encoder" / "model").stat().st_size / 1e6
+
+
+def run_task(task: str, teacher_steps: int, steps: int, args) -> dict:
+    import spacy
+
+    import bertflow
+    from bertflow.corpus import create_corpus_reader
+
+    work = args.workdir / task
+    files = prepare(task, args.data, work)
+    result = {"task": task, "teacher_steps": teacher_steps, "steps": steps, "layers": args.layers,
+              "temperature": args.temperature, "lr": args.lr}
+    teacher_dir = work / "teacher" / "model-last"
+    if not (args.reuse and teacher_dir.exists()):
+        result["teacher_train_s"] = train_teacher(task, files, work / "teacher", teacher_steps, args)
+    runs = {"distilled": dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"]),
+            "gold": dict(soft_weight=0.0, gold_weight=1.0, data=files["train"])}
+    for name, how in runs.items():
+        out = work / f"student_{name}_l{args.layers}"
+        if args.reuse and out.exists():
+            continue
+        _, report = bertflow.distill(str(teacher_dir), out, how["data"], student_layers=args.layers, steps=steps,
+                                     batch_size=32, temperature=args.temperature, learn_rate=args.lr,
+                                     soft_weight=how["soft_weight"], gold_weight=how["gold_weight"],
+                                     seed=args.seed, force=True, progress=args.progress)
+        result[f"{name}_train_s"] = report.seconds
+        result[f"{name}_loss"] = [report.first_losses, report.losses]
+        result["student_layers_of_teacher"] = report.layers
+    systems = {"teacher": (teacher_dir, {}), "distilled": (work / f"student_distilled_l{args.layers}", {}),
+               "gold": (work / f"student_gold_l{args.layers}", {}),
+               "distilled_int8": (work / f"student_distilled_l{args.layers}",
+                                  {"components.encoder.model.precision": "int8"}),
+               "teacher_int8": (teacher_dir, {"components.encoder.model.precision": "int8"})}
+    for name, (path, config) in systems.items():
+        nlp = spacy.load(path, config=config)
+        examples = list(create_corpus_reader(files["dev"])(nlp))
+        if args.dev_limit:
+            examples = examples[: args.dev_limit]
+        result[name] = {**score(nlp, task, examples), "weights_mb": weights_mb(path)}
+        print(json.dumps({task: {name: result[name]}}), flush=True)
+    return result
+
+
+def report(args, results) -> str:
+    metric = {"textcat": "accuracy", "ner": "entity F1"}
+    dev = {"textcat": "SST-2 dev, 872 sentences", "ner": "CoNLL-2003 dev, 3,250 sentences"}
+    lines = [
+        "## Distillation: 3-layer students of the minilm-l6 textcat and NER pipelines (bertflow distill)", "",
+        f"`python benchmarks/distill.py --tasks {args.tasks} --teacher-steps {args.teacher_steps} --steps {args.steps} "
+        f"--layers {args.layers}`", "",
+        f"Teacher: minilm-l6 (6 layers) trained with the task project's config for the teacher steps × 32 at lr "
+        f"{args.teacher_lr}. Student: teacher layers {results[0].get('student_layers_of_teacher')} + embeddings "
+        f"+ the teacher's heads, trained for the student steps × 32 at lr {args.lr} (10% warm-up, linear decay): "
+        f"**distilled** on the unlabeled train texts (T = {args.temperature}; NER reads the train .spacy for its "
+        f"tokens, entities ignored), or **(b) gold only**: the same student, same steps, on the gold labels. "
+        f"docs/s: `nlp.pipe` over the dev split at batch 32, best of 2, this machine's 2 cores. Machine: "
+        f"{machine()}.", "",
+        "| task (dev) | system | layers | dev score | Δ vs teacher | docs/s (batch 32) | × teacher | encoder MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"teacher": "teacher", "distilled": "student, distilled", "gold": "(b) student, gold labels only",
+             "distilled_int8": "student, distilled + int8", "teacher_int8": "teacher + int8"}
+    for res in results:
+        teacher = res["teacher"]
+        for key, label in names.items():
+            row = res[key]
+            layers = 6 if key.startswith("teacher") else args.layers
+            lines.append(f"| {res['task']} ({dev[res['task']]}, {metric[res['task']]}) | {label} | {layers} | "
+                         f"{row['metric']:.4f} | {100 * (row['metric'] - teacher['metric']):+.2f} | "
+                         f"{row['docs_per_s']:.0f} | ×{row['docs_per_s'] / teacher['docs_per_s']:.2f} | "
+                         f"{row['weights_mb']:.1f} |")
+    lines.append("")
+    for res in results:
+        gap = 100 * (res["teacher"]["metric"] - res["distilled"]["metric"])
+        lead = 100 * (res["distilled"]["metric"] - res["gold"]["metric"])
+        speed = res["distilled"]["docs_per_s"] / res["teacher"]["docs_per_s"]
+        lines.append(f"- {res['task']}: student ×{speed:.2f} the teacher's docs/s (target ≥ ×1.8), "
+                     f"{gap:.2f} points below the teacher (target ≤ 1.5), {lead:+.2f} points vs (b) "
+                     f"(target > 0). Training: teacher {res.get('teacher_train_s', float('nan')):.0f} s, "
+                     f"distillation {res.get('distilled_train_s', float('nan')):.0f} s, (b) "
+                     f"{res.get('gold_train_s', float('nan')):.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bertflow_distill_bench"))
+    parser.add_argument("--encoder", default="minilm-l6")
+    parser.add_argument("--tasks", default="textcat,ner")
+    parser.add_argument("--teacher-steps", default="400,450")
+    parser.add_argument("--steps", default="400,450")
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--teacher-lr", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dev-limit", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="keep pipelines already trained in --workdir")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    tasks = args.tasks.split(",")
+    teacher_steps = [int(s) for s in args.teacher_steps.split(",")]
+    steps = [int(s) for s in args.steps.split(",")]
+    results = [run_task(task, teacher_steps[i], steps[i], args) for i, task in enumerate(tasks)]
+    out = ROOT / "benchmarks" / "results" / "distill.json"
+    if not args.no_write:
+        out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+    body = report(args, results)
+    if not args.no_write:
+        write_section("distill", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
