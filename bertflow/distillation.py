@@ -213,16 +213,41 @@ class DistillReport:
 
 
 @contextmanager
-def _listening_only(encoder, names: List[str]) -> Iterator[None]:
-    """The encoder hands its outputs only to the listeners of ``names`` for the
-    duration: it backpropagates when the last of *those* has sent its gradient,
-    so a head that sits the distillation out does not hold the step back."""
+def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, encoder, distilled: List[str],
+                head_scale: float) -> Iterator[None]:
+    """The settings of a distillation run, put back afterwards (nothing of them
+    is saved with the student, and a teacher the caller passed in is left as it
+    was):
+
+    - the encoder hands its outputs only to the distilled heads' listeners, so
+      it backpropagates when the last of *those* has sent its gradient (a head
+      that sits the distillation out does not hold the step back);
+    - the student's encoder trains, whole (its ``frozen`` and
+      ``trainable_layers`` settings are for fine-tuning a pre-trained encoder);
+    - the heads step at ``head_scale`` times the learning rate;
+    - the teacher's encoders run in ``teacher_precision``.
+    """
     saved_map = dict(encoder.listener_map)  # ``listeners`` is derived from it
-    encoder.listener_map = {n: ls for n, ls in saved_map.items() if n in names}
+    saved_enc = {key: encoder.cfg.get(key) for key in ("frozen", "trainable_layers")}
+    saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
+    teacher_models = [teacher_nlp.get_pipe(name).model for name in encoder_names(teacher_nlp)]
+    saved_precision = [model.attrs["precision"] for model in teacher_models]
+    encoder.listener_map = {n: ls for n, ls in saved_map.items() if n in distilled}
+    encoder.cfg.update(frozen=False, trainable_layers=0)
+    for name in distilled:
+        student_nlp.get_pipe(name).cfg["learn_rate_scale"] = float(head_scale)
+    for model in teacher_models if teacher_precision else ():
+        model.attrs["precision"], model.attrs["int8_model"] = teacher_precision, None
     try:
         yield
     finally:
         encoder.listener_map = saved_map
+        encoder.cfg.update(saved_enc)
+        for name, value in saved_scales.items():
+            student_nlp.get_pipe(name).cfg["learn_rate_scale"] = value
+        for model, precision in zip(teacher_models, saved_precision):
+            if model.attrs["precision"] != precision:
+                model.attrs["precision"], model.attrs["int8_model"] = precision, None
 
 
 def _batches(reader, nlp, batch_size: int, seed: int) -> Iterator[list]:
@@ -329,9 +354,6 @@ def distill(
 
         if teacher_precision not in PRECISIONS:
             raise BertflowError(Errors.E006.format(value=teacher_precision, options=", ".join(PRECISIONS)))
-        for enc in encoder_names(teacher_nlp):
-            teacher_nlp.get_pipe(enc).model.attrs["precision"] = teacher_precision
-            teacher_nlp.get_pipe(enc).model.attrs["int8_model"] = None
 
     from .corpus import create_corpus_reader
 
@@ -339,11 +361,8 @@ def distill(
     warmup_steps = int(warmup * steps)
     optimizer = make_adamw(_warmup_linear(learn_rate, warmup_steps, steps))
     # the heads step at head_learn_rate (default: the encoder's rate; the teacher's own learn_rate_scale was
-    # for fresh heads, these start trained), and their saved settings are put back afterwards
+    # for fresh heads, these start trained)
     scale = (head_learn_rate / learn_rate) if head_learn_rate else 1.0
-    saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
-    for name in distilled:
-        student_nlp.get_pipe(name).cfg["learn_rate_scale"] = float(scale)
     encoder = student_nlp.get_pipe(info["encoder"])
     teacher_run = [name for name, _ in teacher_nlp.pipeline if name not in listening_heads(teacher_nlp)]
     history: Dict[str, List[float]] = {name: [] for name in distilled}
@@ -352,7 +371,7 @@ def distill(
     bar = tqdm(total=steps, disable=not progress, unit="step", desc="distill", file=sys.stderr)
     start, n_docs = time.perf_counter(), 0
     batches = _batches(reader, student_nlp, batch_size, seed)
-    with _listening_only(encoder, distilled):
+    with _distilling(teacher_nlp, teacher_precision, student_nlp, encoder, distilled, scale):
         for step in range(steps):
             batch = next(batches)
             n_docs += len(batch)
@@ -374,8 +393,6 @@ def distill(
                 bar.set_postfix({name: f"{_tail_mean(history[name], 50):.4f}" for name in distilled}, refresh=False)
             bar.update(1)
     bar.close()
-    for name, value in saved_scales.items():
-        student_nlp.get_pipe(name).cfg["learn_rate_scale"] = value
     seconds = time.perf_counter() - start
     tenth = max(1, steps // 10)
     student_nlp.meta["bertflow_distilled"] = {

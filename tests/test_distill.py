@@ -347,3 +347,24 @@ def test_qa_and_cross_encoder_heads_distill_on_question_pairs(tiny4, tmp_path):
     t_doc, s_doc = nlp(doc.copy()), student(doc.copy())
     assert s_doc._.pair_score == pytest.approx(t_doc._.pair_score, abs=0.2)
 
+
+
+def test_a_teacher_passed_in_is_left_as_it_was(teacher_dir, data_files):
+    """Distillation's temporary settings (teacher precision, the encoder's frozen
+    setting, the heads' rate) are put back, and the student's encoder trains."""
+    import torch
+
+    teacher = spacy.load(teacher_dir)
+    teacher.get_pipe("encoder").cfg["frozen"] = True  # a feature-based teacher: its student must still train
+    teacher.get_pipe("textcat").cfg["learn_rate_scale"] = 10.0
+    before = teacher("steve ran").cats
+    with pytest.warns(UserWarning):
+        student, _ = bertflow.distill(teacher, None, data_files / "texts.txt", student_layers=2, steps=3, batch_size=4,
+                                      teacher_precision="int8", learn_rate=1e-3, progress=False)
+    assert teacher.get_pipe("encoder").model.attrs["precision"] == "fp32"
+    assert teacher("steve ran").cats == pytest.approx(before, abs=1e-6)
+    enc = student.get_pipe("encoder")
+    assert enc.cfg["frozen"] is True and student.get_pipe("textcat").cfg["learn_rate_scale"] == 10.0
+    start, _ = make_student(teacher, layers=2)
+    assert not torch.equal(enc.transformer.encoder.layer[0].attention.self.query.weight,
+                           start.get_pipe("encoder").transformer.encoder.layer[0].attention.self.query.weight)

@@ -47,3 +47,16 @@ def test_project_textcat_lr_sweep_keeps_best(tmp_path, tiny_bert_dir):
     assert (tmp_path / "sweep" / "best" / "meta.json").exists()
     table = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "(best)" in table and "cats_score" in table
+
+
+def test_project_textcat_distill_workflow(tmp_path, tiny_bert_dir):
+    """`spacy project run distill`: train the teacher, distill a 1-layer student, score it."""
+    project = run_project(PROJECT, tmp_path, workflow="distill", encoder=tiny_bert_dir, max_steps=2, warmup_steps=1,
+                          student_layers=1, distill_steps=2)
+    student = spacy.load(project / "training" / "textcat-student")
+    assert student.get_pipe("encoder").transformer.config.num_hidden_layers == 1
+    assert student.meta["bertflow_distilled"]["layers"] == [1]  # the tiny teacher's last of 2 layers
+    metrics = json.loads((project / "metrics" / "textcat-student.json").read_text())
+    assert 0.0 <= metrics["cats_acc"] <= 1.0
+    report = json.loads((project / "metrics" / "textcat-distill.json").read_text())
+    assert report["distilled"] == ["textcat"] and report["steps"] == 2
