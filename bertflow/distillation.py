@@ -214,7 +214,7 @@ class DistillReport:
 
 @contextmanager
 def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, encoder, distilled: List[str],
-                head_scale: float) -> Iterator[None]:
+                head_scale: float, hidden: Optional["HiddenStateLoss"] = None) -> Iterator[None]:
     """The settings of a distillation run, put back afterwards (nothing of them
     is saved with the student, and a teacher the caller passed in is left as it
     was):
@@ -225,14 +225,17 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
     - the student's encoder trains, whole (its ``frozen`` and
       ``trainable_layers`` settings are for fine-tuning a pre-trained encoder);
     - the heads step at ``head_scale`` times the learning rate;
-    - the teacher's encoders run in ``teacher_precision``.
+    - the teacher's encoders run in ``teacher_precision``;
+    - the hidden-state loss listens to the encoder (first, so the heads' last
+      gradient triggers the backward pass).
     """
     saved_map = dict(encoder.listener_map)  # ``listeners`` is derived from it
     saved_enc = {key: encoder.cfg.get(key) for key in ("frozen", "trainable_layers")}
     saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
     teacher_models = [teacher_nlp.get_pipe(name).model for name in encoder_names(teacher_nlp)]
     saved_precision = [model.attrs["precision"] for model in teacher_models]
-    encoder.listener_map = {n: ls for n, ls in saved_map.items() if n in distilled}
+    encoder.listener_map = {**({HIDDEN: [hidden.listener]} if hidden is not None else {}),
+                            **{n: ls for n, ls in saved_map.items() if n in distilled}}
     encoder.cfg.update(frozen=False, trainable_layers=0)
     for name in distilled:
         student_nlp.get_pipe(name).cfg["learn_rate_scale"] = float(head_scale)
@@ -278,6 +281,7 @@ def distill(
     weights: Optional[Dict[str, float]] = None,
     gold_weight: float = 0.0,
     soft_weight: float = 1.0,
+    hidden_weight: float = 0.0,
     teacher_precision: Optional[str] = None,
     reinit_heads: bool = False,
     dropout: float = 0.1,
@@ -300,6 +304,8 @@ def distill(
     gold_weight: mix in each head's own loss on the data's gold annotation.
     soft_weight: weight of the teacher targets (0 with gold_weight 1 trains the
         same student on gold labels alone: the baseline distillation beats).
+    hidden_weight: add DistilBERT's cosine loss between the student's and the
+        teacher's last hidden states, with this weight (0: off).
     head_learn_rate: the heads' learning rate (default ``learn_rate``).
     teacher_precision: run the teacher's encoder in "bf16" or "int8" (faster
         targets on CPU; where it can't apply it warns and runs fp32).
@@ -310,7 +316,7 @@ def distill(
     from .loading import load_pipeline
     from .optimizer import make_adamw
 
-    if soft_weight < 0 or gold_weight < 0 or soft_weight + gold_weight <= 0:
+    if soft_weight < 0 or gold_weight < 0 or hidden_weight < 0 or soft_weight + gold_weight <= 0:
         raise BertflowError(Errors.E119.format(name="every head"))
     if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
         raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
@@ -371,14 +377,20 @@ def distill(
     bar = tqdm(total=steps, disable=not progress, unit="step", desc="distill", file=sys.stderr)
     start, n_docs = time.perf_counter(), 0
     batches = _batches(reader, student_nlp, batch_size, seed)
-    with _distilling(teacher_nlp, teacher_precision, student_nlp, encoder, distilled, scale):
+    hidden = HiddenStateLoss(encoder) if hidden_weight else None
+    if hidden is not None:
+        history[HIDDEN] = []
+    with _distilling(teacher_nlp, teacher_precision, student_nlp, encoder, distilled, scale, hidden):
         for step in range(steps):
             batch = next(batches)
             n_docs += len(batch)
-            targets = (teacher_outputs(teacher_nlp, teacher_run, distilled, [eg.predicted for eg in batch])
-                       if soft_weight else dict.fromkeys(distilled))
+            targets, teacher_docs = (teacher_outputs(teacher_nlp, teacher_run, distilled,
+                                                     [eg.predicted for eg in batch])
+                                     if soft_weight or hidden_weight else (dict.fromkeys(distilled), None))
             losses: Dict[str, float] = {}
             encoder.update(batch, drop=dropout, losses=losses)
+            if hidden is not None:
+                losses[HIDDEN] = hidden.update([eg.predicted for eg in batch], teacher_docs, hidden_weight)
             for name in distilled:
                 student_nlp.get_pipe(name).distill(batch, targets[name], temperature=temperature,
                                                    weight=weights.get(name, 1.0), soft_weight=soft_weight,
@@ -387,10 +399,11 @@ def distill(
                 if name == info["encoder"] or name in distilled:
                     pipe.finish_update(optimizer)
             optimizer.step_schedules()
-            for name in distilled:
+            for name in history:
                 history[name].append(losses.get(name, 0.0))
             if progress:
-                bar.set_postfix({name: f"{_tail_mean(history[name], 50):.4f}" for name in distilled}, refresh=False)
+                bar.set_postfix({name: f"{_tail_mean(values, 50):.4f}" for name, values in history.items()},
+                                refresh=False)
             bar.update(1)
     bar.close()
     seconds = time.perf_counter() - start
@@ -412,11 +425,11 @@ def distill(
     return student_nlp, report
 
 
-def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -> Dict[str, object]:
+def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -> Tuple[Dict[str, object], list]:
     """The teacher heads' model outputs for copies of ``docs`` (inference, the
-    docs the student trains on untouched): the components in ``run`` (the
-    encoders and anything else that is not a head) annotate the copies once,
-    then each head's model predicts on them."""
+    docs the student trains on untouched), and the copies: the components in
+    ``run`` (the encoders and anything else that is not a head) annotate the
+    copies once, then each head's model predicts on them."""
     copies = [doc.copy() for doc in docs]
     with teacher_nlp.select_pipes(enable=run):
         copies = list(teacher_nlp.pipe(copies, batch_size=max(1, len(copies))))
@@ -424,7 +437,61 @@ def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -
     for name in heads:
         pipe = teacher_nlp.get_pipe(name)
         outputs[name] = pipe.model.predict(pipe.model_input(copies))
-    return outputs
+    return outputs, copies
+
+
+HIDDEN = "hidden_states"  # the report's name for DistilBERT's hidden-state loss
+
+
+class HiddenStateLoss:
+    """DistilBERT's cosine loss between the student's and the teacher's last
+    hidden states, on each doc's own wordpieces (the two tokenize alike). It
+    listens to the student's encoder like a head, so its gradient joins the
+    heads' in the one backward pass."""
+
+    def __init__(self, encoder):
+        from .heads.listener import BertflowListener
+
+        self.listener = BertflowListener(encoder.name)
+
+    def update(self, docs: list, teacher_docs: list, weight: float) -> float:
+        from spacy_transformers.data_classes import TransformerData
+        from transformers.utils import ModelOutput
+
+        from .encoder.windows import wordpiece_positions
+        from .heads.losses import cosine_distance_loss
+
+        outputs, backprop = self.listener.begin_update(docs)
+        xp = self.listener.ops.xp
+        picks, student, teacher = [], [], []
+        for doc, t_doc, data in zip(docs, teacher_docs, outputs):
+            hidden = data.model_output.get("last_hidden_state") if data is not None else None
+            if hidden is None or not hidden.size or doc._.trf_windows is None:
+                picks.append(None)
+                continue
+            where = wordpiece_positions(doc._.trf_windows)
+            t_where = wordpiece_positions(t_doc._.trf_windows)
+            rows, pos = xp.asarray(where[:, 0]), xp.asarray(where[:, 1])
+            picks.append((rows, pos))
+            student.append(hidden[rows, pos])
+            t_hidden = t_doc._.trf_data.model_output["last_hidden_state"]
+            teacher.append(xp.asarray(t_hidden[xp.asarray(t_where[:, 0]), xp.asarray(t_where[:, 1])]))
+        if not student:
+            backprop([])
+            return 0.0
+        loss, d_flat = cosine_distance_loss(xp.concatenate(student), xp.concatenate(teacher))
+        d_datas, start = [], 0
+        for pick, data in zip(picks, outputs):
+            d_hidden = xp.zeros(data.model_output["last_hidden_state"].shape, dtype="f") if pick is not None else None
+            if pick is not None:
+                n = len(pick[0])
+                d_hidden[pick[0], pick[1]] = weight * d_flat[start: start + n]
+                start += n
+            d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align,
+                                           model_output=ModelOutput(last_hidden_state=d_hidden)
+                                           if d_hidden is not None else ModelOutput()))
+        backprop(d_datas)
+        return weight * loss
 
 
 def _tail_mean(values: List[float], n: int) -> float:

@@ -368,3 +368,20 @@ def test_a_teacher_passed_in_is_left_as_it_was(teacher_dir, data_files):
     start, _ = make_student(teacher, layers=2)
     assert not torch.equal(enc.transformer.encoder.layer[0].attention.self.query.weight,
                            start.get_pipe("encoder").transformer.encoder.layer[0].attention.self.query.weight)
+
+
+def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teacher_dir, data_files):
+    teacher = spacy.load(teacher_dir)
+    with pytest.warns(UserWarning):
+        student, report = bertflow.distill(teacher, None, data_files / "texts.txt", student_layers=1, steps=60,
+                                           batch_size=8, hidden_weight=1.0, learn_rate=3e-3, dropout=0.0,
+                                           progress=False)
+    assert report.losses["hidden_states"] < 0.5 * report.first_losses["hidden_states"], report
+
+    def distance(nlp):  # mean 1 - cos over the wordpieces of a training text
+        t_h = teacher(TEXTS[0])._.trf_data.model_output["last_hidden_state"][0, 1:-1]
+        s_h = nlp(TEXTS[0])._.trf_data.model_output["last_hidden_state"][0, 1:-1]
+        cos = (t_h * s_h).sum(-1) / numpy.linalg.norm(t_h, axis=-1) / numpy.linalg.norm(s_h, axis=-1)
+        return float(1 - cos.mean())
+
+    assert distance(student) < 0.25 * distance(make_student(teacher, layers=1)[0])

@@ -44,6 +44,8 @@ def distill_cli(
     gold_weight: float = typer.Option(0.0, "--gold-weight", help="Mix in each head's loss on the data's gold labels."),
     soft_weight: float = typer.Option(1.0, "--soft-weight", help="Weight of the teacher's targets (0 with "
                                       "--gold-weight 1: the same student trained on gold labels alone)."),
+    hidden_weight: float = typer.Option(0.0, "--hidden-weight", help="Add DistilBERT's cosine loss between the "
+                                        "student's and the teacher's last hidden states, with this weight."),
     teacher_precision: Optional[str] = typer.Option(None, "--teacher-precision", help="Run the teacher in bf16 or "
                                                     "int8 for faster targets."),
     reinit_heads: bool = typer.Option(False, "--reinit-heads", help="Start the student's heads from random "
@@ -59,7 +61,7 @@ def distill_cli(
     _, result = run_or_fail(distill, teacher, out_dir, data, student_layers=student_layers, student=student,
                             steps=steps, batch_size=batch_size, temperature=temperature, learn_rate=learn_rate,
                             head_learn_rate=head_learn_rate, weights=_weights(weight), gold_weight=gold_weight,
-                            soft_weight=soft_weight,
+                            soft_weight=soft_weight, hidden_weight=hidden_weight,
                             teacher_precision=teacher_precision, reinit_heads=reinit_heads, gpu_id=gpu_id,
                             seed=seed, force=force)
     if report is not None:
@@ -71,5 +73,8 @@ def distill_cli(
                f"x {result.batch_size} docs in {result.seconds:.0f} s")
     for name in result.distilled:
         typer.echo(f"  {name}: loss {result.first_losses[name]:.4f} -> {result.losses[name]:.4f}")
+    if "hidden_states" in result.losses:
+        typer.echo(f"  hidden states: loss {result.first_losses['hidden_states']:.4f} -> "
+                   f"{result.losses['hidden_states']:.4f}")
     for name, why in result.skipped.items():
         typer.echo(f"  {name}: not distilled ({why})")
