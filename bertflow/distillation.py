@@ -253,16 +253,29 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
                 model.attrs["precision"], model.attrs["int8_model"] = precision, None
 
 
-def _batches(reader, nlp, batch_size: int, seed: int) -> Iterator[list]:
-    """Shuffled batches of ``batch_size`` examples, pass after pass over the data."""
+def _batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000) -> Iterator[list]:
+    """Batches of ``batch_size`` examples, pass after pass over the data,
+    streamed: each run of ``buffer`` examples is shuffled (a corpus of any size
+    costs one buffer of memory); empty docs are left out."""
     rng = random.Random(seed)
     while True:
-        examples = [eg for eg in reader(nlp) if len(eg.predicted)]
-        if not examples:
+        pool: list = []
+        seen = 0
+        for eg in reader(nlp):
+            if not len(eg.predicted):
+                continue
+            seen += 1
+            pool.append(eg)
+            if len(pool) >= buffer:
+                rng.shuffle(pool)
+                while len(pool) >= batch_size:
+                    yield pool[-batch_size:]
+                    del pool[-batch_size:]
+        if not seen:
             raise BertflowError(Errors.E112.format(what="no non-empty documents"))
-        rng.shuffle(examples)
-        for start in range(0, len(examples), batch_size):
-            yield examples[start: start + batch_size]
+        rng.shuffle(pool)
+        for start in range(0, len(pool), batch_size):
+            yield pool[start: start + batch_size]
 
 
 def distill(

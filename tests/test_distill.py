@@ -385,3 +385,22 @@ def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teac
         return float(1 - cos.mean())
 
     assert distance(student) < 0.25 * distance(make_student(teacher, layers=1)[0])
+
+
+def test_batches_stream_every_example_once_per_pass():
+    from bertflow.distillation import _batches
+
+    nlp = spacy.blank("en")
+    texts = [f"doc {i}" for i in range(23)] + [""]
+
+    def reader(nlp):
+        return (Example(nlp.make_doc(t), nlp.make_doc(t)) for t in texts)
+
+    stream = _batches(reader, nlp, batch_size=4, seed=0, buffer=10)
+    seen = []
+    while len(seen) < 23:
+        seen.extend(eg.predicted.text for eg in next(stream))
+    assert sorted(seen) == sorted(texts[:-1])  # each non-empty doc once in the first pass, shuffled
+    assert seen != texts[:-1]
+    with pytest.raises(BertflowError, match="no non-empty documents"):
+        next(_batches(lambda nlp: iter([Example(nlp.make_doc(""), nlp.make_doc(""))]), nlp, 4, 0))
