@@ -343,6 +343,8 @@ def distill(
             raise BertflowError(Errors.E115.format(out=out_path))
     if not Path(data).exists():
         raise BertflowError(Errors.E056.format(path=data))
+    if Path(data).is_file() and Path(data).suffix not in (".spacy", ".txt", ".jsonl"):
+        raise BertflowError(Errors.E120.format(path=data))
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     fix_random_seed(seed)

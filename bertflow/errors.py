@@ -396,6 +396,11 @@ class Errors:
         "Distilling {name!r} with soft_weight 0 and gold_weight 0 trains on nothing: give the teacher's "
         "targets (soft_weight) or the gold labels (gold_weight) a weight above 0."
     )
+    E120 = (
+        "bertflow distill can't read {path}: give raw text (.txt, a document per line; .jsonl with a \"text\" "
+        "field) or a .spacy file. Convert other formats first, e.g. SQuAD for a QA head: "
+        "'bertflow convert qa squad.json pairs.spacy' (the answers are not used)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -287,6 +287,9 @@ def test_output_directories_are_never_clobbered(teacher_dir, data_files, tmp_pat
         bertflow.distill(teacher, None, texts, steps=1, weights={"parser": 1.0})
     with pytest.raises(BertflowError, match="No such file|does not exist|not found"):
         bertflow.distill(teacher, None, tmp_path / "missing.txt", steps=1)
+    (tmp_path / "squad.json").write_text("{}")
+    with pytest.raises(BertflowError, match="bertflow convert qa squad.json"):
+        bertflow.distill(teacher, None, tmp_path / "squad.json", steps=1)
     with pytest.raises(BertflowError, match="temperature above 0"):
         bertflow.distill(teacher, None, texts, steps=1, temperature=0)
     # --force replaces a pipeline saved there, whole
