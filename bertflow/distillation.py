@@ -190,6 +190,30 @@ def _reinitialize_heads(nlp) -> None:
         pipe.model.initialize(X=model_input(docs))
 
 
+def choose_heads(student_nlp, weights: Dict[str, float]) -> Tuple[List[str], Dict[str, str]]:
+    """The heads to distill, and those left out with the reason (warned about):
+    a weight of 0, or no ``get_distill_loss``."""
+    heads = listening_heads(student_nlp)
+    unknown = set(weights) - set(heads)
+    if unknown:
+        raise BertflowError(Errors.E116.format(names=sorted(unknown), heads=sorted(heads)))
+    distilled, skipped = [], {}
+    for name in heads:
+        pipe = student_nlp.get_pipe(name)
+        if weights.get(name, 1.0) == 0:
+            skipped[name] = "its weight is 0"
+        elif not callable(getattr(pipe, "get_distill_loss", None)) or not callable(getattr(pipe, "distill", None)):
+            skipped[name] = (f"{type(pipe).__name__} defines no get_distill_loss (see docs/plugins.md, "
+                             f"'Distillation'); it keeps the teacher's weights")
+        else:
+            distilled.append(name)
+    for name, why in skipped.items():
+        warnings.warn(Errors.W006.format(name=name, why=why))
+    if not distilled:
+        raise BertflowError(Errors.E117.format(heads=sorted(heads) or "none"))
+    return distilled, skipped
+
+
 @dataclass
 class DistillReport:
     """What ``distill`` did."""
@@ -351,25 +375,8 @@ def distill(
     teacher_nlp = teacher if isinstance(teacher, spacy.language.Language) else load_pipeline(teacher)
     student_nlp, info = make_student(teacher_nlp, layers=student_layers, student_encoder=student,
                                      reinit_heads=reinit_heads)
-    heads = listening_heads(student_nlp)
     weights = dict(weights or {})
-    unknown = set(weights) - set(heads)
-    if unknown:
-        raise BertflowError(Errors.E116.format(names=sorted(unknown), heads=sorted(heads)))
-    distilled, skipped = [], {}
-    for name in heads:
-        pipe = student_nlp.get_pipe(name)
-        if weights.get(name, 1.0) == 0:
-            skipped[name] = "its weight is 0"
-        elif not callable(getattr(pipe, "get_distill_loss", None)) or not callable(getattr(pipe, "distill", None)):
-            skipped[name] = (f"{type(pipe).__name__} defines no get_distill_loss (see docs/plugins.md, "
-                             f"'Distillation'); it keeps the teacher's weights")
-        else:
-            distilled.append(name)
-    for name, why in skipped.items():
-        warnings.warn(Errors.W006.format(name=name, why=why))
-    if not distilled:
-        raise BertflowError(Errors.E117.format(heads=sorted(heads) or "none"))
+    distilled, skipped = choose_heads(student_nlp, weights)
     if teacher_precision:
         from .precision.layers import PRECISIONS
 
