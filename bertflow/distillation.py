@@ -433,7 +433,9 @@ def distill(
     student_nlp.meta["bertflow_distilled"] = {
         "teacher": teacher_name, "teacher_layers": info["teacher_layers"], "student_layers": info["student_layers"],
         "layers": info["layers"], "student_encoder": student, "steps": steps, "batch_size": batch_size,
-        "temperature": temperature, "heads": distilled, "skipped": sorted(skipped), "data": str(data),
+        "temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight,
+        "hidden_weight": hidden_weight, "learn_rate": learn_rate, "heads": distilled, "skipped": sorted(skipped),
+        "data": str(data),
     }
     student_nlp.meta.pop("bertflow_precision", None)  # the teacher's guard figures do not hold for the student
     report = DistillReport(
