@@ -62,18 +62,27 @@ class HeadPipe(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.update")
+        # per-head weight in a multitask pipeline: scales this head's gradient
+        return self._step(examples, lambda scores: self.get_loss(examples, scores),
+                          float(self.cfg.get("loss_weight", 1.0)), drop=drop, sgd=sgd, losses=losses)
+
+    def _step(self, examples: List[Example], loss_of: Callable, weight: float, *, drop: float,
+              sgd: Optional[Optimizer], losses: Optional[Dict[str, float]]) -> Dict[str, float]:
+        """One training step of this head: forward on the examples' predicted
+        docs, ``loss_of(scores) -> (loss, d_scores)`` times ``weight``, backward
+        (into the encoder through the listener), and the head's own optimizer
+        step when ``sgd`` is given."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
         if not any(len(eg.predicted) for eg in examples):
             loss_denominator(0)  # the encoder skipped this batch too; meet the other ranks' get_loss
             return losses
         set_dropout_rate(self.model, drop)
         scores, backprop = self.model.begin_update(self.model_input([eg.predicted for eg in examples]))
-        loss, d_scores = self.get_loss(examples, scores)
-        weight = float(self.cfg.get("loss_weight", 1.0))
-        if weight != 1.0:  # per-head weight in a multitask pipeline: scales this head's gradient
+        loss, d_scores = loss_of(scores)
+        if weight != 1.0:
             loss, d_scores = loss * weight, _scaled(d_scores, weight)
         backprop(d_scores)
         if sgd is not None:
@@ -110,33 +119,26 @@ class HeadPipe(TrainablePipe):
         ``loss_weight``). ``soft_weight`` 0 trains on gold alone
         (``teacher_scores`` may then be None).
         """
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
         examples = list(examples)
-        if not any(len(eg.predicted) for eg in examples):
-            loss_denominator(0)
-            return losses
-        set_dropout_rate(self.model, drop)
-        scores, backprop = self.model.begin_update(self.model_input([eg.predicted for eg in examples]))
-        parts = []
-        if soft_weight:
-            parts.append((soft_weight, self.get_distill_loss(examples, teacher_scores, scores, temperature=temperature)))
-        if gold_weight:
-            parts.append((gold_weight, self.get_loss(examples, scores)))
-        if not parts:
+        if not soft_weight and not gold_weight:
             raise BertflowError(Errors.E119.format(name=self.name))
-        loss, d_scores = 0.0, None
-        for part_weight, (part_loss, d_part) in parts:
-            d_part = _scaled(d_part, part_weight) if part_weight != 1.0 else d_part
-            loss, d_scores = loss + part_weight * part_loss, (d_part if d_scores is None else _summed(d_scores, d_part))
+
+        def loss_of(scores):
+            parts = []
+            if soft_weight:
+                parts.append((soft_weight, self.get_distill_loss(examples, teacher_scores, scores,
+                                                                 temperature=temperature)))
+            if gold_weight:
+                parts.append((gold_weight, self.get_loss(examples, scores)))
+            loss, d_scores = 0.0, None
+            for part_weight, (part_loss, d_part) in parts:
+                d_part = _scaled(d_part, part_weight) if part_weight != 1.0 else d_part
+                loss += part_weight * part_loss
+                d_scores = d_part if d_scores is None else _summed(d_scores, d_part)
+            return loss, d_scores
+
         weight = float(self.cfg.get("loss_weight", 1.0)) if weight is None else float(weight)
-        if weight != 1.0:
-            loss, d_scores = loss * weight, _scaled(d_scores, weight)
-        backprop(d_scores)
-        if sgd is not None:
-            self.finish_update(sgd)
-        losses[self.name] += float(loss)
-        return losses
+        return self._step(examples, loss_of, weight, drop=drop, sgd=sgd, losses=losses)
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Step this head's own weights, at ``learn_rate_scale`` times the
