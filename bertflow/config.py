@@ -25,6 +25,11 @@ from .encoder_names import resolve_encoder
 
 ENCODER_FACTORY = "bertflow_encoder"
 
+
+def encoder_names(nlp) -> List[str]:
+    """The names of a loaded pipeline's ``bertflow_encoder`` components, in pipeline order."""
+    return [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == ENCODER_FACTORY]
+
 TRAINING = """
 [paths]
 train = null

@@ -27,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from .config import encoder_names
 from .errors import BertflowError, Errors
-
-ENCODER_FACTORY = "bertflow_encoder"
-
 
 def student_layer_indices(n_layers: int, k: int) -> List[int]:
     """The teacher layers a K-layer student starts from: K indices spread
@@ -84,10 +82,6 @@ def keep_layers(transformer, indices: List[int]) -> None:
     for key in ("num_hidden_layers", "n_layers"):
         if hasattr(transformer.config, key):
             setattr(transformer.config, key, len(indices))
-
-
-def encoder_names(nlp) -> List[str]:
-    return [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == ENCODER_FACTORY]
 
 
 def listening_heads(nlp) -> Dict[str, str]:
@@ -348,7 +342,7 @@ def distill(
         targets on CPU; where it can't apply it warns and runs fp32).
     """
     import spacy
-    from thinc.api import fix_random_seed
+    from thinc.api import fix_random_seed, warmup_linear
 
     from .loading import load_pipeline
     from .optimizer import make_adamw
@@ -387,7 +381,7 @@ def distill(
 
     reader = create_corpus_reader(Path(data))
     warmup_steps = int(warmup * steps)
-    optimizer = make_adamw(_warmup_linear(learn_rate, warmup_steps, steps))
+    optimizer = make_adamw(warmup_linear(learn_rate, warmup_steps, steps))
     # the heads step at head_learn_rate (default: the encoder's rate; the teacher's own learn_rate_scale was
     # for fresh heads, these start trained)
     scale = (head_learn_rate / learn_rate) if head_learn_rate else 1.0
@@ -521,12 +515,6 @@ class HiddenStateLoss:
 def _tail_mean(values: List[float], n: int) -> float:
     tail = values[-n:]
     return sum(tail) / len(tail) if tail else 0.0
-
-
-def _warmup_linear(rate: float, warmup_steps: int, total_steps: int):
-    from thinc.api import warmup_linear
-
-    return warmup_linear(rate, warmup_steps, total_steps)
 
 
 def check_output_dir(out_path: Path, force: bool) -> None:

@@ -24,6 +24,7 @@ def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = Non
     """Write the encoder of ``pipeline`` (and a head's Hugging Face weights) to
     ``out_dir``; returns what was written. ``encoder``/``head`` pick components
     by name where the pipeline has several."""
+    from ..config import encoder_names
     from ..errors import BertflowError, Errors
     from ..loading import load_pipeline
 
@@ -31,7 +32,7 @@ def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = Non
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise BertflowError(Errors.E103.format(out=out_dir))
     nlp = load_pipeline(pipeline)
-    encoders = [name for name, pipe in nlp.pipeline if nlp.get_pipe_meta(name).factory == "bertflow_encoder"]
+    encoders = encoder_names(nlp)
     if encoder is not None and encoder not in encoders:
         raise BertflowError(Errors.E102.format(path=pipeline, why=f"it has no encoder named {encoder!r} "
                                                                   f"(its encoders: {encoders or 'none'})."))
