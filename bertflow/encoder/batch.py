@@ -10,6 +10,8 @@ from thinc.api import get_array_module, torch2xp, xp2torch
 from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
+from .store import OutputStore
+
 
 @dataclass
 class EncoderBatch(FullTransformerBatch):
@@ -31,23 +33,21 @@ class EncoderBatch(FullTransformerBatch):
             windows=windows,
         )
 
-    def split_by_doc(self) -> List[TransformerData]:
+    def output_store(self) -> Optional[OutputStore]:
+        """This pass's outputs as one ``OutputStore`` (None for a pass without rows)."""
+        if not self.doc_rows or self.wordpieces.input_ids is None or not len(self.wordpieces.lengths):
+            return None
         xp_output: Dict[str, object] = {}
         for key, value in self.model_output.items():
             if isinstance(value, torch.Tensor):
                 xp_output[key] = torch2xp(value)
             elif isinstance(value, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in value):
                 xp_output[key] = [torch2xp(t) for t in value]
-        outputs = []
-        for (start, n), align in zip(self.doc_rows, self.doc_aligns):
-            if align is None:
-                outputs.append(TransformerData.empty())
-                continue
-            out = ModelOutput()
-            for key, value in xp_output.items():
-                out[key] = [t[start: start + n] for t in value] if isinstance(value, list) else value[start: start + n]
-            outputs.append(TransformerData(wordpieces=self.wordpieces[start: start + n], model_output=out, align=align))
-        return outputs
+        seq_len = self.wordpieces.input_ids.shape[1]
+        return OutputStore.from_pass(xp_output, self.doc_rows, self.doc_aligns, self.wordpieces.lengths, seq_len)
+
+    def split_by_doc(self) -> List[TransformerData]:
+        return split_docs([self])[0]
 
     def gradients(self, d_docs: Sequence[Optional[Dict[str, object]]]) -> ModelOutput:
         """Assemble per-doc output gradients into one ModelOutput shaped like
@@ -73,3 +73,25 @@ def _assemble(like: torch.Tensor, parts) -> torch.Tensor:
     for (start, n), grad in parts:
         full[start: start + n] = grad
     return xp2torch(full, device=like.device).to(like.dtype)
+
+
+def split_docs(batches: Sequence[EncoderBatch]) -> List[List[TransformerData]]:
+    """Each batch's per-doc outputs, all views into one ``OutputStore`` (the
+    batches' outputs concatenated), so heads can treat docs from any of the
+    batches as one batch. Docs without rows get an empty ``TransformerData``."""
+    stores = [batch.output_store() for batch in batches]
+    live = [s for s in stores if s is not None]
+    merged = OutputStore.merge(live, get_array_module(live[0].outputs["last_hidden_state"])) if live else None
+    result, offset = [], 0
+    for batch, store in zip(batches, stores):
+        outputs = []
+        for d, ((start, n), align) in enumerate(zip(batch.doc_rows, batch.doc_aligns)):
+            if align is None or store is None:
+                outputs.append(TransformerData.empty())
+            else:
+                outputs.append(merged.doc_output(offset + d, batch.wordpieces[start: start + n], align))
+        if store is not None:
+            offset += store.n_docs
+        batch.cached_doc_data = outputs
+        result.append(outputs)
+    return result

@@ -24,6 +24,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..errors import BertflowError, Errors
 from .extensions import install_extensions
+from .batch import split_docs
 from .heap import release_freed_memory
 from .model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
 
@@ -238,15 +239,24 @@ class Encoder(Transformer):
             buffer = list(buffer)
             failed = set()
             lengths, tokenized = self._tokenize_buffer(buffer)
+            done = []  # (indices, docs, predictions) of each sub-batch that worked
             for indices in length_sorted_batches(lengths, batch_size, self.cfg["max_batch_items"]):
                 subbatch = [buffer[i] for i in indices]
                 try:
                     given = [tokenized[i] for i in indices]
-                    predictions = self.model.predict(Pretokenized(subbatch, given) if any(given) else subbatch)
-                    self.set_annotations(subbatch, predictions)
+                    done.append((indices, subbatch, self.model.predict(Pretokenized(subbatch, given) if any(given) else subbatch)))
                 except Exception as err:  # noqa: BLE001  (handed to the error handler)
                     error_handler(self.name, self, subbatch, err)
                     failed.update(indices)
+            try:
+                # one store for the whole buffer: a head's batch (docs in input order, from any of the
+                # sub-batches) then gathers its inputs with one index array
+                split_docs([predictions for _, _, predictions in done])
+                for _, subbatch, predictions in done:
+                    self.set_annotations(subbatch, predictions)
+            except Exception as err:  # noqa: BLE001
+                error_handler(self.name, self, [doc for _, sub, _ in done for doc in sub], err)
+                failed.update(i for indices, _, _ in done for i in indices)
             yield from (doc for i, doc in enumerate(buffer) if i not in failed)
 
     def _tokenize_buffer(self, docs: List[Doc]) -> Tuple[List[int], list]:

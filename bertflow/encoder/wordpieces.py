@@ -82,53 +82,90 @@ def token_alignment(doc: Doc, offsets: numpy.ndarray) -> Tuple[numpy.ndarray, nu
     token has a vector; a doc with no wordpieces at all gives ``wp_index = -1``
     (the caller points those at [CLS]).
     """
-    n_tokens = len(doc)
-    char2tok = _char_to_token(doc)
-    pairs_tok: List[numpy.ndarray] = []
-    pairs_wp: List[numpy.ndarray] = []
-    if len(offsets):
-        starts = offsets[:, 0]
-        ends = offsets[:, 1]
+    return token_alignments([doc], [offsets])[0]
+
+
+def token_alignments(docs: Sequence[Doc], offsets: Sequence[numpy.ndarray]) -> List[Tuple[numpy.ndarray, numpy.ndarray]]:
+    """``token_alignment`` for many docs in one vectorised pass: the docs'
+    characters, tokens and wordpieces are numbered one after another, so one
+    set of array operations serves the whole batch; a token only ever takes a
+    wordpiece of its own doc."""
+    n_docs = len(docs)
+    bounds = [doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2) for doc in docs]
+    n_tok = numpy.asarray([len(b) for b in bounds], dtype="int64")
+    n_chars = numpy.asarray([int(b[-1].sum()) + 1 if len(b) else 1 for b in bounds], dtype="int64")  # + one past the end
+    offsets = [numpy.asarray(o, dtype="int64").reshape(-1, 2) for o in offsets]
+    n_wp = numpy.asarray([len(o) for o in offsets], dtype="int64")
+    tok_base, char_base, wp_base = (numpy.cumsum(a) - a for a in (n_tok, n_chars, n_wp))
+    total_tok = int(n_tok.sum())
+    # char -> global token (-1: whitespace between tokens); each token covers [idx, idx + length)
+    char2tok = numpy.full((int(n_chars.sum()),), -1, dtype="int64")
+    if total_tok:
+        all_bounds = numpy.concatenate(bounds)
+        tok_doc = numpy.repeat(numpy.arange(n_docs), n_tok)
+        lengths_chars = all_bounds[:, 1]
+        owner = numpy.repeat(numpy.arange(total_tok), lengths_chars)
+        within = numpy.arange(len(owner)) - numpy.repeat(numpy.cumsum(lengths_chars) - lengths_chars, lengths_chars)
+        char2tok[numpy.repeat(all_bounds[:, 0] + char_base[tok_doc], lengths_chars) + within] = owner
+    else:
+        tok_doc = numpy.zeros((0,), dtype="int64")
+    total_wp = int(n_wp.sum())
+    tok_of = numpy.zeros((0,), dtype="int64")
+    wp_of = numpy.zeros((0,), dtype="int64")
+    if total_wp:
+        wp_doc = numpy.repeat(numpy.arange(n_docs), n_wp)
+        all_off = numpy.concatenate(offsets)
+        base = char_base[wp_doc]
+        starts, ends = all_off[:, 0], all_off[:, 1]
         nonempty = ends > starts
-        first = numpy.where(nonempty, char2tok[starts], -1)
-        last = numpy.where(nonempty, char2tok[numpy.maximum(ends - 1, 0)], -1)
+        first = numpy.where(nonempty, char2tok[starts + base], -1)
+        last = numpy.where(nonempty, char2tok[numpy.maximum(ends - 1, 0) + base], -1)
         simple = nonempty & (first == last) & (first >= 0)
         idx = numpy.nonzero(simple)[0]
-        pairs_tok.append(first[idx])
-        pairs_wp.append(idx)
+        pairs_tok, pairs_wp = [first[idx]], [idx]
         for j in numpy.nonzero(nonempty & ~simple)[0]:  # rare: crosses a token boundary
-            toks = numpy.unique(char2tok[starts[j]: ends[j]])
+            toks = numpy.unique(char2tok[starts[j] + base[j]: ends[j] + base[j]])
             toks = toks[toks >= 0]
             pairs_tok.append(toks)
             pairs_wp.append(numpy.full(toks.shape, j))
-    tok_of = numpy.concatenate(pairs_tok) if pairs_tok else numpy.zeros((0,), dtype="int64")
-    wp_of = numpy.concatenate(pairs_wp) if pairs_wp else numpy.zeros((0,), dtype="int64")
-    order = numpy.lexsort((wp_of, tok_of))
-    tok_of, wp_of = tok_of[order], wp_of[order]
-    lengths = numpy.bincount(tok_of, minlength=n_tokens).astype("int32")
-    if (lengths == 0).any():
-        # Fill tokens without wordpieces from their neighbours.
-        first_wp = numpy.full((n_tokens,), -1, dtype="int64")
-        last_wp = numpy.full((n_tokens,), -1, dtype="int64")
-        bounds = numpy.cumsum(lengths)
-        has = lengths > 0
-        first_wp[has] = wp_of[(bounds - lengths)[has]]
-        last_wp[has] = wp_of[(bounds - 1)[has]]
-        # nearest previous wordpiece, else the next one
-        prev = numpy.maximum.accumulate(numpy.where(has, numpy.arange(n_tokens), -1))
-        nxt_src = numpy.where(has, numpy.arange(n_tokens), n_tokens)
-        nxt = numpy.minimum.accumulate(nxt_src[::-1])[::-1]
-        fill = numpy.full((n_tokens,), -1, dtype="int64")
-        use_prev = (~has) & (prev >= 0)
+        tok_of, wp_of = numpy.concatenate(pairs_tok), numpy.concatenate(pairs_wp)
+        order = numpy.lexsort((wp_of, tok_of))
+        tok_of, wp_of = tok_of[order], wp_of[order]
+    lengths = numpy.bincount(tok_of, minlength=total_tok).astype("int32")
+    has = lengths > 0
+    if not has.all():
+        # a token without wordpieces takes the nearest one before it in its doc, else the next one
+        first_wp = numpy.full((total_tok,), -1, dtype="int64")
+        last_wp = numpy.full((total_tok,), -1, dtype="int64")
+        ends_ = numpy.cumsum(lengths)
+        first_wp[has] = wp_of[(ends_ - lengths)[has]]
+        last_wp[has] = wp_of[(ends_ - 1)[has]]
+        arange = numpy.arange(total_tok)
+        prev = numpy.maximum.accumulate(numpy.where(has, arange, -1))
+        nxt = numpy.minimum.accumulate(numpy.where(has, arange, total_tok)[::-1])[::-1]
+        doc_first, doc_end = tok_base[tok_doc], (tok_base + n_tok)[tok_doc]
+        fill = numpy.full((total_tok,), -1, dtype="int64")
+        use_prev = (~has) & (prev >= doc_first)
         fill[use_prev] = last_wp[prev[use_prev]]
-        use_next = (~has) & (prev < 0) & (nxt < n_tokens)
+        use_next = (~has) & ~use_prev & (nxt < doc_end)
         fill[use_next] = first_wp[nxt[use_next]]
-        new_tok = numpy.concatenate([tok_of, numpy.nonzero(~has)[0]])
-        new_wp = numpy.concatenate([wp_of, fill[~has]])
-        order = numpy.lexsort((new_wp, new_tok))
-        tok_of, wp_of = new_tok[order], new_wp[order]
-        lengths = numpy.bincount(tok_of, minlength=n_tokens).astype("int32")
-    return wp_of, lengths
+        missing = numpy.nonzero(~has)[0]
+        tok_of = numpy.concatenate([tok_of, missing])
+        wp_of = numpy.concatenate([wp_of, fill[missing]])
+        order = numpy.lexsort((wp_of, tok_of))
+        tok_of, wp_of = tok_of[order], wp_of[order]
+        lengths = numpy.bincount(tok_of, minlength=total_tok).astype("int32")
+    # back to each doc's own numbering (-1 stays -1: a doc without wordpieces)
+    entry_doc = tok_doc[tok_of] if len(tok_of) else numpy.zeros((0,), dtype="int64")
+    wp_local = numpy.where(wp_of >= 0, wp_of - wp_base[entry_doc], -1)
+    per_doc = (numpy.bincount(tok_doc, weights=lengths, minlength=n_docs).astype("int64") if total_tok
+               else numpy.zeros((n_docs,), dtype="int64"))
+    entry_start = numpy.cumsum(per_doc) - per_doc
+    result = []
+    for d in range(n_docs):
+        t0, e0 = int(tok_base[d]), int(entry_start[d])
+        result.append((wp_local[e0: e0 + int(per_doc[d])], lengths[t0: t0 + int(n_tok[d])]))
+    return result
 
 
 def encode_doc(
@@ -142,8 +179,10 @@ def encode_doc(
     max_length: int,
     max_pair_length: int,
     get_windows: Callable[[int, int], WindowPlan],
+    alignment: Optional[Tuple[numpy.ndarray, numpy.ndarray]] = None,
 ) -> DocRows:
-    """Lay one doc (and its optional pair) out as windowed rows with token alignment."""
+    """Lay one doc (and its optional pair) out as windowed rows with token
+    alignment (``alignment``: the doc's ``token_alignment``, computed when None)."""
     n = len(ids)
     pair_truncated = False
     prefix: List[int] = [cls_id]
@@ -167,7 +206,7 @@ def encode_doc(
         body = ids_arr[start:end].tolist()
         rows.append(prefix + body + [sep_id])
         types.append([0] * len(prefix) + [segment] * (len(body) + 1))
-    wp_of, lengths = token_alignment(doc, offsets)
+    wp_of, lengths = alignment if alignment is not None else token_alignment(doc, offsets)
     offset = len(prefix)
     # Wordpiece -1 (a doc whose text yields no wordpieces) points at [CLS] of row 0.
     known = wp_of >= 0
@@ -262,6 +301,8 @@ def encode_docs(
     in the batch.
     """
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id  # each a lookup in HF: once a batch
+    live = [i for i, tok in enumerate(tokenized) if tok is not None]
+    aligned = dict(zip(live, token_alignments([docs[i] for i in live], [tokenized[i].offsets for i in live])))
     return [
         None if tok is None else encode_doc(
             doc,
@@ -273,8 +314,9 @@ def encode_docs(
             max_length=max_length,
             max_pair_length=max_pair_length,
             get_windows=get_windows,
+            alignment=aligned[i],
         )
-        for doc, tok in zip(docs, tokenized)
+        for i, (doc, tok) in enumerate(zip(docs, tokenized))
     ]
 
 

@@ -12,11 +12,13 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.data_classes import TransformerData
 from spacy_transformers.layers import TransformerListener
-from spacy_transformers.layers.trfs2arrays import trfs2arrays
+from spacy_transformers.layers.trfs2arrays import forward as trfs2arrays_forward
 from thinc.api import Model, chain, reduce_mean
 from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d, Ragged
+from transformers.utils import ModelOutput
 
+from ..encoder.store import store_groups
 from ..errors import BertflowError, Errors
 from .layers import output_width, select_layers
 
@@ -73,6 +75,54 @@ def _check_width(model: BertflowListener, outputs: List[TransformerData]) -> Non
             raise BertflowError(Errors.E015.format(expected=model.get_dim("nO"), got=hidden.shape[-1]))
 
 
+def token_vectors(pooling: Model[Ragged, Floats2d], grad_factor: float = 1.0) -> Model[List[TransformerData], List[Floats2d]]:
+    """Per-token vectors from encoder outputs: each token's aligned wordpieces
+    reduced by ``pooling``. Docs that are views into one ``OutputStore`` are
+    gathered with one index array and pooled in one call per store; other docs
+    go through spacy-transformers' ``trfs2arrays`` (the same gather and
+    pooling, per doc). Gradients into the encoder are scaled by ``grad_factor``."""
+    return Model("token_vectors", _token_forward, layers=[pooling], attrs={"grad_factor": grad_factor},
+                 init=lambda model, X=None, Y=None: None)
+
+
+def _token_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
+    groups = store_groups(trf_datas)
+    if groups is None:
+        return trfs2arrays_forward(model, trf_datas, is_train)
+    ops = model.ops
+    pooling = model.layers[0]
+    live = [i for i, data in enumerate(trf_datas) if "last_hidden_state" in data.model_output]
+    width = trf_datas[live[0]].model_output["last_hidden_state"].shape[-1] if live else 0
+    outputs: List[Floats2d] = [ops.alloc2f(0, width) for _ in trf_datas]
+    parts = []
+    for store, D, where in groups:
+        src = store.outputs["last_hidden_state"]
+        entries, lengths = store.token_entries(D)
+        pooled, bp_pooled = pooling(Ragged(src[ops.xp.asarray(entries)], ops.asarray1i(lengths)), is_train)
+        ends = numpy.cumsum(store.n_tokens[D])
+        for i, start, end in zip(where, ends - store.n_tokens[D], ends):
+            outputs[int(i)] = pooled[int(start): int(end)]
+        parts.append((store, D, where, src, entries, ends, bp_pooled))
+
+    def backprop(d_outputs: List[Floats2d]) -> List[TransformerData]:
+        factor = model.attrs["grad_factor"]
+        result: List[TransformerData] = [
+            TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align)
+            for data in trf_datas]
+        for store, D, where, src, entries, ends, bp_pooled in parts:
+            d_pooled = ops.xp.concatenate([d_outputs[int(i)] for i in where]) if len(where) > 1 \
+                else d_outputs[int(where[0])]
+            d_entries = bp_pooled(d_pooled).dataXd
+            d_src = ops.alloc2f(*src.shape)
+            ops.scatter_add(d_src, ops.xp.asarray(entries, dtype="int32"), d_entries * factor)
+            docs = [trf_datas[int(i)] for i in where]
+            for i, d_data in zip(where, store.doc_gradients(D, "last_hidden_state", d_src, docs)):
+                result[int(i)] = d_data
+        return result
+
+    return outputs, backprop
+
+
 def _token_vectors_forward(model: Model, docs: List[Doc], is_train: bool):
     if not any(len(doc) for doc in docs):  # nothing to align; spacy-transformers' pooling can't concatenate nothing
         return [model.ops.alloc2f(0, known_width(model)) for _ in docs], lambda d_arrays: []
@@ -107,7 +157,7 @@ def EncoderListener(
     """
     pooling = pooling if pooling is not None else reduce_mean()
     selected = encoder_output(layers, n_layers, upstream)
-    to_arrays = trfs2arrays(pooling, grad_factor)
+    to_arrays = token_vectors(pooling, grad_factor)
     # chain(selected, to_arrays), except that a batch of empty docs gets (0, width) arrays
     model = Model(f"{selected.name}>>{to_arrays.name}", _token_vectors_forward, init=chain_init,
                   dims={"nO": None, "nI": None}, layers=[selected, to_arrays])

@@ -18,6 +18,7 @@ from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
+from ..encoder.store import ragged_range, store_groups
 from ..errors import BertflowError, Errors
 from .listener import encoder_output, known_width
 
@@ -43,61 +44,74 @@ def pooled_rows(data: TransformerData, mode: str) -> numpy.ndarray:
         return numpy.arange(n_rows) * seq_len
     if mode == "mean_all":  # every non-padding position, [CLS]/[SEP] included
         lengths = numpy.asarray(data.wordpieces.lengths, dtype="int64")[:n_rows]
-        return numpy.concatenate([r * seq_len + numpy.arange(n) for r, n in enumerate(lengths)])
+        return ragged_range(numpy.arange(n_rows) * seq_len, lengths)
     return numpy.unique(numpy.asarray(data.align.dataXd))
 
 
+def _live(data: TransformerData) -> bool:
+    hidden = data.model_output.get("last_hidden_state")
+    return hidden is not None and hidden.size > 0
+
+
 def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
+    """Batched: the docs that are views into one ``OutputStore`` are pooled
+    with one gather and one segment reduction per store; any other doc on
+    its own, with the same reduction (so both paths give the same numbers)."""
     mode = model.attrs["mode"]
-    xp = model.ops.xp
-    widths = [t.model_output["last_hidden_state"].shape[-1] for t in trf_datas if "last_hidden_state" in t.model_output]
-    width = widths[0] if widths else 0
-    Y = model.ops.alloc2f(len(trf_datas), width)
-    cache = []
-    for i, data in enumerate(trf_datas):
-        if "last_hidden_state" not in data.model_output or data.model_output["last_hidden_state"].size == 0:
-            cache.append(None)
-            continue
-        if mode == "pooler":
-            if "pooler_output" not in data.model_output:
-                raise BertflowError(Errors.E014.format(layers=model.attrs["layers"]))
-            X = data.model_output["pooler_output"]  # (windows, width)
-            idx = xp.arange(X.shape[0])
-            rows = X
+    ops = model.ops
+    key = "pooler_output" if mode == "pooler" else "last_hidden_state"
+    live = [i for i, data in enumerate(trf_datas) if _live(data)]
+    if mode == "pooler" and any("pooler_output" not in trf_datas[i].model_output for i in live):
+        raise BertflowError(Errors.E014.format(layers=model.attrs["layers"]))
+    width = trf_datas[live[0]].model_output["last_hidden_state"].shape[-1] if live else 0
+    groups = store_groups(trf_datas)
+    if groups is None:  # per doc: each its own group, indices into its own outputs
+        groups = [(None, None, i) for i in live]
+    Y = ops.alloc2f(len(trf_datas), width)
+    parts = []
+    for store, D, where in groups:
+        if store is None:
+            data = trf_datas[where]
+            X = data.model_output[key]
+            src = X if mode == "pooler" else X.reshape(-1, X.shape[-1])
+            idx = numpy.arange(X.shape[0]) if mode == "pooler" else pooled_rows(data, mode)
+            lengths = numpy.asarray([len(idx)])
+            where = numpy.asarray([where])
         else:
-            X = data.model_output["last_hidden_state"]
-            flat = X.reshape(-1, X.shape[-1])
-            idx = xp.asarray(pooled_rows(data, mode))
-            rows = flat[idx]
+            src = store.outputs[key]
+            idx, lengths = store.pooled(mode, D)
+        rows = src[ops.xp.asarray(idx)]
+        lengths = ops.asarray1i(lengths)
         if mode == "max":
-            which = rows.argmax(axis=0)
-            Y[i] = rows[which, xp.arange(rows.shape[1])]
-            cache.append((X.shape, idx, which))
+            pooled, which = ops.reduce_max(rows, lengths)
         else:
-            Y[i] = rows.mean(axis=0)
-            cache.append((X.shape, idx, None))
+            pooled, which = ops.reduce_mean(rows, lengths), None
+        Y[ops.xp.asarray(where)] = pooled
+        parts.append((store, where, src, idx, lengths, which))
 
     def backprop(dY: Floats2d) -> List[TransformerData]:
         factor = model.attrs["grad_factor"]
-        result = []
-        for i, data in enumerate(trf_datas):
-            if cache[i] is None:
-                result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align))
-                continue
-            shape, idx, which = cache[i]
-            width = shape[-1]
-            d_flat = xp.zeros((int(numpy.prod(shape[:-1])), width), dtype="f")
+        result: List[TransformerData] = [
+            TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align)
+            for data in trf_datas]
+        for store, where, src, idx, lengths, which in parts:
+            d_pooled = dY[ops.xp.asarray(where)]
             if mode == "max":
-                d_flat[idx[which], xp.arange(width)] = dY[i]
+                d_rows = ops.backprop_reduce_max(d_pooled, which, lengths)
             else:
-                d_flat[idx] += dY[i] / len(idx)
-            d_flat *= factor
-            key = "pooler_output" if mode == "pooler" else "last_hidden_state"
-            result.append(TransformerData(
-                wordpieces=data.wordpieces,
-                model_output=ModelOutput({key: d_flat.reshape(shape)}),
-                align=data.align,
-            ))
+                d_rows = ops.backprop_reduce_mean(d_pooled, lengths)
+            d_src = ops.alloc2f(*src.shape)
+            ops.scatter_add(d_src, ops.xp.asarray(idx, dtype="int32"), d_rows * factor)
+            if store is None:
+                data = trf_datas[int(where[0])]
+                shape = data.model_output[key].shape
+                result[int(where[0])] = TransformerData(wordpieces=data.wordpieces, align=data.align,
+                                                        model_output=ModelOutput({key: d_src.reshape(shape)}))
+            else:
+                docs = [trf_datas[int(i)] for i in where]
+                D = numpy.asarray([data.index for data in docs])
+                for i, d_data in zip(where, store.doc_gradients(D, key, d_src, docs)):
+                    result[int(i)] = d_data
         return result
 
     return Y, backprop

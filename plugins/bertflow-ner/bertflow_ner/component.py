@@ -10,7 +10,7 @@ from thinc.api import Config, Model
 
 from bertflow.api import BertflowError, HeadPipe, soft_target_loss, softmax_cross_entropy
 
-from .decoding import SCHEMES, make_tags, tags_to_spans, transitions, viterbi_batch
+from .decoding import SCHEMES, make_tags, tags_to_spans, transitions, viterbi_ragged
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -78,8 +78,15 @@ class NerHead(HeadPipe):
         probs = self.model.predict(docs)
         start, allowed, end = self._constraints()
         tags = self.tags
-        log_p = [numpy.log(numpy.clip(self.model.ops.to_numpy(p), 1e-12, 1.0)) for p in probs]
-        return [[tags[i] for i in path] for path in viterbi_batch(log_p, start, allowed, end)]
+        lengths = numpy.asarray([len(p) for p in probs], dtype="int64")
+        if not lengths.sum():
+            return [[] for _ in docs]
+        # the whole batch at once: one copy to the host, one log, one decode
+        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate([p for p in probs if len(p)]))
+        best = viterbi_ragged(numpy.log(numpy.clip(flat, 1e-12, 1.0)), lengths, start, allowed, end)
+        named = [tags[i] for i in best.tolist()]
+        bounds = numpy.cumsum(lengths).tolist()
+        return [named[b - n: b] for b, n in zip(bounds, lengths.tolist())]
 
     def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
         for doc, tags in zip(docs, batch_tags):

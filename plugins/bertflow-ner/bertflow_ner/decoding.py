@@ -3,7 +3,6 @@ sequence: no I-X (or L-X) without a B-X before it, no B-X left open in BILUO."""
 from typing import List, Sequence, Tuple
 
 import numpy
-from spacy.training import iob_to_biluo, tags_to_entities
 
 SCHEMES = ("BIO", "BILUO")
 
@@ -41,18 +40,35 @@ def viterbi(log_probs: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarr
 def viterbi_batch(
     log_probs: Sequence[numpy.ndarray], start: numpy.ndarray, allowed: numpy.ndarray, end: numpy.ndarray
 ) -> List[List[int]]:
-    """``viterbi`` for a batch of docs at once: one step per token position over
-    every doc still that long (a Python loop over the longest doc's tokens, not
-    over all tokens of the batch), each doc's path the same as decoding it alone."""
+    """``viterbi`` for a list of docs at once (see ``viterbi_ragged``)."""
     lengths = numpy.asarray([len(lp) for lp in log_probs], dtype="int64")
     if not len(lengths) or lengths.max() == 0:
         return [[] for _ in log_probs]
+    flat = viterbi_ragged(numpy.concatenate([numpy.asarray(lp).reshape(-1, len(start)) for lp in log_probs]),
+                          lengths, start, allowed, end)
+    bounds = numpy.cumsum(lengths)
+    return [flat[b - n: b].tolist() for b, n in zip(bounds, lengths)]
+
+
+def viterbi_ragged(
+    log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarray, end: numpy.ndarray
+) -> numpy.ndarray:
+    """Constrained Viterbi for a batch of docs whose token rows are
+    concatenated in ``log_probs`` (shape (sum(lengths), n_tags)): one step per
+    token position over every doc still that long (a loop over the longest
+    doc's tokens, not over all tokens of the batch), each doc's path the same
+    as decoding it alone. RETURNS the best tag index of every row."""
+    lengths = numpy.asarray(lengths, dtype="int64")
+    total = int(lengths.sum())
+    if not total:
+        return numpy.zeros((0,), dtype="int64")
     n_tags = len(start)
     batch, longest = len(lengths), int(lengths.max())
     neg = -1e30
+    doc_of = numpy.repeat(numpy.arange(batch), lengths)
+    pos_of = numpy.arange(total) - numpy.repeat(numpy.cumsum(lengths) - lengths, lengths)
     padded = numpy.zeros((batch, longest, n_tags), dtype="float64")
-    for b, lp in enumerate(log_probs):
-        padded[b, : len(lp)] = lp
+    padded[doc_of, pos_of] = log_probs
     trans = numpy.where(allowed, 0.0, neg)
     score = numpy.where(start, padded[:, 0], neg)  # (batch, tags)
     back = numpy.zeros((batch, longest, n_tags), dtype="int64")
@@ -68,11 +84,30 @@ def viterbi_batch(
         paths[:, i] = cur  # beyond a doc's end this is its last tag, cut off below
         if i:
             cur = numpy.where(i < lengths, back[rows, i, cur], cur)
-    return [paths[b, :n].tolist() for b, n in enumerate(lengths)]
+    return paths[doc_of, pos_of]
 
 
 def tags_to_spans(tags: Sequence[str], scheme: str = "BILUO") -> List[Tuple[int, int, str]]:
-    """(start, end, label) token spans from a valid BIO or BILUO sequence, read by
-    spaCy's own ``iob_to_biluo`` and ``tags_to_entities``."""
-    biluo = list(tags) if scheme == "BILUO" else iob_to_biluo(list(tags))
-    return [(start, end + 1, label) for label, start, end in tags_to_entities(biluo)]
+    """(start, end, label) token spans from a BIO or BILUO sequence, in one
+    pass. An entity starts at B-/U- (and, as spaCy's ``iob_to_biluo`` reads
+    BIO, at an I- that does not continue one of its label) and runs while
+    I-/L- of its label follow; L-/U- close it."""
+    spans: List[Tuple[int, int, str]] = []
+    open_at, open_label = -1, ""
+    for i, tag in enumerate(tags):
+        kind, label = tag[0], tag[2:]
+        if kind in ("I", "L") and open_at >= 0 and label == open_label:
+            if kind == "L":
+                spans.append((open_at, i + 1, label))
+                open_at = -1
+            continue
+        if open_at >= 0:
+            spans.append((open_at, i, open_label))
+            open_at = -1
+        if kind == "U" or (kind == "L"):
+            spans.append((i, i + 1, label))
+        elif kind in ("B", "I"):
+            open_at, open_label = i, label
+    if open_at >= 0:
+        spans.append((open_at, len(tags), open_label))
+    return spans

@@ -1,0 +1,229 @@
+"""Batch-level encoder outputs, so that heads work on a whole batch at once.
+
+Each doc's ``doc._.trf_data`` is a ``DocOutput``: spacy-transformers'
+``TransformerData`` (the doc's rows of the outputs, shape (rows, seq_len,
+width), and its token alignment), which any listener can read as before,
+plus the ``OutputStore`` it is a view into and its index there. The store
+keeps the outputs of every doc of an encoder pass (or of the sub-batches of
+one sort buffer, concatenated) flat, one row per wordpiece position, with the
+per-doc and per-row bookkeeping as integer arrays. A head given docs from one
+store gathers what it needs for all of them with one index array
+(``OutputStore.positions``) and reduces it with one segment operation, instead
+of a loop over docs; a few array operations per batch, whatever its size, which
+is what a GPU needs. Docs from elsewhere (a plain ``TransformerData``) take the
+per-doc path, with the same arithmetic.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy_transformers.data_classes import TransformerData, WordpieceBatch
+from thinc.types import Ragged
+from transformers.utils import ModelOutput
+
+POOLED = ("cls", "pooler", "mean", "max", "mean_all")
+
+
+def ragged_range(starts: numpy.ndarray, counts: numpy.ndarray) -> numpy.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])``, without the loop."""
+    counts = numpy.asarray(counts, dtype="int64")
+    total = int(counts.sum())
+    if not total:
+        return numpy.zeros((0,), dtype="int64")
+    ends = numpy.cumsum(counts)
+    return numpy.repeat(numpy.asarray(starts, dtype="int64") - (ends - counts), counts) + numpy.arange(total)
+
+
+@dataclass
+class DocOutput(TransformerData):
+    """``TransformerData`` that knows the batch it came from: ``store`` and
+    its ``index`` there. Copying or pickling it gives a plain
+    ``TransformerData`` of the doc's own data (a doc copy must not drag the
+    whole batch along)."""
+
+    store: Optional["OutputStore"] = field(default=None, repr=False, compare=False)
+    index: int = field(default=-1, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return repr(self._plain())
+
+    def _plain(self) -> TransformerData:
+        return TransformerData(wordpieces=self.wordpieces, model_output=self.model_output, align=self.align)
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return copy.deepcopy(self._plain(), memo)
+
+    def __reduce__(self):
+        return self._plain().__reduce__()
+
+
+class OutputStore:
+    """The encoder outputs of a set of docs, flat (see the module docstring).
+
+    outputs: "last_hidden_state" (positions, width), "hidden_states" (a list
+        of such arrays, one per kept layer), "pooler_output" (rows, width).
+    Per doc d: ``pos_start[d]`` its first flat position, ``row_start[d]`` /
+        ``n_rows[d]`` its rows, ``seq_len[d]`` the positions per row of its
+        pass; ``tok_start[d]`` / ``n_tokens[d]`` its tokens in
+        ``align_lengths``, ``ent_start[d]`` / ``n_entries[d]`` its entries in
+        ``align_data`` (flat positions, grouped by token); ``own_start[d]`` /
+        ``n_own[d]`` its own wordpieces, each once, in ``own``.
+    Per row r: ``row_pos[r]`` its first flat position, ``row_len[r]`` its
+        non-padding length.
+    """
+
+    INT_FIELDS = ("pos_start", "row_start", "n_rows", "seq_len", "tok_start", "n_tokens", "ent_start",
+                  "n_entries", "own_start", "n_own", "row_pos", "row_len", "align_data", "align_lengths", "own")
+
+    def __init__(self, outputs: Dict[str, object], n_positions: int, **fields: numpy.ndarray):
+        self.outputs = outputs
+        self.n_positions = int(n_positions)
+        for name in self.INT_FIELDS:
+            setattr(self, name, numpy.asarray(fields[name], dtype="int64"))
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.pos_start)
+
+    @classmethod
+    def from_pass(cls, xp_outputs: Dict[str, object], doc_rows: Sequence[Tuple[int, int]],
+                  doc_aligns: Sequence[Optional[Ragged]], row_lengths: Sequence[int], seq_len: int) -> "OutputStore":
+        """The store of one encoder pass: ``xp_outputs`` as the pass returns
+        them (padded (rows, seq_len, width)), each doc's (first row, n rows)
+        and alignment (flat indices into its own rows x seq_len)."""
+        n_rows_total = len(row_lengths)
+        outputs: Dict[str, object] = {}
+        for key, value in xp_outputs.items():
+            if key == "pooler_output":
+                outputs[key] = value
+            elif isinstance(value, list):
+                outputs[key] = [v.reshape(-1, v.shape[-1]) for v in value]
+            else:
+                outputs[key] = value.reshape(-1, value.shape[-1])
+        row_start = numpy.asarray([s for s, _ in doc_rows], dtype="int64")
+        n_rows = numpy.asarray([n for _, n in doc_rows], dtype="int64")
+        pos_start = row_start * seq_len
+        n_tokens = numpy.asarray([len(a.lengths) if a is not None else 0 for a in doc_aligns], dtype="int64")
+        n_entries = numpy.asarray([len(a.dataXd) if a is not None else 0 for a in doc_aligns], dtype="int64")
+        live = [(a, p) for a, p in zip(doc_aligns, pos_start) if a is not None]
+        align_data = (numpy.concatenate([numpy.asarray(a.dataXd, dtype="int64").reshape(-1) + p for a, p in live])
+                      if live else numpy.zeros((0,), dtype="int64"))
+        align_lengths = (numpy.concatenate([numpy.asarray(a.lengths, dtype="int64") for a, _ in live])
+                         if live else numpy.zeros((0,), dtype="int64"))
+        # each doc's own wordpieces, once each: positions never repeat across docs, so one sort
+        # groups them by doc, in the order of the docs' positions
+        own = numpy.unique(align_data)
+        own_start = numpy.searchsorted(own, pos_start)
+        own_end = numpy.searchsorted(own, pos_start + n_rows * seq_len)
+        return cls(
+            outputs, n_rows_total * seq_len,
+            pos_start=pos_start, row_start=row_start, n_rows=n_rows,
+            seq_len=numpy.full(len(doc_rows), seq_len), tok_start=_starts(n_tokens), n_tokens=n_tokens,
+            ent_start=_starts(n_entries), n_entries=n_entries, own_start=own_start, n_own=own_end - own_start,
+            row_pos=numpy.arange(n_rows_total) * seq_len, row_len=numpy.asarray(row_lengths),
+            align_data=align_data, align_lengths=align_lengths, own=own,
+        )
+
+    @classmethod
+    def merge(cls, stores: List["OutputStore"], xp) -> "OutputStore":
+        """One store holding ``stores`` one after another (their docs keep
+        their order: doc d of the second store is ``stores[0].n_docs + d``)."""
+        if len(stores) == 1:
+            return stores[0]
+        pos = _starts([s.n_positions for s in stores])
+        rows = _starts([len(s.row_pos) for s in stores])
+        toks = _starts([len(s.align_lengths) for s in stores])
+        ents = _starts([len(s.align_data) for s in stores])
+        owns = _starts([len(s.own) for s in stores])
+        shift = {"pos_start": pos, "row_pos": pos, "align_data": pos, "own": pos, "row_start": rows,
+                 "tok_start": toks, "ent_start": ents, "own_start": owns}
+        fields = {name: numpy.concatenate([getattr(s, name) + shift[name][i] if name in shift else getattr(s, name)
+                                           for i, s in enumerate(stores)])
+                  for name in cls.INT_FIELDS}
+        outputs: Dict[str, object] = {}
+        for key, value in stores[0].outputs.items():
+            if isinstance(value, list):
+                outputs[key] = [xp.concatenate([s.outputs[key][k] for s in stores]) for k in range(len(value))]
+            else:
+                outputs[key] = xp.concatenate([s.outputs[key] for s in stores])
+        return cls(outputs, sum(s.n_positions for s in stores), **fields)
+
+    def doc_output(self, d: int, wordpieces: WordpieceBatch, align: Ragged) -> DocOutput:
+        """Doc ``d``'s ``DocOutput``: views of its rows, shaped (rows, seq_len, width)."""
+        start, n, seq = int(self.pos_start[d]), int(self.n_rows[d]), int(self.seq_len[d])
+        out = ModelOutput()
+        for key, value in self.outputs.items():
+            if key == "pooler_output":
+                r = int(self.row_start[d])
+                out[key] = value[r: r + n]
+            elif isinstance(value, list):
+                out[key] = [v[start: start + n * seq].reshape(n, seq, v.shape[-1]) for v in value]
+            else:
+                out[key] = value[start: start + n * seq].reshape(n, seq, value.shape[-1])
+        return DocOutput(wordpieces=wordpieces, model_output=out, align=align, store=self, index=d)
+
+    # ---- what heads gather, for docs ``D`` (indices into this store) ----
+
+    def token_entries(self, D: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """Flat positions of the docs' aligned wordpieces (grouped by token,
+        doc after doc) and the entries per token."""
+        entries = self.align_data[ragged_range(self.ent_start[D], self.n_entries[D])]
+        lengths = self.align_lengths[ragged_range(self.tok_start[D], self.n_tokens[D])]
+        return entries, lengths
+
+    def pooled(self, mode: str, D: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """What doc pooling ``mode`` reduces for each doc: indices (flat
+        positions; rows of "pooler_output" for "pooler") and how many per doc."""
+        if mode in ("cls", "pooler", "mean_all"):
+            rows = ragged_range(self.row_start[D], self.n_rows[D])
+            if mode == "pooler":
+                return rows, self.n_rows[D]
+            if mode == "cls":
+                return self.row_pos[rows], self.n_rows[D]
+            lengths = self.row_len[rows]
+            per_doc = numpy.add.reduceat(lengths, _starts(self.n_rows[D])) if len(rows) else lengths
+            return ragged_range(self.row_pos[rows], lengths), per_doc
+        return self.own[ragged_range(self.own_start[D], self.n_own[D])], self.n_own[D]
+
+    def doc_gradients(self, D: numpy.ndarray, key: str, d_flat, docs: Sequence[TransformerData]) -> List[TransformerData]:
+        """Per-doc gradients (views of ``d_flat``, shaped like each doc's
+        ``key`` output) for the docs ``D``, as listeners hand them back."""
+        result = []
+        for d, data in zip(D, docs):
+            start, n, seq = int(self.pos_start[d]), int(self.n_rows[d]), int(self.seq_len[d])
+            if key == "pooler_output":
+                r = int(self.row_start[d])
+                grad = d_flat[r: r + n]
+            else:
+                grad = d_flat[start: start + n * seq].reshape(n, seq, d_flat.shape[-1])
+            result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput({key: grad}),
+                                          align=data.align))
+        return result
+
+
+def _starts(counts) -> numpy.ndarray:
+    counts = numpy.asarray(counts, dtype="int64")
+    return numpy.cumsum(counts) - counts
+
+
+def store_groups(datas: Sequence[TransformerData]) -> Optional[List[Tuple[OutputStore, numpy.ndarray, numpy.ndarray]]]:
+    """The docs with outputs, grouped by the store they are views into:
+    (store, their indices in the store, their positions in ``datas``), in order
+    of first appearance. None when any doc with outputs is not a view into a
+    store (a plain ``TransformerData``): the caller takes its per-doc path."""
+    groups: Dict[int, Tuple[OutputStore, List[int], List[int]]] = {}
+    for i, data in enumerate(datas):
+        if "last_hidden_state" not in data.model_output or data.model_output["last_hidden_state"].size == 0:
+            continue
+        store = getattr(data, "store", None)
+        if store is None:
+            return None
+        entry = groups.get(id(store))
+        if entry is None:
+            entry = groups[id(store)] = (store, [], [])
+        entry[1].append(data.index)
+        entry[2].append(i)
+    return [(store, numpy.asarray(D, dtype="int64"), numpy.asarray(where, dtype="int64"))
+            for store, D, where in groups.values()]
