@@ -262,14 +262,7 @@ def tokenize_docs(tokenizer, docs: Sequence[Doc], *, strict: bool = True) -> Lis
     out: List[Optional[Tokenized]] = [None] * len(docs)
     if not live:
         return out
-    enc = tokenizer(
-        [docs[i].text for i in live],
-        add_special_tokens=False,
-        return_offsets_mapping=True,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-        verbose=False,
-    )
+    ids, offsets = _encode_texts(tokenizer, [docs[i].text for i in live])
     pair_idx = [i for i in live if pairs[i] is not None]
     pair_ids = {}
     if pair_idx:
@@ -282,9 +275,23 @@ def tokenize_docs(tokenizer, docs: Sequence[Doc], *, strict: bool = True) -> Lis
         )
         pair_ids = dict(zip(pair_idx, pair_enc["input_ids"]))
     for k, i in enumerate(live):
-        offsets = numpy.asarray(enc["offset_mapping"][k], dtype="int64").reshape(-1, 2)
-        out[i] = Tokenized(enc["input_ids"][k], offsets, pair_ids.get(i))
+        out[i] = Tokenized(ids[k], numpy.asarray(offsets[k], dtype="int64").reshape(-1, 2), pair_ids.get(i))
     return out
+
+
+def _encode_texts(tokenizer, texts: List[str]) -> Tuple[List[List[int]], list]:
+    """Wordpiece ids and character offsets of ``texts``, without special
+    tokens. A fast tokenizer's Rust backend is called directly when it has no
+    truncation or padding configured (what the Python wrapper would turn off
+    anyway): the wrapper's per-text conversion into Python dicts costs more
+    than the tokenization itself."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        return [e.ids for e in encodings], [e.offsets for e in encodings]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
+                    return_token_type_ids=False, verbose=False)
+    return enc["input_ids"], enc["offset_mapping"]
 
 
 def encode_docs(

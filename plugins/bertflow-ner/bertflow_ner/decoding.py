@@ -54,37 +54,77 @@ def viterbi_ragged(
     log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarray, end: numpy.ndarray
 ) -> numpy.ndarray:
     """Constrained Viterbi for a batch of docs whose token rows are
-    concatenated in ``log_probs`` (shape (sum(lengths), n_tags)): one step per
-    token position over every doc still that long (a loop over the longest
-    doc's tokens, not over all tokens of the batch), each doc's path the same
-    as decoding it alone. RETURNS the best tag index of every row."""
+    concatenated in ``log_probs`` (shape (sum(lengths), n_tags)); RETURNS the
+    best tag index of every row, each doc's path the same as decoding it alone.
+
+    The transitions are allowed or not (no scores), so a valid path scores
+    the sum of its tags' log-probabilities, which the per-token argmax
+    maximises over all paths: where the argmax path of a doc is valid it is
+    the answer, and only the other docs are decoded (for a trained model,
+    few or none of a batch)."""
     lengths = numpy.asarray(lengths, dtype="int64")
     total = int(lengths.sum())
     if not total:
         return numpy.zeros((0,), dtype="int64")
+    log_probs = numpy.asarray(log_probs, dtype="float64")
+    best = log_probs.argmax(axis=1)
+    live = numpy.nonzero(lengths)[0]
+    first = (numpy.cumsum(lengths) - lengths)[live]
+    last = first + lengths[live] - 1
+    doc_of = numpy.repeat(numpy.arange(len(lengths)), lengths)
+    bad = ~start[best[first]] | ~end[best[last]]
+    broken = ~allowed[best[:-1], best[1:]] & (doc_of[:-1] == doc_of[1:])  # a forbidden step inside a doc
+    redo = numpy.union1d(live[bad], doc_of[:-1][broken])
+    if len(redo):
+        rows = _ragged_rows(first_of=numpy.cumsum(lengths) - lengths, lengths=lengths, docs=redo)
+        best[rows] = _viterbi(log_probs[rows], lengths[redo], start, allowed, end)
+    return best
+
+
+def _ragged_rows(first_of: numpy.ndarray, lengths: numpy.ndarray, docs: numpy.ndarray) -> numpy.ndarray:
+    """The rows of ``docs`` in a concatenation whose doc d starts at row ``first_of[d]``."""
+    counts = lengths[docs]
+    ends = numpy.cumsum(counts)
+    return numpy.repeat(first_of[docs] - (ends - counts), counts) + numpy.arange(int(counts.sum()))
+
+
+def _viterbi(log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarray,
+             end: numpy.ndarray) -> numpy.ndarray:
+    """Viterbi over docs of positive ``lengths`` concatenated in
+    ``log_probs``: one step per token position over every doc still that long
+    (docs sorted longest first, so those are a prefix), a loop over the
+    longest doc's tokens, not over all tokens of the batch."""
+    total = int(lengths.sum())
     n_tags = len(start)
     batch, longest = len(lengths), int(lengths.max())
     neg = -1e30
-    doc_of = numpy.repeat(numpy.arange(batch), lengths)
-    pos_of = numpy.arange(total) - numpy.repeat(numpy.cumsum(lengths) - lengths, lengths)
-    padded = numpy.zeros((batch, longest, n_tags), dtype="float64")
-    padded[doc_of, pos_of] = log_probs
-    trans = numpy.where(allowed, 0.0, neg)
-    score = numpy.where(start, padded[:, 0], neg)  # (batch, tags)
-    back = numpy.zeros((batch, longest, n_tags), dtype="int64")
+    order = numpy.argsort(-lengths, kind="stable")
+    by_len = lengths[order]
+    doc_of = numpy.repeat(numpy.arange(batch), by_len)
+    pos_of = numpy.arange(total) - numpy.repeat(numpy.cumsum(by_len) - by_len, by_len)
+    src = numpy.repeat((numpy.cumsum(lengths) - lengths)[order], by_len) + pos_of
+    padded = numpy.zeros((longest, batch, n_tags), dtype="float64")
+    padded[pos_of, doc_of] = log_probs[src]
+    trans = numpy.where(allowed, 0.0, neg).T.copy()  # (to, from): reductions run along the last axis
+    running = (by_len[None, :] > numpy.arange(longest)[:, None]).sum(axis=1).tolist()
+    score = numpy.where(start, padded[0], neg)  # (batch, tags)
+    back = numpy.zeros((longest, batch, n_tags), dtype="int64")
     for i in range(1, longest):
-        cand = score[:, :, None] + trans  # (batch, from, to)
-        back[:, i] = cand.argmax(axis=1)
-        stepped = cand.max(axis=1) + padded[:, i]
-        score = numpy.where((i < lengths)[:, None], stepped, score)  # a finished doc keeps its score
+        k = running[i]
+        cand = score[:k, None, :] + trans  # (docs, to, from)
+        back[i, :k] = cand.argmax(axis=2)
+        score[:k] = cand.max(axis=2) + padded[i, :k]
     cur = numpy.where(end, score, neg).argmax(axis=1)
-    rows = numpy.arange(batch)
-    paths = numpy.zeros((batch, longest), dtype="int64")
-    for i in range(longest - 1, -1, -1):
-        paths[:, i] = cur  # beyond a doc's end this is its last tag, cut off below
-        if i:
-            cur = numpy.where(i < lengths, back[rows, i, cur], cur)
-    return paths[doc_of, pos_of]
+    paths = numpy.zeros((longest, batch), dtype="int64")
+    docs = numpy.arange(batch)
+    for i in range(longest - 1, 0, -1):
+        paths[i] = cur  # beyond a doc's end this is its last tag, never read
+        k = running[i]
+        cur[:k] = back[i, docs[:k], cur[:k]]
+    paths[0] = cur
+    out = numpy.empty((total,), dtype="int64")
+    out[src] = paths[pos_of, doc_of]
+    return out
 
 
 def tags_to_spans(tags: Sequence[str], scheme: str = "BILUO") -> List[Tuple[int, int, str]]:
