@@ -177,7 +177,7 @@ def spawn(args, tree: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, __file__, "--worker", "--data", str(args.data), "--n", str(args.n),
            "--batches", args.batches, "--repeats", str(args.repeats), "--threads", str(args.threads),
-           "--encoder", args.encoder]
+           "--encoder", args.encoder, "--gpu-id", str(args.gpu_id)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(tree))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

@@ -25,7 +25,10 @@ Groups:
 - encoder inputs: ``Tokenized`` (a doc's clean wordpieces, what a head's
   ``corrupt_inputs`` replaces), ``wordpiece_words`` (wordpiece -> spaCy token,
   for whole-word masking), ``wordpiece_positions`` (where each wordpiece sits
-  in the encoder's output rows);
+  in the encoder's output rows); ``OutputStore``, ``DocOutput``,
+  ``store_groups`` and ``ragged_range`` (a batch's outputs kept flat, and the
+  docs of a head's batch grouped by the store they are views into, so a head
+  gathers and reduces for all of them at once);
 - annotate engines (``bertflow_engines``): ``EngineSpec``, ``AnnotateJob``,
   ``read_rows`` (any input format), ``annotate_rows`` (rows to records, a
   failing row kept with its error), ``input_files``, ``write_part`` and
@@ -59,6 +62,9 @@ _WHERE = {
     # encoder inputs and outputs, for heads that corrupt the input (masked LM) or read wordpiece positions
     "Tokenized": ".encoder.wordpieces", "wordpiece_words": ".encoder.wordpieces",
     "wordpiece_positions": ".encoder.windows",
+    # batch-level encoder outputs, for heads that work on a whole batch at once
+    "OutputStore": ".encoder.store", "DocOutput": ".encoder.store", "store_groups": ".encoder.store",
+    "ragged_range": ".encoder.store",
     # annotate engines
     "EngineSpec": ".specs", "AnnotateJob": ".engines", "ShardedOutput": ".engines", "annotate_rows": ".annotate",
     "read_rows": ".engines", "write_part": ".engines", "input_files": ".engines",

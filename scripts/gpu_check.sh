@@ -24,6 +24,9 @@ PY
 timeout ${TEST_TIMEOUT:-200} python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 timeout ${SPEED_TIMEOUT:-300} python3 benchmarks/speed.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data \
   --repeats 2 --json "$OUT/speed_gpu.json" 2>&1 | tee "$OUT/speed_gpu.log" | tail -40
+# the pipeline's own work on the GPU (transformer outputs replayed): µs per doc per head, calls per batch
+timeout ${OVERHEAD_TIMEOUT:-200} python3 benchmarks/overhead.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data \
+  --rounds 1 --repeats 2 --no-write --json "$OUT/overhead_gpu.json" 2>&1 | tee "$OUT/overhead_gpu.log" | tail -8
 # data-parallel training: one rank's step on the GPU (nccl); one GPU can't time the all-reduce between GPUs
 timeout ${DDP_TIMEOUT:-240} python3 benchmarks/ddp.py --gpu-id 0 --encoder /tmp/minilm-random --data .gpu/data/sst2 \
   --steps 20 2>&1 | tee "$OUT/ddp_gpu.log" | tail -12

@@ -23,7 +23,8 @@ SNAPSHOT = {
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
             "write_tiny_bert", "loss_denominator", "EngineSpec", "AnnotateJob", "ShardedOutput", "annotate_rows",
             "read_rows", "write_part", "input_files", "create_text_corpus_reader", "read_texts", "Tokenized",
-            "wordpiece_words", "wordpiece_positions", "soft_target_loss", "cosine_distance_loss"],
+            "wordpiece_words", "wordpiece_positions", "soft_target_loss", "cosine_distance_loss",
+            "OutputStore", "DocOutput", "store_groups", "ragged_range"],
 }
 
 

@@ -18,7 +18,7 @@ from thinc.api import Model, chain, with_array
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
-from bertflow.api import BertflowError, Classifier, encoder_output
+from bertflow.api import BertflowError, Classifier, encoder_output, ragged_range, store_groups
 
 WORDPIECES = ("first", "mean")
 
@@ -96,36 +96,81 @@ def _gather_plan(model: Model, data: TransformerData):
 
 
 def _features_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
+    """Docs that are views into one ``OutputStore`` (``bertflow.api.store_groups``)
+    are gathered and scattered with one plan per store; any other doc with
+    its own plan. Both give the same numbers."""
     width = _width(trf_datas) or model.get_dim("nO")
-    outputs, plans = [], []
-    for data in trf_datas:
-        if "last_hidden_state" not in data.model_output:  # a doc without tokens: [CLS] only, at zero
-            outputs.append(model.ops.alloc2f(1, width))
-            plans.append(None)
-            continue
-        n_out, src, dst, w = _gather_plan(model, data)
-        flat = data.model_output["last_hidden_state"].reshape(-1, width)
-        Y = model.ops.alloc2f(n_out, width)
-        model.ops.scatter_add(Y, dst, flat[src] * w[:, None])
-        outputs.append(Y)
-        plans.append((flat.shape, src, dst, w))
+    ops = model.ops
+    outputs = [ops.alloc2f(1, width) for _ in trf_datas]  # a doc without tokens: [CLS] only, at zero
+    plans = []
+    groups = store_groups(trf_datas)
+    if groups is None:
+        groups = [(None, None, numpy.asarray([i])) for i, data in enumerate(trf_datas)
+                  if "last_hidden_state" in data.model_output]
+    for store, D, where in groups:
+        if store is None:
+            data = trf_datas[int(where[0])]
+            n_out, src, dst, w = _gather_plan(model, data)
+            flat = data.model_output["last_hidden_state"].reshape(-1, width)
+            sizes = numpy.asarray([n_out])
+        else:
+            flat = store.outputs["last_hidden_state"]
+            sizes, src, dst, w = _store_plan(model, store, D)
+        Y = ops.alloc2f(int(sizes.sum()), width)
+        ops.scatter_add(Y, dst, flat[src] * w[:, None])
+        bounds = numpy.cumsum(sizes)
+        for i, end, n in zip(where, bounds, sizes):
+            outputs[int(i)] = Y[int(end - n): int(end)]
+        plans.append((store, D, where, flat.shape, src, dst, w))
 
     def backprop(dYs: List[Floats2d]) -> List[TransformerData]:
         factor = model.attrs["grad_factor"]
-        result = []
-        for data, dY, plan in zip(trf_datas, dYs, plans):
-            if plan is None:
-                result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align))
-                continue
-            shape, src, dst, w = plan
-            d_flat = model.ops.alloc2f(*shape)
-            model.ops.scatter_add(d_flat, src, dY[dst] * (w[:, None] * factor))
-            X = data.model_output["last_hidden_state"]
-            result.append(TransformerData(
-                wordpieces=data.wordpieces,
-                model_output=ModelOutput(last_hidden_state=d_flat.reshape(X.shape)),
-                align=data.align,
-            ))
+        result = [TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput(), align=data.align)
+                  for data in trf_datas]
+        for store, D, where, shape, src, dst, w in plans:
+            dY = ops.xp.concatenate([dYs[int(i)] for i in where]) if len(where) > 1 else dYs[int(where[0])]
+            d_flat = ops.alloc2f(*shape)
+            ops.scatter_add(d_flat, src, dY[dst] * (w[:, None] * factor))
+            if store is None:
+                data = trf_datas[int(where[0])]
+                X = data.model_output["last_hidden_state"]
+                result[int(where[0])] = TransformerData(wordpieces=data.wordpieces, align=data.align,
+                                                        model_output=ModelOutput(last_hidden_state=d_flat.reshape(X.shape)))
+            else:
+                docs = [trf_datas[int(i)] for i in where]
+                for i, d_data in zip(where, store.doc_gradients(D, "last_hidden_state", d_flat, docs)):
+                    result[int(i)] = d_data
         return result
 
     return outputs, backprop
+
+
+def _store_plan(model: Model, store, D: numpy.ndarray):
+    """``_gather_plan`` for the docs ``D`` of a store at once: each doc's
+    output rows (1 + its tokens), and the (source position, destination row,
+    weight) of every vector gathered, destination rows counted over all docs."""
+    n_tok = store.n_tokens[D]
+    sizes = 1 + n_tok
+    base = numpy.cumsum(sizes) - sizes  # each doc's row 0
+    rows = ragged_range(store.row_start[D], store.n_rows[D])
+    src_cls = store.row_pos[rows]
+    dst_cls = numpy.repeat(base, store.n_rows[D])
+    w_cls = numpy.repeat(1.0 / store.n_rows[D], store.n_rows[D])
+    entries, lengths = store.token_entries(D)
+    dst_tok = numpy.repeat(base + 1, n_tok) + ragged_range(numpy.zeros_like(n_tok), n_tok)
+    if model.attrs["wordpieces"] == "first":
+        has = lengths > 0
+        src_tok = entries[(lengths.cumsum() - lengths)[has]]
+        dst_tok = dst_tok[has]
+        w_tok = numpy.ones((len(src_tok),))
+    else:
+        src_tok = entries
+        dst_tok = numpy.repeat(dst_tok, lengths)
+        w_tok = numpy.repeat(1.0 / numpy.maximum(lengths, 1), lengths)
+    xp = model.ops.xp
+    # per doc: its [CLS] rows, then its tokens, as _gather_plan orders them (the same order of additions)
+    order = numpy.argsort(numpy.concatenate([dst_cls, dst_tok]), kind="stable")
+    src = numpy.concatenate([src_cls, src_tok])[order]
+    dst = numpy.concatenate([dst_cls, dst_tok])[order]
+    w = numpy.concatenate([w_cls, w_tok])[order].astype("f")
+    return sizes, xp.asarray(src), xp.asarray(dst), xp.asarray(w)
