@@ -9,6 +9,7 @@ and nothing of the doc is cut.
 """
 import warnings
 import weakref
+from itertools import chain
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -355,11 +356,12 @@ def pad_rows(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = numpy.full((n_rows, seq_len), pad_id, dtype="int64")
     token_type_ids = numpy.zeros((n_rows, seq_len), dtype="int64")
-    attention_mask = numpy.zeros((n_rows, seq_len), dtype="float32")
-    for r, (row, types) in enumerate(zip(all_rows, all_types)):
-        input_ids[r, : len(row)] = row
-        token_type_ids[r, : len(row)] = types
-        attention_mask[r, : len(row)] = 1.0
+    row_lengths = numpy.asarray([len(r) for r in all_rows], dtype="int64")
+    attention_mask = (numpy.arange(seq_len)[None, :] < row_lengths[:, None]).astype("float32")
+    if n_rows:  # every row's wordpieces in one assignment
+        where = attention_mask.astype(bool)
+        input_ids[where] = numpy.fromiter(chain.from_iterable(all_rows), dtype="int64", count=int(row_lengths.sum()))
+        token_type_ids[where] = numpy.fromiter(chain.from_iterable(all_types), dtype="int64", count=int(row_lengths.sum()))
     vocab = _id_to_string(tokenizer)
     strings = [[vocab[i] for i in row] if max(row) < len(vocab) else tokenizer.convert_ids_to_tokens(row)
                for row in all_rows]

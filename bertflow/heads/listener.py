@@ -69,7 +69,13 @@ def _check_width(model: BertflowListener, outputs: List[TransformerData]) -> Non
     other outputs would fail deep inside a matrix product."""
     if model.has_dim("nO") is not True:
         return
+    seen = set()  # docs of one store share one width: check the store once
     for data in outputs:
+        store = getattr(data, "store", None)
+        if store is not None:
+            if id(store) in seen:
+                continue
+            seen.add(id(store))
         hidden = data.model_output.get("last_hidden_state") if data is not None else None
         if hidden is not None and hidden.size and hidden.shape[-1] != model.get_dim("nO"):
             raise BertflowError(Errors.E015.format(expected=model.get_dim("nO"), got=hidden.shape[-1]))
@@ -81,8 +87,7 @@ def token_vectors(pooling: Model[Ragged, Floats2d], grad_factor: float = 1.0) ->
     gathered with one index array and pooled in one call per store; other docs
     go through spacy-transformers' ``trfs2arrays`` (the same gather and
     pooling, per doc). Gradients into the encoder are scaled by ``grad_factor``."""
-    return Model("token_vectors", _token_forward, layers=[pooling], attrs={"grad_factor": grad_factor},
-                 init=lambda model, X=None, Y=None: None)
+    return Model("token_vectors", _token_forward, layers=[pooling], attrs={"grad_factor": grad_factor})
 
 
 def _token_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
