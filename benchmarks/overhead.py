@@ -181,7 +181,10 @@ def checkout(ref: str) -> Path:
 
 def spawn(args, tree: Path) -> dict:
     paths = [str(tree)] + [str(p) for p in sorted((tree / "plugins").iterdir()) if p.is_dir()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "TOKENIZERS_PARALLELISM": "false"}
+    # one thread everywhere: the pipeline's own work is single-threaded, and idle pool threads that spin
+    # would count as CPU time
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "TOKENIZERS_PARALLELISM": "false",
+           **{var: str(args.threads) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     cmd = [sys.executable, __file__, "--worker", "--data", str(args.data), "--n", str(args.n),
            "--batches", args.batches, "--repeats", str(args.repeats), "--threads", str(args.threads),
            "--encoder", args.encoder, "--gpu-id", str(args.gpu_id)]
