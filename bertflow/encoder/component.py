@@ -256,7 +256,8 @@ class Encoder(Transformer):
                     failed.update(indices)
             try:
                 # one store for the whole buffer: a head's batch (docs in input order, from any of the
-                # sub-batches) then gathers its inputs with one index array
+                # sub-batches) then gathers its inputs with one index array. split_docs fills each
+                # pass's doc_data with views into it, which set_annotations hands to the docs.
                 split_docs([predictions for _, _, predictions in done])
                 for _, subbatch, predictions in done:
                     self.set_annotations(subbatch, predictions)

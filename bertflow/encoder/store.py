@@ -8,7 +8,8 @@ keeps the outputs of every doc of an encoder pass (or of the sub-batches of
 one sort buffer, concatenated) flat, one row per wordpiece position, with the
 per-doc and per-row bookkeeping as integer arrays. A head given docs from one
 store gathers what it needs for all of them with one index array
-(``OutputStore.positions``) and reduces it with one segment operation, instead
+(``OutputStore.token_entries``, ``OutputStore.pooled``) and reduces it with
+one segment operation, instead
 of a loop over docs; a few array operations per batch, whatever its size, which
 is what a GPU needs. Docs from elsewhere (a plain ``TransformerData``) take the
 per-doc path, with the same arithmetic.
@@ -21,17 +22,13 @@ from spacy_transformers.data_classes import TransformerData, WordpieceBatch
 from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
-POOLED = ("cls", "pooler", "mean", "max", "mean_all")
-
-
 def ragged_range(starts: numpy.ndarray, counts: numpy.ndarray) -> numpy.ndarray:
     """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])``, without the loop."""
     counts = numpy.asarray(counts, dtype="int64")
     total = int(counts.sum())
     if not total:
         return numpy.zeros((0,), dtype="int64")
-    ends = numpy.cumsum(counts)
-    return numpy.repeat(numpy.asarray(starts, dtype="int64") - (ends - counts), counts) + numpy.arange(total)
+    return numpy.repeat(numpy.asarray(starts, dtype="int64") - _starts(counts), counts) + numpy.arange(total)
 
 
 @dataclass
@@ -152,17 +149,22 @@ class OutputStore:
 
     def doc_output(self, d: int, wordpieces: WordpieceBatch, align: Ragged) -> DocOutput:
         """Doc ``d``'s ``DocOutput``: views of its rows, shaped (rows, seq_len, width)."""
-        start, n, seq = int(self.pos_start[d]), int(self.n_rows[d]), int(self.seq_len[d])
         out = ModelOutput()
         for key, value in self.outputs.items():
-            if key == "pooler_output":
-                r = int(self.row_start[d])
-                out[key] = value[r: r + n]
-            elif isinstance(value, list):
-                out[key] = [v[start: start + n * seq].reshape(n, seq, v.shape[-1]) for v in value]
-            else:
-                out[key] = value[start: start + n * seq].reshape(n, seq, value.shape[-1])
+            out[key] = [self.doc_view(d, key, v) for v in value] if isinstance(value, list) \
+                else self.doc_view(d, key, value)
         return DocOutput(wordpieces=wordpieces, model_output=out, align=align, store=self, index=d)
+
+    def doc_view(self, d: int, key: str, flat):
+        """Doc ``d``'s part of ``flat`` (an array shaped like ``outputs[key]``,
+        e.g. its gradient), shaped as the doc's own output: its rows of
+        "pooler_output", else (rows, seq_len, width)."""
+        n = int(self.n_rows[d])
+        if key == "pooler_output":
+            r = int(self.row_start[d])
+            return flat[r: r + n]
+        start, seq = int(self.pos_start[d]), int(self.seq_len[d])
+        return flat[start: start + n * seq].reshape(n, seq, flat.shape[-1])
 
     # ---- what heads gather, for docs ``D`` (indices into this store) ----
 
@@ -190,17 +192,8 @@ class OutputStore:
     def doc_gradients(self, D: numpy.ndarray, key: str, d_flat, docs: Sequence[TransformerData]) -> List[TransformerData]:
         """Per-doc gradients (views of ``d_flat``, shaped like each doc's
         ``key`` output) for the docs ``D``, as listeners hand them back."""
-        result = []
-        for d, data in zip(D, docs):
-            start, n, seq = int(self.pos_start[d]), int(self.n_rows[d]), int(self.seq_len[d])
-            if key == "pooler_output":
-                r = int(self.row_start[d])
-                grad = d_flat[r: r + n]
-            else:
-                grad = d_flat[start: start + n * seq].reshape(n, seq, d_flat.shape[-1])
-            result.append(TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput({key: grad}),
-                                          align=data.align))
-        return result
+        return [TransformerData(wordpieces=data.wordpieces, model_output=ModelOutput({key: self.doc_view(int(d), key, d_flat)}),
+                                align=data.align) for d, data in zip(D, docs)]
 
 
 def _starts(counts) -> numpy.ndarray:
