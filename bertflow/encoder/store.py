@@ -201,6 +201,12 @@ def _starts(counts) -> numpy.ndarray:
     return numpy.cumsum(counts) - counts
 
 
+def has_output(data: TransformerData) -> bool:
+    """Whether ``data`` holds encoder outputs (a doc without tokens has none)."""
+    hidden = data.model_output.get("last_hidden_state")
+    return hidden is not None and hidden.size > 0
+
+
 def store_groups(datas: Sequence[TransformerData]) -> Optional[List[Tuple[OutputStore, numpy.ndarray, numpy.ndarray]]]:
     """The docs with outputs, grouped by the store they are views into:
     (store, their indices in the store, their positions in ``datas``), in order
@@ -208,7 +214,7 @@ def store_groups(datas: Sequence[TransformerData]) -> Optional[List[Tuple[Output
     store (a plain ``TransformerData``): the caller takes its per-doc path."""
     groups: Dict[int, Tuple[OutputStore, List[int], List[int]]] = {}
     for i, data in enumerate(datas):
-        if "last_hidden_state" not in data.model_output or data.model_output["last_hidden_state"].size == 0:
+        if not has_output(data):
             continue
         store = getattr(data, "store", None)
         if store is None:

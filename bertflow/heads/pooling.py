@@ -18,7 +18,7 @@ from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
-from ..encoder.store import ragged_range, store_groups
+from ..encoder.store import has_output, ragged_range, store_groups
 from ..errors import BertflowError, Errors
 from .listener import encoder_output, known_width
 
@@ -48,11 +48,6 @@ def pooled_rows(data: TransformerData, mode: str) -> numpy.ndarray:
     return numpy.unique(numpy.asarray(data.align.dataXd))
 
 
-def _live(data: TransformerData) -> bool:
-    hidden = data.model_output.get("last_hidden_state")
-    return hidden is not None and hidden.size > 0
-
-
 def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool):
     """Batched: the docs that are views into one ``OutputStore`` are pooled
     with one gather and one segment reduction per store; any other doc on
@@ -60,7 +55,7 @@ def _pool_forward(model: Model, trf_datas: List[TransformerData], is_train: bool
     mode = model.attrs["mode"]
     ops = model.ops
     key = "pooler_output" if mode == "pooler" else "last_hidden_state"
-    live = [i for i, data in enumerate(trf_datas) if _live(data)]
+    live = [i for i, data in enumerate(trf_datas) if has_output(data)]
     if mode == "pooler" and any("pooler_output" not in trf_datas[i].model_output for i in live):
         raise BertflowError(Errors.E014.format(layers=model.attrs["layers"]))
     width = trf_datas[live[0]].model_output["last_hidden_state"].shape[-1] if live else 0

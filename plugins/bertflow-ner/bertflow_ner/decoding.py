@@ -4,6 +4,8 @@ from typing import List, Sequence, Tuple
 
 import numpy
 
+from bertflow.api import ragged_range
+
 SCHEMES = ("BIO", "BILUO")
 
 
@@ -76,16 +78,9 @@ def viterbi_ragged(
     broken = ~allowed[best[:-1], best[1:]] & (doc_of[:-1] == doc_of[1:])  # a forbidden step inside a doc
     redo = numpy.union1d(live[bad], doc_of[:-1][broken])
     if len(redo):
-        rows = _ragged_rows(first_of=numpy.cumsum(lengths) - lengths, lengths=lengths, docs=redo)
+        rows = ragged_range((numpy.cumsum(lengths) - lengths)[redo], lengths[redo])
         best[rows] = _viterbi(log_probs[rows], lengths[redo], start, allowed, end)
     return best
-
-
-def _ragged_rows(first_of: numpy.ndarray, lengths: numpy.ndarray, docs: numpy.ndarray) -> numpy.ndarray:
-    """The rows of ``docs`` in a concatenation whose doc d starts at row ``first_of[d]``."""
-    counts = lengths[docs]
-    ends = numpy.cumsum(counts)
-    return numpy.repeat(first_of[docs] - (ends - counts), counts) + numpy.arange(int(counts.sum()))
 
 
 def _viterbi(log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndarray, allowed: numpy.ndarray,

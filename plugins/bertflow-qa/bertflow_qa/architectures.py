@@ -157,7 +157,7 @@ def _store_plan(model: Model, store, D: numpy.ndarray):
     dst_cls = numpy.repeat(base, store.n_rows[D])
     w_cls = numpy.repeat(1.0 / store.n_rows[D], store.n_rows[D])
     entries, lengths = store.token_entries(D)
-    dst_tok = numpy.repeat(base + 1, n_tok) + ragged_range(numpy.zeros_like(n_tok), n_tok)
+    dst_tok = ragged_range(base + 1, n_tok)
     if model.attrs["wordpieces"] == "first":
         has = lengths > 0
         src_tok = entries[(lengths.cumsum() - lengths)[has]]
