@@ -36,7 +36,8 @@ Groups:
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``;
 - discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
-- testing: ``write_tiny_bert``, ``tiny_encoder_config``, ``run_project`` (the pytest fixtures
+- testing: ``write_tiny_bert``, ``tiny_encoder_config``, ``run_project`` (a project's workflow),
+  ``run_cli`` (a command line in this process, output captured) (the pytest fixtures
   ``tiny_bert_dir`` and ``nlp_tiny`` come with the ``bertflow`` pytest plugin).
 """
 import importlib
@@ -73,7 +74,7 @@ _WHERE = {
     # errors and discovery
     "BertflowError": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".encoder_names", "make_config": ".config",
     # testing
-    "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny", "run_project": ".testing",
+    "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny", "run_project": ".testing", "run_cli": ".testing",
 }
 
 __all__ = list(_WHERE)

@@ -8,7 +8,7 @@ point, so every plugin's tests can use them without importing anything).
 - ``fresh_plugin_manager``: a PluginManager with the hookspecs and no plugins.
 """
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Sequence, Union
 
 import pytest
 
@@ -81,22 +81,141 @@ def torch_adamw(params, lr: float, weight_decay: float):
                              lr=lr, eps=1e-8)
 
 
-def run_project(project_dir: Union[str, Path], tmp_path: Union[str, Path], workflow: str = "all",
-                **variables: object) -> Path:
+def run_project(project_dir: Union[str, Path], tmp_path: Union[str, Path], workflow: str = "all", *,
+                in_process: bool = True, **variables: object) -> Path:
     """Copy a spaCy project (without its outputs) to ``tmp_path`` and run a
-    workflow as a user would: ``python -m spacy project run WORKFLOW . --vars.X Y``.
-    Returns the copy's path; fails the test with the output's tail on error."""
+    workflow (or one command) with ``--vars.NAME VALUE`` overrides as
+    ``spacy project run`` does. Returns the copy's path; fails the test with
+    the failing command on error.
+
+    ``in_process=True`` (default): weasel runs the workflow in this process —
+    its variables, deps, outputs and lock file as usual — and each script line
+    ``python -m bertflow ...`` or ``python -m spacy ...`` (also under a
+    one-process ``python -m torch.distributed.run ... -m bertflow ...``) runs
+    here with exactly those arguments, so a project test does not pay for a
+    new interpreter that imports torch, spaCy and transformers per command
+    (about 10 s each on a 2-core machine). Other lines run as subprocesses.
+    ``in_process=False``: ``python -m spacy project run WORKFLOW DIR --vars...``
+    in a subprocess, exactly as a user types it."""
     import shutil
     import subprocess
     import sys
-    from pathlib import Path
 
     project = Path(tmp_path) / Path(project_dir).name
     shutil.copytree(project_dir, project, ignore=shutil.ignore_patterns(
         "corpus", "training", "metrics", "packages", "project.lock"))
     args = [f"--vars.{key}={value}" for key, value in variables.items()]
+    if in_process:
+        _run_workflow_here(project, workflow, args)
+        return project
     result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", workflow, str(project), *args],
                             capture_output=True, text=True, cwd=str(project))
     if result.returncode != 0:
         pytest.fail(f"spacy project run {workflow} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return project
+
+
+def _bertflow_main() -> None:
+    from .cli import main
+
+    main()
+
+
+def _spacy_main() -> None:
+    from spacy.cli import setup_cli
+
+    setup_cli()
+
+
+# what ``python -m MODULE`` runs, for the modules whose script lines run_project runs in this process
+IN_PROCESS_MODULES = {"bertflow": _bertflow_main, "spacy": _spacy_main}
+
+
+def _run_workflow_here(project: Path, workflow: str, args: list) -> None:
+    from weasel.cli import run as weasel_run
+    from weasel.util import parse_config_overrides
+
+    subprocess_run = weasel_run.run_command
+
+    def run_command(command, capture: bool = False):
+        here = _module_command(command)
+        if here is None:
+            return subprocess_run(command, capture=capture)
+        _run_module_here(*here, shown=" ".join(map(str, command)))
+
+    weasel_run.run_command = run_command
+    try:
+        weasel_run.project_run(project, workflow, overrides=parse_config_overrides(args))
+    except SystemExit as exit:  # weasel's own failures: a missing dependency, an unknown command
+        if exit.code not in (0, None):
+            pytest.fail(f"spacy project run {workflow} failed (exit code {exit.code}); see the output above")
+    finally:
+        weasel_run.run_command = subprocess_run
+
+
+def _module_command(command: list):
+    """(module, arguments) for a ``python -m MODULE ...`` line that can run in
+    this process, else None. A one-process torch.distributed.run launch is the
+    module it launches."""
+    import sys
+
+    if len(command) < 3 or command[0] != sys.executable or command[1] != "-m":
+        return None
+    module, args = command[2], list(command[3:])
+    if module == "torch.distributed.run":
+        if "-m" not in args:
+            return None
+        at = args.index("-m")
+        launcher = " ".join(args[:at]).replace("_", "-").replace("=", " ").split()
+        if "--nproc-per-node" not in launcher or launcher[launcher.index("--nproc-per-node") + 1] != "1":
+            return None  # several ranks need their own processes
+        module, args = args[at + 1], args[at + 2:]
+    return (module, args) if module in IN_PROCESS_MODULES else None
+
+
+class CliResult(NamedTuple):
+    """What a command line left: its exit code and its output."""
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(args: Sequence[str], module: str = "bertflow") -> CliResult:
+    """``python -m MODULE ARGS`` (``bertflow`` or ``spacy``) in this process,
+    its output captured: the test of a command's arguments, messages and exit
+    code without a new interpreter. An exception that escapes the command is
+    what a user would see as a traceback: exit code 1 and the traceback on
+    stderr. (Start-up behaviour of a fresh interpreter needs a subprocess.)"""
+    import contextlib
+    import io
+    import os
+    import sys
+    import traceback
+
+    argv, cwd = sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = [module, *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                IN_PROCESS_MODULES[module]()
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+                if not isinstance(exit.code, (int, type(None))):
+                    err.write(f"{exit.code}\n")
+            except Exception:  # noqa: BLE001  (what a user would get as a traceback)
+                code = 1
+                err.write(traceback.format_exc())
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def _run_module_here(module: str, args: list, shown: str) -> None:
+    result = run_cli(args, module)
+    sys_out = result.stdout + result.stderr
+    print(sys_out)
+    if result.code != 0:
+        pytest.fail(f"`{shown}` exited with code {result.code}:\n{sys_out[-3000:]}")

@@ -2,8 +2,6 @@
 (issue #22, item 2), and converters that say what is wrong with a bad file
 instead of a traceback or a silent change (issue #21, items 10-11)."""
 import json
-import subprocess
-import sys
 
 import pytest
 import spacy
@@ -13,6 +11,7 @@ from typer.testing import CliRunner
 from bertflow.cli import app, task_alias
 from bertflow.convert import convert, describe_options, parse_options
 from bertflow.errors import BertflowError
+from bertflow.testing import run_cli
 
 
 def invoke(*args):
@@ -45,10 +44,8 @@ def test_the_task_first_form_is_an_alias():
 
 
 def test_the_alias_runs_from_the_command_line(sst, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "bertflow", "textcat", "convert", str(sst),
-                             str(tmp_path / "o.spacy"), "--label-map", "0=NEGATIVE,1=POSITIVE"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = run_cli(["textcat", "convert", sst, tmp_path / "o.spacy", "--label-map", "0=NEGATIVE,1=POSITIVE"])
+    assert result.code == 0, result.stderr
     assert len(docs(tmp_path / "o.spacy")) == 2
 
 

@@ -2,8 +2,6 @@
 a teacher into itself, heads that sit it out, saving, packaging, the CLI and
 bad input."""
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import bertflow
 from bertflow.api import cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
 from bertflow.distillation import make_student, parse_layers, student_layer_indices
 from bertflow.errors import BertflowError
+from bertflow.testing import run_cli
 
 TRAIN = [  # text, label, entities as (text, label)
     ("steve jobs founded apple in new york", "POSITIVE", [("steve jobs", "PER"), ("new york", "LOC")]),
@@ -302,21 +301,17 @@ def test_output_directories_are_never_clobbered(teacher_dir, data_files, tmp_pat
 
 def test_cli_distills_and_reports(teacher_dir, data_files, tmp_path):
     out = tmp_path / "cli_student"
-    result = subprocess.run(
-        [sys.executable, "-m", "bertflow", "distill", str(teacher_dir), str(out), "--data",
-         str(data_files / "texts.txt"), "--student-layers", "0,3", "--steps", "4", "--batch-size", "4",
-         "--weight", "similarity=0", "--report", str(tmp_path / "report.json")],
-        capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = run_cli(["distill", teacher_dir, out, "--data", data_files / "texts.txt", "--student-layers", "0,3",
+                      "--steps", "4", "--batch-size", "4", "--weight", "similarity=0", "--report",
+                      tmp_path / "report.json"])
+    assert result.code == 0, result.stderr
     assert "2-layer student (layers [0, 3] of 4)" in result.stdout
     assert "textcat: loss" in result.stdout and "similarity: not distilled (its weight is 0)" in result.stdout
     assert "mlm: not distilled" in result.stdout
     assert json.loads((tmp_path / "report.json").read_text())["distilled"] == ["textcat", "ner"]
     assert spacy.load(out)("steve ran").cats
-    bad = subprocess.run([sys.executable, "-m", "bertflow", "distill", str(teacher_dir), str(tmp_path / "x"),
-                          "--data", str(data_files / "texts.txt"), "--student-layers", "9"],
-                         capture_output=True, text=True)
-    assert bad.returncode != 0 and "can't have 9 layers" in bad.stderr + bad.stdout
+    bad = run_cli(["distill", teacher_dir, tmp_path / "x", "--data", data_files / "texts.txt", "--student-layers", "9"])
+    assert bad.code != 0 and "can't have 9 layers" in bad.stderr + bad.stdout
     assert "Traceback" not in bad.stderr
 
 

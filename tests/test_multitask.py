@@ -17,7 +17,7 @@ from thinc.api import Adam
 import bertflow
 from bertflow.corpus import create_corpus_reader
 from bertflow.errors import BertflowError
-from bertflow.testing import run_project
+from bertflow.testing import run_cli, run_project
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"
 SAMPLE = Path(__file__).resolve().parent / "data" / "multitask_sample"
@@ -175,9 +175,9 @@ def test_a_negative_learn_rate_scale_is_refused_with_the_fix():
 
 
 def bertflow_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "bertflow", *map(str, args)], capture_output=True, text=True)
+    result = run_cli(args)
     if check:
-        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.code == 0, result.stderr[-2000:]
     return result
 
 
@@ -308,4 +308,4 @@ def test_annotate_with_two_processes_matches_one(project, tmp_path):
         assert x.get("ents") == y.get("ents") and x.get("error", "").split(":")[-1] == y.get("error", "").split(":")[-1]
         assert x.get("cats", {}) == pytest.approx(y.get("cats", {}), abs=1e-5)
     refused = bertflow_cli("annotate", model, src, tmp_path / "v.jsonl", "--n-process", 2, "--vectors", check=False)
-    assert refused.returncode != 0 and "--vectors needs --n-process 1" in refused.stderr
+    assert refused.code != 0 and "--vectors needs --n-process 1" in refused.stderr

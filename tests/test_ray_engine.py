@@ -219,6 +219,7 @@ def test_clear_errors(cluster, model, tmp_path, monkeypatch):
 def test_a_bad_address_fails_fast_and_leaves_nothing(model, tmp_path):
     src = _write_texts(tmp_path / "texts.txt", 5)
     out = tmp_path / "out.jsonl"
+    # a fresh process: in this one Ray is already up (the module's cluster)
     result = subprocess.run([sys.executable, "-m", "bertflow", "annotate", str(model), str(src), str(out),
                              "--engine", "ray", "--address", "127.0.0.1:9"], capture_output=True, text=True,
                             timeout=120)

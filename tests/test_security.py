@@ -8,8 +8,6 @@ the test's temp dir, and that the planted code never ran.
 import io
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import spacy
@@ -21,7 +19,7 @@ from bertflow.encoder.model import Encoder
 from bertflow.encoder.serialization import UnsafeModelError
 from bertflow.errors import BertflowError
 from bertflow.loading import load_pipeline
-from bertflow.testing import tiny_encoder_config
+from bertflow.testing import run_cli, tiny_encoder_config
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +164,8 @@ def test_garbage_meta_or_config_is_one_line_on_the_cli(saved, tmp_path, name, ga
     shutil.copytree(saved, target)
     (target / name).write_text(garbage)
     (tmp_path / "in.txt").write_text("hello\n")
-    result = subprocess.run([sys.executable, "-m", "bertflow", "annotate", str(target), str(tmp_path / "in.txt"),
-                             str(tmp_path / "out.jsonl")], capture_output=True, text=True)
-    assert result.returncode == 1
+    result = run_cli(["annotate", target, tmp_path / "in.txt", tmp_path / "out.jsonl"])
+    assert result.code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert str(target / name) in lines[0] and "download it again" in lines[0]

@@ -7,6 +7,8 @@ import spacy
 from spacy.cli.init_config import fill_config
 from spacy.tokens import DocBin
 
+from bertflow.testing import run_cli
+
 CONFIG = """
 [paths]
 train = null
@@ -135,11 +137,9 @@ def test_lr_sweep_prints_a_config_error_as_one_message(tmp_path, tiny_bert_dir):
     good = (tmp_path / "good.cfg").read_text()
     assert 'precision = "fp32"' in good
     (tmp_path / "bad.cfg").write_text(good.replace('precision = "fp32"', 'precision = "int4"'))
-    result = subprocess.run(
-        [sys.executable, "-m", "bertflow", "lr-sweep", str(tmp_path / "bad.cfg"), str(tmp_path / "sweep"), "--lrs", "1e-4",
-         "--code", str(code), "--paths.train", str(tmp_path / "train.spacy"), "--paths.dev",
-         str(tmp_path / "train.spacy"), "--paths.encoder", str(tiny_bert_dir)],
-        capture_output=True, text=True, cwd=str(Path(__file__).parent))
-    assert result.returncode == 1
+    result = run_cli(["lr-sweep", tmp_path / "bad.cfg", tmp_path / "sweep", "--lrs", "1e-4", "--code", code,
+                      "--paths.train", tmp_path / "train.spacy", "--paths.dev", tmp_path / "train.spacy",
+                      "--paths.encoder", tiny_bert_dir])
+    assert result.code == 1
     assert "Traceback" not in result.stderr
     assert "✘ spacy train for lr=0.0001: Unknown precision 'int4' for the encoder" in result.stderr

@@ -364,15 +364,13 @@ def test_pretrain_project_exports_a_transformers_model(tmp_path, tiny_bert_dir):
 
 
 def test_convert_writes_raw_text_docs(tmp_path):
-    import subprocess
-    import sys
-
     from spacy.tokens import DocBin
 
+    from bertflow.api import run_cli
+
     (tmp_path / "in.txt").write_bytes("第一段 文字\n\nsecond paragraph\nstill second\n".encode("utf8"))
-    result = subprocess.run([sys.executable, "-m", "bertflow", "convert", "mlm", str(tmp_path / "in.txt"),
-                             str(tmp_path / "out.spacy"), "--paragraphs"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = run_cli(["convert", "mlm", tmp_path / "in.txt", tmp_path / "out.spacy", "--paragraphs"])
+    assert result.code == 0, result.stderr
     assert "2 docs" in result.stdout + result.stderr
     docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
     assert [d.text for d in docs] == ["第一段 文字", "second paragraph still second"]

@@ -29,3 +29,12 @@ def test_project_ner_all_on_sample(tmp_path, tiny_bert_dir):
     assert nlp.get_pipe("ner").labels == ("LOC", "MISC", "ORG", "PER")  # every label of the sample
     doc = nlp("Peter Blackburn visited Brussels .")
     assert doc.has_annotation("ENT_IOB") and doc.text == "Peter Blackburn visited Brussels ."
+
+
+def test_project_command_runs_as_a_user_types_it(tmp_path):
+    """`spacy project run convert` in a subprocess, exactly as typed (the other project tests run the
+    workflow in the test's process): weasel starts the plugin's converter through `python -m bertflow`."""
+    project = run_project(PROJECT, tmp_path, workflow="convert", in_process=False, data_dir=PROJECT / "assets")
+    assert (project / "corpus" / "ner" / "train.spacy").stat().st_size > 0
+    assert (project / "corpus" / "ner" / "dev.spacy").stat().st_size > 0
+    assert "convert" in (project / "project.lock").read_text()

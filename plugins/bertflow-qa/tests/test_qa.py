@@ -324,16 +324,14 @@ def test_converter_bad_json_names_the_line(tmp_path):
 
 
 def test_convert_cli(tmp_path):
-    import subprocess
-    import sys
+    from bertflow.api import run_cli
+
     qas = [{"id": "a", "question": "What animal?", "answers": [{"text": "cat", "answer_start": 4}]}]
-    ok = subprocess.run([sys.executable, "-m", "bertflow", "qa", "convert", str(squad_file(tmp_path, qas)),
-                         str(tmp_path / "o.spacy")], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
+    ok = run_cli(["qa", "convert", squad_file(tmp_path, qas), tmp_path / "o.spacy"])
+    assert ok.code == 0, ok.stderr
     assert "1 questions over 1 contexts" in ok.stdout and (tmp_path / "o.spacy").exists()
-    bad = subprocess.run([sys.executable, "-m", "bertflow", "qa", "convert", str(tmp_path / "missing.json"),
-                          str(tmp_path / "o2.spacy")], capture_output=True, text=True)
-    assert bad.returncode != 0 and "missing.json" in bad.stderr and "not found" in bad.stderr
+    bad = run_cli(["qa", "convert", tmp_path / "missing.json", tmp_path / "o2.spacy"])
+    assert bad.code != 0 and "missing.json" in bad.stderr and "not found" in bad.stderr
 
 
 def test_displacy_renders_answers_and_entities(trained):

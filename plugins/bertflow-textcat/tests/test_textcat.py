@@ -151,18 +151,15 @@ def test_textcat_convert_jsonl_multilabel(tmp_path):
 
 
 def test_textcat_plugin_hooks_and_cli(tmp_path):
-    import subprocess
-    import sys
-
-    from bertflow.api import get_tasks
+    from bertflow.api import get_tasks, run_cli
 
     assert get_tasks()["textcat"].factory == "bertflow_textcat"
     src = tmp_path / "in.tsv"
     src.write_text("text\tlabel\ngood\tpos\nbad\tneg\nbroken line\n")
 
     def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "bertflow", *args], capture_output=True, text=True)
-        return result.returncode, result.stdout + result.stderr
+        result = run_cli(args)
+        return result.code, result.stdout + result.stderr
 
     code, out = cli("convert", "textcat", str(src), str(tmp_path / "o.spacy"))
     assert code == 1 and "in.tsv:4: expected 2 tab-separated columns" in out

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import spacy
 
-from bertflow.api import run_project
+from bertflow.api import run_cli, run_project
 
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "textcat"
 
@@ -25,21 +25,16 @@ def test_project_textcat_all_on_sample(tmp_path, tiny_bert_dir):
 def test_project_textcat_lr_sweep_keeps_best(tmp_path, tiny_bert_dir):
     from bertflow_textcat.convert import convert
 
-    import json
-    import subprocess
-    import sys
-
     corpus = tmp_path / "corpus"
     label_map = {"0": "NEGATIVE", "1": "POSITIVE"}
     convert(PROJECT / "assets" / "sst2_sample_train.tsv", corpus / "train.spacy", label_map=label_map)
     convert(PROJECT / "assets" / "sst2_sample_dev.tsv", corpus / "dev.spacy", label_map=label_map)
-    result = subprocess.run(
-        [sys.executable, "-m", "bertflow", "lr-sweep", str(PROJECT / "configs" / "textcat.cfg"), str(tmp_path / "sweep"),
-         "--lrs", "5e-5,2e-5", "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
-         "--paths.encoder", str(tiny_bert_dir), "--training.max_steps", "2",
-         "--training.optimizer.learn_rate.total_steps", "2", "--training.optimizer.learn_rate.warmup_steps", "1"],
-        capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_cli(
+        ["lr-sweep", PROJECT / "configs" / "textcat.cfg", tmp_path / "sweep", "--lrs", "5e-5,2e-5",
+         "--paths.train", corpus / "train.spacy", "--paths.dev", corpus / "dev.spacy", "--paths.encoder", tiny_bert_dir,
+         "--training.max_steps", "2", "--training.optimizer.learn_rate.total_steps", "2",
+         "--training.optimizer.learn_rate.warmup_steps", "1"])
+    assert result.code == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [run["lr"] for run in summary["runs"]] == [5e-5, 2e-5]
     best = max(summary["runs"], key=lambda r: r["score"])
