@@ -244,7 +244,7 @@ class Errors:
     E071 = "{what} must be a function or a 'package.module:function' string, not {value!r}."
     # bertflow/training.py
     E072 = 'Config not found: {config_path}'
-    E073 = 'spacy train failed for lr={lr:g} (exit {result_returncode}); see the log above.'
+    E073 = 'spacy train failed for lr={lr:g} (exit code {result_returncode}); its message is above.'
     E074 = (
         "Building the {kind} of {path} failed (python -m build). The package directory is there; fix the "
         "problem below and run python -m build in it. Output:\n{tail}"

@@ -1,12 +1,11 @@
 """Training helpers that every task shares (no task-specific code)."""
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import srsly
+from spacy.cli._util import import_code, parse_config_overrides
+from spacy.cli.train import train as spacy_train
 from spacy.util import load_config
 
 from .errors import BertflowError, Errors
@@ -19,26 +18,16 @@ def weighted_score(performance: Dict[str, float], weights: Dict[str, Optional[fl
     return sum((w or 0.0) * (performance.get(key) or 0.0) for key, w in weights.items())
 
 
-_USER_ERROR = re.compile(r"^bertflow\.[\w.]*\.(?:\w*Error): (.+)$")
-
-
-def _run_showing_output(cmd: List[str]) -> "tuple[int, Optional[str]]":
-    """Run ``cmd``, passing its output through; RETURNS its exit code and, when it
-    failed on a bertflow error (a user mistake), that error's message. A
-    traceback ending in a bertflow error is replaced by the message alone."""
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    held: List[str] = []
-    for line in proc.stderr:  # hold a traceback until we know how it ends
-        if held or line.startswith("Traceback"):
-            held.append(line)
-        else:
-            sys.stderr.write(line)
-    returncode = proc.wait()
-    match = next((m for m in map(_USER_ERROR.match, reversed(held)) if m), None) if returncode else None
-    if match is None:
-        sys.stderr.write("".join(held))
-        return returncode, None
-    return returncode, match.group(1).strip()
+def _code_option(args: Sequence[str]) -> "tuple[Optional[str], List[str]]":
+    """``--code PATH`` (spacy train's option for a file of registered functions) and the other arguments."""
+    args, code = list(args), None
+    for i, arg in enumerate(args):
+        if arg == "--code" and i + 1 < len(args):
+            code = args[i + 1]
+            return code, args[:i] + args[i + 2:]
+        if arg.startswith("--code="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1:]
+    return code, args
 
 
 def lr_sweep(
@@ -50,31 +39,37 @@ def lr_sweep(
     overrides: Sequence[str] = (),
     lr_key: str = "training.optimizer.learn_rate.initial_rate",
 ) -> Dict[str, object]:
-    """Train once per learning rate with ``spacy train``, keep the best on dev.
+    """Train once per learning rate with ``spacy train`` (in this process), keep the best on dev.
 
     config_path (Path): the training config.
     output_dir (Path): gets ``lr-<lr>/`` per run, ``best/`` (a copy of the best
         model-best), ``sweep.json`` and ``sweep.md``.
     lrs (Sequence[float]): learning rates; default the BERT paper's grid.
     gpu_id (int): as ``spacy train --gpu-id``.
-    overrides (Sequence[str]): extra ``--section.key value`` arguments for spacy train.
+    overrides (Sequence[str]): extra ``--section.key value`` arguments for spacy train, and its
+        ``--code PATH``.
     RETURNS (Dict[str, object]): the runs (lr, score, metrics) and the best lr.
     """
     config_path, output_dir = Path(config_path), Path(output_dir)
     if not config_path.exists():
         raise BertflowError(Errors.E072.format(config_path=config_path))
     weights = load_config(config_path, interpolate=False)["training"].get("score_weights", {})
+    code, overrides = _code_option(overrides)
+    if code is not None:
+        import_code(code)
     runs: List[Dict[str, object]] = []
     for lr in lrs:
         run_dir = output_dir / f"lr-{lr:g}"
-        cmd = [sys.executable, "-m", "spacy", "train", str(config_path), "--output", str(run_dir),
-               "--gpu-id", str(gpu_id), f"--{lr_key}", repr(float(lr)), *overrides]
-        print(f"[lr-sweep] lr={lr:g}: {' '.join(cmd[2:])}", flush=True)
-        returncode, user_error = _run_showing_output(cmd)
-        if user_error is not None:  # a bad config or input: the message, not spacy train's traceback
-            raise BertflowError(f"spacy train for lr={lr:g}: {user_error}")
-        if returncode != 0:
-            raise BertflowError(Errors.E073.format(lr=lr, result_returncode=returncode))
+        args = [*overrides, f"--{lr_key}", repr(float(lr))]
+        print(f"[lr-sweep] lr={lr:g}: spacy train {config_path} --output {run_dir} {' '.join(args)}", flush=True)
+        # in this process, one run after another (each seeds itself from the config, as spacy train does)
+        try:
+            spacy_train(config_path, run_dir, use_gpu=gpu_id, overrides=parse_config_overrides(args))
+        except BertflowError as err:  # a bad config or input: the message, not a traceback
+            raise BertflowError(f"spacy train for lr={lr:g}: {err}") from None
+        except SystemExit as exit:  # spaCy's own config validation prints its message and exits
+            if exit.code not in (0, None):
+                raise BertflowError(Errors.E073.format(lr=lr, result_returncode=exit.code)) from None
         meta = srsly.read_json(run_dir / "model-best" / "meta.json")
         perf = {k: v for k, v in meta.get("performance", {}).items() if isinstance(v, (int, float))}
         runs.append({"lr": lr, "score": weighted_score(perf, weights), "performance": perf,

@@ -101,7 +101,9 @@ def _exactly_once(records: list, expected: dict) -> None:
     assert sorted(keys) == sorted((name, row) for name, n in expected.items() for row in range(n))
 
 
-def test_ray_writes_what_the_local_engine_writes(cluster, model, tmp_path):
+def test_ray_writes_what_the_local_engine_writes_and_a_rerun_redoes_only_what_is_missing(cluster, model, tmp_path):
+    """Two workers write the local engine's records; after a shard is lost, another is cut short and a
+    dead worker's temp file is left, a rerun (one worker) writes only those rows, exactly once."""
     src = _write_texts(tmp_path / "texts.txt", 150)
     report = _ray(model, src, tmp_path / "out.jsonl", workers=2)
     got = sorted(_records(tmp_path / "out.jsonl"), key=lambda r: r["row"])
@@ -116,6 +118,21 @@ def test_ray_writes_what_the_local_engine_writes(cluster, model, tmp_path):
     assert "error" in got[-1] and report.n_errors == 1 and report.n_done == 150
     assert (tmp_path / "out.jsonl" / "_SUCCESS").exists()
     assert len(list((tmp_path / "out.jsonl").glob("part-*.jsonl"))) == 4  # 151 rows / 40 per shard
+    out = tmp_path / "out.jsonl"
+    parts = sorted(out.glob("part-*.jsonl"))
+    kept = {p.name: p.stat().st_mtime_ns for p in parts[2:]}
+    parts[0].unlink()  # a lost shard
+    parts[1].write_bytes(parts[1].read_bytes()[:100])  # a shard cut short (a crash mid-write of a copy, a bad disk)
+    (out / ".part-00000-000004.jsonl.tmp-dead").write_text("half a shard of a killed worker")
+    report = _ray(model, src, out)
+    assert report.n_skipped == 151 - 80 and report.n_done + report.n_errors == 80
+    _exactly_once(_records(out), {"texts.txt": 151})
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(out.glob("part-*.jsonl"))[2:]} == kept  # not rewritten
+    assert not list(out.glob(".part-*"))
+    # the same OUTPUT for another input is refused rather than mixed
+    other = _write_texts(tmp_path / "other.txt", 10)
+    with pytest.raises(BertflowError, match="another inputs"):
+        _ray(model, other, out)
 
 
 def test_a_folder_of_mixed_formats(cluster, model, tmp_path):
@@ -142,26 +159,6 @@ def test_a_folder_of_mixed_formats(cluster, model, tmp_path):
     assert by_key[("e.parquet", 7)]["text"] == "parquet row 7" and json.loads(by_key[("e.parquet", 7)]["cats"])
     assert "invalid JSON" in by_key[("b.jsonl", 25)]["error"] and "expected a string" in by_key[("e.parquet", 45)]["error"]
     assert report.n_errors == 3 and report.n_rows == 31 + 26 + 20 + 10 + 46
-
-
-def test_a_rerun_redoes_only_what_is_missing(cluster, model, tmp_path):
-    src = _write_texts(tmp_path / "texts.txt", 200)
-    out = tmp_path / "out.jsonl"
-    _ray(model, src, out)
-    parts = sorted(out.glob("part-*.jsonl"))
-    kept = {p.name: p.stat().st_mtime_ns for p in parts[2:]}
-    parts[0].unlink()  # a lost shard
-    parts[1].write_bytes(parts[1].read_bytes()[:100])  # a shard cut short (a crash mid-write of a copy, a bad disk)
-    (out / ".part-00000-000004.jsonl.tmp-dead").write_text("half a shard of a killed worker")
-    report = _ray(model, src, out)
-    assert report.n_skipped == 201 - 80 and report.n_done + report.n_errors == 80
-    _exactly_once(_records(out), {"texts.txt": 201})
-    assert {p.name: p.stat().st_mtime_ns for p in sorted(out.glob("part-*.jsonl"))[2:]} == kept  # not rewritten
-    assert not list(out.glob(".part-*"))
-    # the same OUTPUT for another input is refused rather than mixed
-    other = _write_texts(tmp_path / "other.txt", 10)
-    with pytest.raises(BertflowError, match="another inputs"):
-        _ray(model, other, out)
 
 
 def test_a_row_that_raises_is_kept_with_its_error_and_a_killed_worker_is_replaced(cluster, tiny_bert_dir, tmp_path):

@@ -3,6 +3,7 @@ out-of-tree example under examples/ are installed into a temp folder (never
 into the environment) and run in a subprocess that sees them through their
 entry points."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,15 @@ EXAMPLE = ROOT / "examples" / "bertflow-multiple-choice"
 
 
 def install_to(target: Path, *dists: Path) -> dict:
-    """pip install the distributions into ``target``; RETURNS an environment that sees them."""
+    """pip install the distributions into ``target`` (each built from a copy beside it: a build writes
+    build/ and .egg-info/ into its source folder, and the repository's is not the test's to write);
+    RETURNS an environment that sees them."""
+    copies = []
+    for dist in dists:
+        copies.append(target.parent / "src" / dist.name)
+        shutil.copytree(dist, copies[-1], ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), *map(str, dists)], check=True, capture_output=True, text=True)
+                    "--target", str(target), *map(str, copies)], check=True, capture_output=True, text=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
