@@ -45,8 +45,9 @@ def _docs(nlp, n: int, rng: random.Random):
     return docs
 
 
-def _launch(work: Path, nproc, out: str, *extra: str, config: str = "config.cfg", timeout: int = 300):
-    """``bertflow train`` (nproc None) or ``torchrun --nproc-per-node nproc -m bertflow train``."""
+def _start(work: Path, nproc, out: str, *extra: str, config: str = "config.cfg") -> subprocess.Popen:
+    """Start ``bertflow train`` (nproc None) or ``torchrun --nproc-per-node nproc -m bertflow train``;
+    its output goes to files (several runs may go at once)."""
     head = [sys.executable, "-m", "bertflow"] if nproc is None else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "bertflow"]
     cmd = [*head, "train", config, "--output", out, "--paths.train", "train.spacy", "--paths.dev", "dev.spacy",
@@ -55,8 +56,23 @@ def _launch(work: Path, nproc, out: str, *extra: str, config: str = "config.cfg"
            "--training.logger.@loggers", "spacy.ConsoleLogger.v3", "--training.logger.progress_bar", "null",
            "--training.logger.output_file", f"{out}.jsonl", *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    # the timeout only turns a hang into a failure; runs take seconds
-    return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    with open(work / f"{out}.stdout", "w") as stdout, open(work / f"{out}.stderr", "w") as stderr:
+        return subprocess.Popen(cmd, cwd=work, env=env, stdout=stdout, stderr=stderr, text=True)
+
+
+def _finish(work: Path, out: str, proc: subprocess.Popen, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Wait for a run started by ``_start`` (the timeout only turns a hang into a failure; runs take seconds)."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, (work / f"{out}.stdout").read_text(),
+                                       (work / f"{out}.stderr").read_text())
+
+
+def _launch(work: Path, nproc, out: str, *extra: str, config: str = "config.cfg", timeout: int = 300):
+    return _finish(work, out, _start(work, nproc, out, *extra, config=config), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +88,9 @@ def work(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(work):
-    results = {"one": _launch(work, None, "one"), "two": _launch(work, 2, "two"),
-               "torchrun-one": _launch(work, 1, "torchrun-one")}
+    started = {"one": _start(work, None, "one"), "two": _start(work, 2, "two"),
+               "torchrun-one": _start(work, 1, "torchrun-one")}  # at once: each waits on its start-up for a while
+    results = {name: _finish(work, name, proc) for name, proc in started.items()}
     for name, result in results.items():
         assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return results
