@@ -214,8 +214,9 @@ def run_cli(args: Sequence[str], module: str = "bertflow") -> CliResult:
 
 
 def _run_module_here(module: str, args: list, shown: str) -> None:
+    """One script line of a workflow, in this process; its output is passed on (pytest shows it on failure)."""
     result = run_cli(args, module)
-    sys_out = result.stdout + result.stderr
-    print(sys_out)
+    output = result.stdout + result.stderr
+    print(output)
     if result.code != 0:
-        pytest.fail(f"`{shown}` exited with code {result.code}:\n{sys_out[-3000:]}")
+        pytest.fail(f"`{shown}` exited with code {result.code}:\n{output[-3000:]}")

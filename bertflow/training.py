@@ -20,14 +20,13 @@ def weighted_score(performance: Dict[str, float], weights: Dict[str, Optional[fl
 
 def _code_option(args: Sequence[str]) -> "tuple[Optional[str], List[str]]":
     """``--code PATH`` (spacy train's option for a file of registered functions) and the other arguments."""
-    args, code = list(args), None
+    args = list(args)
     for i, arg in enumerate(args):
         if arg == "--code" and i + 1 < len(args):
-            code = args[i + 1]
-            return code, args[:i] + args[i + 2:]
+            return args[i + 1], args[:i] + args[i + 2:]
         if arg.startswith("--code="):
             return arg.split("=", 1)[1], args[:i] + args[i + 1:]
-    return code, args
+    return None, args
 
 
 def lr_sweep(
