@@ -201,8 +201,10 @@ def run_cli(args: Sequence[str], module: str = "bertflow") -> CliResult:
             try:
                 IN_PROCESS_MODULES[module]()
             except SystemExit as exit:
-                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-                if not isinstance(exit.code, (int, type(None))):
+                if exit.code is None or isinstance(exit.code, int):
+                    code = exit.code or 0
+                else:  # sys.exit("message"): Python prints the message and exits with 1
+                    code = 1
                     err.write(f"{exit.code}\n")
             except Exception:  # noqa: BLE001  (what a user would get as a traceback)
                 code = 1

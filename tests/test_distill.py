@@ -3,7 +3,6 @@ a teacher into itself, heads that sit it out, saving, packaging, the CLI and
 bad input."""
 import json
 import warnings
-from pathlib import Path
 
 import numpy
 import pytest

@@ -105,8 +105,9 @@ def test_ray_writes_what_the_local_engine_writes_and_a_rerun_redoes_only_what_is
     """Two workers write the local engine's records; after a shard is lost, another is cut short and a
     dead worker's temp file is left, a rerun (one worker) writes only those rows, exactly once."""
     src = _write_texts(tmp_path / "texts.txt", 150)
-    report = _ray(model, src, tmp_path / "out.jsonl", workers=2)
-    got = sorted(_records(tmp_path / "out.jsonl"), key=lambda r: r["row"])
+    out = tmp_path / "out.jsonl"
+    report = _ray(model, src, out, workers=2)
+    got = sorted(_records(out), key=lambda r: r["row"])
     expected = _local(tmp_path, model, src)
     assert [r.pop("source") for r in got] == [str(src)] * 151
     assert [r["row"] for r in got] == [r["row"] for r in expected] == list(range(151))
@@ -116,10 +117,9 @@ def test_ray_writes_what_the_local_engine_writes_and_a_rerun_redoes_only_what_is
         if "cats" in a:
             assert a["cats"] == pytest.approx(b["cats"], abs=1e-5)
     assert "error" in got[-1] and report.n_errors == 1 and report.n_done == 150
-    assert (tmp_path / "out.jsonl" / "_SUCCESS").exists()
-    assert len(list((tmp_path / "out.jsonl").glob("part-*.jsonl"))) == 4  # 151 rows / 40 per shard
-    out = tmp_path / "out.jsonl"
+    assert (out / "_SUCCESS").exists()
     parts = sorted(out.glob("part-*.jsonl"))
+    assert len(parts) == 4  # 151 rows / 40 per shard
     kept = {p.name: p.stat().st_mtime_ns for p in parts[2:]}
     parts[0].unlink()  # a lost shard
     parts[1].write_bytes(parts[1].read_bytes()[:100])  # a shard cut short (a crash mid-write of a copy, a bad disk)
