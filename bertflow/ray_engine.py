@@ -129,54 +129,53 @@ def run_ray(job: AnnotateJob) -> AnnotateReport:
     files = input_files(Path(job.input), job.file_format)
     if any(output.resolve() == f.resolve() or output.resolve() in f.resolve().parents for f in files):
         raise BertflowError(Errors.E022.format(input=job.input, output=output))
-    from .loading import load_pipeline
-
-    nlp = load_pipeline(job.model, -1)  # here only to check the model and fingerprint it: a bad one fails now
-    report = AnnotateReport()
-    for path in files:  # a counting pass: the progress total, and a bad header fails before any work
-        fmt = file_format_of(path, job.file_format)
-        report.n_rows += sum(1 for _ in read_any_rows(path, fmt, job.text_field, job.question_field, job.id_field))
-    manifest = {"inputs": [_fingerprint(p) for p in files], "model": _model_fingerprint(nlp),
-                "options": dict(job.record_options(), shard_rows=job.shard_rows)}
-    del nlp
     started = _connect(ray, job.address, job)  # before OUTPUT is touched: a bad address leaves nothing behind
-    try:
-        out = ShardedOutput(output, manifest, overwrite=job.overwrite)
-    except BaseException:
-        if started:
-            ray.shutdown()
-        raise
-    report.n_skipped = sum(info["rows"] for info in out.manifest["shards"].values())
-    options = {"batch_size": job.batch_size, "vectors": job.vectors, "chunk_size": job.chunk_size}
     gpu = job.gpus_per_worker > 0
     threads = max(1, int(job.cpus_per_worker))
+    options = {"batch_size": job.batch_size, "vectors": job.vectors, "chunk_size": job.chunk_size}
     remote = ray.remote(num_cpus=job.cpus_per_worker, num_gpus=job.gpus_per_worker)(Annotator)
     run_id = os.urandom(4).hex()
-
     generation = iter(range(1 << 30))
 
     def new_worker(i: int):  # named (per run and start), so an operator can find and stop one: ray list actors
         name = f"{ACTOR_PREFIX}{run_id}-{i}-{next(generation)}"
         return remote.options(name=name).remote(str(job.model), gpu, threads, options)
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=report.n_rows - report.n_skipped, disable=not job.progress, unit="row", desc="annotate (ray)")
+    # the workers load the pipeline while this process checks the model and counts the rows: the
+    # start-up costs once, not twice, on the wall clock
     workers = {i: new_worker(i) for i in range(job.workers)}
-    restarts, tries = 0, {}
-    todo = deque()  # shards given back by a worker that died or raised
-    source = _shards(files, job, kind, out)
-    running: Dict[Any, Tuple[int, tuple]] = {}  # future -> (worker, shard)
-
-    def submit(i: int) -> bool:
-        shard = todo.popleft() if todo else next(source, None)
-        if shard is None:
-            return False
-        name, src, rows = shard
-        running[workers[i].annotate.remote(str(output), name, kind, src, rows)] = (i, shard)
-        return True
-
+    bar = None
     try:
+        from .loading import load_pipeline
+
+        nlp = load_pipeline(job.model, -1)  # here only to check the model and fingerprint it: a bad one fails now
+        report = AnnotateReport()
+        for path in files:  # a counting pass: the progress total, and a bad header fails before any work
+            fmt = file_format_of(path, job.file_format)
+            report.n_rows += sum(1 for _ in read_any_rows(path, fmt, job.text_field, job.question_field,
+                                                          job.id_field))
+        manifest = {"inputs": [_fingerprint(p) for p in files], "model": _model_fingerprint(nlp),
+                    "options": dict(job.record_options(), shard_rows=job.shard_rows)}
+        del nlp
+        out = ShardedOutput(output, manifest, overwrite=job.overwrite)
+        report.n_skipped = sum(info["rows"] for info in out.manifest["shards"].values())
+        from tqdm import tqdm
+
+        bar = tqdm(total=report.n_rows - report.n_skipped, disable=not job.progress, unit="row",
+                   desc="annotate (ray)")
+        restarts, tries = 0, {}
+        todo = deque()  # shards given back by a worker that died or raised
+        source = _shards(files, job, kind, out)
+        running: Dict[Any, Tuple[int, tuple]] = {}  # future -> (worker, shard)
+
+        def submit(i: int) -> bool:
+            shard = todo.popleft() if todo else next(source, None)
+            if shard is None:
+                return False
+            name, src, rows = shard
+            running[workers[i].annotate.remote(str(output), name, kind, src, rows)] = (i, shard)
+            return True
+
         for i in workers:
             for _ in range(IN_FLIGHT):
                 submit(i)
@@ -213,7 +212,8 @@ def run_ray(job: AnnotateJob) -> AnnotateReport:
             submit(i)
         out.finish()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         for actor in workers.values():
             ray.kill(actor)
         if started:
