@@ -37,7 +37,7 @@ def main():
     vit, arg = [], []
     for i in range(0, len(docs), args.eval_batch):
         chunk = docs[i:i + args.eval_batch]
-        vit += [iob_spans(t) for t in ner.predict(chunk)]
+        vit += [iob_spans(t) for t in ner.tag_names(ner.predict(chunk))]
         for p in ner.model.predict(chunk):
             arg.append(iob_spans([ner.tags[j] for j in ner.model.ops.to_numpy(p).argmax(-1)]))
     print(json.dumps({"lr": args.lr, "viterbi": nc.prf(gold, vit), "argmax_conlleval": nc.prf(gold, arg)}))

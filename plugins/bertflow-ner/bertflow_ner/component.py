@@ -2,15 +2,17 @@
 from typing import Callable, Iterable, List, Optional
 
 import numpy
+from spacy.attrs import ENT_ID, ENT_IOB, ENT_KB_ID, ENT_TYPE
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.training import Example, biluo_to_iob
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
+from thinc.types import Ragged
 
 from bertflow.api import BertflowError, HeadPipe, soft_target_loss, softmax_cross_entropy
 
-from .decoding import SCHEMES, make_tags, tags_to_spans, transitions, viterbi_ragged
+from .decoding import SCHEMES, make_tags, transitions, viterbi_ragged
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -23,6 +25,10 @@ grad_factor = 1.0
 nO = null
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# what set_annotations writes per token with Doc.from_array: the whole entity state, as doc.set_ents
+# (default "outside") would leave it
+ENT_ATTRS = [ENT_IOB, ENT_TYPE, ENT_KB_ID, ENT_ID]
+IOB_CODES = {"B": 3, "U": 3, "I": 1, "L": 1, "O": 2}  # spaCy's ENT_IOB values: begin, inside, outside
 
 
 @Language.factory(
@@ -65,33 +71,51 @@ class NerHead(HeadPipe):
     def tags(self) -> List[str]:
         return make_tags(self.labels, self.cfg["scheme"])
 
-    def _constraints(self):
+    def _decoding(self):
         if self._decoder is None or self._decoder[0] != self.tags:
-            self._decoder = (self.tags, transitions(self.tags, self.cfg["scheme"]))
-        return self._decoder[1]
+            tags = self.tags
+            # per tag: ENT_IOB, ENT_TYPE (the label's hash), ENT_KB_ID, ENT_ID, as Doc.from_array reads them.
+            # A decoded sequence is valid, so BILUO's L- and U- are spaCy's I and B.
+            codes = numpy.zeros((len(tags), len(ENT_ATTRS)), dtype="uint64")
+            for i, tag in enumerate(tags):
+                codes[i, 0] = IOB_CODES[tag[0]]
+                codes[i, 1] = self.vocab.strings.add(tag[2:]) if tag != "O" else 0
+            self._decoder = (tags, transitions(tags, self.cfg["scheme"]), codes)
+        return self._decoder
 
-    def predict(self, docs: Iterable[Doc]) -> List[List[str]]:
-        """Constrained-Viterbi tags per doc (always a valid sequence)."""
+    def predict(self, docs: Iterable[Doc]) -> Ragged:
+        """The constrained-Viterbi tag of every token of the batch (always a
+        valid sequence per doc): tag indices (into ``self.tags``), flat, with
+        each doc's token count as the lengths. ``tag_names`` reads them."""
         docs = list(docs)
         if not self.labels:
-            return [["O"] * len(doc) for doc in docs]
+            lengths = numpy.asarray([len(doc) for doc in docs], dtype="int32")
+            return Ragged(numpy.zeros((int(lengths.sum()),), dtype="int64"), lengths)  # all "O"
         probs = self.model.predict(docs)
-        start, allowed, end = self._constraints()
-        tags = self.tags
-        lengths = numpy.asarray([len(p) for p in probs], dtype="int64")
+        start, allowed, end = self._decoding()[1]
+        lengths = numpy.asarray([len(p) for p in probs], dtype="int32")
         if not lengths.sum():
-            return [[] for _ in docs]
+            return Ragged(numpy.zeros((0,), dtype="int64"), lengths)
         # the whole batch at once: one copy to the host, one log, one decode
         flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate([p for p in probs if len(p)]))
-        best = viterbi_ragged(numpy.log(numpy.clip(flat, 1e-12, 1.0)), lengths, start, allowed, end)
-        named = [tags[i] for i in best.tolist()]
-        bounds = numpy.cumsum(lengths).tolist()
-        return [named[b - n: b] for b, n in zip(bounds, lengths.tolist())]
+        return Ragged(viterbi_ragged(numpy.log(numpy.clip(flat, 1e-12, 1.0)), lengths, start, allowed, end), lengths)
 
-    def set_annotations(self, docs: Iterable[Doc], batch_tags: List[List[str]]) -> None:
-        for doc, tags in zip(docs, batch_tags):
-            spans = [Span(doc, s, e, label=label) for s, e, label in tags_to_spans(tags, self.cfg["scheme"])]
-            doc.set_ents(spans, default="outside")
+    def tag_names(self, predicted: Ragged) -> List[List[str]]:
+        """``predict``'s tags as strings, one list per doc (e.g. "B-PER")."""
+        names = [self.tags[i] for i in numpy.asarray(predicted.dataXd).tolist()]
+        bounds = numpy.cumsum(predicted.lengths).tolist()
+        return [names[b - n: b] for b, n in zip(bounds, numpy.asarray(predicted.lengths).tolist())]
+
+    def set_annotations(self, docs: Iterable[Doc], predicted: Ragged) -> None:
+        """Write ``predict``'s tags as ``doc.ents``: the batch's entity codes
+        by one lookup, then one ``Doc.from_array`` per doc; every token's
+        entity state is replaced (tokens outside an entity become "O")."""
+        codes = self._decoding()[2][numpy.asarray(predicted.dataXd, dtype="int64")]
+        start = 0
+        for doc, n in zip(docs, numpy.asarray(predicted.lengths).tolist()):
+            if n:
+                doc.from_array(ENT_ATTRS, codes[start: start + n])
+            start += n
 
     def _gold(self, eg: Example) -> numpy.ndarray:
         """One-hot gold tags for the predicted tokens; NaN rows where missing."""

@@ -120,29 +120,3 @@ def _viterbi(log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndar
     out = numpy.empty((total,), dtype="int64")
     out[src] = paths[pos_of, doc_of]
     return out
-
-
-def tags_to_spans(tags: Sequence[str], scheme: str = "BILUO") -> List[Tuple[int, int, str]]:
-    """(start, end, label) token spans from a BIO or BILUO sequence, in one
-    pass. An entity starts at B-/U- (and, as spaCy's ``iob_to_biluo`` reads
-    BIO, at an I- that does not continue one of its label) and runs while
-    I-/L- of its label follow; L-/U- close it."""
-    spans: List[Tuple[int, int, str]] = []
-    open_at, open_label = -1, ""
-    for i, tag in enumerate(tags):
-        kind, label = tag[0], tag[2:]
-        if kind in ("I", "L") and open_at >= 0 and label == open_label:
-            if kind == "L":
-                spans.append((open_at, i + 1, label))
-                open_at = -1
-            continue
-        if open_at >= 0:
-            spans.append((open_at, i, open_label))
-            open_at = -1
-        if kind == "U" or (kind == "L"):
-            spans.append((i, i + 1, label))
-        elif kind in ("B", "I"):
-            open_at, open_label = i, label
-    if open_at >= 0:
-        spans.append((open_at, len(tags), open_label))
-    return spans

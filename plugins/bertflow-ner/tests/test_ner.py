@@ -11,7 +11,7 @@ from thinc.api import Adam
 
 from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_ner.convert import convert, iob_spans
-from bertflow_ner.decoding import make_tags, tags_to_spans, transitions, viterbi, viterbi_batch
+from bertflow_ner.decoding import make_tags, transitions, viterbi, viterbi_batch
 
 SENTS = [
     ("john lives in paris", [(0, 1, "PER"), (3, 4, "LOC")]),
@@ -163,8 +163,46 @@ def test_ner_serialization_roundtrip(tiny_bert_dir, tmp_path):
 def test_ner_iob1_and_iob2():
     assert iob_spans(["I-PER", "I-PER", "O", "I-LOC"]) == [(0, 2, "PER"), (3, 4, "LOC")]
     assert iob_spans(["B-PER", "I-PER", "B-PER", "I-LOC"]) == [(0, 2, "PER"), (2, 3, "PER"), (3, 4, "LOC")]
-    assert tags_to_spans(["U-PER", "B-LOC", "L-LOC", "O"]) == [(0, 1, "PER"), (1, 3, "LOC")]
-    assert tags_to_spans(["B-PER", "B-LOC", "I-LOC", "O"], "BIO") == [(0, 1, "PER"), (1, 3, "LOC")]
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BILUO"])
+def test_set_annotations_writes_what_spacys_tag_readers_read(tiny_bert_dir, scheme):
+    """predict's tag indices, written by set_annotations (one Doc.from_array per doc), give the docs the
+    entity state that spaCy's own readers of the same tags give them (biluo_tags_to_spans + set_ents),
+    token by token; entities already on a doc are replaced."""
+    from spacy.training import biluo_tags_to_spans, iob_to_biluo
+    from thinc.types import Ragged
+
+    nlp = make_pipeline(tiny_bert_dir, scheme=scheme)
+    nlp.initialize(lambda: examples(nlp))
+    ner = nlp.get_pipe("ner")
+    tags = ner.tags
+    start, allowed, end = transitions(tags, scheme)
+    rng = numpy.random.default_rng(0)
+    lengths = [0, 1, 2, 5, 9, 17] * 5
+    # valid random sequences: constrained Viterbi over random scores
+    paths = viterbi_batch([numpy.log(rng.dirichlet(numpy.ones(len(tags)) * 0.3, n)) for n in lengths],
+                          start, allowed, end)
+    words = [[f"w{i}" for i in range(n)] for n in lengths]
+    ours = [Doc(nlp.vocab, words=w) for w in words]
+    for doc in ours:  # entities from before, to be replaced
+        if len(doc):
+            doc.set_ents([Span(doc, 0, 1, label="STALE", kb_id="Q1")], default="outside")
+    predicted = Ragged(numpy.asarray([i for p in paths for i in p], dtype="int64"),
+                       numpy.asarray(lengths, dtype="int32"))
+    ner.set_annotations(ours, predicted)
+    names = ner.tag_names(predicted)
+    assert names == [[tags[i] for i in p] for p in paths]
+    n_ents = 0
+    for doc, w, tag_seq in zip(ours, words, names):
+        ref = Doc(nlp.vocab, words=w)
+        ref.set_ents(biluo_tags_to_spans(ref, iob_to_biluo(tag_seq) if scheme == "BIO" else tag_seq),
+                     default="outside")
+        attrs = ["ENT_IOB", "ENT_TYPE", "ENT_KB_ID", "ENT_ID"]
+        assert doc.to_array(attrs).tolist() == ref.to_array(attrs).tolist()
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == [(e.start, e.end, e.label_) for e in ref.ents]
+        n_ents += len(ref.ents)
+    assert n_ents > 20  # the sequences do hold entities, of every length
 
 
 def test_ner_convert_conll(tmp_path):
