@@ -199,23 +199,29 @@ def encode_doc(
         prefix = [cls_id, *pair_ids, sep_id]
     budget = max_length - len(prefix) - 1
     plan = get_windows(n, budget)
-    ids_arr = numpy.asarray(ids, dtype="int64")
-    rows, types = [], []
     segment = 1 if pair_ids is not None else 0
-    for w in range(plan.n_windows):
-        start, end = plan.starts[w], plan.end(w, n)
-        body = ids_arr[start:end].tolist()
-        rows.append(prefix + body + [sep_id])
-        types.append([0] * len(prefix) + [segment] * (len(body) + 1))
     wp_of, lengths = alignment if alignment is not None else token_alignment(doc, offsets)
     offset = len(prefix)
-    # Wordpiece -1 (a doc whose text yields no wordpieces) points at [CLS] of row 0.
-    known = wp_of >= 0
     align_rows = numpy.zeros(wp_of.shape, dtype="int64")
-    align_pos = numpy.zeros(wp_of.shape, dtype="int64")
-    align_rows[known] = plan.owner[wp_of[known]]
-    starts = numpy.asarray(plan.starts, dtype="int64")
-    align_pos[known] = offset + wp_of[known] - starts[align_rows[known]]
+    if plan.n_windows == 1 and plan.starts[0] == 0 and n <= plan.size:  # most docs: one row, no array work
+        body = list(ids)
+        rows = [prefix + body + [sep_id]]
+        types = [[0] * offset + [segment] * (n + 1)]
+        # wordpiece -1 (a doc whose text yields no wordpieces) points at [CLS] of row 0
+        align_pos = numpy.where(wp_of >= 0, wp_of + offset, 0)
+    else:
+        ids_arr = numpy.asarray(ids, dtype="int64")
+        rows, types = [], []
+        for w in range(plan.n_windows):
+            start, end = plan.starts[w], plan.end(w, n)
+            body = ids_arr[start:end].tolist()
+            rows.append(prefix + body + [sep_id])
+            types.append([0] * offset + [segment] * (len(body) + 1))
+        known = wp_of >= 0  # -1 (no wordpieces): [CLS] of row 0
+        align_pos = numpy.zeros(wp_of.shape, dtype="int64")
+        align_rows[known] = plan.owner[wp_of[known]]
+        starts = numpy.asarray(plan.starts, dtype="int64")
+        align_pos[known] = offset + wp_of[known] - starts[align_rows[known]]
     windows = {
         "n_windows": plan.n_windows,
         "n_wordpieces": n,
