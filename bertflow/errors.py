@@ -417,6 +417,11 @@ class Errors:
         "tenth of max_steps."
     )
     W006 = "Head {name!r} is not distilled: {why}."
+    W007 = (
+        "Ray is already initialised in this process (connected to {current!r}), so address {address!r} is "
+        "not used: the job runs on the cluster this process is connected to. Call ray.shutdown() first to "
+        "run it on {address!r}."
+    )
     W004 = (
         "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
         "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "

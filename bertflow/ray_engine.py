@@ -17,6 +17,7 @@ row that fails is written with its error.
 import itertools
 import os
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -76,7 +77,10 @@ class Annotator:
 def _connect(ray, address: Optional[str], job: AnnotateJob) -> bool:
     """Join the cluster at ``address`` (or start one here); RETURNS whether we started or joined it
     (and so shut our connection down at the end)."""
-    if ray.is_initialized():  # a caller (a notebook, a test) connected already
+    if ray.is_initialized():  # a caller (a notebook, a test) connected already: its cluster it is
+        if address:
+            current = ray.get_runtime_context().gcs_address
+            warnings.warn(Errors.W007.format(current=current, address=address))
         return False
     if address and address != "auto":
         _check_reachable(address)

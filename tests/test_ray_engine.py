@@ -208,6 +208,10 @@ def test_clear_errors(cluster, model, tmp_path, monkeypatch):
         run_annotate(AnnotateJob(model=str(model), input=src, output=tmp_path / "o.jsonl", workers=2), "local")
     with pytest.raises(BertflowError, match="Unknown engine 'spark'"):
         run_annotate(AnnotateJob(model=str(model), input=src, output=tmp_path / "o.jsonl"), "spark")
+    # this process is connected already (the module's cluster): an address is not silently dropped
+    with pytest.warns(UserWarning, match=r"already initialised in this process .* address '127.0.0.1:9' is not used"):
+        report = _ray(model, src, tmp_path / "here.jsonl", address="127.0.0.1:9")
+    assert report.n_done == 5
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(BertflowError, match=r"pip install 'bertflow\[ray\]'"):
         _ray(model, src, tmp_path / "never.jsonl")
