@@ -79,9 +79,9 @@ def run(cmd, cwd=None, log=None):
     return result.stdout, time.perf_counter() - start
 
 
-def save(results: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+def save(results: dict, path: Path = RESULTS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 # ---------------------------------------------------------------- parity
@@ -264,6 +264,8 @@ def tapt(args, work: Path, log, results: dict) -> dict:
     encoders = {"minilm-l6": args.encoder}
     for name, text, heldout in (("sst2", "sst2_text.txt", "sst2_heldout.txt"),
                                 ("conll", "conll_text.txt", "conll_heldout.txt")):
+        if {"sst2": "textcat", "conll": "ner"}[name] not in args.tasks:
+            continue
         key = f"pretrain_{name}"
         if key not in out:
             steps = args.pretrain_steps
@@ -282,7 +284,7 @@ def tapt(args, work: Path, log, results: dict) -> dict:
             stdout, _ = run([py, "-m", "bertflow", "evaluate", work / f"pre_{name}" / "model-last", work / heldout,
                              "--json"], log=log)
             out[key] = {"seconds": seconds, "heldout": json.loads(stdout)["heads"]["mlm"]}
-            save(results)
+            save(results, args.results)
         encoders[f"tapt-{name}"] = str(work / f"enc_{name}")
 
     jobs = [("textcat", "sst2", ROOT / "projects/textcat/configs/textcat.cfg", "sst2_train.spacy", "sst2_dev.spacy",
@@ -291,6 +293,8 @@ def tapt(args, work: Path, log, results: dict) -> dict:
              args.ner_steps, "ner", "ents_f")]
     done = {(r["task"], r["encoder"], r["seed"]) for r in out["runs"]}
     for task, corpus, config, train, dev, steps, head, metric in jobs:
+        if task not in args.tasks:
+            continue
         for seed in args.seeds:
             for enc_name in ("minilm-l6", f"tapt-{corpus}"):
                 if (task, enc_name, seed) in done:
@@ -308,7 +312,7 @@ def tapt(args, work: Path, log, results: dict) -> dict:
                 score = json.loads(stdout)["heads"][head][metric]
                 out["runs"].append({"task": task, "encoder": enc_name, "seed": seed, "metric": metric,
                                     "score": score, "seconds": seconds})
-                save(results)
+                save(results, args.results)
                 print(f"{task} {enc_name} seed {seed}: {metric} {score:.4f} ({seconds:.0f} s)", flush=True)
     return out
 
@@ -394,9 +398,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier results in the results file")
+    parser.add_argument("--tasks", type=lambda s: s.split(","), default=["textcat", "ner"],
+                        help="TAPT tasks: textcat (SST-2 text), ner (CoNLL text)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="results file (JSON; earlier results there are reused unless --fresh)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.fresh else {}
+    results = json.loads(args.results.read_text()) if args.results.exists() and not args.fresh else {}
     results["machine"] = machine()
     work = args.work or Path(tempfile.mkdtemp(prefix="bertflow-mlm-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -404,11 +412,11 @@ def main() -> None:
         parts = args.parts.split(",")
         if "parity" in parts:
             results["parity"] = parity(args, work, log)
-            save(results)
+            save(results, args.results)
             print(json.dumps(results["parity"], indent=2), flush=True)
         if "tapt" in parts:
             tapt(args, work, log, results)
-            save(results)
+            save(results, args.results)
     section = render(results)
     print(section)
     if not args.no_write:
