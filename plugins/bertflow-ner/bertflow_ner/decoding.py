@@ -104,11 +104,14 @@ def _viterbi(log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndar
     running = (by_len[None, :] > numpy.arange(longest)[:, None]).sum(axis=1).tolist()
     score = numpy.where(start, padded[0], neg)  # (batch, tags)
     back = numpy.zeros((longest, batch, n_tags), dtype="int64")
+    flat_rows = numpy.arange(batch * n_tags)
     for i in range(1, longest):
         k = running[i]
-        cand = score[:k, None, :] + trans  # (docs, to, from)
-        back[i, :k] = cand.argmax(axis=2)
-        score[:k] = cand.max(axis=2) + padded[i, :k]
+        cand = (score[:k, None, :] + trans).reshape(k * n_tags, n_tags)  # (docs x to, from)
+        best_from = cand.argmax(axis=1)
+        back[i, :k] = best_from.reshape(k, n_tags)
+        # the best score is the one at the argmax: one reduction per step, not two
+        score[:k] = cand[flat_rows[: k * n_tags], best_from].reshape(k, n_tags) + padded[i, :k]
     cur = numpy.where(end, score, neg).argmax(axis=1)
     paths = numpy.zeros((longest, batch), dtype="int64")
     docs = numpy.arange(batch)
