@@ -32,7 +32,7 @@ def read_tsv(path: Path, limit: int = 0):
     return rows[:limit] if limit else rows
 
 
-def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
+def run_bertflow(args, train_path: Path, dev_rows, workdir: Path, mixed_precision: bool = False):
     import spacy
     from bertflow_textcat.convert import convert
 
@@ -53,6 +53,9 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path):
         "components.encoder.model.max_length": args.max_length,
         "components.encoder.model.get_windows.window": args.max_length - 2,
         "components.encoder.model.get_windows.stride": (args.max_length - 2) * 3 // 4,
+        # fp32 training like the HF loop; "bertflow-mixed": the encoder's mixed_precision (bf16 autocast on
+        # a CPU with native bf16 matmuls, fp16 on a GPU)
+        "components.encoder.model.mixed_precision": mixed_precision,
     }
     train_time = spacy_train_timed(ROOT / "projects" / "textcat" / "configs" / "textcat.cfg", workdir / "out",
                                    args, overrides)
@@ -102,7 +105,9 @@ def main():
     parser = benchmark_parser(__doc__, "sst2", batch=32, lr=5e-5, dev_limit=False)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--systems", default="bertflow,hf")
+    parser.add_argument("--systems", default="bertflow,hf",
+                        help="bertflow (fp32 training), bertflow-mixed (mixed_precision: bf16 autocast on a CPU "
+                             "with native bf16), hf")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds: each system trains once per seed (default: --seed)")
     args = parser.parse_args()
@@ -116,8 +121,10 @@ def main():
         for seed in seeds:
             args.seed = seed
             for system in runs:
-                if system == "bertflow":
-                    preds, train_s, dps = run_bertflow(args, args.data / "train.tsv", dev_rows, Path(tmp) / str(seed))
+                if system.startswith("bertflow"):
+                    preds, train_s, dps = run_bertflow(args, args.data / "train.tsv", dev_rows,
+                                                       Path(tmp) / f"{system}-{seed}",
+                                                       mixed_precision=system == "bertflow-mixed")
                 else:
                     preds, train_s, dps = run_hf(args, train_rows, dev_rows)
                 acc, f1 = accuracy_macro_f1(gold, preds, labels)
@@ -125,7 +132,7 @@ def main():
                 print(json.dumps({system: runs[system][-1]}), flush=True)
     body = report(args, runs, seeds, len(train_rows), len(dev_rows))
     if not args.no_write:
-        write_section("textcat-sst2", body)
+        write_section("textcat-sst2" if "bertflow-mixed" not in runs else "textcat-sst2-mixed", body)
     print(body)
 
 
@@ -138,6 +145,8 @@ def _mean_std(values):
 def report(args, runs, seeds, n_train, n_dev) -> str:
     epochs = args.steps * args.batch / n_train
     names = {"bertflow": "bertflow (encoder + bertflow_textcat, spacy train)",
+             "bertflow-mixed": "bertflow, mixed_precision = true (bf16 autocast on this CPU)"
+                               if _native_bf16() else "bertflow, mixed_precision = true (no native bf16 here: fp32)",
              "hf": "HF AutoModelForSequenceClassification, plain torch loop"}
     lines = []
     for system, rs in runs.items():
@@ -155,10 +164,22 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
         delta = (f"\nbertflow - HF: accuracy {d:+.2f} points" + (f" (± {d_sd:.2f} over seeds; per seed "
                  + ", ".join(f"{x:+.2f}" for x in diffs) + ")" if len(diffs) > 1 else "")
                  + f", inference speed x{speed:.2f}.\n")
+    if "bertflow" in runs and "bertflow-mixed" in runs:
+        fp32, mixed = runs["bertflow"], runs["bertflow-mixed"]
+        diffs = [100 * (m["acc"] - f["acc"]) for f, m in zip(fp32, mixed)]
+        d, _ = _mean_std(diffs)
+        spread = _mean_std([r["acc"] for r in fp32])[1] * 100
+        ratio = _mean_std([r["train_s"] for r in fp32])[0] / _mean_std([r["train_s"] for r in mixed])[0]
+        delta += (f"\nmixed_precision - fp32: accuracy {d:+.2f} points (per seed "
+                  + ", ".join(f"{x:+.2f}" for x in diffs) + f"; fp32's seed spread ± {spread:.2f}), "
+                  f"training steps/s x{ratio:.2f}.\n")
+    systems_note = f" --systems {','.join(runs)}" if list(runs) != ["bertflow", "hf"] else ""
     seeds_note = f" --seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else ""
-    return f"""## Text classification: SST-2 (bertflow-textcat)
+    title = "Text classification: SST-2 (bertflow-textcat)" if "bertflow-mixed" not in runs else \
+        "Training in bf16 on the CPU: SST-2 (mixed_precision)"
+    return f"""## {title}
 
-`python benchmarks/textcat_sst2.py --steps {args.steps}{seeds_note}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+`python benchmarks/textcat_sst2.py --steps {args.steps}{seeds_note}{systems_note}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
 — {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {n_train:,} train
 sentences), lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, AdamW (weight decay 0.01 on
 weight matrices), grad clip 1.0, max length {args.max_length}; full dev split ({n_dev} sentences); inference
@@ -170,6 +191,12 @@ Machine: {machine()}.
 |---|---|---|---|---|---|
 {chr(10).join(lines)}
 {delta}"""
+
+
+def _native_bf16() -> bool:
+    from bertflow.precision.layers import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 if __name__ == "__main__":

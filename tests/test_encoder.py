@@ -354,23 +354,40 @@ def test_encoder_gpu_only_precision_warns_on_cpu(make_nlp):
         nlp("the dog")
 
 
-def test_mixed_precision_training_on_cpu_logs_instead_of_warning(make_nlp, caplog):
-    """Shipped configs set mixed_precision = true for the GPU; a CPU run is what they
-    mean there too, so it is an info line, not a PrecisionWarning per run (issue #21)."""
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_mixed_precision_training_on_cpu(make_nlp, caplog, monkeypatch, native_bf16):
+    """mixed_precision = true on a CPU: bf16 autocast for the training pass where
+    the CPU multiplies bf16 natively (issue #26), else fp32 with an info line,
+    not a PrecisionWarning per run (issue #21). Either way the heads get fp32
+    outputs and the trainable weights fp32 gradients."""
     import logging
     import warnings
 
+    import torch
     from spacy.training import Example
 
     from bertflow.errors import PrecisionWarning
+    from bertflow.precision import layers
 
+    monkeypatch.setattr(layers, "cpu_has_native_bf16", lambda: native_bf16)
     nlp = make_nlp(mixed_precision=True, heads=("test_token_probe",))
     egs = [Example.from_dict(nlp.make_doc("the cat sat"), {})]
     nlp.initialize(lambda: egs)
+    encoder = nlp.get_pipe("encoder").model
+    seen = []
+    linear = next(m for m in encoder.transformer.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="bertflow"):
         warnings.simplefilter("error", PrecisionWarning)
         nlp.update(egs)
-    assert "mixed_precision" in caplog.text and "fp32" in caplog.text
+        nlp.update(egs)  # the second pass keeps the setting
+    assert seen == [torch.bfloat16 if native_bf16 else torch.float32] * 2
+    assert "mixed_precision" in caplog.text and ("bf16 autocast" if native_bf16 else "fp32") in caplog.text
+    grads = [p.grad for p in encoder.transformer.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    doc = nlp("the cat sat")  # inference stays at the configured precision (fp32)
+    assert doc._.trf_data.model_output["last_hidden_state"].dtype == numpy.float32
+    assert seen[-1] == torch.float32
 
 
 def test_encoder_unknown_precision_error(make_nlp):

@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput
 from ..errors import BertflowError, Errors
 from ..encoder_names import DEFAULT_ENCODER, resolve_encoder
 from .batch import EncoderBatch
-from ..precision.layers import PRECISIONS, inference_precision, mixed_precision_needs_gpu
+from ..precision.layers import PRECISIONS, inference_precision, training_autocast
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
 from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
@@ -203,7 +203,9 @@ def Encoder(
     max_pair_length (int): most wordpieces of ``doc._.text_pair`` kept per row
         (longer pairs are cut, with a warning and ``trf_windows['pair_truncated']``);
         0 = half of max_length.
-    mixed_precision (bool): fp16 autocast and gradient scaling while training (GPU).
+    mixed_precision (bool): reduced precision while training: fp16 autocast and gradient
+        scaling on a GPU, bf16 autocast on a CPU with native bf16 matmuls (AMX,
+        AVX512-BF16); fp32 on other CPUs (said once in the log).
     grad_scaler_config (dict): options for thinc's PyTorchGradScaler.
     tokenizer_config (dict): extra arguments for ``AutoTokenizer.from_pretrained``.
     transformer_config (dict): extra arguments for ``AutoConfig.from_pretrained``.
@@ -278,8 +280,8 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
     keep = model.attrs["keep_layers"]
     if is_train:
         model.attrs["int8_model"] = None  # the weights are about to change
-        mixed_precision_needs_gpu(model)
-        model_output, bp_output = _train_in_buckets(model, wordpieces, keep)
+        with training_autocast(model):
+            model_output, bp_output = _train_in_buckets(model, wordpieces, keep)
     else:
         model_output, bp_output = _inference(model, wordpieces, keep), None
     seq_len = wordpieces.input_ids.shape[1]
@@ -396,13 +398,19 @@ def _hf_kwargs(wordpieces, device, keep: int) -> dict:
 
 
 def _select_outputs(hf_output, keep: int) -> ModelOutput:
-    out = ModelOutput(last_hidden_state=hf_output.last_hidden_state)
+    out = ModelOutput(last_hidden_state=_fp32(hf_output.last_hidden_state))
     if keep > 1:
-        out["hidden_states"] = tuple(hf_output.hidden_states[-keep:])
+        out["hidden_states"] = tuple(_fp32(h) for h in hf_output.hidden_states[-keep:])
     if getattr(hf_output, "pooler_output", None) is not None:
         # BERT's pretrained pooler (dense + tanh over [CLS]), one row per window
-        out["pooler_output"] = hf_output.pooler_output
+        out["pooler_output"] = _fp32(hf_output.pooler_output)
     return out
+
+
+def _fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """The heads and the output store work in fp32: a bf16 output of an autocast
+    pass is cast (inside the graph, so its gradient flows back in bf16)."""
+    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
 
 
 def _convert_inputs(model, X, is_train):

@@ -8,7 +8,8 @@
 - ``quantize_int8``: the int8 copy, with named layers kept out (``int8_exclude``,
   run in bf16 where the CPU has native bf16, else fp32) and each attention's
   query, key and value fused into one GEMM (``fuse_qkv``).
-- ``mixed_precision_needs_gpu``: fp16 training with gradient scaling only on a GPU.
+- ``training_autocast``: ``mixed_precision`` training: fp16 with gradient scaling on a GPU,
+  bf16 autocast on a CPU with native bf16, fp32 elsewhere.
 
 The pipeline-level guard (package a reduced-precision copy only if every head
 stays within ``max_drop`` of fp32 on dev) is ``bertflow.precision.guard``.
@@ -63,18 +64,34 @@ def _warn_precision(model, where: str, device) -> None:
                       PrecisionWarning)
 
 
-def mixed_precision_needs_gpu(model) -> None:
-    """``mixed_precision = true`` on a machine without a GPU: train in fp32 with a
-    warning instead of failing, so one config runs on CPU and GPU. thinc's
-    PyTorchShim has no public switch for this; this is the one place that
-    reaches into it."""
+def training_autocast(model) -> ContextManager:
+    """What ``mixed_precision = true`` does to a training pass on the encoder's
+    device: on a GPU, fp16 autocast with gradient scaling (thinc's PyTorchShim
+    does both; this returns a no-op context); on a CPU with native bf16 matmuls
+    (AMX, AVX512-BF16), bf16 autocast (bf16 keeps fp32's exponent range, so no
+    gradient scaling); on any other CPU, fp32, said once in the log, so one
+    config trains anywhere. The backward pass runs outside the context, in the
+    dtypes autograd recorded. thinc's PyTorchShim has no public switch for its
+    CUDA-only autocast and scaler; this is the one place that reaches into it."""
     shim = model.layers[0].shims[0]
-    if shim._mixed_precision and model.transformer.device.type != "cuda":
-        # a training setting for the GPU: on the CPU fp32 is the intended run, so say it once in the log,
-        # not as a warning on every CPU run of a shipped config
-        logger.info(Errors.W002.format(precision="mixed_precision", where="a GPU", device=model.transformer.device))
+    if model.transformer.device.type == "cuda":
+        return nullcontext()
+    if shim._mixed_precision:  # a GPU setting on the CPU: thinc's fp16 scaler must not run here
         shim._mixed_precision = False
         shim._grad_scaler = PyTorchGradScaler(enabled=False)
+        shim.bertflow_train_bf16 = cpu_has_native_bf16()
+        if shim.bertflow_train_bf16:
+            logger.info("mixed_precision on %s: training in bf16 autocast (native bf16 matmuls)",
+                        model.transformer.device)
+        else:
+            # on the CPU fp32 is then the intended run: say it once in the log, not as a warning on every
+            # CPU run of a shipped config
+            logger.info(Errors.W002.format(precision="mixed_precision",
+                                           where="a GPU or a CPU with native bf16 matmuls (AMX, AVX512-BF16)",
+                                           device=model.transformer.device))
+    if getattr(shim, "bertflow_train_bf16", False):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 class Bf16Linear(torch.nn.Module):
