@@ -11,6 +11,8 @@ Groups:
 - plugin contract: ``hookimpl``, ``TaskSpec``, ``EncoderSpec``;
 - head building blocks: ``HeadPipe``, ``EncoderListener``, ``DocPooler``,
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
+  ``PretrainedCopy`` (the encoder's transformer as it was before training,
+  for a head that falls back on its untrained output when that scores better);
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``, and ``loss_denominator``
   (what a head's own mean divides by, so data-parallel training stays exact);
@@ -49,7 +51,7 @@ _WHERE = {
     # plugin contract
     "hookimpl": ".hookspecs", "TaskSpec": ".specs", "EncoderSpec": ".specs",
     # head building blocks
-    "HeadPipe": ".heads", "EncoderListener": ".heads", "DocPooler": ".heads", "Classifier": ".heads",
+    "HeadPipe": ".heads", "EncoderListener": ".heads", "DocPooler": ".heads", "Classifier": ".heads", "PretrainedCopy": ".heads",
     "encoder_output": ".heads", "doc_pool": ".heads", "listener_width": ".heads",
     # losses
     "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",

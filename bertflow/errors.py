@@ -401,6 +401,14 @@ class Errors:
         "field) or a .spacy file. Convert other formats first, e.g. SQuAD for a QA head: "
         "'bertflow convert qa squad.json pairs.spacy' (the answers are not used)."
     )
+    E121 = (
+        "{name!r} has no encoder to copy: it listens to none in this pipeline (heads listening: {heads}). "
+        "Add it after a bertflow_encoder and initialize the pipeline (nlp.initialize / spacy train)."
+    )
+    E122 = (
+        "{where} is not a saved encoder copy ({err}). Re-save the pipeline with this version of bertflow, "
+        "or retrain it."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

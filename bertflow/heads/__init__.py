@@ -7,10 +7,11 @@ from .losses import (annotation_mask, binary_cross_entropy, cosine_distance_loss
                      soft_target_loss, softmax_cross_entropy)
 from .pipe import HeadPipe
 from .pooling import POOLINGS, DocPooler, doc_pool
+from .reference import PretrainedCopy
 
 __all__ = [
     "HeadPipe", "BertflowListener", "EncoderListener", "DocPooler", "Classifier", "encoder_output",
     "select_layers", "doc_pool", "listener_width", "output_width", "annotation_mask",
     "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error", "soft_target_loss", "cosine_distance_loss",
-    "LAYER_MODES", "POOLINGS",
+    "LAYER_MODES", "POOLINGS", "PretrainedCopy",
 ]

@@ -146,4 +146,5 @@ def DocPooler(
     model.attrs["layers"] = layers
     model.attrs["n_layers"] = n_layers
     model.set_ref("listener", selected.layers[0])
+    model.set_ref("pool", pool)
     return model

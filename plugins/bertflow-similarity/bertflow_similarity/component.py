@@ -25,17 +25,21 @@ batch, and the loss is sentence-transformers' CosineSimilarityLoss:
   score_scale`` (sentence-transformers' CrossEncoder with one label);
 - classification: softmax over labels into ``doc.cats`` (paraphrase, NLI...).
 """
-from typing import Callable, Iterable, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy
+import srsly
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+from spacy.util import SimpleFrozenList
+from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, cosine_distance_loss,
-                          loss_denominator, soft_target_loss, softmax_cross_entropy)
+from bertflow.api import (BertflowError, HeadPipe, PretrainedCopy, annotation_mask, binary_cross_entropy,
+                          cosine_distance_loss, loss_denominator, soft_target_loss, softmax_cross_entropy)
 
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
@@ -49,20 +53,27 @@ DEFAULT_MODEL = {"@architectures": "bertflow.DocPooler.v1", "pooling": "mean_all
 @Language.factory(
     "bertflow_similarity",
     assigns=["doc._.sim_vector"],
-    default_config={"model": DEFAULT_MODEL, "score_scale": 5.0, "loss_weight": 1.0,
+    default_config={"model": DEFAULT_MODEL, "score_scale": 5.0, "loss_weight": 1.0, "zero_shot_guard": False,
                     "scorer": {"@scorers": "bertflow.similarity_scorer.v1"}},
     default_score_weights={"sim_spearman": 1.0, "sim_pearson": 0.0},
 )
 def make_similarity_head(nlp: Language, name: str, model: Model, score_scale: float, scorer: Callable,
-                         loss_weight: float = 1.0) -> "SimilarityHead":
+                         loss_weight: float = 1.0, zero_shot_guard: bool = False) -> "SimilarityHead":
     """A sentence-embedding head listening to ``bertflow_encoder``.
 
     model (Model[List[Doc], Floats2d]): usually ``bertflow.DocPooler.v1``;
         pooling "mean_all" (default, sentence-transformers' mean), "mean", "cls" or "max".
     score_scale (float): gold scores are divided by it to give the target cosine (STS-B: 5).
     loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
+    zero_shot_guard (bool): never score below the untrained encoder. At initialize the head
+        keeps a copy of the encoder as it is then (pre-trained); each evaluation during
+        training scores the fine-tuned and the untrained embedding on the dev pairs and
+        keeps the better one. The untrained one, if it wins, is saved with the head and
+        costs a second encoder pass per doc at inference; the fine-tuned one costs nothing.
+        Default false.
     """
-    return SimilarityHead(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight)
+    return SimilarityHead(nlp.vocab, model, name, score_scale=score_scale, scorer=scorer, loss_weight=loss_weight,
+                          zero_shot_guard=zero_shot_guard)
 
 
 def _normalise(X: numpy.ndarray) -> numpy.ndarray:
@@ -113,11 +124,100 @@ def _install_hooks(doc: Doc) -> None:
     doc.user_span_hooks["similarity"] = _similarity
 
 
+ZERO_SHOT_FILE = "zero_shot_encoder"
+
+
 class SimilarityHead(HeadPipe):
     def __init__(self, vocab, model: Model, name: str = "bertflow_similarity", *, score_scale: float = 5.0,
-                 scorer: Optional[Callable] = None, loss_weight: float = 1.0):
+                 scorer: Optional[Callable] = None, loss_weight: float = 1.0, zero_shot_guard: bool = False):
         install_extensions()
-        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, score_scale=float(score_scale))
+        super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight, score_scale=float(score_scale),
+                         zero_shot_guard=bool(zero_shot_guard), source="fine_tuned")
+        self.zero_shot: Optional[PretrainedCopy] = None  # the untrained encoder, while guarded or chosen
+        self._guarding = False  # choosing at each evaluation: only in the run that took the copy
+
+    # ---- the zero-shot guard ----
+
+    def predict(self, docs: Iterable[Doc]) -> Floats2d:
+        docs = list(docs)
+        if self.cfg.get("source") == "zero_shot":
+            return self.zero_shot_vectors(docs)
+        return super().predict(docs)
+
+    def zero_shot_vectors(self, docs: List[Doc]) -> Floats2d:
+        """The untrained encoder's embedding of docs the shared encoder already
+        encoded: the copy's last hidden state over the same rows, pooled as the
+        head pools."""
+        if self.zero_shot is None:
+            raise BertflowError(f"{self.name!r} has no copy of the untrained encoder: it exists from initialize "
+                                f"with zero_shot_guard = true, and is saved only when it is the one in use.")
+        live = [doc for doc in docs if doc._.trf_data is not None and len(doc._.trf_data.wordpieces.lengths)]
+        hidden = iter(self.zero_shot.last_hidden_states([doc._.trf_data for doc in live]))
+        datas = []
+        for doc in docs:
+            data = doc._.trf_data
+            if data is not None and len(data.wordpieces.lengths):
+                data = TransformerData(wordpieces=data.wordpieces, align=data.align,
+                                       model_output={"last_hidden_state": self.model.ops.asarray(next(hidden))})
+            datas.append(data if data is not None else TransformerData.empty())
+        return self.model.get_ref("pool").predict(datas)
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Optional[float]]:
+        """The scorer's figures; under the guard, during training, for the better
+        of the fine-tuned and the untrained embedding, which the head then uses
+        (and ``sim_spearman_fine_tuned`` / ``sim_spearman_zero_shot`` beside)."""
+        examples = list(examples)
+        if not self._guarding or self.scorer is None:
+            return super().score(examples, **kwargs)
+        docs = [eg.predicted for eg in examples]
+        results = {}
+        for source in ("fine_tuned", "zero_shot"):
+            vectors = super().predict(docs) if source == "fine_tuned" else self.zero_shot_vectors(docs)
+            self.set_annotations(docs, vectors)
+            results[source] = (self.scorer(examples, **kwargs), vectors)
+        spearman = {source: scores.get("sim_spearman") for source, (scores, _) in results.items()}
+        best = "zero_shot" if (spearman["zero_shot"] or -2.0) > (spearman["fine_tuned"] or -2.0) else "fine_tuned"
+        self.cfg["source"] = best
+        scores, vectors = results[best]
+        self.set_annotations(docs, vectors)
+        return {**scores, **{f"sim_spearman_{source}": value for source, value in spearman.items()}}
+
+    def to_disk(self, path, *, exclude=SimpleFrozenList()) -> None:
+        super().to_disk(path, exclude=exclude)
+        if self.cfg.get("source") == "zero_shot" and self.zero_shot is not None:
+            (Path(path) / ZERO_SHOT_FILE).write_bytes(self.zero_shot.to_bytes())
+
+    def to_bytes(self, *, exclude=SimpleFrozenList()) -> bytes:
+        data = super().to_bytes(exclude=exclude)
+        if self.cfg.get("source") != "zero_shot" or self.zero_shot is None:
+            return data
+        msg = srsly.msgpack_loads(data)
+        msg[ZERO_SHOT_FILE] = self.zero_shot.to_bytes()
+        return srsly.msgpack_dumps(msg)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()) -> "SimilarityHead":
+        msg = srsly.msgpack_loads(bytes_data)
+        saved = msg.pop(ZERO_SHOT_FILE, None)
+        super().from_bytes(srsly.msgpack_dumps(msg), exclude=exclude)
+        self._guarding, self.zero_shot = False, None
+        if self.cfg.get("source") == "zero_shot":
+            if saved is None:
+                raise BertflowError(f"{self.name!r} uses the untrained encoder's embedding, but its bytes hold "
+                                    f"no copy of it: save the pipeline again with this version of bertflow.")
+            self.zero_shot = PretrainedCopy.from_bytes(saved, where=f"{self.name!r}'s bytes")
+        return self
+
+    def from_disk(self, path, *, exclude=SimpleFrozenList()) -> "SimilarityHead":
+        super().from_disk(path, exclude=exclude)
+        self._guarding = False  # a saved head's choice is final: evaluating it again must not change it
+        self.zero_shot = None
+        copy_path = Path(path) / ZERO_SHOT_FILE
+        if self.cfg.get("source") == "zero_shot":
+            if not copy_path.exists():
+                raise BertflowError(f"{self.name!r} uses the untrained encoder's embedding, but {copy_path} is "
+                                    f"missing: copy the whole pipeline directory, or retrain it.")
+            self.zero_shot = PretrainedCopy.from_bytes(copy_path.read_bytes(), where=str(copy_path))
+        return self
 
     def set_annotations(self, docs: Iterable[Doc], vectors: Floats2d) -> None:
         vectors = _normalise(self.model.ops.to_numpy(vectors))
@@ -156,10 +256,17 @@ class SimilarityHead(HeadPipe):
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         self.model.initialize(X=self.sample_docs(get_examples, nlp))
+        self.cfg["source"] = "fine_tuned"
+        self.zero_shot, self._guarding = None, False
+        if self.cfg.get("zero_shot_guard"):
+            if nlp is None:
+                raise BertflowError(f"{self.name!r} has zero_shot_guard = true: initialize it through the "
+                                    f"pipeline (nlp.initialize), which gives it the encoder to copy.")
+            self.zero_shot, self._guarding = PretrainedCopy.of_encoder(nlp, self.name), True
 
     def embed(self, docs: List[Doc]) -> numpy.ndarray:
         """Normalised embeddings of docs that already went through the encoder."""
-        return _normalise(self.model.ops.to_numpy(self.model.predict(docs)))
+        return _normalise(self.model.ops.to_numpy(self.predict(docs)))
 
 
 # ---- cross-encoder: bertflow_pair_classifier ---------------------------------------------------------

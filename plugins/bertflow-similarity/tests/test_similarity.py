@@ -218,3 +218,77 @@ def test_search_memory_is_bounded_by_the_block_not_queries_x_documents(bi_nlp, m
     full_matrix = len(queries) * len(documents) * 4
     assert len(results) == 2_000 and all(len(r) == 3 for r in results)
     assert peak < full_matrix / 4, (peak, full_matrix)
+
+
+GUARD_PAIRS = [("good movie", "great film", 5.0), ("good movie", "terrible dog", 0.5), ("bad film", "terrible movie", 4.5),
+               ("bad film", "great apple", 1.0), ("a red car", "a blue car", 3.5), ("the cat sat", "a cat sits", 4.0),
+               ("john ran home", "paris is big", 0.0), ("the sun is hot", "the sun is warm", 4.2)]
+
+
+def train_guarded(tiny_bert_dir, pairs, guard: bool, steps: int = 30):
+    fix_random_seed(0)
+    nlp = make_nlp(tiny_bert_dir, "bertflow_similarity",
+                   bertflow_similarity={"zero_shot_guard": guard})
+    egs = pair_examples(nlp, pairs)
+    nlp.initialize(lambda: egs)
+    optimizer = Adam(1e-3)
+    for _ in range(steps):
+        nlp.update(egs, sgd=optimizer)
+    return nlp
+
+
+def test_zero_shot_guard_keeps_the_untrained_embedding_when_fine_tuning_hurts(tiny_bert_dir, tmp_path):
+    """Fine-tuned on the dev pairs' scores turned upside down, the embedding gets
+    worse than the untrained encoder's on dev; with zero_shot_guard the head
+    scores exactly the untrained figure, uses the untrained vectors, and keeps
+    them through to_disk / from_disk and to_bytes / from_bytes (issue #23)."""
+    untrained = make_nlp(tiny_bert_dir, "bertflow_similarity")
+    untrained.initialize()
+    dev = pair_examples(untrained, GUARD_PAIRS)
+    zero_shot = untrained.evaluate(dev)["sim_spearman"]
+    inverted = [(a, b, 5.0 - s) for a, b, s in GUARD_PAIRS]
+
+    plain = train_guarded(tiny_bert_dir, inverted, guard=False)
+    assert plain.evaluate(pair_examples(plain, GUARD_PAIRS))["sim_spearman"] < zero_shot - 0.2
+
+    nlp = train_guarded(tiny_bert_dir, inverted, guard=True)
+    scores = nlp.evaluate(pair_examples(nlp, GUARD_PAIRS))
+    assert scores["sim_spearman_fine_tuned"] < zero_shot - 0.2
+    assert scores["sim_spearman"] == pytest.approx(zero_shot, abs=1e-6)
+    assert nlp.get_pipe("bertflow_similarity").cfg["source"] == "zero_shot"
+    text = "a new sentence about a dog"
+    expected = untrained(text)._.sim_vector
+    numpy.testing.assert_allclose(nlp(text)._.sim_vector, expected, atol=1e-5)
+
+    nlp.to_disk(tmp_path / "guarded")
+    assert (tmp_path / "guarded" / "bertflow_similarity" / "zero_shot_encoder").exists()
+    loaded = spacy.load(tmp_path / "guarded")
+    numpy.testing.assert_allclose(loaded(text)._.sim_vector, expected, atol=1e-5)
+    again = loaded.evaluate(pair_examples(loaded, GUARD_PAIRS))
+    assert again["sim_spearman"] == pytest.approx(zero_shot, abs=1e-6)
+    assert "sim_spearman_zero_shot" not in again  # a saved head's choice is final
+    head = loaded.get_pipe("bertflow_similarity")
+    restored = head.__class__(loaded.vocab, head.model, head.name).from_bytes(head.to_bytes())
+    assert restored.cfg["source"] == "zero_shot" and restored.zero_shot is not None
+
+
+def test_zero_shot_guard_keeps_fine_tuning_that_helps_and_saves_no_copy(tiny_bert_dir, tmp_path):
+    untrained = make_nlp(tiny_bert_dir, "bertflow_similarity")
+    untrained.initialize()
+    zero_shot = untrained.evaluate(pair_examples(untrained, GUARD_PAIRS))["sim_spearman"]
+    nlp = train_guarded(tiny_bert_dir, GUARD_PAIRS, guard=True)
+    scores = nlp.evaluate(pair_examples(nlp, GUARD_PAIRS))
+    assert scores["sim_spearman"] == scores["sim_spearman_fine_tuned"] > zero_shot
+    assert nlp.get_pipe("bertflow_similarity").cfg["source"] == "fine_tuned"
+    nlp.to_disk(tmp_path / "tuned")
+    assert not (tmp_path / "tuned" / "bertflow_similarity" / "zero_shot_encoder").exists()
+    assert spacy.load(tmp_path / "tuned").get_pipe("bertflow_similarity").zero_shot is None
+
+
+def test_zero_shot_copy_refuses_a_file_that_is_not_one(tiny_bert_dir, tmp_path):
+    nlp = train_guarded(tiny_bert_dir, [(a, b, 5.0 - s) for a, b, s in GUARD_PAIRS], guard=True)
+    nlp.evaluate(pair_examples(nlp, GUARD_PAIRS))
+    nlp.to_disk(tmp_path / "guarded")
+    (tmp_path / "guarded" / "bertflow_similarity" / "zero_shot_encoder").write_bytes(b"\x00not msgpack")
+    with pytest.raises(BertflowError, match="not a saved encoder copy"):
+        spacy.load(tmp_path / "guarded")
