@@ -23,6 +23,7 @@ layers = "last"
 n_layers = 4
 grad_factor = 1.0
 nO = null
+case_features = false
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 # what set_annotations writes per token with Doc.from_array: the whole entity state, as doc.set_ents

@@ -148,6 +148,35 @@ def test_ner_unknown_label_error(tiny_bert_dir):
         nlp.update(bad)
 
 
+CASED = [("we like Apple", [(2, 3, "ORG")]), ("we like apple", []), ("they sold Apple", [(2, 3, "ORG")]),
+         ("they sold apple", []), ("Apple sold apple", [(0, 1, "ORG")])]
+
+
+@pytest.mark.parametrize("case_features", [False, True])
+def test_ner_case_features_separate_what_an_uncased_encoder_cannot(tiny_bert_dir, tmp_path, case_features):
+    """The tiny encoder lowercases, as minilm-l6 does: "Apple" and "apple" reach
+    the head as the same vector, so only case_features can tell the company
+    from the fruit; the features survive saving and loading."""
+    from bertflow_ner.architectures import token_case
+
+    nlp = make_pipeline(tiny_bert_dir, case_features=case_features)
+    egs = examples(nlp, CASED)
+    train(nlp, egs, steps=80)
+    found = [[(e.start, e.end, e.label_) for e in nlp(Doc(nlp.vocab, words=t.split())).ents] for t, _ in CASED]
+    gold = [[(s, e, lab) for s, e, lab in ents] for _, ents in CASED]
+    if case_features:
+        assert found == gold
+        nlp.to_disk(tmp_path / "cased")
+        loaded = spacy.load(tmp_path / "cased")
+        assert [[(e.start, e.end, e.label_) for e in loaded(Doc(loaded.vocab, words=t.split())).ents]
+                for t, _ in CASED] == gold
+    else:  # the same input twice: the two sentences of each pair get the same tags
+        assert found[0] == found[1] and found[2] == found[3] and found != gold
+    feats = token_case().predict([Doc(nlp.vocab, words=["Apple", "APPLE", "apple", "1976", ","])])[0]
+    numpy.testing.assert_array_equal(feats, [[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0],
+                                             [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]])
+
+
 def test_ner_serialization_roundtrip(tiny_bert_dir, tmp_path):
     nlp = make_pipeline(tiny_bert_dir)
     train(nlp, examples(nlp), steps=10)
