@@ -81,6 +81,9 @@ def main() -> None:
     zero = zero_shot_similarity()
     met = score_table(zero)
     nlp = spacy.load(MODEL)
+    if nlp.get_pipe("similarity").cfg.get("source") == "zero_shot":
+        print("similarity: during training the fine-tuned embedding scored below the untrained encoder's on the "
+              "dev pairs, so the head's zero-shot guard kept the untrained one (docs/multitask.md).")
     print(f"\nTrained, saved and scored {MODEL.relative_to(ROOT)} in {trained / 60:.1f} min "
           f"(pipeline: {', '.join(nlp.pipe_names)}). New texts:\n")
     reference = nlp(REFERENCE)
