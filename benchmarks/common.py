@@ -15,13 +15,19 @@ def machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
+    flags = set()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    # what decides whether bf16 runs natively (the same vendor name covers CPUs with and without it)
+    native = [name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    cpu += f" ({', '.join(native)})" if native else (" (AVX2, no native bf16)" if "avx2" in flags else "")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only, {os.cpu_count()} cores"
     versions = ", ".join(f"{p} {version(p)}" for p in ("spacy", "spacy-transformers", "transformers", "torch"))
     return f"{cpu}; {device}; torch threads {torch.get_num_threads()}; {versions}; {datetime.date.today()}"

@@ -15,7 +15,7 @@ and 128, each system runs in its own subprocess (so its peak RSS is its own):
   bertflow-fp16/bf16  the same pipeline, precision = "fp16"/"bf16" (fp16: GPU only; bf16:
                       GPU, or a CPU with native bf16 matmuls, e.g. --interleave --systems
                       bertflow,bertflow-bf16 on one)
-  bertflow-encoder    the bertflow encoder component alone (-int8: in int8)
+  bertflow-encoder    the bertflow encoder component alone (-int8 / -bf16: in int8 / bf16)
   hf-pipelines        three transformers.pipeline()s (text-classification,
                       token-classification with entity grouping, feature-extraction
                       + mean pooling), one after another, on the same model
@@ -306,6 +306,7 @@ SYSTEMS = {
     "bertflow-bf16": (lambda a, t: bertflow_pipeline(a, t, "bf16"), run_spacy),
     "bertflow-encoder": (lambda a, t: bertflow_pipeline(a, t, heads=()), run_spacy),
     "bertflow-encoder-int8": (lambda a, t: bertflow_pipeline(a, t, "int8", heads=()), run_spacy),
+    "bertflow-encoder-bf16": (lambda a, t: bertflow_pipeline(a, t, "bf16", heads=()), run_spacy),
     "hf-pipelines": (lambda a, t: hf_pipelines(a), run_hf_pipelines),
     "hf-models": (lambda a, t: hf_models(a), run_hf_models),
     "spacy-transformers": (spacy_transformers_pipeline, run_spacy),

@@ -108,6 +108,9 @@ def main():
     parser.add_argument("--systems", default="bertflow,hf",
                         help="bertflow (fp32 training), bertflow-mixed (mixed_precision: bf16 autocast on a CPU "
                              "with native bf16), hf")
+    parser.add_argument("--section", default=None,
+                        help="the BENCHMARKS.md section to write (default: textcat-sst2, or textcat-sst2-mixed "
+                             "when bertflow-mixed runs)")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds: each system trains once per seed (default: --seed)")
     args = parser.parse_args()
@@ -132,7 +135,7 @@ def main():
                 print(json.dumps({system: runs[system][-1]}), flush=True)
     body = report(args, runs, seeds, len(train_rows), len(dev_rows))
     if not args.no_write:
-        write_section("textcat-sst2" if "bertflow-mixed" not in runs else "textcat-sst2-mixed", body)
+        write_section(args.section or ("textcat-sst2" if "bertflow-mixed" not in runs else "textcat-sst2-mixed"), body)
     print(body)
 
 
@@ -177,9 +180,12 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
     seeds_note = f" --seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else ""
     title = "Text classification: SST-2 (bertflow-textcat)" if "bertflow-mixed" not in runs else \
         "Training in bf16 on the CPU: SST-2 (mixed_precision)"
+    if args.section:
+        title += f", {epochs:.1f} epochs"
+    section_note = f" --section {args.section}" if args.section else ""
     return f"""## {title}
 
-`python benchmarks/textcat_sst2.py --steps {args.steps}{seeds_note}{systems_note}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
+`python benchmarks/textcat_sst2.py --steps {args.steps}{seeds_note}{systems_note}{section_note}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}`
 — {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {n_train:,} train
 sentences), lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, AdamW (weight decay 0.01 on
 weight matrices), grad clip 1.0, max length {args.max_length}; full dev split ({n_dev} sentences); inference

@@ -52,7 +52,7 @@ class PretrainedCopy:
         of all docs go through in length-sorted calls of ``ROWS_PER_CALL``."""
         rows = []  # (doc, row, length)
         for d, data in enumerate(datas):
-            lengths = numpy.asarray(data.wordpieces.lengths, dtype="int64")
+            lengths = _host(data.wordpieces.lengths).astype("int64")
             rows.extend((d, r, int(n)) for r, n in enumerate(lengths))
         width = self.transformer.config.hidden_size
         out = [numpy.zeros(tuple(data.wordpieces.input_ids.shape) + (width,), dtype="float32") for data in datas]
@@ -66,11 +66,11 @@ class PretrainedCopy:
             types = None
             for i, (d, r, n) in enumerate(chunk):
                 wp = datas[d].wordpieces
-                ids[i, :n] = numpy.asarray(wp.input_ids[r, :n])
+                ids[i, :n] = _host(wp.input_ids[r, :n])
                 mask[i, :n] = 1
                 if wp.token_type_ids is not None:
                     types = numpy.zeros((len(chunk), seq), dtype="int64") if types is None else types
-                    types[i, :n] = numpy.asarray(wp.token_type_ids[r, :n])
+                    types[i, :n] = _host(wp.token_type_ids[r, :n])
             kwargs = {"input_ids": torch.as_tensor(ids, device=device),
                       "attention_mask": torch.as_tensor(mask, device=device)}
             if types is not None:
@@ -108,3 +108,8 @@ class PretrainedCopy:
         transformer = AutoModel.from_config(AutoConfig.for_model(model_type, **config))
         transformer.load_state_dict(load(weights), strict=True)
         return cls(transformer)
+
+
+def _host(array) -> numpy.ndarray:
+    """A numpy copy of a numpy or cupy array (a GPU pipeline's wordpieces are cupy)."""
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
