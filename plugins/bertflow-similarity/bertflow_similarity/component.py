@@ -184,8 +184,11 @@ class SimilarityHead(HeadPipe):
 
     def to_disk(self, path, *, exclude=SimpleFrozenList()) -> None:
         super().to_disk(path, exclude=exclude)
+        copy_path = Path(path) / ZERO_SHOT_FILE
         if self.cfg.get("source") == "zero_shot" and self.zero_shot is not None:
-            (Path(path) / ZERO_SHOT_FILE).write_bytes(self.zero_shot.to_bytes())
+            copy_path.write_bytes(self.zero_shot.to_bytes())
+        elif copy_path.exists():  # left by an earlier save into this directory (spacy train re-saves model-best)
+            copy_path.unlink()
 
     def to_bytes(self, *, exclude=SimpleFrozenList()) -> bytes:
         data = super().to_bytes(exclude=exclude)

@@ -280,6 +280,8 @@ def test_zero_shot_guard_keeps_fine_tuning_that_helps_and_saves_no_copy(tiny_ber
     scores = nlp.evaluate(pair_examples(nlp, GUARD_PAIRS))
     assert scores["sim_spearman"] == scores["sim_spearman_fine_tuned"] > zero_shot
     assert nlp.get_pipe("bertflow_similarity").cfg["source"] == "fine_tuned"
+    (tmp_path / "tuned" / "bertflow_similarity").mkdir(parents=True)
+    (tmp_path / "tuned" / "bertflow_similarity" / "zero_shot_encoder").write_bytes(b"an earlier save's copy")
     nlp.to_disk(tmp_path / "tuned")
     assert not (tmp_path / "tuned" / "bertflow_similarity" / "zero_shot_encoder").exists()
     assert spacy.load(tmp_path / "tuned").get_pipe("bertflow_similarity").zero_shot is None
