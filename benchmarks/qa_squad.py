@@ -53,18 +53,21 @@ def write_squad(rows, path: Path) -> None:
     path.write_text(json.dumps({"version": "1.1", "data": data}))
 
 
-def run_bertflow(args, train, dev, workdir: Path):
+def run_bertflow(args, train, dev, workdir: Path, mixed_precision: bool = False):
     import spacy
 
     import bertflow
     from bertflow_qa.convert import convert
 
+    workdir.mkdir(parents=True, exist_ok=True)
     write_squad(train, workdir / "train.json")
     # spacy train scores a small dev sample at the start and the end; the full dev is scored below
     write_squad(dev[:200], workdir / "dev_sample.json")
     convert(workdir / "train.json", workdir / "train.spacy")
     convert(workdir / "dev_sample.json", workdir / "dev.spacy")
-    overrides = {"paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy")}
+    overrides = {"paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy"),
+                 # "bertflow-mixed": bf16 autocast training on a CPU with native bf16 (fp16 on a GPU)
+                 "components.encoder.model.mixed_precision": mixed_precision}
     train_s = spacy_train_timed(ROOT / "projects" / "qa" / "configs" / "qa.cfg", workdir / "bertflow", args, overrides)
     nlp = spacy.load(workdir / "bertflow" / "model-last")
     if args.gpu_id < 0:
@@ -160,7 +163,10 @@ def run_hf(args, train, dev):
 def main():
     parser = benchmark_parser(__doc__, "squad", batch=32, lr=1e-4)
     parser.add_argument("--steps", type=int, default=406, help="default: 3 epochs of the 4,330 train questions")
-    parser.add_argument("--systems", default="bertflow,hf")
+    parser.add_argument("--systems", default="bertflow,hf",
+                        help="bertflow (fp32 training), bertflow-mixed (mixed_precision: bf16 autocast on a CPU "
+                             "with native bf16), hf")
+    parser.add_argument("--section", default="qa-squad", help="the BENCHMARKS.md section to write")
     args = parser.parse_args()
 
     from bertflow_qa.scorer import squad_scores
@@ -175,20 +181,22 @@ def main():
             if system == "hf":
                 preds, train_s, infer_s, n_feats = run_hf(args, train, dev)
             else:
-                preds, train_s, infer_s = run_bertflow(args, train, dev, Path(tmp))
+                preds, train_s, infer_s = run_bertflow(args, train, dev, Path(tmp) / system,
+                                                       mixed_precision=system == "bertflow-mixed")
             scores = squad_scores(preds, golds)
             results[system] = {"em": 100 * scores["qa_exact"], "f1": 100 * scores["qa_f1"], "train_s": train_s,
                                "q_per_s": len(dev) / infer_s}
             print(json.dumps({system: results[system]}), flush=True)
     epochs = args.steps * args.batch / len(train)
     names = {"bertflow": "bertflow (encoder + bertflow_qa, spacy train; bertflow.ask_many)",
+             "bertflow-mixed": "bertflow, mixed_precision = true (bf16 autocast training where the CPU has it)",
              "hf": "HF AutoModelForQuestionAnswering, plain torch loop, standard pre/post-processing"}
     rows = "\n".join(f"| {names[s]} | {r['em']:.2f} | {r['f1']:.2f} | {r['train_s']:.0f} | {r['q_per_s']:.1f} |"
                      for s, r in results.items())
     feats = f" (HF: {n_feats:,} training features)" if n_feats else ""
     body = f"""## Extractive QA: SQuAD v1.1 (bertflow-qa)
 
-`python benchmarks/qa_squad.py --steps {args.steps}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}{' --dev-limit ' + str(args.dev_limit) if args.dev_limit else ''}`
+`python benchmarks/qa_squad.py --steps {args.steps} --systems {args.systems}{' --train-limit ' + str(args.train_limit) if args.train_limit else ''}{' --dev-limit ' + str(args.dev_limit) if args.dev_limit else ''}`
 — {args.encoder}, {args.steps} steps of batch {args.batch} ({epochs:.2f} epochs over {len(train):,} train questions{feats}),
 lr {args.lr:g}, {args.warmup:.0%} linear warm-up then linear decay, weight decay 0.01, grad clip 1.0, rows of at most
 {MAX_LENGTH} wordpieces; {len(dev):,} dev questions, EM/F1 (official normalisation, max over the references) computed
@@ -199,7 +207,7 @@ by the same code for both. Machine: {machine()}.
 {rows}
 """
     if not args.no_write:
-        write_section("qa-squad", body)
+        write_section(args.section, body)
     print(body)
 
 
