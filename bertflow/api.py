@@ -30,7 +30,9 @@ Groups:
   in the encoder's output rows); ``OutputStore``, ``DocOutput``,
   ``store_groups`` and ``ragged_range`` (a batch's outputs kept flat, and the
   docs of a head's batch grouped by the store they are views into, so a head
-  gathers and reduces for all of them at once);
+  gathers and reduces for all of them at once); ``set_doc_values`` and
+  ``get_doc_value`` (``doc._.<name>`` for a batch of docs, without spaCy's
+  per-doc ``doc._`` object);
 - annotate engines (``bertflow_engines``): ``EngineSpec``, ``AnnotateJob``,
   ``read_rows`` (any input format), ``annotate_rows`` (rows to records, a
   failing row kept with its error), ``input_files``, ``write_part`` and
@@ -68,6 +70,8 @@ _WHERE = {
     # batch-level encoder outputs, for heads that work on a whole batch at once
     "OutputStore": ".encoder.store", "DocOutput": ".encoder.store", "store_groups": ".encoder.store",
     "ragged_range": ".encoder.store",
+    # doc extension values for a whole batch (a head's set_annotations)
+    "set_doc_values": ".encoder.extensions", "get_doc_value": ".encoder.extensions",
     # annotate engines
     "EngineSpec": ".specs", "AnnotateJob": ".engines", "ShardedOutput": ".engines", "annotate_rows": ".annotate",
     "read_rows": ".engines", "write_part": ".engines", "input_files": ".engines",

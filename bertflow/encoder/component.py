@@ -23,7 +23,7 @@ from spacy_transformers.pipeline_component import Transformer
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..errors import BertflowError, Errors
-from .extensions import install_extensions
+from .extensions import TRF_DATA, TRF_WINDOWS, install_extensions, set_doc_values
 from .batch import split_docs
 from .heap import release_freed_memory
 from .model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
@@ -223,9 +223,8 @@ class Encoder(Transformer):
     def set_annotations(self, docs: Iterable[Doc], predictions: FullTransformerBatch) -> None:
         docs = list(docs)
         windows = getattr(predictions, "windows", None) or [None] * len(docs)
-        for doc, data, win in zip(docs, predictions.doc_data, windows):
-            doc._.trf_data = data
-            doc._.trf_windows = win
+        set_doc_values(docs, TRF_DATA, predictions.doc_data)
+        set_doc_values(docs, TRF_WINDOWS, windows)
         self.set_extra_annotations(docs, predictions)
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:

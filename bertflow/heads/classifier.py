@@ -4,6 +4,7 @@ from functools import partial
 from typing import Optional
 
 import numpy
+import torch
 from spacy.util import registry
 from thinc.api import Dropout, Model, Ops, chain, get_width, zero_init
 from thinc.types import Floats2d, FloatsXd, Shape
@@ -67,10 +68,11 @@ def dense(nO: Optional[int] = None, nI: Optional[int] = None, *, init_W=bert_nor
     """``X @ W.T + b``, then a softmax over each row when ``softmax``: thinc's
     Linear and Softmax (same parameters "W" (nO, nI) and "b" (nO,), same names,
     so pipelines saved with those load into it), with the products computed
-    by the array module's own matmul (numpy: its BLAS; cupy: cuBLAS). thinc's
+    by torch on the CPU (in the encoder's thread pool; numpy's own BLAS would
+    start a second pool of spinning threads) and by cupy on a GPU. thinc's
     NumpyOps send them through blis, which runs a head's skinny products
     (hundreds of token rows times a handful of labels) several times slower
-    on CPUs without blis' tuned kernels (AMD EPYC: 2.5x for NER's, 13x for a
+    on CPUs without blis' tuned kernels (AMD EPYC: 2x for NER's, 4x for a
     textcat batch's). With softmax the backward pass takes the gradient with
     respect to the logits, as thinc's Softmax does."""
     return Model("softmax" if softmax else "linear", _dense_forward, init=partial(_dense_init, init_W, init_b),
@@ -87,19 +89,24 @@ def _dense_init(init_W, init_b, model: Model, X: Optional[Floats2d] = None, Y: O
 
 
 def _dense_forward(model: Model, X: Floats2d, is_train: bool):
-    xp = model.ops.xp
     W, b = model.get_param("W"), model.get_param("b")
-    Y = xp.matmul(X, W.T)
+    Y = _matmul(model.ops, X, W.T)
     Y += b
     if model.attrs["softmax"]:
         Y = model.ops.softmax(Y)
 
     def backprop(dY: Floats2d) -> Floats2d:
         model.inc_grad("b", dY.sum(axis=0))
-        model.inc_grad("W", xp.matmul(dY.T, X))
-        return xp.matmul(dY, W)
+        model.inc_grad("W", _matmul(model.ops, dY.T, X))
+        return _matmul(model.ops, dY, W)
 
     return Y, backprop
+
+
+def _matmul(ops: Ops, A: Floats2d, B: Floats2d) -> Floats2d:
+    if ops.xp is numpy and A.dtype == B.dtype and A.dtype in (numpy.float32, numpy.float64):
+        return torch.matmul(torch.from_numpy(A), torch.from_numpy(B)).numpy()
+    return ops.xp.matmul(A, B)
 
 
 def sigmoid_output() -> Model[Floats2d, Floats2d]:

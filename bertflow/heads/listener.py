@@ -18,6 +18,7 @@ from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d, Ragged
 from transformers.utils import ModelOutput
 
+from ..encoder.extensions import TRF_DATA, get_doc_value
 from ..encoder.store import store_groups
 from ..errors import BertflowError, Errors
 from .layers import output_width, select_layers
@@ -54,12 +55,11 @@ def _listener_forward(model: BertflowListener, docs: List[Doc], is_train: bool):
         _check_width(model, model._outputs)
         return model._outputs, model.backprop_and_clear
     width = model.get_dim("nO") if model.has_dim("nO") else 0
-    outputs = []
-    for doc in docs:
-        data = doc._.trf_data if doc.has_extension("trf_data") else None
+    docs = list(docs)
+    outputs = [get_doc_value(doc, TRF_DATA) for doc in docs]
+    for i, data in enumerate(outputs):
         if data is None:
-            data = zeros_for(doc, width, model.attrs["n_layers"], xp=model.ops.xp)
-        outputs.append(data)
+            outputs[i] = zeros_for(docs[i], width, model.attrs["n_layers"], xp=model.ops.xp)
     _check_width(model, outputs)
     return outputs, lambda d: []
 

@@ -39,7 +39,8 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from bertflow.api import (BertflowError, HeadPipe, PretrainedCopy, annotation_mask, binary_cross_entropy,
-                          cosine_distance_loss, loss_denominator, soft_target_loss, softmax_cross_entropy)
+                          cosine_distance_loss, loss_denominator, set_doc_values, soft_target_loss,
+                          softmax_cross_entropy)
 
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
@@ -115,13 +116,21 @@ def span_vector(span: Span) -> numpy.ndarray:
     return _normalise(flat[rows].mean(axis=0))
 
 
+def _doc_vector(doc: Doc):
+    return doc._.sim_vector
+
+
+def _doc_has_vector(doc: Doc) -> bool:
+    return doc._.sim_vector is not None
+
+
+def _span_has_vector(span) -> bool:
+    return True
+
+
 def _install_hooks(doc: Doc) -> None:
-    doc.user_hooks["vector"] = lambda d: d._.sim_vector
-    doc.user_hooks["has_vector"] = lambda d: d._.sim_vector is not None
-    doc.user_hooks["similarity"] = _similarity
-    doc.user_span_hooks["vector"] = span_vector
-    doc.user_span_hooks["has_vector"] = lambda s: True
-    doc.user_span_hooks["similarity"] = _similarity
+    doc.user_hooks.update(vector=_doc_vector, has_vector=_doc_has_vector, similarity=_similarity)
+    doc.user_span_hooks.update(vector=span_vector, has_vector=_span_has_vector, similarity=_similarity)
 
 
 ZERO_SHOT_FILE = "zero_shot_encoder"
@@ -223,9 +232,9 @@ class SimilarityHead(HeadPipe):
         return self
 
     def set_annotations(self, docs: Iterable[Doc], vectors: Floats2d) -> None:
-        vectors = _normalise(self.model.ops.to_numpy(vectors))
-        for doc, vector in zip(docs, vectors):
-            doc._.sim_vector = vector
+        docs = list(docs)
+        set_doc_values(docs, "sim_vector", _normalise(self.model.ops.to_numpy(vectors)))
+        for doc in docs:
             _install_hooks(doc)
 
     def is_annotated(self, example: Example) -> bool:
