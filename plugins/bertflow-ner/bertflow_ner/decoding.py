@@ -105,13 +105,15 @@ def _viterbi(log_probs: numpy.ndarray, lengths: numpy.ndarray, start: numpy.ndar
     score = numpy.where(start, padded[0], neg)  # (batch, tags)
     back = numpy.zeros((longest, batch, n_tags), dtype="int64")
     flat_rows = numpy.arange(batch * n_tags)
+    cand_buffer = numpy.empty((batch * n_tags, n_tags), dtype="float64")  # (docs x to, from), reused every step
     for i in range(1, longest):
         k = running[i]
-        cand = (score[:k, None, :] + trans).reshape(k * n_tags, n_tags)  # (docs x to, from)
+        cand = cand_buffer[: k * n_tags]
+        numpy.add(score[:k, None, :], trans, out=cand.reshape(k, n_tags, n_tags))
         best_from = cand.argmax(axis=1)
         back[i, :k] = best_from.reshape(k, n_tags)
         # the best score is the one at the argmax: one reduction per step, not two
-        score[:k] = cand[flat_rows[: k * n_tags], best_from].reshape(k, n_tags) + padded[i, :k]
+        numpy.add(cand[flat_rows[: k * n_tags], best_from].reshape(k, n_tags), padded[i, :k], out=score[:k])
     cur = numpy.where(end, score, neg).argmax(axis=1)
     paths = numpy.zeros((longest, batch), dtype="int64")
     docs = numpy.arange(batch)
