@@ -588,3 +588,27 @@ def test_training_pass_in_length_buckets_matches_one_padded_call(make_nlp, monke
     assert len(one_grads) == len(two_grads)
     for a, b in zip(two_grads, one_grads):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_set_doc_values_is_doc_underscore(layout, monkeypatch):
+    """``set_doc_values`` / ``get_doc_value`` read and write exactly what
+    ``doc._.<name>`` does (spaCy's own storage, or plain assignment where
+    spaCy keeps extension values elsewhere); an unknown extension is an error
+    that says how to make it."""
+    import spacy
+
+    from bertflow.encoder import extensions
+
+    monkeypatch.setattr(extensions, "_LAYOUT", [layout])
+    nlp = spacy.blank("en")
+    docs = [nlp("one doc"), nlp("another doc")]
+    extensions.set_doc_values(docs, "trf_windows", [{"n_windows": 1}, None])
+    assert docs[0]._.trf_windows == {"n_windows": 1} and docs[1]._.trf_windows is None
+    docs[1]._.trf_windows = {"n_windows": 2}
+    assert [extensions.get_doc_value(d, "trf_windows") for d in docs] == [{"n_windows": 1}, {"n_windows": 2}]
+    assert extensions.get_doc_value(nlp("fresh"), "trf_windows") is None
+    copy = docs[0].copy()
+    assert copy._.trf_windows == {"n_windows": 1}
+    with pytest.raises(AttributeError, match="set_extension"):
+        extensions.set_doc_values(docs, "no_such_extension", [1, 2])

@@ -134,3 +134,37 @@ def test_classifier_activations(activation):
         assert ((Y > 0) & (Y < 1)).all()
     with pytest.raises(BertflowError, match="Unknown activation"):
         Classifier(activation="relu")
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid", "linear"])
+def test_classifier_matches_thincs_layers_and_loads_their_weights(activation):
+    """The output layer computes its products in torch, not thinc's blis gemm:
+    the same outputs and gradients as thinc's Softmax / Linear, and a
+    classifier saved with thinc's layers (pipelines trained before) loads."""
+    from functools import partial
+
+    from thinc.api import Dropout, Linear, Softmax, chain, zero_init
+
+    from bertflow.heads.classifier import bert_normal_init, sigmoid_output
+
+    init = dict(init_W=partial(bert_normal_init, std=0.5), init_b=zero_init)
+    out = {"softmax": lambda: Softmax(3, 4, **init), "linear": lambda: Linear(3, 4, **init),
+           "sigmoid": lambda: chain(Linear(3, 4, **init), sigmoid_output())}[activation]()
+    thincs = chain(Dropout(0.0), out)
+    thincs.initialize()
+    ours = Classifier(nO=3, nI=4, dropout=0.0, activation=activation)
+    ours.initialize()
+    ours.from_bytes(thincs.to_bytes())  # the old structure's weights, by node and parameter name
+    X = rng.normal(size=(6, 4)).astype("f")
+    Y_old, bp_old = thincs.begin_update(X)
+    Y_new, bp_new = ours.begin_update(X)
+    numpy.testing.assert_allclose(Y_new, Y_old, rtol=1e-5, atol=1e-6)
+    dY = rng.normal(size=Y_old.shape).astype("f")
+    numpy.testing.assert_allclose(bp_new(dY), bp_old(dY), rtol=1e-5, atol=1e-6)
+    old_layer = thincs.layers[1] if activation != "sigmoid" else thincs.layers[1].layers[0]
+    for name in ("W", "b"):
+        numpy.testing.assert_allclose(ours.get_ref("output_layer").get_grad(name), old_layer.get_grad(name),
+                                      rtol=1e-5, atol=1e-6)
+    # and back: what we save loads into thinc's layers
+    thincs.from_bytes(ours.to_bytes())
+    numpy.testing.assert_allclose(thincs.predict(X), ours.predict(X), rtol=1e-5, atol=1e-6)
