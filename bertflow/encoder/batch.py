@@ -10,7 +10,7 @@ from thinc.api import get_array_module, torch2xp, xp2torch
 from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
-from .store import OutputStore
+from .store import DocOutput, OutputStore
 
 
 @dataclass
@@ -85,11 +85,13 @@ def split_docs(batches: Sequence[EncoderBatch]) -> List[List[TransformerData]]:
     result, offset = [], 0
     for batch, store in zip(batches, stores):
         outputs = []
-        for d, ((start, n), align) in enumerate(zip(batch.doc_rows, batch.doc_aligns)):
-            if align is None or store is None:
+        aligns = batch.doc_aligns
+        live = getattr(aligns, "live", None)  # a DocAligns knows which docs have rows without making their Ragged
+        for d, (start, n) in enumerate(batch.doc_rows):
+            if store is None or not (live[d] if live is not None else aligns[d] is not None):
                 outputs.append(TransformerData.empty())
             else:
-                outputs.append(merged.doc_output(offset + d, batch.wordpieces[start: start + n], align))
+                outputs.append(DocOutput.lazy(merged, offset + d, batch.wordpieces, start, n, aligns, d))
         if store is not None:
             offset += store.n_docs
         batch.cached_doc_data = outputs

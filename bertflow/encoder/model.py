@@ -35,7 +35,7 @@ from .batch import EncoderBatch
 from ..precision.layers import PRECISIONS, inference_precision, training_autocast
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
-from .wordpieces import Tokenized, encode_docs, pad_rows, tokenize_docs
+from .wordpieces import DocAligns, Tokenized, encode_docs, pad_rows, tokenize_docs
 
 
 
@@ -375,6 +375,10 @@ def _train_in_buckets(model: EncoderModel, wordpieces, keep: int):
 
 
 def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:
+    if isinstance(doc_aligns, DocAligns):  # flat already: shift each doc's indices to its first row
+        row_start = numpy.asarray([start for start, _ in doc_rows], dtype="int64")
+        shift = numpy.repeat(row_start * seq_len, doc_aligns.n_entries)
+        return Ragged((doc_aligns.local + shift).astype("int32"), doc_aligns.token_lengths.astype("int32"))
     datas, lengths = [], []
     for (start, _), align in zip(doc_rows, doc_aligns):
         if align is not None:

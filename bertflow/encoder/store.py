@@ -14,7 +14,6 @@ of a loop over docs; a few array operations per batch, whatever its size, which
 is what a GPU needs. Docs from elsewhere (a plain ``TransformerData``) take the
 per-doc path, with the same arithmetic.
 """
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -31,15 +30,62 @@ def ragged_range(starts: numpy.ndarray, counts: numpy.ndarray) -> numpy.ndarray:
     return numpy.repeat(numpy.asarray(starts, dtype="int64") - _starts(counts), counts) + numpy.arange(total)
 
 
-@dataclass
 class DocOutput(TransformerData):
     """``TransformerData`` that knows the batch it came from: ``store`` and
-    its ``index`` there. Copying or pickling it gives a plain
+    its ``index`` there. Its ``wordpieces``, ``model_output`` and ``align``
+    (views into the batch's arrays) are made the first time they are read:
+    heads working on the store never read them, so a pass does not build
+    three objects per doc for nothing. Copying or pickling it gives a plain
     ``TransformerData`` of the doc's own data (a doc copy must not drag the
     whole batch along)."""
 
-    store: Optional["OutputStore"] = field(default=None, repr=False, compare=False)
-    index: int = field(default=-1, repr=False, compare=False)
+    def __init__(self, wordpieces: Optional[WordpieceBatch] = None, model_output: Optional[ModelOutput] = None,
+                 align: Optional[Ragged] = None, store: Optional["OutputStore"] = None, index: int = -1):
+        self.store = store
+        self.index = index
+        self._wordpieces, self._model_output, self._align = wordpieces, model_output, align
+        self._source = None  # (the pass's WordpieceBatch, the doc's first row there, its rows, aligns, doc)
+
+    @classmethod
+    def lazy(cls, store: "OutputStore", index: int, batch_wordpieces: WordpieceBatch, start: int, n_rows: int,
+             aligns: Sequence[Optional[Ragged]], doc: int) -> "DocOutput":
+        """Doc ``index`` of ``store``: rows ``start`` to ``start + n_rows`` of
+        ``batch_wordpieces``, alignment ``aligns[doc]``, all read on first use."""
+        out = cls(store=store, index=index)
+        out._source = (batch_wordpieces, start, n_rows, aligns, doc)
+        return out
+
+    @property
+    def wordpieces(self) -> WordpieceBatch:
+        if self._wordpieces is None and self._source is not None:
+            batch, start, n, _, _ = self._source
+            self._wordpieces = batch[start: start + n]
+        return self._wordpieces
+
+    @wordpieces.setter
+    def wordpieces(self, value: WordpieceBatch) -> None:
+        self._wordpieces = value
+
+    @property
+    def model_output(self) -> ModelOutput:
+        if self._model_output is None and self.store is not None:
+            self._model_output = self.store.doc_model_output(self.index)
+        return self._model_output
+
+    @model_output.setter
+    def model_output(self, value: ModelOutput) -> None:
+        self._model_output = value
+
+    @property
+    def align(self) -> Ragged:
+        if self._align is None and self._source is not None:
+            _, _, _, aligns, doc = self._source
+            self._align = aligns[doc]
+        return self._align
+
+    @align.setter
+    def align(self, value: Ragged) -> None:
+        self._align = value
 
     def __repr__(self) -> str:
         return repr(self._plain())
@@ -102,13 +148,19 @@ class OutputStore:
         row_start = numpy.asarray([s for s, _ in doc_rows], dtype="int64")
         n_rows = numpy.asarray([n for _, n in doc_rows], dtype="int64")
         pos_start = row_start * seq_len
-        n_tokens = numpy.asarray([len(a.lengths) if a is not None else 0 for a in doc_aligns], dtype="int64")
-        n_entries = numpy.asarray([len(a.dataXd) if a is not None else 0 for a in doc_aligns], dtype="int64")
-        live = [(a, p) for a, p in zip(doc_aligns, pos_start) if a is not None]
-        align_data = (numpy.concatenate([numpy.asarray(a.dataXd, dtype="int64").reshape(-1) + p for a, p in live])
-                      if live else numpy.zeros((0,), dtype="int64"))
-        align_lengths = (numpy.concatenate([numpy.asarray(a.lengths, dtype="int64") for a, _ in live])
-                         if live else numpy.zeros((0,), dtype="int64"))
+        flat = getattr(doc_aligns, "local", None)
+        if flat is not None:  # a DocAligns: the batch's alignments are flat already
+            n_tokens, n_entries = doc_aligns.n_tokens, doc_aligns.n_entries
+            align_data = flat + numpy.repeat(pos_start, n_entries)
+            align_lengths = doc_aligns.token_lengths
+        else:
+            n_tokens = numpy.asarray([len(a.lengths) if a is not None else 0 for a in doc_aligns], dtype="int64")
+            n_entries = numpy.asarray([len(a.dataXd) if a is not None else 0 for a in doc_aligns], dtype="int64")
+            live = [(a, p) for a, p in zip(doc_aligns, pos_start) if a is not None]
+            align_data = (numpy.concatenate([numpy.asarray(a.dataXd, dtype="int64").reshape(-1) + p
+                                             for a, p in live]) if live else numpy.zeros((0,), dtype="int64"))
+            align_lengths = (numpy.concatenate([numpy.asarray(a.lengths, dtype="int64") for a, _ in live])
+                             if live else numpy.zeros((0,), dtype="int64"))
         # each doc's own wordpieces, once each: positions never repeat across docs, so one sort
         # groups them by doc, in the order of the docs' positions
         own = numpy.unique(align_data)
@@ -149,11 +201,16 @@ class OutputStore:
 
     def doc_output(self, d: int, wordpieces: WordpieceBatch, align: Ragged) -> DocOutput:
         """Doc ``d``'s ``DocOutput``: views of its rows, shaped (rows, seq_len, width)."""
+        return DocOutput(wordpieces=wordpieces, model_output=self.doc_model_output(d), align=align, store=self, index=d)
+
+    def doc_model_output(self, d: int) -> ModelOutput:
+        """Doc ``d``'s outputs as the encoder pass gives them for one doc: views
+        of its rows, shaped (rows, seq_len, width) (its rows of "pooler_output")."""
         out = ModelOutput()
         for key, value in self.outputs.items():
             out[key] = [self.doc_view(d, key, v) for v in value] if isinstance(value, list) \
                 else self.doc_view(d, key, value)
-        return DocOutput(wordpieces=wordpieces, model_output=out, align=align, store=self, index=d)
+        return out
 
     def doc_view(self, d: int, key: str, flat):
         """Doc ``d``'s part of ``flat`` (an array shaped like ``outputs[key]``,
@@ -203,6 +260,8 @@ def _starts(counts) -> numpy.ndarray:
 
 def has_output(data: TransformerData) -> bool:
     """Whether ``data`` holds encoder outputs (a doc without tokens has none)."""
+    if isinstance(data, DocOutput) and data.store is not None and data._model_output is None:
+        return True  # a doc of a store has rows; no need to make its per-doc views to know it
     hidden = data.model_output.get("last_hidden_state")
     return hidden is not None and hidden.size > 0
 

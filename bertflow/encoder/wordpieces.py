@@ -378,16 +378,49 @@ def pad_rows(
         lengths=[len(r) for r in all_rows],
         token_type_ids=token_type_ids,
     )
-    spans: List[Tuple[int, int]] = []
-    aligns: List[Optional[Ragged]] = []
-    start = 0
-    for d in encoded:
-        if d is None:
-            spans.append((start, 0))
-            aligns.append(None)
-            continue
-        flat = (d.align_rows * seq_len + d.align_pos).astype("int32")
-        aligns.append(Ragged(flat, d.align_lengths.astype("int32")))
-        spans.append((start, len(d.input_ids)))
-        start += len(d.input_ids)
+    n_doc_rows = [len(d.input_ids) if d is not None else 0 for d in encoded]
+    starts = numpy.cumsum(n_doc_rows) - n_doc_rows
+    spans = list(zip(starts.tolist(), n_doc_rows))
+    live = [d for d in encoded if d is not None]
+    if live:  # each doc's alignment as flat indices into its own rows x seq_len, for all docs at once
+        local = numpy.concatenate([d.align_rows for d in live]) * seq_len + numpy.concatenate([d.align_pos for d in live])
+        token_lengths = numpy.concatenate([d.align_lengths for d in live])
+    else:
+        local = token_lengths = numpy.zeros((0,), dtype="int64")
+    aligns = DocAligns(local, token_lengths,
+                       [len(d.align_rows) if d is not None else -1 for d in encoded],
+                       [len(d.align_lengths) if d is not None else 0 for d in encoded])
     return batch, spans, aligns
+
+
+class DocAligns(Sequence):
+    """The docs' alignments in a batch (what ``pad_rows`` returns): item d is
+    doc d's ``Ragged`` of flat indices into its own (rows * seq_len) outputs,
+    grouped by token, or None for a doc without rows. Kept as flat arrays for
+    the whole batch (``local``: every doc's indices one after another;
+    ``token_lengths``: entries per token), so the encoder's output store and
+    the batch alignment are built with a few array operations; a doc's own
+    Ragged is made only when something asks for it."""
+
+    def __init__(self, local: numpy.ndarray, token_lengths: numpy.ndarray, n_entries: Sequence[int],
+                 n_tokens: Sequence[int]):
+        self.local = numpy.asarray(local, dtype="int64")
+        self.token_lengths = numpy.asarray(token_lengths, dtype="int64")
+        n_entries = numpy.asarray(n_entries, dtype="int64")
+        self.live = n_entries >= 0  # -1: a doc without rows
+        self.n_entries = numpy.maximum(n_entries, 0)
+        self.n_tokens = numpy.asarray(n_tokens, dtype="int64")
+        self.ent_start = numpy.cumsum(self.n_entries) - self.n_entries
+        self.tok_start = numpy.cumsum(self.n_tokens) - self.n_tokens
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def __getitem__(self, d):
+        if isinstance(d, slice):
+            return [self[i] for i in range(*d.indices(len(self)))]
+        if not self.live[d]:
+            return None
+        e0, t0 = int(self.ent_start[d]), int(self.tok_start[d])
+        return Ragged(self.local[e0: e0 + int(self.n_entries[d])].astype("int32"),
+                      self.token_lengths[t0: t0 + int(self.n_tokens[d])].astype("int32"))

@@ -19,7 +19,7 @@ from thinc.types import Floats2d, Ragged
 from transformers.utils import ModelOutput
 
 from ..encoder.extensions import TRF_DATA, get_doc_value
-from ..encoder.store import store_groups
+from ..encoder.store import has_output, store_groups
 from ..errors import BertflowError, Errors
 from .layers import output_width, select_layers
 
@@ -96,7 +96,7 @@ def _token_forward(model: Model, trf_datas: List[TransformerData], is_train: boo
         return trfs2arrays_forward(model, trf_datas, is_train)
     ops = model.ops
     pooling = model.layers[0]
-    live = [i for i, data in enumerate(trf_datas) if "last_hidden_state" in data.model_output]
+    live = [i for i, data in enumerate(trf_datas) if has_output(data)]
     width = trf_datas[live[0]].model_output["last_hidden_state"].shape[-1] if live else 0
     outputs: List[Floats2d] = [ops.alloc2f(0, width) for _ in trf_datas]
     parts = []
