@@ -258,6 +258,29 @@ def test_the_learning_rate_is_constant_while_frozen_then_warms_up_and_decays():
         next(frozen_then_warmup_linear(1.0, warmup_steps=2, total_steps=10, frozen_steps=11))
 
 
+def test_kept_layers_below_the_trainable_ones_train(make_nlp):
+    """keep_layers reaching below trainable_layers (the multitask project's NER
+    concatenates the last 4 layers while 3 train): the frozen layer's output
+    has no graph, so its gradient is dropped instead of failing the backward
+    pass; the trainable layer and the heads still learn, nothing below moves."""
+    nlp = make_nlp(keep_layers=3, heads=("test_doc_probe", "test_token_probe"), head_configs={
+        "test_doc_probe": {"layers": "concat", "n_layers": 3, "pooling": "mean"},
+        "test_token_probe": {"layers": "concat", "n_layers": 3},
+    })
+    encoder = nlp.get_pipe("encoder")
+    egs = examples_for(nlp)
+    nlp.initialize(lambda: egs)
+    transformer = encoder.model.transformer
+    top = f"encoder.layer.{transformer.config.num_hidden_layers - 1}."
+    encoder.cfg["trainable_layers"] = 1
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    optimizer = Adam(3e-3)
+    losses = [nlp.update(egs, sgd=optimizer) for _ in range(20)]
+    changed = {k for k, v in transformer.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(top) or k.startswith("pooler.") for k in changed), sorted(changed)[:5]
+    assert losses[-1]["test_token_probe"] < losses[0]["test_token_probe"]
+
+
 def test_trainable_layers_trains_only_the_top_layers(make_nlp):
     nlp = make_nlp(heads=("test_doc_probe",), head_configs={"test_doc_probe": {"pooling": "mean"}})
     encoder = nlp.get_pipe("encoder")

@@ -437,6 +437,11 @@ def _convert_outputs(model, inputs_outputs, is_train):
             else:
                 tensors.extend(value)
                 grads.extend(grad)
+        # a kept layer below the trainable ones (keep_layers > trainable_layers) has no graph: its
+        # gradient would only reach frozen weights, and autograd refuses a tensor without one
+        live = [(t, g) for t, g in zip(tensors, grads) if t.requires_grad]
+        if live and len(live) < len(tensors):
+            tensors, grads = [t for t, _ in live], [g for _, g in live]
         return ArgsKwargs(args=(tuple(tensors),), kwargs={"grad_tensors": tuple(grads)})
 
     return output, backprop
