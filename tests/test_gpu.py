@@ -19,7 +19,7 @@ TEXTS = ["Apple was founded by Steve Jobs in Cupertino.", "A terrible film.", "P
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_bert_dir):
     return run_project(PROJECT, tmp_path_factory.mktemp("multitask_gpu"), encoder=tiny_bert_dir, max_steps=6,
-                       warmup_steps=1, frozen_steps=2, trainable_layers=1, gpu_id=0,
+                       warmup_steps=1, frozen_steps=2, trainable_layers=1, ner_layers=2, gpu_id=0,
                        data_dir=Path(__file__).resolve().parent / "data" / "multitask_sample")
 
 

@@ -28,7 +28,7 @@ HEADS = ("textcat", "ner", "qa", "similarity")
 def project(tmp_path_factory, tiny_bert_dir):
     # the small samples the tests need (the project's own assets are the demo's few thousand per task)
     return run_project(PROJECT, tmp_path_factory.mktemp("multitask"), encoder=tiny_bert_dir, max_steps=4,
-                       warmup_steps=1, frozen_steps=2, trainable_layers=1, data_dir=SAMPLE)
+                       warmup_steps=1, frozen_steps=2, trainable_layers=1, ner_layers=2, data_dir=SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,8 @@ def test_cross_encoder_option_trains_beside_the_four_heads(project, tiny_bert_di
     from spacy.util import load_config, load_model_from_config
 
     config = load_config(project / "configs" / "multitask_cross.cfg",  # the tiny BERT has 2 layers: train the top one
-                         overrides={"paths.encoder": str(tiny_bert_dir), "components.encoder.trainable_layers": 1})
+                         overrides={"paths.encoder": str(tiny_bert_dir), "components.encoder.trainable_layers": 1,
+                                    "components.encoder.model.keep_layers": 2, "components.ner.model.n_layers": 2})
     nlp = load_model_from_config(config, auto_fill=True)
     assert nlp.pipe_names == ["encoder", *HEADS, "pair_classifier"]
     egs = [eg for task in (*HEADS, "pair") for eg in examples_of(nlp, project, task)[:4]]
