@@ -249,17 +249,19 @@ def test_encoder_pipe_hands_a_bad_pair_to_the_error_handler(make_nlp):
 
 def test_wordpiece_strings_cover_tokens_added_to_the_vocabulary(tiny_bert_dir):
     """Row strings come from a cached base vocabulary; an id added later is looked up itself."""
-    from bertflow.encoder.wordpieces import DocRows, pad_rows
+    import spacy
+    from bertflow.encoder.windows import strided_windows
+    from bertflow.encoder.wordpieces import layout_docs, tokenize_docs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
     tokenizer.add_tokens(["brandnewtoken"])
-    ids = tokenizer("the brandnewtoken cat")["input_ids"]
-    assert max(ids) >= tokenizer.vocab_size
-    empty = numpy.zeros((0,), dtype="int64")
-    rows = [DocRows([ids], [[0] * len(ids)], empty, empty, empty, {}),
-            DocRows([ids[:2] + ids[-1:]], [[0] * 3], empty, empty, empty, {})]
-    batch, _, _ = pad_rows(tokenizer, rows)
-    assert batch.strings == [tokenizer.convert_ids_to_tokens(ids), tokenizer.convert_ids_to_tokens(ids[:2] + ids[-1:])]
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc("the brandnewtoken cat"), nlp.make_doc("the cat")]
+    ids = [tokenizer(d.text)["input_ids"] for d in docs]
+    assert max(ids[0]) >= tokenizer.vocab_size
+    batch, _, _, _ = layout_docs(tokenizer, docs, tokenize_docs(tokenizer, docs), max_length=32, max_pair_length=14,
+                                 get_windows=strided_windows(window=30, stride=30))
+    assert batch.strings == [tokenizer.convert_ids_to_tokens(i) for i in ids]
     assert "brandnewtoken" in batch.strings[0]
 
 

@@ -35,7 +35,7 @@ from .batch import EncoderBatch
 from ..precision.layers import PRECISIONS, inference_precision, training_autocast
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
-from .wordpieces import DocAligns, Tokenized, encode_docs, pad_rows, tokenize_docs
+from .wordpieces import DocAligns, Tokenized, layout_docs, tokenize_docs
 
 
 
@@ -265,7 +265,7 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
     tokenizer = model.tokenizer
     max_length = model.max_length
     max_pair = model.attrs["max_pair_length"] or max_length // 2
-    encoded = encode_docs(
+    wordpieces, doc_rows, doc_aligns, windows = layout_docs(
         tokenizer,
         docs,
         model.tokenized_for(docs, tokenized),
@@ -273,8 +273,6 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
         max_pair_length=min(max_pair, max_length - 4),  # leave >= 1 doc wordpiece per row
         get_windows=model.attrs["get_windows"],
     )
-    windows = [e.windows if e is not None else None for e in encoded]
-    wordpieces, doc_rows, doc_aligns = pad_rows(tokenizer, encoded)
     if len(wordpieces) == 0:
         return EncoderBatch.empty_for(len(docs), windows), lambda d_batch: docs
     keep = model.attrs["keep_layers"]

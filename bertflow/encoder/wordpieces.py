@@ -91,6 +91,18 @@ def token_alignments(docs: Sequence[Doc], offsets: Sequence[numpy.ndarray]) -> L
     characters, tokens and wordpieces are numbered one after another, so one
     set of array operations serves the whole batch; a token only ever takes a
     wordpiece of its own doc."""
+    wp_local, lengths, per_doc, n_tok = flat_token_alignments(docs, offsets)
+    entry_start, tok_base = numpy.cumsum(per_doc) - per_doc, numpy.cumsum(n_tok) - n_tok
+    return [(wp_local[e0: e0 + n], lengths[t0: t0 + k])
+            for e0, n, t0, k in zip(entry_start.tolist(), per_doc.tolist(), tok_base.tolist(), n_tok.tolist())]
+
+
+def flat_token_alignments(
+    docs: Sequence[Doc], offsets: Sequence[numpy.ndarray]
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """``token_alignments`` kept flat: every doc's ``wp_index`` one after
+    another, every doc's ``lengths`` one after another, and per doc its
+    number of entries and of tokens (to cut them apart)."""
     n_docs = len(docs)
     bounds = [doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2) for doc in docs]
     n_tok = numpy.asarray([len(b) for b in bounds], dtype="int64")
@@ -161,12 +173,7 @@ def token_alignments(docs: Sequence[Doc], offsets: Sequence[numpy.ndarray]) -> L
     wp_local = numpy.where(wp_of >= 0, wp_of - wp_base[entry_doc], -1)
     per_doc = (numpy.bincount(tok_doc, weights=lengths, minlength=n_docs).astype("int64") if total_tok
                else numpy.zeros((n_docs,), dtype="int64"))
-    entry_start = numpy.cumsum(per_doc) - per_doc
-    result = []
-    for d in range(n_docs):
-        t0, e0 = int(tok_base[d]), int(entry_start[d])
-        result.append((wp_local[e0: e0 + int(per_doc[d])], lengths[t0: t0 + int(n_tok[d])]))
-    return result
+    return wp_local, lengths, per_doc, n_tok
 
 
 def encode_doc(
@@ -301,7 +308,7 @@ def _encode_texts(tokenizer, texts: List[str]) -> Tuple[List[List[int]], list]:
     return enc["input_ids"], enc["offset_mapping"]
 
 
-def encode_docs(
+def layout_docs(
     tokenizer,
     docs: List[Doc],
     tokenized: List[Optional[Tokenized]],
@@ -309,92 +316,138 @@ def encode_docs(
     max_length: int,
     max_pair_length: int,
     get_windows: Callable[[int, int], WindowPlan],
-) -> List[Optional[DocRows]]:
-    """Lay a batch out as rows from its ``tokenized`` wordpieces (from
-    ``tokenize_docs``, one per doc). Docs with no tokens (None) take no rows
-    in the batch.
+) -> Tuple[WordpieceBatch, List[Tuple[int, int]], "DocAligns", List[Optional[dict]]]:
+    """Lay a batch out as padded rows from its ``tokenized`` wordpieces (from
+    ``tokenize_docs``, one per doc; None: a doc with no tokens, which takes no
+    rows).
+
+    A doc without a pair that fits one window (most docs) is one row,
+    ``[CLS] wordpieces [SEP]``: those rows and their alignments are written
+    for the whole batch with a few array operations. The others (windowed,
+    or with a ``text_pair``) go through ``encode_doc``.
+
+    RETURNS: the WordpieceBatch (rows padded to the longest one), each doc's
+    (first row, n rows), the docs' alignments (``DocAligns``) and each doc's
+    windows dict (``doc._.trf_windows``; None for a doc with no rows).
     """
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id  # each a lookup in HF: once a batch
     live = [i for i, tok in enumerate(tokenized) if tok is not None]
-    aligned = dict(zip(live, token_alignments([docs[i] for i in live], [tokenized[i].offsets for i in live])))
-    return [
-        None if tok is None else encode_doc(
-            doc,
-            tok.ids,
-            tok.offsets,
-            tok.pair_ids,
-            cls_id=cls_id,
-            sep_id=sep_id,
-            max_length=max_length,
-            max_pair_length=max_pair_length,
-            get_windows=get_windows,
-            alignment=aligned[i],
-        )
-        for i, (doc, tok) in enumerate(zip(docs, tokenized))
-    ]
+    wp_local, token_lengths, n_entries, n_tokens = flat_token_alignments(
+        [docs[i] for i in live], [tokenized[i].offsets for i in live])
+    entry_start, tok_start = numpy.cumsum(n_entries) - n_entries, numpy.cumsum(n_tokens) - n_tokens
+    budget = max_length - 2
+    one_window: dict = {}  # wordpiece count -> the window size when such a doc is one plain window, else 0
+    encoded: List[Optional[DocRows]] = [None] * len(docs)
+    windows: List[Optional[dict]] = [None] * len(docs)
+    simple: List[int] = []  # positions in ``live`` of the one-row docs
+    for k, i in enumerate(live):
+        tok = tokenized[i]
+        n = len(tok.ids)
+        if tok.pair_ids is None:
+            size = one_window.get(n)
+            if size is None:
+                plan = get_windows(n, budget)
+                size = one_window[n] = plan.size if plan.n_windows == 1 and plan.starts[0] == 0 and n <= plan.size else 0
+            if size:
+                simple.append(k)
+                windows[i] = {"n_windows": 1, "n_wordpieces": n, "window": size, "stride": size, "starts": (0,),
+                              "doc_offset": 1, "pair_wordpieces": 0, "pair_truncated": False, "truncated": False}
+                continue
+        e0, t0 = int(entry_start[k]), int(tok_start[k])
+        encoded[i] = encode_doc(
+            docs[i], tok.ids, tok.offsets, tok.pair_ids, cls_id=cls_id, sep_id=sep_id, max_length=max_length,
+            max_pair_length=max_pair_length, get_windows=get_windows,
+            alignment=(wp_local[e0: e0 + int(n_entries[k])], token_lengths[t0: t0 + int(n_tokens[k])]))
+        windows[i] = encoded[i].windows
+    simple_set = set(simple)
+    # rows, in doc order: a one-row doc's has len(ids) + 2 wordpieces
+    row_lengths: List[int] = []
+    n_doc_rows = [0] * len(docs)
+    for k, i in enumerate(live):
+        if k in simple_set:
+            row_lengths.append(len(tokenized[i].ids) + 2)
+            n_doc_rows[i] = 1
+        else:
+            row_lengths.extend(len(row) for row in encoded[i].input_ids)
+            n_doc_rows[i] = len(encoded[i].input_ids)
+    starts = numpy.cumsum(n_doc_rows) - n_doc_rows
+    seq_len = max(row_lengths, default=0)
+    input_ids, token_type_ids, attention_mask = _padded(tokenizer, row_lengths, seq_len)
+    if simple:  # [CLS] ids [SEP] for every one-row doc at once
+        docs_rows = starts[[live[k] for k in simple]]
+        n_ids = numpy.asarray([len(tokenized[live[k]].ids) for k in simple], dtype="int64")
+        ids = numpy.fromiter(chain.from_iterable(tokenized[live[k]].ids for k in simple), dtype="int64",
+                             count=int(n_ids.sum()))
+        within = numpy.arange(len(ids)) - numpy.repeat(numpy.cumsum(n_ids) - n_ids, n_ids)
+        input_ids[numpy.repeat(docs_rows, n_ids), within + 1] = ids
+        input_ids[docs_rows, 0] = cls_id
+        input_ids[docs_rows, n_ids + 1] = sep_id
+    # an aligned wordpiece of a one-row doc sits at 1 + its index in row 0; -1 (a doc whose text
+    # yields no wordpieces) points at [CLS]; the other docs' alignments come from encode_doc
+    local = numpy.where(wp_local >= 0, wp_local + 1, 0)
+    for k, i in enumerate(live):
+        if encoded[i] is not None:
+            d, e0 = encoded[i], int(entry_start[k])
+            _fill_rows(input_ids, token_type_ids, int(starts[i]), d)
+            local[e0: e0 + len(d.align_rows)] = d.align_rows * seq_len + d.align_pos
+    batch = WordpieceBatch(
+        strings=_row_strings(tokenizer, input_ids, row_lengths),
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        lengths=row_lengths,
+        token_type_ids=token_type_ids,
+    )
+    live_entries = numpy.full((len(docs),), -1, dtype="int64")
+    live_tokens = numpy.zeros((len(docs),), dtype="int64")
+    live_entries[live], live_tokens[live] = n_entries, n_tokens
+    aligns = DocAligns(local, token_lengths, live_entries, live_tokens)
+    return batch, list(zip(starts.tolist(), n_doc_rows)), aligns, windows
+
+
+def _padded(tokenizer, row_lengths: List[int], seq_len: int) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Padding-filled input ids, zero token types and the attention mask for rows of these lengths."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    n_rows = len(row_lengths)
+    input_ids = numpy.full((n_rows, seq_len), pad_id, dtype="int64")
+    token_type_ids = numpy.zeros((n_rows, seq_len), dtype="int64")
+    lengths = numpy.asarray(row_lengths, dtype="int64")
+    attention_mask = (numpy.arange(seq_len)[None, :] < lengths[:, None]).astype("float32")
+    return input_ids, token_type_ids, attention_mask
+
+
+def _fill_rows(input_ids: numpy.ndarray, token_type_ids: numpy.ndarray, first: int, doc_rows: DocRows) -> None:
+    for r, (ids, types) in enumerate(zip(doc_rows.input_ids, doc_rows.token_type_ids)):
+        input_ids[first + r, : len(ids)] = ids
+        token_type_ids[first + r, : len(types)] = types
 
 
 _VOCAB_STRINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _id_to_string(tokenizer) -> List[str]:
-    """The strings of the tokenizer's base vocabulary by id, kept while the
-    tokenizer lives (tokens added later have higher ids and are looked up one
-    by one; ``len(tokenizer)``, which counts them, is slow to call per batch)."""
+def _id_to_string(tokenizer) -> numpy.ndarray:
+    """The strings of the tokenizer's base vocabulary by id (an object array,
+    so a batch's strings are one gather), kept while the tokenizer lives
+    (tokens added later have higher ids and are looked up one by one;
+    ``len(tokenizer)``, which counts them, is slow to call per batch)."""
     vocab = _VOCAB_STRINGS.get(tokenizer)
     if vocab is None:
-        vocab = _VOCAB_STRINGS[tokenizer] = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+        vocab = _VOCAB_STRINGS[tokenizer] = numpy.empty((tokenizer.vocab_size,), dtype=object)
+        vocab[:] = tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
     return vocab
 
 
-def pad_rows(
-    tokenizer, encoded: List[Optional[DocRows]]
-) -> Tuple[WordpieceBatch, List[Tuple[int, int]], List[Optional[Ragged]]]:
-    """Pad every row to the longest one in the batch (never beyond it).
-
-    RETURNS: the WordpieceBatch, each doc's (first row, n rows), and each doc's
-    alignment as a Ragged of flat indices into its own (rows * seq_len) outputs.
-    """
-    all_rows = [row for d in encoded if d is not None for row in d.input_ids]
-    all_types = [t for d in encoded if d is not None for t in d.token_type_ids]
-    seq_len = max((len(r) for r in all_rows), default=0)
-    n_rows = len(all_rows)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = numpy.full((n_rows, seq_len), pad_id, dtype="int64")
-    token_type_ids = numpy.zeros((n_rows, seq_len), dtype="int64")
-    row_lengths = numpy.asarray([len(r) for r in all_rows], dtype="int64")
-    attention_mask = (numpy.arange(seq_len)[None, :] < row_lengths[:, None]).astype("float32")
-    if n_rows:  # every row's wordpieces in one assignment
-        where = attention_mask.astype(bool)
-        input_ids[where] = numpy.fromiter(chain.from_iterable(all_rows), dtype="int64", count=int(row_lengths.sum()))
-        token_type_ids[where] = numpy.fromiter(chain.from_iterable(all_types), dtype="int64", count=int(row_lengths.sum()))
+def _row_strings(tokenizer, input_ids: numpy.ndarray, row_lengths: List[int]) -> List[List[str]]:
+    """Each row's wordpiece strings (without padding)."""
+    if not len(row_lengths):
+        return []
     vocab = _id_to_string(tokenizer)
-    strings = [[vocab[i] for i in row] if max(row) < len(vocab) else tokenizer.convert_ids_to_tokens(row)
-               for row in all_rows]
-    batch = WordpieceBatch(
-        strings=strings,
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        lengths=[len(r) for r in all_rows],
-        token_type_ids=token_type_ids,
-    )
-    n_doc_rows = [len(d.input_ids) if d is not None else 0 for d in encoded]
-    starts = numpy.cumsum(n_doc_rows) - n_doc_rows
-    spans = list(zip(starts.tolist(), n_doc_rows))
-    live = [d for d in encoded if d is not None]
-    if live:  # each doc's alignment as flat indices into its own rows x seq_len, for all docs at once
-        local = numpy.concatenate([d.align_rows for d in live]) * seq_len + numpy.concatenate([d.align_pos for d in live])
-        token_lengths = numpy.concatenate([d.align_lengths for d in live])
-    else:
-        local = token_lengths = numpy.zeros((0,), dtype="int64")
-    aligns = DocAligns(local, token_lengths,
-                       [len(d.align_rows) if d is not None else -1 for d in encoded],
-                       [len(d.align_lengths) if d is not None else 0 for d in encoded])
-    return batch, spans, aligns
+    if int(input_ids.max()) < len(vocab):
+        return [row[:n] for row, n in zip(vocab[input_ids].tolist(), row_lengths)]
+    return [tokenizer.convert_ids_to_tokens(row[:n]) for row, n in zip(input_ids.tolist(), row_lengths)]
 
 
 class DocAligns(Sequence):
-    """The docs' alignments in a batch (what ``pad_rows`` returns): item d is
+    """The docs' alignments in a batch (what ``layout_docs`` returns): item d is
     doc d's ``Ragged`` of flat indices into its own (rows * seq_len) outputs,
     grouped by token, or None for a doc without rows. Kept as flat arrays for
     the whole batch (``local``: every doc's indices one after another;
