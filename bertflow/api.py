@@ -11,6 +11,8 @@ Groups:
 - plugin contract: ``hookimpl``, ``TaskSpec``, ``EncoderSpec``;
 - head building blocks: ``HeadPipe``, ``EncoderListener``, ``DocPooler``,
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
+  ``batch_rows``, ``same_form``, ``split_rows`` (a token-level model's batch
+  output as one array of rows, from a ``Ragged`` or a list of per-doc arrays);
   ``PretrainedCopy`` (the encoder's transformer as it was before training,
   for a head that falls back on its untrained output when that scores better);
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
@@ -55,6 +57,8 @@ _WHERE = {
     # head building blocks
     "HeadPipe": ".heads", "EncoderListener": ".heads", "DocPooler": ".heads", "Classifier": ".heads", "PretrainedCopy": ".heads",
     "encoder_output": ".heads", "doc_pool": ".heads", "listener_width": ".heads",
+    # a token-level model's batch output as one array of rows (a Ragged or a list of per-doc arrays)
+    "batch_rows": ".heads", "same_form": ".heads", "split_rows": ".heads",
     # losses
     "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",
     "mean_squared_error": ".heads", "loss_denominator": ".distributed",

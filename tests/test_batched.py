@@ -11,6 +11,7 @@ import spacy
 from spacy.training import Example
 from spacy_transformers.data_classes import TransformerData
 from thinc.api import reduce_first, reduce_mean
+from thinc.types import Ragged
 
 from bertflow.encoder.store import DocOutput, store_groups
 from bertflow.encoder.wordpieces import token_alignment, token_alignments
@@ -92,6 +93,53 @@ def test_token_vectors_batched_equal_per_doc(encoded, pooling):
     for d_batched, d_plain in zip(backprop([d.copy() for d in dYs]), backprop_plain([d.copy() for d in dYs])):
         numpy.testing.assert_allclose(d_batched.model_output["last_hidden_state"],
                                       d_plain.model_output["last_hidden_state"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_ragged_token_vectors_equal_the_list(encoded, interleave):
+    """``EncoderListener(ragged=True)`` gives the list's rows as one Ragged (doc
+    after doc) and the same gradients, also when the batch's docs come from two
+    stores in turn (the rows are put back in doc order)."""
+    nlp, docs = encoded
+    datas = [doc._.trf_data for doc in docs]
+    if interleave:  # a second sort buffer: docs of two stores, alternating
+        other = list(nlp.pipe(TEXTS, batch_size=4))
+        datas = [d for pair in zip(datas, [doc._.trf_data for doc in other]) for d in pair]
+        assert len(store_groups(datas)) == 2
+    as_list = EncoderListener(grad_factor=0.5, pooling=reduce_first()).layers[1]
+    as_ragged = EncoderListener(grad_factor=0.5, pooling=reduce_first(), ragged=True).layers[1]
+    Ys, bp_list = as_list(datas, is_train=True)
+    Yr, bp_ragged = as_ragged(datas, is_train=True)
+    assert Yr.lengths.tolist() == [len(y) for y in Ys]
+    numpy.testing.assert_array_equal(Yr.dataXd, numpy.concatenate(Ys))
+    dY = numpy.random.default_rng(2).normal(size=Yr.dataXd.shape).astype("f")
+    starts = numpy.cumsum(Yr.lengths) - Yr.lengths
+    d_list = bp_list([dY[s: s + n] for s, n in zip(starts, Yr.lengths)])
+    d_ragged = bp_ragged(Ragged(dY, Yr.lengths))
+    for a, b in zip(d_list, d_ragged):
+        numpy.testing.assert_array_equal(a.model_output["last_hidden_state"], b.model_output["last_hidden_state"])
+
+
+def test_ner_scores_are_one_ragged_and_train_as_the_list(make_nlp):
+    """The NER head's model gives the batch as one Ragged; its loss and gradient
+    are the same as for the per-doc list a custom model would give."""
+    nlp = make_nlp(window=16, stride=12, heads=("bertflow_ner",))
+    examples = []
+    for text in TEXTS:
+        ref = nlp.make_doc(text)
+        ref.ents = [ref.char_span(ref[0].idx, ref[0].idx + len(ref[0].text), label="PER")]
+        examples.append(Example(nlp.make_doc(text), ref))
+    nlp.initialize(lambda: examples)
+    docs = list(nlp.pipe(TEXTS))
+    head = nlp.get_pipe("bertflow_ner")
+    scores = head.model.predict(docs)
+    assert isinstance(scores, Ragged) and scores.lengths.tolist() == [len(d) for d in docs]
+    loss, d_scores = head.get_loss(examples, scores)
+    as_list = [scores.dataXd[s: s + n] for s, n in zip(numpy.cumsum(scores.lengths) - scores.lengths, scores.lengths)]
+    loss_list, d_list = head.get_loss(examples, as_list)
+    assert loss == pytest.approx(loss_list) and loss > 0
+    assert isinstance(d_scores, Ragged) and isinstance(d_list, list)
+    numpy.testing.assert_array_equal(d_scores.dataXd, numpy.concatenate(d_list))
 
 
 def test_one_reduction_per_store_whatever_the_batch_size(encoded, monkeypatch):

@@ -24,7 +24,8 @@ SNAPSHOT = {
             "write_tiny_bert", "loss_denominator", "EngineSpec", "AnnotateJob", "ShardedOutput", "annotate_rows",
             "read_rows", "write_part", "input_files", "create_text_corpus_reader", "read_texts", "Tokenized",
             "wordpiece_words", "wordpiece_positions", "soft_target_loss", "cosine_distance_loss",
-            "OutputStore", "DocOutput", "store_groups", "ragged_range", "run_project", "run_cli"],
+            "OutputStore", "DocOutput", "store_groups", "ragged_range", "run_project", "run_cli",
+            "batch_rows", "same_form", "split_rows"],
 }
 
 

@@ -12,7 +12,7 @@ from spacy.training import Example
 from thinc.api import Adam, fix_random_seed
 
 import bertflow
-from bertflow.api import cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
+from bertflow.api import batch_rows, cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
 from bertflow.distillation import make_student, parse_layers, student_layer_indices
 from bertflow.errors import BertflowError
 from bertflow.testing import run_cli
@@ -201,8 +201,8 @@ def kl_to_teacher(teacher, student, texts):
     for head in ("textcat", "ner"):
         t = teacher.get_pipe(head).model.predict(t_docs)
         s = student.get_pipe(head).model.predict(s_docs)
-        t = numpy.concatenate(t) if isinstance(t, list) else t
-        s = numpy.concatenate(s) if isinstance(s, list) else s
+        t = batch_rows(teacher.get_pipe(head).model.ops, t)[0] if head == "ner" else t
+        s = batch_rows(student.get_pipe(head).model.ops, s)[0] if head == "ner" else s
         out[head] = float((t * (numpy.log(t + 1e-12) - numpy.log(s + 1e-12))).sum(axis=1).mean())
     return out
 

@@ -2,7 +2,7 @@
 classifier and masked losses."""
 from .classifier import Classifier
 from .layers import LAYER_MODES, output_width, select_layers
-from .listener import BertflowListener, EncoderListener, encoder_output, listener_width
+from .listener import BertflowListener, EncoderListener, batch_rows, encoder_output, listener_width, same_form, split_rows
 from .losses import (annotation_mask, binary_cross_entropy, cosine_distance_loss, mean_squared_error,
                      soft_target_loss, softmax_cross_entropy)
 from .pipe import HeadPipe
@@ -13,5 +13,5 @@ __all__ = [
     "HeadPipe", "BertflowListener", "EncoderListener", "DocPooler", "Classifier", "encoder_output",
     "select_layers", "doc_pool", "listener_width", "output_width", "annotation_mask",
     "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error", "soft_target_loss", "cosine_distance_loss",
-    "LAYER_MODES", "POOLINGS", "PretrainedCopy",
+    "LAYER_MODES", "POOLINGS", "PretrainedCopy", "batch_rows", "same_form", "split_rows",
 ]

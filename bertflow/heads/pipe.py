@@ -15,6 +15,7 @@ from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
+from thinc.types import Ragged
 
 from ..distributed import loss_denominator
 from ..errors import BertflowError, Errors
@@ -181,7 +182,9 @@ def _summed(a, b):
 
 
 def _scaled(d_scores, weight: float):
-    """``d_scores`` (an array, or a list/tuple of arrays) times ``weight``."""
+    """``d_scores`` (an array, a ``Ragged``, or a list/tuple of arrays) times ``weight``."""
     if isinstance(d_scores, (list, tuple)):
         return type(d_scores)(_scaled(d, weight) for d in d_scores)
+    if isinstance(d_scores, Ragged):
+        return Ragged(d_scores.dataXd * weight, d_scores.lengths)
     return d_scores * weight

@@ -5,7 +5,7 @@ from spacy.attrs import IS_DIGIT, IS_LOWER, IS_PUNCT, IS_TITLE, IS_UPPER
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, chain, reduce_first, reduce_mean, with_array
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ragged
 
 from bertflow.api import BertflowError, Classifier, EncoderListener
 
@@ -21,8 +21,10 @@ def NerHead(
     grad_factor: float = 1.0,
     nO: Optional[int] = None,
     case_features: bool = False,
-) -> Model[List[Doc], List[Floats2d]]:
-    """Per-token tag probabilities from the shared encoder.
+) -> Model[List[Doc], Ragged]:
+    """Per-token tag probabilities from the shared encoder, for the whole
+    batch as one ``Ragged`` (rows: every doc's tokens one after another;
+    lengths: tokens per doc).
 
     wordpieces (str): "first" labels a token by its first wordpiece (the BERT
         paper's choice), "mean" by the mean of all its wordpieces.
@@ -39,8 +41,9 @@ def NerHead(
     if wordpieces not in WORDPIECES:
         raise BertflowError(f"Unknown wordpieces option {wordpieces!r}: use 'first' or 'mean'.")
     classifier = Classifier(nO=nO, dropout=dropout, activation="softmax")
+    # one Ragged for the batch: the classifier runs on all its rows (with_array), nothing is split per doc
     listener = EncoderListener(grad_factor=grad_factor, pooling=WORDPIECES[wordpieces](), layers=layers,
-                               n_layers=n_layers)
+                               n_layers=n_layers, ragged=True)
     tokens = with_case(listener) if case_features else listener
     model = chain(tokens, with_array(classifier))
     model.set_ref("output_layer", classifier.get_ref("output_layer"))
@@ -72,7 +75,9 @@ def _case_forward(model: Model, docs: List[Doc], is_train: bool):
 
 def with_case(vectors: Model[List[Doc], List[Floats2d]]) -> Model[List[Doc], List[Floats2d]]:
     """Each token's vector from ``vectors`` followed by its ``token_case``
-    features; the gradient of the vector part goes back to ``vectors``."""
+    features; the gradient of the vector part goes back to ``vectors``.
+    ``vectors`` may give a list of per-doc arrays or one ``Ragged``; the
+    output has the same form."""
     case = token_case()
     return Model(f"{vectors.name}+case", _with_case_forward, init=_with_case_init, layers=[vectors, case],
                  dims={"nO": None})
@@ -89,6 +94,14 @@ def _with_case_forward(model: Model, docs: List[Doc], is_train: bool):
     xp = model.ops.xp
     Xs, bp_vectors = vectors(docs, is_train)
     Cs = case.predict(docs)
+    if isinstance(Xs, Ragged):
+        width = Xs.dataXd.shape[1]
+        C = xp.concatenate(Cs) if Cs else model.ops.alloc2f(0, case.get_dim("nO"))
+
+        def backprop_ragged(d_output: Ragged):
+            return bp_vectors(Ragged(model.ops.as_contig(d_output.dataXd[:, :width]), d_output.lengths))
+
+        return Ragged(xp.hstack((Xs.dataXd, C)), Xs.lengths), backprop_ragged
     width = Xs[0].shape[1] if Xs else 0
 
     def backprop(d_outputs: List[Floats2d]):

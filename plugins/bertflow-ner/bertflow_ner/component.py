@@ -10,7 +10,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Ragged
 
-from bertflow.api import BertflowError, HeadPipe, soft_target_loss, softmax_cross_entropy
+from bertflow.api import BertflowError, HeadPipe, batch_rows, same_form, soft_target_loss, softmax_cross_entropy
 
 from .decoding import SCHEMES, make_tags, transitions, viterbi_ragged
 
@@ -43,7 +43,8 @@ def make_ner_head(nlp: Language, name: str, model: Model, scheme: str, scorer: C
                   loss_weight: float = 1.0, learn_rate_scale: float = 1.0) -> "NerHead":
     """A token-classification NER head listening to ``bertflow_encoder``.
 
-    model (Model[List[Doc], List[Floats2d]]): usually ``bertflow.NerHead.v1``.
+    model (Model[List[Doc], Ragged]): usually ``bertflow.NerHead.v1`` (a model giving
+        ``List[Floats2d]``, one array per doc, works too).
     scheme (str): "BIO" or "BILUO" tags; decoding is constrained either way.
     scorer (Callable): usually ``bertflow.ner_scorer.v1``.
     loss_weight (float): scales this head's loss and gradient (multitask training); default 1.
@@ -92,13 +93,13 @@ class NerHead(HeadPipe):
         if not self.labels:
             lengths = numpy.asarray([len(doc) for doc in docs], dtype="int32")
             return Ragged(numpy.zeros((int(lengths.sum()),), dtype="int64"), lengths)  # all "O"
-        probs = self.model.predict(docs)
+        flat, lengths = batch_rows(self.model.ops, self.model.predict(docs))
         start, allowed, end = self._decoding()[1]
-        lengths = numpy.asarray([len(p) for p in probs], dtype="int32")
+        lengths = numpy.asarray(self.model.ops.to_numpy(lengths), dtype="int32")
         if not lengths.sum():
             return Ragged(numpy.zeros((0,), dtype="int64"), lengths)
         # the whole batch at once: one copy to the host, one log, one decode
-        flat = self.model.ops.to_numpy(self.model.ops.xp.concatenate([p for p in probs if len(p)]))
+        flat = self.model.ops.to_numpy(flat)
         return Ragged(viterbi_ragged(numpy.log(numpy.clip(flat, 1e-12, 1.0)), lengths, start, allowed, end), lengths)
 
     def tag_names(self, predicted: Ragged) -> List[List[str]]:
@@ -143,36 +144,30 @@ class NerHead(HeadPipe):
     def is_annotated(self, example: Example) -> bool:
         return example.reference.has_annotation("ENT_IOB")
 
-    def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
+    def get_loss(self, examples: Iterable[Example], scores) -> tuple:
+        """Softmax cross-entropy against the gold tags, mean over the batch's
+        annotated tokens; ``scores`` is the model's output (a ``Ragged``, or a
+        list of per-doc arrays from a model that gives one), the gradient has
+        the same form."""
         examples = list(examples)
         ops = self.model.ops
-        truths = [self._gold(eg) for eg in examples]
-        lengths = [len(t) for t in truths]
-        if not sum(lengths):
-            return 0.0, [ops.alloc2f(*s.shape) for s in scores]
-        flat_scores = ops.xp.concatenate([s for s in scores], axis=0)
-        loss, d_flat = softmax_cross_entropy(flat_scores, ops.asarray2f(numpy.concatenate(truths, axis=0)))
-        d_scores, start = [], 0
-        for n in lengths:
-            d_scores.append(d_flat[start: start + n])
-            start += n
-        return loss, d_scores
+        flat_scores, lengths = batch_rows(ops, scores)
+        if not len(flat_scores):
+            return 0.0, same_form(scores, ops.alloc2f(*flat_scores.shape), lengths)
+        truths = numpy.concatenate([self._gold(eg) for eg in examples], axis=0)
+        loss, d_flat = softmax_cross_entropy(flat_scores, ops.asarray2f(truths))
+        return loss, same_form(scores, d_flat, lengths)
 
-    def get_distill_loss(self, examples: Iterable[Example], teacher_scores: List, scores: List, *,
+    def get_distill_loss(self, examples: Iterable[Example], teacher_scores, scores, *,
                          temperature: float = 1.0) -> tuple:
         """``bertflow distill``: per-token KL divergence to the teacher's
         temperature-softened tag distribution, mean over the batch's tokens."""
         ops = self.model.ops
-        lengths = [len(s) for s in scores]
-        if not sum(lengths):
-            return 0.0, [ops.alloc2f(*s.shape) for s in scores]
-        loss, d_flat = soft_target_loss(ops.xp.concatenate(list(scores), axis=0),
-                                        ops.xp.concatenate(list(teacher_scores), axis=0), temperature=temperature)
-        d_scores, start = [], 0
-        for n in lengths:
-            d_scores.append(d_flat[start: start + n])
-            start += n
-        return loss, d_scores
+        flat_scores, lengths = batch_rows(ops, scores)
+        if not len(flat_scores):
+            return 0.0, same_form(scores, ops.alloc2f(*flat_scores.shape), lengths)
+        loss, d_flat = soft_target_loss(flat_scores, batch_rows(ops, teacher_scores)[0], temperature=temperature)
+        return loss, same_form(scores, d_flat, lengths)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None,
                    labels: Optional[Iterable[str]] = None) -> None:
