@@ -14,6 +14,7 @@ A doc without a question gets no answers and gives no loss.
 from typing import Callable, Iterable, List, Optional
 
 import numpy
+from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
@@ -21,9 +22,9 @@ from spacy.vocab import Vocab
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import BertflowError, HeadPipe, loss_denominator, soft_target_loss
+from bertflow.api import BertflowError, HeadPipe, batch_rows, loss_denominator, soft_target_loss
 
-from .decoding import best_spans, log_softmax, null_scores
+from .decoding import batch_best_spans, batch_null_scores, log_softmax
 from .extensions import install_extensions
 
 ANSWER_LABEL = "ANSWER"  # the label of answer spans (displaCy shows it)
@@ -92,24 +93,34 @@ class QAHead(HeadPipe):
                          max_answer_len=int(max_answer_len), no_answer_threshold=no_answer_threshold)
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats2d]) -> None:
+        """The best answer spans of every question doc as ``doc.spans[spans_key]``,
+        searched for the whole batch at once (one copy of the logits to the host)."""
         key = self.cfg["spans_key"]
         threshold = self.cfg["no_answer_threshold"]
-        for doc, logits in zip(docs, scores):
-            question = doc._.text_pair
-            if question is None:
-                continue  # not a question: no answers, no error
-            logits = numpy.asarray(self.model.ops.to_numpy(logits), dtype="float64")
-            allowed = numpy.asarray([not t.is_space for t in doc], dtype=bool)
-            top_k = doc._.qa_top_k or self.cfg["top_k"]
-            spans = best_spans(logits, max_answer_len=self.cfg["max_answer_len"], top_k=top_k, allowed=allowed)
-            null_logit, null_prob = null_scores(logits) if len(doc) else (0.0, 1.0)
+        docs = list(docs)
+        asked = [i for i, doc in enumerate(docs) if doc._.text_pair is not None]  # other docs: no answers, no error
+        if not asked:
+            return
+        ops = self.model.ops
+        flat, rows = batch_rows(ops, [scores[i] for i in asked])
+        flat = numpy.asarray(ops.to_numpy(flat), dtype="float64")
+        has_tokens = numpy.asarray([len(docs[i]) > 0 for i in asked])
+        if not has_tokens.all():  # a doc without tokens: no spans, no answer for certain; its rows are not searched
+            flat, rows = flat[numpy.repeat(has_tokens, rows)], numpy.where(has_tokens, rows, 0)
+        allowed = [docs[i].to_array([IS_SPACE]).reshape(-1) == 0 for i in asked]  # no answer starts or ends on a space
+        top_k = [docs[i]._.qa_top_k or self.cfg["top_k"] for i in asked]
+        spans_of = batch_best_spans(flat, rows, max_answer_len=self.cfg["max_answer_len"], top_k=top_k,
+                                    allowed=numpy.concatenate(allowed) if allowed else None)
+        null_logits, null_probs = batch_null_scores(flat, rows)
+        for i, spans, null_logit, null_prob in zip(asked, spans_of, null_logits.tolist(), null_probs.tolist()):
+            doc = docs[i]
             if threshold is not None and spans and null_logit - spans[0].logit > float(threshold):
                 spans = []
             doc.spans[key] = SpanGroup(
                 doc, name=key,
                 spans=[Span(doc, s.start, s.end, label=ANSWER_LABEL) for s in spans],
                 attrs={"scores": [s.prob for s in spans], "logits": [s.logit for s in spans],
-                       "null_score": null_prob, "null_logit": null_logit, "question": question},
+                       "null_score": null_prob, "null_logit": null_logit, "question": doc._.text_pair},
             )
 
     def _target(self, eg: Example) -> Optional[tuple]:

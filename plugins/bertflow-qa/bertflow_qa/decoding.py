@@ -1,7 +1,7 @@
 """Answer spans from start/end logits: the n best spans of at most
 ``max_answer_len`` tokens, and the no-answer ([CLS]) score to weigh them against."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy
 
@@ -34,36 +34,92 @@ def best_spans(
     allowed (Optional[numpy.ndarray]): bool per token; a span may neither start
         nor end on a token that is not allowed (whitespace tokens).
     """
-    n = logits.shape[0] - 1
-    if n <= 0 or top_k <= 0:
-        return []
-    start_lp = log_softmax(logits[:, 0].astype("float64"))
-    end_lp = log_softmax(logits[:, 1].astype("float64"))
-    s, e = logits[1:, 0].astype("float64"), logits[1:, 1].astype("float64")
-    width = min(max_answer_len, n)
-    # band[i, k]: the span from token i to token i + k
-    ends = numpy.arange(n)[:, None] + numpy.arange(width)[None, :]
-    valid = ends < n
-    ends_c = numpy.minimum(ends, n - 1)
+    logits = numpy.asarray(logits)
+    return batch_best_spans(logits, [len(logits)], max_answer_len=max_answer_len, top_k=[top_k],
+                            allowed=allowed)[0]
+
+
+def batch_best_spans(
+    logits: numpy.ndarray,
+    rows: Sequence[int],
+    *,
+    max_answer_len: int = 30,
+    top_k: Sequence[int] = (1,),
+    allowed: Optional[numpy.ndarray] = None,
+) -> List[List[SpanScore]]:
+    """``best_spans`` for a batch of docs at once: ``logits`` holds every doc's
+    (1 + n_tokens, 2) rows one after another (``rows``: 1 + n_tokens per doc),
+    ``top_k`` is per doc, ``allowed`` (optional) is every doc's tokens one after
+    another. The docs are padded to the longest and searched together: a few
+    array operations for the batch instead of a few per doc."""
+    rows = numpy.asarray(rows, dtype="int64")
+    n_docs = len(rows)
+    n = numpy.maximum(rows - 1, 0)  # tokens per doc
+    longest = int(n.max()) if n_docs else 0
+    top_k = numpy.asarray(top_k, dtype="int64")
+    if longest == 0 or not (top_k > 0).any():
+        return [[] for _ in range(n_docs)]
+    start_lp, end_lp, s, e = _padded_log_probs(numpy.asarray(logits, dtype="float64"), rows, longest)
+    width = min(max_answer_len, longest)
+    # band[d, i, k]: doc d's span from token i to token i + k
+    ends = numpy.arange(longest)[:, None] + numpy.arange(width)[None, :]
+    ends_c = numpy.minimum(ends, longest - 1)
+    valid = ends[None] < n[:, None, None]
     if allowed is not None:
-        valid &= allowed[:, None] & allowed[ends_c]
-    band = numpy.where(valid, s[:, None] + e[ends_c], -numpy.inf)
-    flat = band.reshape(-1)
-    k = min(top_k, int(valid.sum()))
-    if k == 0:
-        return []
-    best = numpy.argpartition(-flat, k - 1)[:k] if k < flat.size else numpy.arange(flat.size)
-    best = best[numpy.argsort(-flat[best], kind="stable")][:k]
+        ok = numpy.zeros((n_docs, longest), dtype=bool)
+        ok[numpy.arange(longest)[None, :] < n[:, None]] = numpy.asarray(allowed, dtype=bool)
+        valid &= ok[:, :, None] & ok[:, ends_c]
+    band = numpy.where(valid, s[:, :, None] + e[:, ends_c], -numpy.inf).reshape(n_docs, -1)
+    k = numpy.minimum(top_k, valid.reshape(n_docs, -1).sum(axis=1))
+    k_max = int(k.max())
+    if k_max == 0:
+        return [[] for _ in range(n_docs)]
+    best = (numpy.argpartition(-band, k_max - 1, axis=1)[:, :k_max] if k_max < band.shape[1]
+            else numpy.broadcast_to(numpy.arange(band.shape[1]), band.shape))
+    best = numpy.take_along_axis(best, numpy.argsort(-numpy.take_along_axis(band, best, axis=1), axis=1, kind="stable"),
+                                 axis=1)[:, :k_max]
+    first, offset = numpy.divmod(best, width)
+    last = first + offset
+    docs = numpy.arange(n_docs)[:, None]
+    logit = numpy.take_along_axis(band, best, axis=1)
+    prob = numpy.exp(start_lp[docs, 1 + first] + end_lp[docs, 1 + last])
     out = []
-    for idx in best:
-        i, j = divmod(int(idx), width)
-        end = i + j
-        out.append(SpanScore(i, end + 1, float(flat[idx]), float(numpy.exp(start_lp[1 + i] + end_lp[1 + end]))))
+    for d, k_d in enumerate(k.tolist()):
+        out.append([SpanScore(i, j + 1, lg, p) for i, j, lg, p in
+                    zip(first[d, :k_d].tolist(), last[d, :k_d].tolist(), logit[d, :k_d].tolist(), prob[d, :k_d].tolist())])
     return out
+
+
+def _padded_log_probs(logits: numpy.ndarray, rows: numpy.ndarray, longest: int):
+    """Per doc: start and end log-probabilities over its rows ([CLS] and its
+    tokens) and its tokens' start and end logits, padded to ``longest``
+    tokens with -inf."""
+    n_docs = len(rows)
+    padded = numpy.full((n_docs, longest + 1, 2), -numpy.inf)
+    doc_of = numpy.repeat(numpy.arange(n_docs), rows)
+    padded[doc_of, numpy.arange(len(doc_of)) - numpy.repeat(numpy.cumsum(rows) - rows, rows)] = logits
+    top = padded.max(axis=1, keepdims=True)
+    top = numpy.where(numpy.isfinite(top), top, 0.0)  # a doc without rows: all -inf, no NaN
+    log_probs = padded - (top + numpy.log(numpy.exp(padded - top).sum(axis=1, keepdims=True)))
+    return log_probs[:, :, 0], log_probs[:, :, 1], padded[:, 1:, 0], padded[:, 1:, 1]
 
 
 def null_scores(logits: numpy.ndarray) -> tuple:
     """(logit, probability) of no answer: start and end both at [CLS]."""
-    start_lp = log_softmax(logits[:, 0].astype("float64"))
-    end_lp = log_softmax(logits[:, 1].astype("float64"))
-    return float(logits[0, 0] + logits[0, 1]), float(numpy.exp(start_lp[0] + end_lp[0]))
+    logits = numpy.asarray(logits)
+    logit, prob = batch_null_scores(logits, [len(logits)])
+    return float(logit[0]), float(prob[0])
+
+
+def batch_null_scores(logits: numpy.ndarray, rows: Sequence[int]) -> tuple:
+    """``null_scores`` of every doc of a batch laid out as for
+    ``batch_best_spans``: (logits, probabilities), one entry per doc."""
+    rows = numpy.asarray(rows, dtype="int64")
+    logits = numpy.asarray(logits, dtype="float64").reshape(-1, 2)
+    if not len(logits):
+        return numpy.zeros((len(rows),)), numpy.ones((len(rows),))
+    first = numpy.minimum(numpy.cumsum(rows) - rows, len(logits) - 1)
+    start_lp, end_lp, _, _ = _padded_log_probs(logits, rows, int(max(rows.max() - 1, 0)))
+    none = rows == 0  # a doc without rows: no answer for certain
+    return (numpy.where(none, 0.0, logits[first, 0] + logits[first, 1]),
+            numpy.where(none, 1.0, numpy.exp(start_lp[:, 0] + end_lp[:, 0])))

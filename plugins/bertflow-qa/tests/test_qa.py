@@ -12,7 +12,7 @@ import bertflow
 from bertflow.api import BertflowError, tiny_encoder_config
 from bertflow_qa import Answer, ask, ask_many
 from bertflow_qa.convert import convert
-from bertflow_qa.decoding import best_spans, null_scores
+from bertflow_qa.decoding import batch_best_spans, batch_null_scores, best_spans, null_scores
 from bertflow_qa.scorer import normalize_answer, squad_scores, token_f1
 
 FILLER = ("the a of to and in is was for on with as by at from it that this be are were he she they we sat mat run "
@@ -255,6 +255,41 @@ def test_best_spans_respects_length_order_and_allowed():
     assert best_spans(numpy.zeros((1, 2)), top_k=3) == []  # an empty context has no spans
     null_logit, null_prob = null_scores(logits)
     assert null_logit == 6.0 and 0.0 < null_prob < 1.0
+
+
+def reference_spans(logits, max_answer_len, top_k, allowed):
+    """Every span scored one by one: what the batched search must find."""
+    n = len(logits) - 1
+    lp = [logits[:, c] - logits[:, c].max() - numpy.log(numpy.exp(logits[:, c] - logits[:, c].max()).sum())
+          for c in (0, 1)]
+    spans = [(logits[1 + i, 0] + logits[1 + j, 1], i, j) for i in range(n) for j in range(i, min(n, i + max_answer_len))
+             if allowed[i] and allowed[j]]
+    spans.sort(key=lambda t: -t[0])
+    return [(i, j + 1, score, numpy.exp(lp[0][1 + i] + lp[1][1 + j])) for score, i, j in spans[:top_k]]
+
+
+def test_batched_span_search_equals_scoring_every_span():
+    """Docs of different lengths (an empty one too), whitespace tokens and a
+    top_k per doc, searched as one batch: the same spans, logits and
+    probabilities as scoring each doc's spans one by one, and the same
+    no-answer scores as each doc alone."""
+    rng = numpy.random.default_rng(0)
+    lengths = [5, 0, 1, 17, 40, 3]
+    logits = [rng.normal(size=(1 + n, 2)) for n in lengths]
+    allowed = [rng.random(n) > 0.2 for n in lengths]
+    top_k = [3, 2, 1, 5, 20, 9]
+    found = batch_best_spans(numpy.concatenate(logits), [len(x) for x in logits], max_answer_len=6, top_k=top_k,
+                             allowed=numpy.concatenate(allowed))
+    null_logits, null_probs = batch_null_scores(numpy.concatenate(logits), [len(x) for x in logits])
+    for d in range(len(lengths)):
+        expected = reference_spans(logits[d], 6, top_k[d], allowed[d])
+        assert [(s.start, s.end) for s in found[d]] == [(i, j) for i, j, _, _ in expected]
+        numpy.testing.assert_allclose([s.logit for s in found[d]], [x for _, _, x, _ in expected], rtol=1e-12)
+        numpy.testing.assert_allclose([s.prob for s in found[d]], [p for _, _, _, p in expected], rtol=1e-9)
+        x = logits[d]
+        p_null = numpy.exp(x[0, 0] + x[0, 1]) / (numpy.exp(x[:, 0]).sum() * numpy.exp(x[:, 1]).sum())
+        assert (null_logits[d], null_probs[d]) == pytest.approx((x[0, 0] + x[0, 1], p_null), rel=1e-9)
+    assert found[1] == [] and len(found[4]) == 20
 
 
 # --- scorer -------------------------------------------------------------------
