@@ -82,7 +82,8 @@ def batch_best_spans(
     last = first + offset
     docs = numpy.arange(n_docs)[:, None]
     logit = numpy.take_along_axis(band, best, axis=1)
-    prob = numpy.exp(start_lp[docs, 1 + first] + end_lp[docs, 1 + last])
+    # (a doc's entries past its own k may be invalid band cells, beyond the doc: clipped, then dropped)
+    prob = numpy.exp(start_lp[docs, 1 + first] + end_lp[docs, 1 + numpy.minimum(last, longest - 1)])
     out = []
     for d, k_d in enumerate(k.tolist()):
         out.append([SpanScore(i, j + 1, lg, p) for i, j, lg, p in
@@ -99,8 +100,10 @@ def _padded_log_probs(logits: numpy.ndarray, rows: numpy.ndarray, longest: int):
     doc_of = numpy.repeat(numpy.arange(n_docs), rows)
     padded[doc_of, numpy.arange(len(doc_of)) - numpy.repeat(numpy.cumsum(rows) - rows, rows)] = logits
     top = padded.max(axis=1, keepdims=True)
-    top = numpy.where(numpy.isfinite(top), top, 0.0)  # a doc without rows: all -inf, no NaN
-    log_probs = padded - (top + numpy.log(numpy.exp(padded - top).sum(axis=1, keepdims=True)))
+    top = numpy.where(numpy.isfinite(top), top, 0.0)
+    total = numpy.exp(padded - top).sum(axis=1, keepdims=True)
+    # a doc without rows is all -inf: its log-probabilities stay -inf (nothing is read from them)
+    log_probs = padded - (top + numpy.log(numpy.where(total > 0, total, 1.0)))
     return log_probs[:, :, 0], log_probs[:, :, 1], padded[:, 1:, 0], padded[:, 1:, 1]
 
 

@@ -257,6 +257,40 @@ def test_best_spans_respects_length_order_and_allowed():
     assert null_logit == 6.0 and 0.0 < null_prob < 1.0
 
 
+def test_answers_batched_equal_one_doc_at_a_time(tiny_bert_dir):
+    """The QA head on a batch of question docs (short and windowed contexts,
+    whitespace tokens, an empty context, a doc without a question) gives each
+    doc exactly the answers it gets alone."""
+    nlp = make_pipeline(tiny_bert_dir, window=16, stride=12, top_k=3)
+    nlp.initialize(lambda: toy_examples(nlp))
+    rng = random.Random(3)
+    contexts = [" ".join(toy_context(rng, n, "cat")) for n in (5, 40, 1, 70)] + ["  a  cat\n\n in paris ", "", "no question"]
+    questions = ["what animal", "where city", "what animal", "what animal", "where city", "what animal", None]
+
+    def make(context, question):
+        doc = nlp.make_doc(context)
+        doc._.text_pair = question
+        return doc
+
+    def answers(doc):
+        group = doc.spans.get("answers")
+        if group is None:
+            return None
+        return ([(s.start, s.end) for s in group], group.attrs["scores"], group.attrs["null_score"],
+                group.attrs["null_logit"])
+
+    batched = [answers(d) for d in nlp.pipe([make(c, q) for c, q in zip(contexts, questions)], batch_size=8)]
+    alone = [answers(nlp(make(c, q))) for c, q in zip(contexts, questions)]
+    assert batched[-1] is None and batched[-2][0] == [] and any(len(b[0]) == 3 for b in batched[:-2])
+    for b, a in zip(batched, alone):
+        if a is None:
+            assert b is None
+            continue
+        assert b[0] == a[0]
+        numpy.testing.assert_allclose(b[1], a[1], rtol=1e-5)
+        assert b[2:] == pytest.approx(a[2:], rel=1e-5)
+
+
 def reference_spans(logits, max_answer_len, top_k, allowed):
     """Every span scored one by one: what the batched search must find."""
     n = len(logits) - 1
