@@ -11,7 +11,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, load_config_from_str
 from thinc.api import Adam
 
-from bertflow.api import BertflowError, batch_by_group, get_tasks, make_config, tiny_encoder_config
+from bertflow.api import BertflowError, batch_by_group, batch_rows, get_tasks, make_config, tiny_encoder_config
 from bertflow_mc import choose
 from bertflow_mc.component import MultipleChoiceHead
 from bertflow_mc.convert import convert
@@ -144,7 +144,8 @@ def test_adding_a_head_to_a_frozen_pipeline_keeps_old_outputs(tiny_bert_dir, tmp
     def outputs(pipeline):
         docs = list(pipeline.pipe(texts))
         hidden = [d._.trf_data.model_output["last_hidden_state"].copy() for d in docs]
-        ner_probs = pipeline.get_pipe("ner").model.predict(docs)
+        ner = pipeline.get_pipe("ner")
+        ner_probs = [batch_rows(ner.model.ops, ner.model.predict(docs))[0]]  # every token's tag probabilities
         return [d.cats for d in docs], [[(e.start, e.end, e.label_) for e in d.ents] for d in docs], hidden, ner_probs
 
     before = outputs(spacy.load(tmp_path / "base"))
