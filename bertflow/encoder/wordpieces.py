@@ -229,18 +229,25 @@ def encode_doc(
         align_rows[known] = plan.owner[wp_of[known]]
         starts = numpy.asarray(plan.starts, dtype="int64")
         align_pos[known] = offset + wp_of[known] - starts[align_rows[known]]
-    windows = {
-        "n_windows": plan.n_windows,
-        "n_wordpieces": n,
-        "window": plan.size,
-        "stride": (plan.starts[1] - plan.starts[0]) if plan.n_windows > 1 else plan.size,
-        "starts": tuple(int(s) for s in plan.starts),
-        "doc_offset": offset,
-        "pair_wordpieces": len(pair_ids) if pair_ids is not None else 0,
+    windows = windows_entry(plan.starts, plan.size, n, offset, len(pair_ids) if pair_ids is not None else 0,
+                            pair_truncated)
+    return DocRows(rows, types, align_rows, align_pos, lengths, windows)
+
+
+def windows_entry(starts: Sequence[int], size: int, n_wordpieces: int, doc_offset: int, pair_wordpieces: int = 0,
+                  pair_truncated: bool = False) -> dict:
+    """A doc's ``doc._.trf_windows``: how its wordpieces were cut into rows."""
+    return {
+        "n_windows": len(starts),
+        "n_wordpieces": n_wordpieces,
+        "window": size,
+        "stride": (starts[1] - starts[0]) if len(starts) > 1 else size,
+        "starts": tuple(map(int, starts)),
+        "doc_offset": doc_offset,
+        "pair_wordpieces": pair_wordpieces,
         "pair_truncated": pair_truncated,
         "truncated": pair_truncated,
     }
-    return DocRows(rows, types, align_rows, align_pos, lengths, windows)
 
 
 @dataclass
@@ -350,8 +357,7 @@ def layout_docs(
                 size = one_window[n] = plan.size if plan.n_windows == 1 and plan.starts[0] == 0 and n <= plan.size else 0
             if size:
                 simple.append(k)
-                windows[i] = {"n_windows": 1, "n_wordpieces": n, "window": size, "stride": size, "starts": (0,),
-                              "doc_offset": 1, "pair_wordpieces": 0, "pair_truncated": False, "truncated": False}
+                windows[i] = windows_entry((0,), size, n, 1)
                 continue
         e0, t0 = int(entry_start[k]), int(tok_start[k])
         encoded[i] = encode_doc(

@@ -95,7 +95,7 @@ class NerHead(HeadPipe):
             return Ragged(numpy.zeros((int(lengths.sum()),), dtype="int64"), lengths)  # all "O"
         flat, lengths = batch_rows(self.model.ops, self.model.predict(docs))
         start, allowed, end = self._decoding()[1]
-        lengths = numpy.asarray(self.model.ops.to_numpy(lengths), dtype="int32")
+        lengths = lengths.astype("int32")
         if not lengths.sum():
             return Ragged(numpy.zeros((0,), dtype="int64"), lengths)
         # the whole batch at once: one copy to the host, one log, one decode
