@@ -7,6 +7,8 @@ batch 32 on this machine (fp32, and int8 stacked on the student).
 
     python benchmarks/distill.py --tasks textcat,ner --teacher-steps 400,450 --steps 400,450 --layers 3
 
+``--teacher textcat=DIR`` takes a teacher trained elsewhere (e.g. the 3-epoch
+SST-2 model of ``textcat_sst2.py --steps 6315``) instead of training one.
 Trained pipelines stay in --workdir, so a second run with the same settings
 only measures (``--reuse``). Writes benchmarks/results/distill.json and the
 ``distill`` section of benchmarks/BENCHMARKS.md.
@@ -61,9 +63,9 @@ def prepare(task: str, data: Path, work: Path) -> dict:
     return files
 
 
-def train_teacher(task: str, files: dict, out: Path, steps: int, args) -> float:
+def train_teacher(task: str, files: dict, out: Path, steps: int, lr: float, args) -> float:
     config = ROOT / "projects" / task / "configs" / f"{task}.cfg"
-    targs = argparse.Namespace(encoder=args.encoder, steps=steps, seed=args.seed, lr=args.teacher_lr,
+    targs = argparse.Namespace(encoder=args.encoder, steps=steps, seed=args.seed, lr=lr,
                                warmup=0.1, batch=32, gpu_id=-1)
     overrides = {"paths.train": str(files["train"]), "paths.dev": str(files["dev"])}
     return spacy_train_timed(config, out, targs, overrides)
@@ -91,7 +93,7 @@ def weights_mb(path: Path) -> float:
     return (path / "encoder" / "model").stat().st_size / 1e6
 
 
-def run_task(task: str, teacher_steps: int, steps: int, args) -> dict:
+def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args) -> dict:
     import spacy
 
     import bertflow
@@ -99,27 +101,32 @@ def run_task(task: str, teacher_steps: int, steps: int, args) -> dict:
 
     work = args.workdir / task
     files = prepare(task, args.data, work)
-    result = {"task": task, "teacher_steps": teacher_steps, "steps": steps, "layers": args.layers,
-              "temperature": args.temperature, "lr": args.lr}
-    teacher_dir = work / "teacher" / "model-last"
-    if not (args.reuse and teacher_dir.exists()):
-        result["teacher_train_s"] = train_teacher(task, files, work / "teacher", teacher_steps, args)
+    result = {"task": task, "teacher_steps": teacher_steps, "teacher_lr": teacher_lr, "steps": steps,
+              "layers": args.layers, "temperature": args.temperature, "lr": args.lr}
+    given = dict(item.split("=", 1) for item in args.teacher)
+    teacher_dir = Path(given[task]) if task in given else work / f"teacher_s{teacher_steps}" / "model-last"
+    result["teacher_dir"] = str(teacher_dir) if task in given else None
+    if task not in given and not (args.reuse and teacher_dir.exists()):
+        result["teacher_train_s"] = train_teacher(task, files, teacher_dir.parent, teacher_steps, teacher_lr, args)
     runs = {"distilled": dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"]),
             "gold": dict(soft_weight=0.0, gold_weight=1.0, data=files["train"])}
+    tag = f"l{args.layers}_s{steps}_t{args.temperature:g}"
+    students = {name: work / f"student_{name}_{tag}" for name in runs}
     for name, how in runs.items():
-        out = work / f"student_{name}_l{args.layers}"
+        out = students[name]
         if args.reuse and out.exists():
             continue
         _, report = bertflow.distill(str(teacher_dir), out, how["data"], student_layers=args.layers, steps=steps,
                                      batch_size=32, temperature=args.temperature, learn_rate=args.lr,
                                      soft_weight=how["soft_weight"], gold_weight=how["gold_weight"],
+                                     teacher_precision=args.teacher_precision or None,
                                      seed=args.seed, force=True, progress=args.progress)
         result[f"{name}_train_s"] = report.seconds
         result[f"{name}_loss"] = [report.first_losses, report.losses]
         result["student_layers_of_teacher"] = report.layers
-    systems = {"teacher": (teacher_dir, {}), "distilled": (work / f"student_distilled_l{args.layers}", {}),
-               "gold": (work / f"student_gold_l{args.layers}", {}),
-               "distilled_int8": (work / f"student_distilled_l{args.layers}",
+    systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
+               "gold": (students["gold"], {}),
+               "distilled_int8": (students["distilled"],
                                   {"components.encoder.model.precision": "int8"}),
                "teacher_int8": (teacher_dir, {"components.encoder.model.precision": "int8"})}
     for name, (path, config) in systems.items():
@@ -132,20 +139,35 @@ def run_task(task: str, teacher_steps: int, steps: int, args) -> dict:
     return result
 
 
+def command(args) -> str:
+    parts = [f"python benchmarks/distill.py --tasks {args.tasks} --teacher-steps {args.teacher_steps}",
+             f"--teacher-lr {args.teacher_lr}", *(f"--teacher {t}" for t in args.teacher),
+             f"--steps {args.steps} --layers {args.layers} --temperature {args.temperature:g}"]
+    if args.teacher_precision:
+        parts.append(f"--teacher-precision {args.teacher_precision}")
+    return " ".join(parts)
+
+
+def teacher_line(res) -> str:
+    if res.get("teacher_dir"):
+        return f"{res['task']}: `{res['teacher_dir']}` (a pipeline trained before this run)"
+    return f"{res['task']}: the project's config, {res['teacher_steps']} steps × 32 at lr {res['teacher_lr']:g}"
+
+
 def report(args, results) -> str:
     metric = {"textcat": "accuracy", "ner": "entity F1"}
     dev = {"textcat": "SST-2 dev, 872 sentences", "ner": "CoNLL-2003 dev, 3,250 sentences"}
     lines = [
         "## Distillation: 3-layer students of the minilm-l6 textcat and NER pipelines (bertflow distill)", "",
-        f"`python benchmarks/distill.py --tasks {args.tasks} --teacher-steps {args.teacher_steps} --steps {args.steps} "
-        f"--layers {args.layers}`", "",
-        f"Teacher: minilm-l6 (6 layers) trained with the task project's config for the teacher steps × 32 at lr "
-        f"{args.teacher_lr}. Student: teacher layers {results[0].get('student_layers_of_teacher')} + embeddings "
-        f"+ the teacher's heads, trained for the student steps × 32 at lr {args.lr} (10% warm-up, linear decay): "
-        f"**distilled** on the unlabeled train texts (T = {args.temperature}; NER reads the train .spacy for its "
-        f"tokens, entities ignored), or **(b) gold only**: the same student, same steps, on the gold labels. "
-        f"docs/s: `nlp.pipe` over the dev split at batch 32, best of 2, this machine's 2 cores. Machine: "
-        f"{machine()}.", "",
+        f"`{command(args)}`", "",
+        f"Teachers (minilm-l6, 6 layers): {'; '.join(teacher_line(r) for r in results)}. Student: teacher "
+        f"layers {results[0].get('student_layers_of_teacher')} + embeddings + the teacher's heads, trained for "
+        f"the student steps × 32 at lr {args.lr:g} (10% warm-up, linear decay; bf16 autocast where the "
+        f"teacher's config sets mixed_precision): **distilled** on the unlabeled train texts "
+        f"(T = {args.temperature:g}; the teacher's encoder in {args.teacher_precision or 'fp32'}; NER reads the "
+        f"train .spacy for its tokens, entities ignored), or **(b) gold only**: the same student, same steps, "
+        f"on the gold labels. docs/s: `nlp.pipe` over the dev split at batch 32, best of 2, this machine's 2 "
+        f"cores. Machine: {machine()}.", "",
         "| task (dev) | system | layers | dev score | Δ vs teacher | docs/s (batch 32) | × teacher | encoder MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -184,7 +206,10 @@ def main():
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--teacher-lr", type=float, default=5e-5)
+    parser.add_argument("--teacher-lr", default="5e-5,1e-4", help="per task, as --tasks (the projects' rates)")
+    parser.add_argument("--teacher", action="append", default=[], metavar="TASK=DIR",
+                        help="a trained teacher pipeline for TASK instead of training one")
+    parser.add_argument("--teacher-precision", default="", help="run the teacher's encoder in bf16 or int8")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dev-limit", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="keep pipelines already trained in --workdir")
@@ -194,7 +219,8 @@ def main():
     tasks = args.tasks.split(",")
     teacher_steps = [int(s) for s in args.teacher_steps.split(",")]
     steps = [int(s) for s in args.steps.split(",")]
-    results = [run_task(task, teacher_steps[i], steps[i], args) for i, task in enumerate(tasks)]
+    teacher_lr = [float(s) for s in args.teacher_lr.split(",")]
+    results = [run_task(task, teacher_steps[i], teacher_lr[i], steps[i], args) for i, task in enumerate(tasks)]
     out = ROOT / "benchmarks" / "results" / "distill.json"
     if not args.no_write:
         out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
