@@ -110,6 +110,8 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
         result["teacher_train_s"] = train_teacher(task, files, teacher_dir.parent, teacher_steps, teacher_lr, args)
     runs = {"distilled": dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"]),
             "gold": dict(soft_weight=0.0, gold_weight=1.0, data=files["train"])}
+    if args.mix:  # the teacher's targets and the gold labels together, on the labeled train set
+        runs["mixed"] = dict(soft_weight=1.0, gold_weight=args.mix, data=files["train"])
     tag = f"l{args.layers}_s{steps}_t{args.temperature:g}"
     students = {name: work / f"student_{name}_{tag}" for name in runs}
     for name, how in runs.items():
@@ -126,6 +128,7 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
         result["student_layers_of_teacher"] = report.layers
     systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
                "gold": (students["gold"], {}),
+               **({"mixed": (students["mixed"], {})} if "mixed" in students else {}),
                "distilled_int8": (students["distilled"],
                                   {"components.encoder.model.precision": "int8"}),
                "teacher_int8": (teacher_dir, {"components.encoder.model.precision": "int8"})}
@@ -143,6 +146,8 @@ def command(args) -> str:
     parts = [f"python benchmarks/distill.py --tasks {args.tasks} --teacher-steps {args.teacher_steps}",
              f"--teacher-lr {args.teacher_lr}", *(f"--teacher {t}" for t in args.teacher),
              f"--steps {args.steps} --layers {args.layers} --temperature {args.temperature:g}"]
+    if args.mix:
+        parts.append(f"--mix {args.mix:g}")
     if args.teacher_precision:
         parts.append(f"--teacher-precision {args.teacher_precision}")
     return " ".join(parts)
@@ -152,6 +157,11 @@ def teacher_line(res) -> str:
     if res.get("teacher_dir"):
         return f"{res['task']}: `{res['teacher_dir']}` (a pipeline trained before this run)"
     return f"{res['task']}: the project's config, {res['teacher_steps']} steps × 32 at lr {res['teacher_lr']:g}"
+
+
+def seconds(res, name: str) -> str:
+    value = res.get(f"{name}_train_s")
+    return f"{value:.0f} s" if value is not None else "before this run"
 
 
 def report(args, results) -> str:
@@ -172,10 +182,13 @@ def report(args, results) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     names = {"teacher": "teacher", "distilled": "student, distilled", "gold": "(b) student, gold labels only",
+             "mixed": f"student, distilled + gold (weight {args.mix:g})",
              "distilled_int8": "student, distilled + int8", "teacher_int8": "teacher + int8"}
     for res in results:
         teacher = res["teacher"]
         for key, label in names.items():
+            if key not in res:
+                continue
             row = res[key]
             layers = 6 if key.startswith("teacher") else args.layers
             lines.append(f"| {res['task']} ({dev[res['task']]}, {metric[res['task']]}) | {label} | {layers} | "
@@ -189,9 +202,13 @@ def report(args, results) -> str:
         speed = res["distilled"]["docs_per_s"] / res["teacher"]["docs_per_s"]
         lines.append(f"- {res['task']}: student ×{speed:.2f} the teacher's docs/s (target ≥ ×1.8), "
                      f"{gap:.2f} points below the teacher (target ≤ 1.5), {lead:+.2f} points vs (b) "
-                     f"(target > 0). Training: teacher {res.get('teacher_train_s', float('nan')):.0f} s, "
-                     f"distillation {res.get('distilled_train_s', float('nan')):.0f} s, (b) "
-                     f"{res.get('gold_train_s', float('nan')):.0f} s.")
+                     f"(target > 0). Training: teacher {seconds(res, 'teacher')}, distillation "
+                     f"{seconds(res, 'distilled')}, (b) {seconds(res, 'gold')}.")
+        if "mixed" in res:
+            lines.append(f"- {res['task']}, distilled + gold: "
+                         f"{100 * (res['teacher']['metric'] - res['mixed']['metric']):.2f} points below the teacher, "
+                         f"{100 * (res['mixed']['metric'] - res['gold']['metric']):+.2f} vs (b); training "
+                         f"{seconds(res, 'mixed')}.")
     return "\n".join(lines) + "\n"
 
 
@@ -213,6 +230,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dev-limit", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="keep pipelines already trained in --workdir")
+    parser.add_argument("--mix", type=float, default=0.0,
+                        help="also train a student on the teacher's targets plus the gold labels at this weight")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
