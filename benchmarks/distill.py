@@ -106,8 +106,14 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
     given = dict(item.split("=", 1) for item in args.teacher)
     teacher_dir = Path(given[task]) if task in given else work / f"teacher_s{teacher_steps}" / "model-last"
     result["teacher_dir"] = str(teacher_dir) if task in given else None
+    # training figures of the pipelines in --workdir, kept so that a --reuse run still reports them
+    log_path = work / "trained.json"
+    trained = json.loads(log_path.read_text()) if log_path.exists() else {}
     if task not in given and not (args.reuse and teacher_dir.exists()):
-        result["teacher_train_s"] = train_teacher(task, files, teacher_dir.parent, teacher_steps, teacher_lr, args)
+        trained[str(teacher_dir)] = {"teacher_train_s": train_teacher(task, files, teacher_dir.parent, teacher_steps,
+                                                                      teacher_lr, args)}
+        log_path.write_text(json.dumps(trained, indent=2))
+    result.update(trained.get(str(teacher_dir), {}))
     runs = {"distilled": dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"]),
             "gold": dict(soft_weight=0.0, gold_weight=1.0, data=files["train"])}
     if args.mix:  # the teacher's targets and the gold labels together, on the labeled train set
@@ -123,9 +129,11 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
                                      soft_weight=how["soft_weight"], gold_weight=how["gold_weight"],
                                      teacher_precision=args.teacher_precision or None,
                                      seed=args.seed, force=True, progress=args.progress)
-        result[f"{name}_train_s"] = report.seconds
-        result[f"{name}_loss"] = [report.first_losses, report.losses]
-        result["student_layers_of_teacher"] = report.layers
+        trained[str(out)] = {f"{name}_train_s": report.seconds, f"{name}_loss": [report.first_losses, report.losses]}
+        log_path.write_text(json.dumps(trained, indent=2))
+    for name, out in students.items():
+        result.update(trained.get(str(out), {}))
+        result["student_layers_of_teacher"] = json.loads((out / "meta.json").read_text())["bertflow_distilled"]["layers"]
     systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
                "gold": (students["gold"], {}),
                **({"mixed": (students["mixed"], {})} if "mixed" in students else {}),
