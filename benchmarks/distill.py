@@ -217,6 +217,8 @@ def report(args, results) -> str:
                          f"{100 * (res['teacher']['metric'] - res['mixed']['metric']):.2f} points below the teacher, "
                          f"{100 * (res['mixed']['metric'] - res['gold']['metric']):+.2f} vs (b); training "
                          f"{seconds(res, 'mixed')}.")
+    lines += ["", "Where a target is missed, by how much and why, and what was tried: [NOTES.md](NOTES.md), "
+              "the \"Distillation\" sections."]
     return "\n".join(lines) + "\n"
 
 
