@@ -5,9 +5,10 @@ each trained with its project's recipe), its K-layer student distilled by
 gold labels alone. Each is scored on the full dev split and timed on it at
 batch 32 on this machine (fp32, and int8 stacked on the student).
 
-    python benchmarks/distill.py --tasks textcat,ner --teacher-steps 400,450 --steps 400,450 --layers 3
+    python benchmarks/distill.py --tasks textcat,ner --teacher-steps 6315,1350 --steps 2000,1350 \
+        --layers 3 --temperature 1 --teacher-precision bf16 --teacher textcat=DIR
 
-``--teacher textcat=DIR`` takes a teacher trained elsewhere (e.g. the 3-epoch
+``--teacher textcat=DIR`` takes a teacher trained before (here the 3-epoch
 SST-2 model of ``textcat_sst2.py --steps 6315``) instead of training one.
 Trained pipelines stay in --workdir, so a second run with the same settings
 only measures (``--reuse``). Writes benchmarks/results/distill.json and the
@@ -26,6 +27,7 @@ from common import machine, spacy_train_timed, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SST2_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
+PROJECT_LR = {"textcat": 5e-5, "ner": 1e-4}  # the task projects' learning rates (project.yml)
 
 
 def sst2_rows(path: Path):
@@ -152,7 +154,8 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
 
 def command(args) -> str:
     parts = [f"python benchmarks/distill.py --tasks {args.tasks} --teacher-steps {args.teacher_steps}",
-             f"--teacher-lr {args.teacher_lr}", *(f"--teacher {t}" for t in args.teacher),
+             *([f"--teacher-lr {args.teacher_lr}"] if args.teacher_lr else []),
+             *(f"--teacher {t}" for t in args.teacher),
              f"--steps {args.steps} --layers {args.layers} --temperature {args.temperature:g}"]
     if args.mix:
         parts.append(f"--mix {args.mix:g}")
@@ -233,7 +236,7 @@ def main():
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--teacher-lr", default="5e-5,1e-4", help="per task, as --tasks (the projects' rates)")
+    parser.add_argument("--teacher-lr", default="", help="per task, as --tasks (default: each project's rate)")
     parser.add_argument("--teacher", action="append", default=[], metavar="TASK=DIR",
                         help="a trained teacher pipeline for TASK instead of training one")
     parser.add_argument("--teacher-precision", default="", help="run the teacher's encoder in bf16 or int8")
@@ -248,7 +251,7 @@ def main():
     tasks = args.tasks.split(",")
     teacher_steps = [int(s) for s in args.teacher_steps.split(",")]
     steps = [int(s) for s in args.steps.split(",")]
-    teacher_lr = [float(s) for s in args.teacher_lr.split(",")]
+    teacher_lr = [float(s) for s in args.teacher_lr.split(",")] if args.teacher_lr else [PROJECT_LR[t] for t in tasks]
     results = [run_task(task, teacher_steps[i], teacher_lr[i], steps[i], args) for i, task in enumerate(tasks)]
     out = ROOT / "benchmarks" / "results" / "distill.json"
     if not args.no_write:
