@@ -133,9 +133,10 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
                                      seed=args.seed, force=True, progress=args.progress)
         trained[str(out)] = {f"{name}_train_s": report.seconds, f"{name}_loss": [report.first_losses, report.losses]}
         log_path.write_text(json.dumps(trained, indent=2))
-    for name, out in students.items():
+    for out in students.values():
         result.update(trained.get(str(out), {}))
-        result["student_layers_of_teacher"] = json.loads((out / "meta.json").read_text())["bertflow_distilled"]["layers"]
+    meta = json.loads((students["distilled"] / "meta.json").read_text())
+    result["student_layers_of_teacher"] = meta["bertflow_distilled"]["layers"]
     systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
                "gold": (students["gold"], {}),
                **({"mixed": (students["mixed"], {})} if "mixed" in students else {}),
