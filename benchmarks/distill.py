@@ -27,7 +27,6 @@ from common import machine, spacy_train_timed, write_section  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SST2_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
-PROJECT_LR = {"textcat": 5e-5, "ner": 1e-4}  # the task projects' learning rates (project.yml)
 
 
 def sst2_rows(path: Path):
@@ -63,6 +62,13 @@ def prepare(task: str, data: Path, work: Path) -> dict:
 
         write_docbins(work, read_conll(data / "conll2003" / "train.txt"), read_conll(data / "conll2003" / "dev.txt"))
     return files
+
+
+def project_lr(task: str) -> float:
+    """The task project's own peak learning rate (``vars.lr`` in its project.yml)."""
+    import srsly
+
+    return float(srsly.read_yaml(ROOT / "projects" / task / "project.yml")["vars"]["lr"])
 
 
 def train_teacher(task: str, files: dict, out: Path, steps: int, lr: float, args) -> float:
@@ -252,7 +258,7 @@ def main():
     tasks = args.tasks.split(",")
     teacher_steps = [int(s) for s in args.teacher_steps.split(",")]
     steps = [int(s) for s in args.steps.split(",")]
-    teacher_lr = [float(s) for s in args.teacher_lr.split(",")] if args.teacher_lr else [PROJECT_LR[t] for t in tasks]
+    teacher_lr = [float(s) for s in args.teacher_lr.split(",")] if args.teacher_lr else [project_lr(t) for t in tasks]
     results = [run_task(task, teacher_steps[i], teacher_lr[i], steps[i], args) for i, task in enumerate(tasks)]
     out = ROOT / "benchmarks" / "results" / "distill.json"
     if not args.no_write:
