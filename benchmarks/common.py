@@ -90,7 +90,7 @@ def accuracy_macro_f1(gold, pred, labels):
     return acc, sum(f1s) / len(f1s)
 
 
-def hf_finetune(model, train_rows, encode, args) -> float:
+def hf_finetune(model, train_rows, encode, args, bf16_autocast: bool = False) -> float:
     """The plain Hugging Face fine-tuning loop both baselines use: AdamW (weight
     decay 0.01 except biases and LayerNorm), linear warm-up then decay, grad
     clip 1.0, reshuffled epochs of ``args.batch`` rows until ``args.steps``.
@@ -99,10 +99,13 @@ def hf_finetune(model, train_rows, encode, args) -> float:
     ``bertflow/encoder/heap.py``), so both sides pay the same for it.
 
     encode (Callable[[List[row]], BatchEncoding]): rows -> model inputs with labels.
+    bf16_autocast (bool): run the forward pass under CPU bf16 autocast, as
+        bertflow's ``mixed_precision`` does on a CPU with native bf16 matmuls.
     RETURNS (float): wall seconds of the training steps.
     """
     import random
     import time
+    from contextlib import nullcontext
 
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -121,13 +124,16 @@ def hf_finetune(model, train_rows, encode, args) -> float:
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.steps * args.warmup), args.steps)
     device = next(model.parameters()).device
     order, step = list(range(len(train_rows))), 0
+    autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if bf16_autocast else nullcontext()
     model.train()
     start = time.perf_counter()
     while step < args.steps:
         rng.shuffle(order)
         for i in range(0, len(order), args.batch):
             enc = encode([train_rows[j] for j in order[i: i + args.batch]]).to(device)
-            model(**enc).loss.backward()
+            with autocast:
+                loss = model(**enc).loss
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()

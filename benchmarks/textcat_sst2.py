@@ -68,7 +68,7 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path, mixed_precisio
     return preds, train_time, len(texts) / infer_time
 
 
-def run_hf(args, train_rows, dev_rows):
+def run_hf(args, train_rows, dev_rows, bf16_autocast=False):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from bertflow.encoder_names import resolve_encoder
@@ -87,7 +87,7 @@ def run_hf(args, train_rows, dev_rows):
         enc["labels"] = torch.tensor([names.index(lab) for _, lab in batch])
         return enc
 
-    train_time = hf_finetune(model, train_rows, encode, args)
+    train_time = hf_finetune(model, train_rows, encode, args, bf16_autocast=bf16_autocast)
     model.eval()
     texts = [t for t, _ in dev_rows]
     preds = []
@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--systems", default="bertflow,hf",
                         help="bertflow (fp32 training), bertflow-mixed (mixed_precision: bf16 autocast on a CPU "
-                             "with native bf16), hf")
+                             "with native bf16), hf, hf-mixed (the HF loop's forward under the same bf16 autocast)")
     parser.add_argument("--section", default=None,
                         help="the BENCHMARKS.md section to write (default: textcat-sst2, or textcat-sst2-mixed "
                              "when bertflow-mixed runs)")
@@ -129,13 +129,15 @@ def main():
                                                        Path(tmp) / f"{system}-{seed}",
                                                        mixed_precision=system == "bertflow-mixed")
                 else:
-                    preds, train_s, dps = run_hf(args, train_rows, dev_rows)
+                    preds, train_s, dps = run_hf(args, train_rows, dev_rows,
+                                                 bf16_autocast=system == "hf-mixed" and _native_bf16())
                 acc, f1 = accuracy_macro_f1(gold, preds, labels)
                 runs[system].append({"seed": seed, "acc": acc, "macro_f1": f1, "train_s": train_s, "docs_per_s": dps})
                 print(json.dumps({system: runs[system][-1]}), flush=True)
     body = report(args, runs, seeds, len(train_rows), len(dev_rows))
     if not args.no_write:
-        write_section(args.section or ("textcat-sst2" if "bertflow-mixed" not in runs else "textcat-sst2-mixed"), body)
+        write_section(args.section or ("textcat-sst2" if not {"bertflow-mixed", "hf-mixed"} & set(runs)
+                                       else "textcat-sst2-mixed"), body)
     print(body)
 
 
@@ -150,7 +152,9 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
     names = {"bertflow": "bertflow (encoder + bertflow_textcat, spacy train)",
              "bertflow-mixed": "bertflow, mixed_precision = true (bf16 autocast on this CPU)"
                                if _native_bf16() else "bertflow, mixed_precision = true (no native bf16 here: fp32)",
-             "hf": "HF AutoModelForSequenceClassification, plain torch loop"}
+             "hf": "HF AutoModelForSequenceClassification, plain torch loop",
+             "hf-mixed": "HF AutoModelForSequenceClassification, plain torch loop, forward under bf16 autocast"
+                         if _native_bf16() else "HF, plain torch loop (no native bf16 here: fp32)"}
     lines = []
     for system, rs in runs.items():
         acc, acc_sd = _mean_std([r["acc"] for r in rs])
@@ -160,13 +164,15 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
         lines.append(f"| {names[system]} | {acc:.4f}{spread} | {per_seed} | {f1:.4f} | "
                      f"{_mean_std([r['train_s'] for r in rs])[0]:.0f} | {_mean_std([r['docs_per_s'] for r in rs])[0]:.0f} |")
     delta = ""
-    if "bertflow" in runs and "hf" in runs:
-        diffs = [100 * (b["acc"] - h["acc"]) for b, h in zip(runs["bertflow"], runs["hf"])]
+    for ours, peer in (("bertflow", "hf"), ("bertflow-mixed", "hf-mixed")):
+        if ours not in runs or peer not in runs:
+            continue
+        diffs = [100 * (b["acc"] - h["acc"]) for b, h in zip(runs[ours], runs[peer])]
         d, d_sd = _mean_std(diffs)
-        speed = _mean_std([r["docs_per_s"] for r in runs["bertflow"]])[0] / _mean_std([r["docs_per_s"] for r in runs["hf"]])[0]
-        delta = (f"\nbertflow - HF: accuracy {d:+.2f} points" + (f" (± {d_sd:.2f} over seeds; per seed "
-                 + ", ".join(f"{x:+.2f}" for x in diffs) + ")" if len(diffs) > 1 else "")
-                 + f", inference speed x{speed:.2f}.\n")
+        speed = _mean_std([r["docs_per_s"] for r in runs[ours]])[0] / _mean_std([r["docs_per_s"] for r in runs[peer]])[0]
+        delta += (f"\n{ours} - {peer}: accuracy {d:+.2f} points" + (f" (± {d_sd:.2f} over seeds; per seed "
+                  + ", ".join(f"{x:+.2f}" for x in diffs) + ")" if len(diffs) > 1 else "")
+                  + f", inference speed x{speed:.2f}.\n")
     if "bertflow" in runs and "bertflow-mixed" in runs:
         fp32, mixed = runs["bertflow"], runs["bertflow-mixed"]
         diffs = [100 * (m["acc"] - f["acc"]) for f, m in zip(fp32, mixed)]
@@ -178,7 +184,7 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
                   f"training steps/s x{ratio:.2f}.\n")
     systems_note = f" --systems {','.join(runs)}" if list(runs) != ["bertflow", "hf"] else ""
     seeds_note = f" --seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else ""
-    title = "Text classification: SST-2 (bertflow-textcat)" if "bertflow-mixed" not in runs else \
+    title = "Text classification: SST-2 (bertflow-textcat)" if not {"bertflow-mixed", "hf-mixed"} & set(runs) else \
         "Training in bf16 on the CPU: SST-2 (mixed_precision)"
     if args.section:
         title += f", {epochs:.1f} epochs"
