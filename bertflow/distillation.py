@@ -25,7 +25,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .config import encoder_names
 from .errors import BertflowError, Errors
@@ -271,10 +271,12 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
                 model.attrs["precision"], model.attrs["int8_model"] = precision, None
 
 
-def _batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000) -> Iterator[list]:
+def _batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000,
+             augment: Optional[Callable[[object], list]] = None) -> Iterator[list]:
     """Batches of ``batch_size`` examples, pass after pass over the data,
     streamed: each run of ``buffer`` examples is shuffled (a corpus of any size
-    costs one buffer of memory); empty docs are left out."""
+    costs one buffer of memory); empty docs are left out. ``augment`` maps an
+    example to its variants, which join the stream beside it."""
     rng = random.Random(seed)
     while True:
         pool: list = []
@@ -284,6 +286,8 @@ def _batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000) -> It
                 continue
             seen += 1
             pool.append(eg)
+            if augment is not None:
+                pool.extend(augment(eg))
             if len(pool) >= buffer:
                 rng.shuffle(pool)
                 while len(pool) >= batch_size:
@@ -313,6 +317,8 @@ def distill(
     gold_weight: float = 0.0,
     soft_weight: float = 1.0,
     hidden_weight: float = 0.0,
+    augment: int = 0,
+    augment_prob: float = 0.4,
     teacher_precision: Optional[str] = None,
     reinit_heads: bool = False,
     dropout: float = 0.1,
@@ -337,6 +343,11 @@ def distill(
         same student on gold labels alone: the baseline distillation beats).
     hidden_weight: add DistilBERT's cosine loss between the student's and the
         teacher's last hidden states, with this weight (0: off).
+    augment: also distil on this many variants of each text, in which words
+        are swapped for their nearest neighbours in the teacher's input
+        embeddings with probability ``augment_prob`` (``bertflow.augment``):
+        more text for the teacher to label than the data holds. Teacher
+        targets only (the variants have no gold labels).
     head_learn_rate: the heads' learning rate (default ``learn_rate``).
     teacher_precision: run the teacher's encoder in "bf16" or "int8" (faster
         targets on CPU; where it can't apply it warns and runs fp32).
@@ -352,6 +363,8 @@ def distill(
     if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
         raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
                                                warmup=warmup))
+    if augment < 0 or (augment and gold_weight):
+        raise BertflowError(Errors.E124.format(augment=augment, gold_weight=gold_weight))
     out_path = Path(out_dir) if out_dir is not None else None
     teacher_name = str(teacher) if not isinstance(teacher, spacy.language.Language) else teacher.meta.get("name", "")
     if out_path is not None:
@@ -392,7 +405,13 @@ def distill(
 
     bar = tqdm(total=steps, disable=not progress, unit="step", desc="distill", file=sys.stderr)
     start, n_docs = time.perf_counter(), 0
-    batches = _batches(reader, student_nlp, batch_size, seed)
+    replacer = None
+    if augment:
+        from .augment import WordReplacer
+
+        replacer = WordReplacer.from_encoder(teacher_nlp.get_pipe(info["encoder"]), prob=augment_prob, seed=seed)
+    batches = _batches(reader, student_nlp, batch_size, seed,
+                       augment=(lambda eg: replacer(eg, augment)) if replacer is not None else None)
     hidden = HiddenStateLoss(encoder) if hidden_weight else None
     if hidden is not None:
         history[HIDDEN] = []
@@ -428,7 +447,8 @@ def distill(
         "teacher": teacher_name, "teacher_layers": info["teacher_layers"], "student_layers": info["student_layers"],
         "layers": info["layers"], "student_encoder": student, "steps": steps, "batch_size": batch_size,
         "temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight,
-        "hidden_weight": hidden_weight, "learn_rate": learn_rate, "heads": distilled, "skipped": sorted(skipped),
+        "hidden_weight": hidden_weight, "augment": augment, "augment_prob": augment_prob if augment else None,
+        "learn_rate": learn_rate, "heads": distilled, "skipped": sorted(skipped),
         "data": str(data),
     }
     student_nlp.meta.pop("bertflow_precision", None)  # the teacher's guard figures do not hold for the student

@@ -409,6 +409,15 @@ class Errors:
         "{where} is not a saved encoder copy ({err}). Re-save the pipeline with this version of bertflow, "
         "or retrain it."
     )
+    E123 = (
+        "Augmentation needs 0 < prob <= 1 and k >= 1 neighbours (got prob={prob}, k={k}). "
+        "The default, 0.4, replaces about two words in five."
+    )
+    E124 = (
+        "augment={augment} with gold_weight={gold_weight}: augmented texts have no gold labels (a swapped word can "
+        "change them). Distil on the teacher's targets alone (gold_weight 0), or set augment 0 to mix in the gold "
+        "labels."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -404,3 +404,23 @@ def test_batches_stream_every_example_once_per_pass():
     assert seen != texts[:-1]
     with pytest.raises(BertflowError, match="no non-empty documents"):
         next(_batches(lambda nlp: iter([Example(nlp.make_doc(""), nlp.make_doc(""))]), nlp, 4, 0))
+
+
+def test_distill_with_augmentation_on_the_teachers_own_vocabulary(teacher_dir, data_files, tmp_path):
+    teacher = spacy.load(teacher_dir)
+    from bertflow.augment import WordReplacer
+
+    replacer = WordReplacer.from_encoder(teacher.get_pipe("encoder"), k=5)
+    vocab = teacher.get_pipe("encoder").model.tokenizer.get_vocab()
+    assert replacer.candidates("dog") and all(w in vocab and w.isalpha() for w in replacer.candidates("dog"))
+    with pytest.warns(UserWarning, match="'mlm' is not distilled"):
+        student, report = bertflow.distill(teacher, None, data_files / "texts.txt", student_layers=2, steps=6,
+                                           batch_size=8, augment=2, progress=False)
+    assert report.docs == 48 and student.meta["bertflow_distilled"]["augment"] == 2
+    assert student.meta["bertflow_distilled"]["augment_prob"] == 0.4
+    with pytest.raises(BertflowError, match="no gold labels"):
+        bertflow.distill(teacher, None, data_files / "gold.spacy", augment=1, gold_weight=1.0, progress=False)
+    result = run_cli(["distill", teacher_dir, tmp_path / "s", "--data", data_files / "texts.txt", "--steps", "2",
+                      "--batch-size", "4", "--augment", "1", "--augment-prob", "0.5"])
+    assert result.code == 0, result.stderr
+    assert spacy.load(tmp_path / "s").meta["bertflow_distilled"]["augment_prob"] == 0.5

@@ -46,6 +46,10 @@ def distill_cli(
                                       "--gold-weight 1: the same student trained on gold labels alone)."),
     hidden_weight: float = typer.Option(0.0, "--hidden-weight", help="Add DistilBERT's cosine loss between the "
                                         "student's and the teacher's last hidden states, with this weight."),
+    augment: int = typer.Option(0, "--augment", help="Also distil on N variants of each text with words swapped "
+                                "for their nearest neighbours in the teacher's embeddings (teacher targets only)."),
+    augment_prob: float = typer.Option(0.4, "--augment-prob", help="Chance that each word of a variant is "
+                                       "swapped."),
     teacher_precision: Optional[str] = typer.Option(None, "--teacher-precision", help="Run the teacher in bf16 or "
                                                     "int8 for faster targets."),
     reinit_heads: bool = typer.Option(False, "--reinit-heads", help="Start the student's heads from random "
@@ -62,6 +66,7 @@ def distill_cli(
                             steps=steps, batch_size=batch_size, temperature=temperature, learn_rate=learn_rate,
                             head_learn_rate=head_learn_rate, weights=_weights(weight), gold_weight=gold_weight,
                             soft_weight=soft_weight, hidden_weight=hidden_weight,
+                            augment=augment, augment_prob=augment_prob,
                             teacher_precision=teacher_precision, reinit_heads=reinit_heads, gpu_id=gpu_id,
                             seed=seed, force=force)
     if report is not None:
