@@ -126,8 +126,11 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
             "gold": dict(soft_weight=0.0, gold_weight=1.0, data=files["train"])}
     if args.mix:  # the teacher's targets and the gold labels together, on the labeled train set
         runs["mixed"] = dict(soft_weight=1.0, gold_weight=args.mix, data=files["train"])
+    if args.augment:  # the teacher's targets on the train texts and word-swapped variants of them
+        runs["augmented"] = dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"], augment=args.augment)
     tag = f"l{args.layers}_s{steps}_t{args.temperature:g}"
-    students = {name: work / f"student_{name}_{tag}" for name in runs}
+    students = {name: work / (f"student_{name}_{tag}" if name != "augmented"
+                              else f"student_augmented{args.augment}_p{args.augment_prob:g}_{tag}") for name in runs}
     for name, how in runs.items():
         out = students[name]
         if args.reuse and out.exists():
@@ -135,6 +138,7 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
         _, report = bertflow.distill(str(teacher_dir), out, how["data"], student_layers=args.layers, steps=steps,
                                      batch_size=32, temperature=args.temperature, learn_rate=args.lr,
                                      soft_weight=how["soft_weight"], gold_weight=how["gold_weight"],
+                                     augment=how.get("augment", 0), augment_prob=args.augment_prob,
                                      teacher_precision=args.teacher_precision or None,
                                      seed=args.seed, force=True, progress=args.progress)
         trained[str(out)] = {f"{name}_train_s": report.seconds, f"{name}_loss": [report.first_losses, report.losses]}
@@ -145,7 +149,7 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
     result["student_layers_of_teacher"] = meta["bertflow_distilled"]["layers"]
     systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
                "gold": (students["gold"], {}),
-               **({"mixed": (students["mixed"], {})} if "mixed" in students else {}),
+               **{name: (students[name], {}) for name in ("mixed", "augmented") if name in students},
                "distilled_int8": (students["distilled"],
                                   {"components.encoder.model.precision": "int8"}),
                "teacher_int8": (teacher_dir, {"components.encoder.model.precision": "int8"})}
@@ -166,6 +170,8 @@ def command(args) -> str:
              f"--steps {args.steps} --layers {args.layers} --temperature {args.temperature:g}"]
     if args.mix:
         parts.append(f"--mix {args.mix:g}")
+    if args.augment:
+        parts.append(f"--augment {args.augment} --augment-prob {args.augment_prob:g}")
     if args.teacher_precision:
         parts.append(f"--teacher-precision {args.teacher_precision}")
     return " ".join(parts)
@@ -201,6 +207,8 @@ def report(args, results) -> str:
     ]
     names = {"teacher": "teacher", "distilled": "student, distilled", "gold": "(b) student, gold labels only",
              "mixed": f"student, distilled + gold (weight {args.mix:g})",
+             "augmented": f"student, distilled on the texts + {args.augment} word-swapped variants of each "
+                          f"(p {args.augment_prob:g})",
              "distilled_int8": "student, distilled + int8", "teacher_int8": "teacher + int8"}
     for res in results:
         teacher = res["teacher"]
@@ -227,6 +235,11 @@ def report(args, results) -> str:
                          f"{100 * (res['teacher']['metric'] - res['mixed']['metric']):.2f} points below the teacher, "
                          f"{100 * (res['mixed']['metric'] - res['gold']['metric']):+.2f} vs (b); training "
                          f"{seconds(res, 'mixed')}.")
+        if "augmented" in res:
+            lines.append(f"- {res['task']}, distilled with {args.augment} augmented variants per text: "
+                         f"{100 * (res['teacher']['metric'] - res['augmented']['metric']):.2f} points below the "
+                         f"teacher, {100 * (res['augmented']['metric'] - res['gold']['metric']):+.2f} vs (b); "
+                         f"training {seconds(res, 'augmented')}.")
     lines += ["", "Where a target is missed, by how much and why, and what was tried: [NOTES.md](NOTES.md), "
               "the \"Distillation\" sections."]
     return "\n".join(lines) + "\n"
@@ -252,6 +265,9 @@ def main():
     parser.add_argument("--reuse", action="store_true", help="keep pipelines already trained in --workdir")
     parser.add_argument("--mix", type=float, default=0.0,
                         help="also train a student on the teacher's targets plus the gold labels at this weight")
+    parser.add_argument("--augment", type=int, default=0,
+                        help="also distil a student on the train texts plus N word-swapped variants of each")
+    parser.add_argument("--augment-prob", type=float, default=0.4, help="chance each word of a variant is swapped")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
