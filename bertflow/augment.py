@@ -14,6 +14,11 @@ they are, and so does the tokenization: a variant has the same tokens and
 spaces as its source, with each eligible word replaced with probability
 ``prob`` and the original's casing put back on the replacement.
 
+Whole words are found as WordPiece vocabularies (BERT and its kin) mark
+them: entries without the ``##`` continuation prefix. A byte-level BPE
+vocabulary (RoBERTa's ``Ġword``) has none that qualify, so its variants come
+out unchanged.
+
 Variants carry no gold annotation (a swapped word can change the label), so
 they are for teacher targets only.
 """
