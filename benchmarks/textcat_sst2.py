@@ -185,7 +185,8 @@ def report(args, runs, seeds, n_train, n_dev) -> str:
     systems_note = f" --systems {','.join(runs)}" if list(runs) != ["bertflow", "hf"] else ""
     seeds_note = f" --seeds {','.join(map(str, seeds))}" if len(seeds) > 1 else ""
     title = "Text classification: SST-2 (bertflow-textcat)" if not {"bertflow-mixed", "hf-mixed"} & set(runs) else \
-        "Training in bf16 on the CPU: SST-2 (mixed_precision)"
+        "Training in bf16 on the CPU: SST-2 (" + ("mixed_precision" if "bertflow-mixed" in runs else
+                                                  "the plain HF loop under bf16 autocast") + ")"
     if args.section:
         title += f", {epochs:.1f} epochs"
     section_note = f" --section {args.section}" if args.section else ""
