@@ -109,8 +109,8 @@ def main():
                         help="bertflow (fp32 training), bertflow-mixed (mixed_precision: bf16 autocast on a CPU "
                              "with native bf16), hf, hf-mixed (the HF loop's forward under the same bf16 autocast)")
     parser.add_argument("--section", default=None,
-                        help="the BENCHMARKS.md section to write (default: textcat-sst2, or textcat-sst2-mixed "
-                             "when bertflow-mixed runs)")
+                        help="the BENCHMARKS.md section to write (default: textcat-sst2; textcat-sst2-mixed "
+                             "when bertflow-mixed runs, textcat-sst2-hf-mixed when only hf-mixed does)")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds: each system trains once per seed (default: --seed)")
     args = parser.parse_args()
@@ -136,8 +136,10 @@ def main():
                 print(json.dumps({system: runs[system][-1]}), flush=True)
     body = report(args, runs, seeds, len(train_rows), len(dev_rows))
     if not args.no_write:
-        write_section(args.section or ("textcat-sst2" if not {"bertflow-mixed", "hf-mixed"} & set(runs)
-                                       else "textcat-sst2-mixed"), body)
+        # an HF-only bf16 run gets a section of its own rather than replacing bertflow's fp32-vs-bf16 one
+        default = ("textcat-sst2-mixed" if "bertflow-mixed" in runs else
+                   "textcat-sst2-hf-mixed" if "hf-mixed" in runs else "textcat-sst2")
+        write_section(args.section or default, body)
     print(body)
 
 

@@ -363,7 +363,9 @@ def distill(
     if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
         raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
                                                warmup=warmup))
-    if augment < 0 or (augment and gold_weight):
+    if augment < 0:
+        raise BertflowError(Errors.E125.format(augment=augment))
+    if augment and gold_weight:
         raise BertflowError(Errors.E124.format(augment=augment, gold_weight=gold_weight))
     out_path = Path(out_dir) if out_dir is not None else None
     teacher_name = str(teacher) if not isinstance(teacher, spacy.language.Language) else teacher.meta.get("name", "")

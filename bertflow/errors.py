@@ -413,6 +413,7 @@ class Errors:
         "Augmentation needs 0 < prob <= 1 and k >= 1 neighbours (got prob={prob}, k={k}). "
         "The default, 0.4, replaces about two words in five."
     )
+    E125 = "augment={augment}: give the number of variants per text, 0 or more (0: no augmentation)."
     E124 = (
         "augment={augment} with gold_weight={gold_weight}: augmented texts have no gold labels (a swapped word can "
         "change them). Distil on the teacher's targets alone (gold_weight 0), or set augment 0 to mix in the gold "

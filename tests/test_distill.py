@@ -420,6 +420,8 @@ def test_distill_with_augmentation_on_the_teachers_own_vocabulary(teacher_dir, d
     assert student.meta["bertflow_distilled"]["augment_prob"] == 0.4
     with pytest.raises(BertflowError, match="no gold labels"):
         bertflow.distill(teacher, None, data_files / "gold.spacy", augment=1, gold_weight=1.0, progress=False)
+    with pytest.raises(BertflowError, match="0 or more"):
+        bertflow.distill(teacher, None, data_files / "texts.txt", augment=-1, progress=False)
     result = run_cli(["distill", teacher_dir, tmp_path / "s", "--data", data_files / "texts.txt", "--steps", "2",
                       "--batch-size", "4", "--augment", "1", "--augment-prob", "0.5"])
     assert result.code == 0, result.stderr
