@@ -128,9 +128,13 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
         runs["mixed"] = dict(soft_weight=1.0, gold_weight=args.mix, data=files["train"])
     if args.augment:  # the teacher's targets on the train texts and word-swapped variants of them
         runs["augmented"] = dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"], augment=args.augment)
+    if args.hidden:  # the teacher's targets and a cosine loss on the hidden states (layer to layer with "all")
+        runs["hidden"] = dict(soft_weight=1.0, gold_weight=0.0, data=files["texts"], hidden_weight=args.hidden,
+                              hidden_layers=args.hidden_layers)
     tag = f"l{args.layers}_s{steps}_t{args.temperature:g}"
-    students = {name: work / (f"student_{name}_{tag}" if name != "augmented"
-                              else f"student_augmented{args.augment}_p{args.augment_prob:g}_{tag}") for name in runs}
+    variant = {"augmented": f"augmented{args.augment}_p{args.augment_prob:g}",
+               "hidden": f"hidden_{args.hidden_layers}{args.hidden:g}"}
+    students = {name: work / f"student_{variant.get(name, name)}_{tag}" for name in runs}
     for name, how in runs.items():
         out = students[name]
         if args.reuse and out.exists():
@@ -139,6 +143,8 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
                                      batch_size=32, temperature=args.temperature, learn_rate=args.lr,
                                      soft_weight=how["soft_weight"], gold_weight=how["gold_weight"],
                                      augment=how.get("augment", 0), augment_prob=args.augment_prob,
+                                     hidden_weight=how.get("hidden_weight", 0.0),
+                                     hidden_layers=how.get("hidden_layers", "last"),
                                      teacher_precision=args.teacher_precision or None,
                                      seed=args.seed, force=True, progress=args.progress)
         trained[str(out)] = {f"{name}_train_s": report.seconds, f"{name}_loss": [report.first_losses, report.losses]}
@@ -149,7 +155,7 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
     result["student_layers_of_teacher"] = meta["bertflow_distilled"]["layers"]
     systems = {"teacher": (teacher_dir, {}), "distilled": (students["distilled"], {}),
                "gold": (students["gold"], {}),
-               **{name: (students[name], {}) for name in ("mixed", "augmented") if name in students},
+               **{name: (students[name], {}) for name in ("mixed", "augmented", "hidden") if name in students},
                "distilled_int8": (students["distilled"],
                                   {"components.encoder.model.precision": "int8"}),
                "teacher_int8": (teacher_dir, {"components.encoder.model.precision": "int8"})}
@@ -172,6 +178,8 @@ def command(args) -> str:
         parts.append(f"--mix {args.mix:g}")
     if args.augment:
         parts.append(f"--augment {args.augment} --augment-prob {args.augment_prob:g}")
+    if args.hidden:
+        parts.append(f"--hidden {args.hidden:g} --hidden-layers {args.hidden_layers}")
     if args.teacher_precision:
         parts.append(f"--teacher-precision {args.teacher_precision}")
     return " ".join(parts)
@@ -209,6 +217,8 @@ def report(args, results) -> str:
              "mixed": f"student, distilled + gold (weight {args.mix:g})",
              "augmented": f"student, distilled on the texts + {args.augment} word-swapped variants of each "
                           f"(p {args.augment_prob:g})",
+             "hidden": f"student, distilled + hidden-state cosine loss ({args.hidden_layers} layers, weight "
+                       f"{args.hidden:g})",
              "distilled_int8": "student, distilled + int8", "teacher_int8": "teacher + int8"}
     for res in results:
         teacher = res["teacher"]
@@ -240,6 +250,11 @@ def report(args, results) -> str:
                          f"{100 * (res['teacher']['metric'] - res['augmented']['metric']):.2f} points below the "
                          f"teacher, {100 * (res['augmented']['metric'] - res['gold']['metric']):+.2f} vs (b); "
                          f"training {seconds(res, 'augmented')}.")
+        if "hidden" in res:
+            lines.append(f"- {res['task']}, distilled with the hidden-state loss ({args.hidden_layers} layers): "
+                         f"{100 * (res['teacher']['metric'] - res['hidden']['metric']):.2f} points below the "
+                         f"teacher, {100 * (res['hidden']['metric'] - res['gold']['metric']):+.2f} vs (b); "
+                         f"training {seconds(res, 'hidden')}.")
     lines += ["", "Where a target is missed, by how much and why, and what was tried: [NOTES.md](NOTES.md), "
               "the \"Distillation\" sections."]
     return "\n".join(lines) + "\n"
@@ -268,6 +283,10 @@ def main():
     parser.add_argument("--augment", type=int, default=0,
                         help="also distil a student on the train texts plus N word-swapped variants of each")
     parser.add_argument("--augment-prob", type=float, default=0.4, help="chance each word of a variant is swapped")
+    parser.add_argument("--hidden", type=float, default=0.0,
+                        help="also a student with the hidden-state cosine loss at this weight")
+    parser.add_argument("--hidden-layers", default="all", choices=("last", "all"),
+                        help="that loss on the last hidden states or layer to layer")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()

@@ -245,13 +245,20 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
     - the heads step at ``head_scale`` times the learning rate;
     - the teacher's encoders run in ``teacher_precision``;
     - the hidden-state loss listens to the encoder (first, so the heads' last
-      gradient triggers the backward pass).
+      gradient triggers the backward pass); comparing layer to layer, both
+      encoders keep the hidden states of all their layers (the heads read
+      only their last ``k`` of them, as before).
     """
     saved_map = dict(encoder.listener_map)  # ``listeners`` is derived from it
     saved_enc = {key: encoder.cfg.get(key) for key in ("frozen", "trainable_layers")}
     saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
     teacher_models = [teacher_nlp.get_pipe(name).model for name in encoder_names(teacher_nlp)]
     saved_precision = [model.attrs["precision"] for model in teacher_models]
+    deep = hidden is not None and hidden.pairs is not None
+    keep_models = [encoder.model, *teacher_models] if deep else []
+    saved_keep = [model.attrs["keep_layers"] for model in keep_models]
+    for model in keep_models:
+        model.attrs["keep_layers"] = int(model.transformer.config.num_hidden_layers) + 1
     encoder.listener_map = {**({HIDDEN: [hidden.listener]} if hidden is not None else {}),
                             **{n: ls for n, ls in saved_map.items() if n in distilled}}
     encoder.cfg.update(frozen=False, trainable_layers=0)
@@ -266,6 +273,8 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
         encoder.cfg.update(saved_enc)
         for name, value in saved_scales.items():
             student_nlp.get_pipe(name).cfg["learn_rate_scale"] = value
+        for model, keep in zip(keep_models, saved_keep):
+            model.attrs["keep_layers"] = keep
         for model, precision in zip(teacher_models, saved_precision):
             if model.attrs["precision"] != precision:
                 model.attrs["precision"], model.attrs["int8_model"] = precision, None
@@ -317,6 +326,7 @@ def distill(
     gold_weight: float = 0.0,
     soft_weight: float = 1.0,
     hidden_weight: float = 0.0,
+    hidden_layers: str = "last",
     augment: int = 0,
     augment_prob: float = 0.4,
     teacher_precision: Optional[str] = None,
@@ -341,8 +351,11 @@ def distill(
     gold_weight: mix in each head's own loss on the data's gold annotation.
     soft_weight: weight of the teacher targets (0 with gold_weight 1 trains the
         same student on gold labels alone: the baseline distillation beats).
-    hidden_weight: add DistilBERT's cosine loss between the student's and the
-        teacher's last hidden states, with this weight (0: off).
+    hidden_weight: add a cosine loss between the student's and the teacher's
+        hidden states, with this weight (0: off).
+    hidden_layers: "last" compares the last hidden states (DistilBERT); "all"
+        each student layer with the teacher layer it was copied from (PKD,
+        TinyBERT: every layer gets its own target, not only the top one).
     augment: also distil on this many variants of each text, in which words
         are swapped for their nearest neighbours in the teacher's input
         embeddings with probability ``augment_prob`` (``bertflow.augment``):
@@ -363,6 +376,8 @@ def distill(
     if steps < 1 or batch_size < 1 or temperature <= 0 or not 0 <= warmup < 1:
         raise BertflowError(Errors.E113.format(steps=steps, batch_size=batch_size, temperature=temperature,
                                                warmup=warmup))
+    if hidden_layers not in ("last", "all"):
+        raise BertflowError(Errors.E126.format(value=hidden_layers))
     if augment < 0:
         raise BertflowError(Errors.E125.format(augment=augment))
     if augment and gold_weight:
@@ -414,7 +429,8 @@ def distill(
         replacer = WordReplacer.from_encoder(teacher_nlp.get_pipe(info["encoder"]), prob=augment_prob, seed=seed)
     batches = _batches(reader, student_nlp, batch_size, seed,
                        augment=(lambda eg: replacer(eg, augment)) if replacer is not None else None)
-    hidden = HiddenStateLoss(encoder) if hidden_weight else None
+    hidden = HiddenStateLoss(encoder, hidden_pairs(hidden_layers, info["layers"], info["student_layers"],
+                                                   info["teacher_layers"])) if hidden_weight else None
     if hidden is not None:
         history[HIDDEN] = []
     with _distilling(teacher_nlp, teacher_precision, student_nlp, encoder, distilled, scale, hidden):
@@ -449,7 +465,7 @@ def distill(
         "teacher": teacher_name, "teacher_layers": info["teacher_layers"], "student_layers": info["student_layers"],
         "layers": info["layers"], "student_encoder": student, "steps": steps, "batch_size": batch_size,
         "temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight,
-        "hidden_weight": hidden_weight, "augment": augment, "augment_prob": augment_prob if augment else None,
+        "hidden_weight": hidden_weight, "hidden_layers": hidden_layers if hidden_weight else None, "augment": augment, "augment_prob": augment_prob if augment else None,
         "learn_rate": learn_rate, "heads": distilled, "skipped": sorted(skipped),
         "data": str(data),
     }
@@ -484,15 +500,22 @@ HIDDEN = "hidden_states"  # the report's name for DistilBERT's hidden-state loss
 
 
 class HiddenStateLoss:
-    """DistilBERT's cosine loss between the student's and the teacher's last
-    hidden states, on each doc's own wordpieces (the two tokenize alike). It
-    listens to the student's encoder like a head, so its gradient joins the
-    heads' in the one backward pass."""
+    """A cosine loss between the student's and the teacher's hidden states, on
+    each doc's own wordpieces (the two tokenize alike). It listens to the
+    student's encoder like a head, so its gradient joins the heads' in the one
+    backward pass.
 
-    def __init__(self, encoder):
+    pairs: None compares the last hidden states (DistilBERT's loss); else
+        (student layer, teacher layer) indices into the encoders'
+        ``hidden_states`` (0 is the embeddings' output), each pair weighted
+        equally (the layer-to-layer loss of PKD and TinyBERT).
+    """
+
+    def __init__(self, encoder, pairs: Optional[List[Tuple[int, int]]] = None):
         from .heads.listener import BertflowListener
 
         self.listener = BertflowListener(encoder.name)
+        self.pairs = pairs
 
     def update(self, docs: list, teacher_docs: list, weight: float) -> float:
         from spacy_transformers.data_classes import TransformerData
@@ -503,7 +526,14 @@ class HiddenStateLoss:
 
         outputs, backprop = self.listener.begin_update(docs)
         xp = self.listener.ops.xp
-        picks, student, teacher = [], [], []
+        pairs = self.pairs or [(None, None)]
+
+        def layer(data, index):
+            return data.model_output["last_hidden_state"] if index is None else data.model_output["hidden_states"][index]
+
+        picks: list = []
+        student: List[list] = [[] for _ in pairs]
+        teacher: List[list] = [[] for _ in pairs]
         for doc, t_doc, data in zip(docs, teacher_docs, outputs):
             hidden = data.model_output.get("last_hidden_state") if data is not None else None
             if hidden is None or not hidden.size or doc._.trf_windows is None:
@@ -512,26 +542,55 @@ class HiddenStateLoss:
             where = wordpiece_positions(doc._.trf_windows)
             t_where = wordpiece_positions(t_doc._.trf_windows)
             rows, pos = xp.asarray(where[:, 0]), xp.asarray(where[:, 1])
+            t_rows, t_pos = xp.asarray(t_where[:, 0]), xp.asarray(t_where[:, 1])
             picks.append((rows, pos))
-            student.append(hidden[rows, pos])
-            t_hidden = t_doc._.trf_data.model_output["last_hidden_state"]
-            teacher.append(xp.asarray(t_hidden[xp.asarray(t_where[:, 0]), xp.asarray(t_where[:, 1])]))
-        if not student:
+            for j, (s_index, t_index) in enumerate(pairs):
+                student[j].append(layer(data, s_index)[rows, pos])
+                teacher[j].append(xp.asarray(layer(t_doc._.trf_data, t_index)[t_rows, t_pos]))
+        if not picks or all(pick is None for pick in picks):
             backprop([])
             return 0.0
-        loss, d_flat = cosine_distance_loss(xp.concatenate(student), xp.concatenate(teacher))
+        share = weight / len(pairs)
+        total, d_flats = 0.0, []
+        for s_parts, t_parts in zip(student, teacher):
+            loss, d_flat = cosine_distance_loss(xp.concatenate(s_parts), xp.concatenate(t_parts))
+            total += share * loss
+            d_flats.append(d_flat)
         d_datas, start = [], 0
         for pick, data in zip(picks, outputs):
-            d_hidden = xp.zeros(data.model_output["last_hidden_state"].shape, dtype="f") if pick is not None else None
-            if pick is not None:
-                n = len(pick[0])
-                d_hidden[pick[0], pick[1]] = weight * d_flat[start: start + n]
-                start += n
-            d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align,
-                                           model_output=ModelOutput(last_hidden_state=d_hidden)
-                                           if d_hidden is not None else ModelOutput()))
+            if pick is None:
+                d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align, model_output=ModelOutput()))
+                continue
+            n = len(pick[0])
+            shape = data.model_output["last_hidden_state"].shape
+            if self.pairs is None:
+                d_hidden = xp.zeros(shape, dtype="f")
+                d_hidden[pick[0], pick[1]] = share * d_flats[0][start: start + n]
+                d_output = ModelOutput(last_hidden_state=d_hidden)
+            else:
+                grads = [xp.zeros(shape, dtype="f") for _ in data.model_output["hidden_states"]]
+                for (s_index, _), d_flat in zip(self.pairs, d_flats):
+                    grads[s_index][pick[0], pick[1]] += share * d_flat[start: start + n]
+                d_output = ModelOutput(hidden_states=grads)
+            start += n
+            d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align, model_output=d_output))
         backprop(d_datas)
-        return weight * loss
+        return total
+
+
+def hidden_pairs(hidden_layers: str, layers: Optional[List[int]], n_student: int,
+                 n_teacher: int) -> Optional[List[Tuple[int, int]]]:
+    """The (student, teacher) ``hidden_states`` indices the hidden-state loss
+    compares: None for "last"; for "all", each student layer against the
+    output of the teacher layer it was copied from (a named student encoder:
+    against layers spread as ``student_layer_indices`` spreads them).
+    Index 0 of ``hidden_states`` is the embeddings, so layer i is i + 1."""
+    if hidden_layers not in ("last", "all"):
+        raise BertflowError(Errors.E126.format(value=hidden_layers))
+    if hidden_layers == "last":
+        return None
+    sources = layers if layers is not None else student_layer_indices(n_teacher, n_student)
+    return [(k + 1, source + 1) for k, source in enumerate(sources)]
 
 
 def _tail_mean(values: List[float], n: int) -> float:

@@ -419,6 +419,10 @@ class Errors:
         "change them). Distil on the teacher's targets alone (gold_weight 0), or set augment 0 to mix in the gold "
         "labels."
     )
+    E126 = (
+        "hidden_layers={value!r}: give 'last' (the student's last hidden states against the teacher's) or 'all' "
+        "(each student layer against the teacher layer it was copied from)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

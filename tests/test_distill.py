@@ -387,6 +387,42 @@ def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teac
     assert distance(student) < 0.25 * distance(make_student(teacher, layers=1)[0])
 
 
+def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir, data_files):
+    from bertflow.distillation import hidden_pairs
+
+    assert hidden_pairs("all", [0, 3], 2, 4) == [(1, 1), (2, 4)]
+    assert hidden_pairs("all", None, 2, 4) == [(1, 1), (2, 4)]  # a named student: spread like the default
+    assert hidden_pairs("last", [0, 3], 2, 4) is None
+    teacher = spacy.load(teacher_dir)
+    keep = teacher.get_pipe("encoder").model.attrs["keep_layers"]
+
+    def layer_distance(nlp, s_index, t_index):  # mean 1 - cos over the wordpieces of a training text
+        t_model, s_model = teacher.get_pipe("encoder").model, nlp.get_pipe("encoder").model
+        t_model.attrs["keep_layers"] = 5
+        s_model.attrs["keep_layers"] = 3
+        try:
+            t_h = teacher(TEXTS[0])._.trf_data.model_output["hidden_states"][t_index][0, 1:-1]
+            s_h = nlp(TEXTS[0])._.trf_data.model_output["hidden_states"][s_index][0, 1:-1]
+        finally:
+            t_model.attrs["keep_layers"] = s_model.attrs["keep_layers"] = keep
+        cos = (t_h * s_h).sum(-1) / numpy.linalg.norm(t_h, axis=-1) / numpy.linalg.norm(s_h, axis=-1)
+        return float(1 - cos.mean())
+
+    start = make_student(teacher, layers="0,3")[0]
+    with pytest.warns(UserWarning):
+        student, report = bertflow.distill(teacher, None, data_files / "texts.txt", student_layers="0,3", steps=60,
+                                           batch_size=8, hidden_weight=1.0, hidden_layers="all", learn_rate=3e-3,
+                                           dropout=0.0, progress=False)
+    assert report.losses["hidden_states"] < 0.5 * report.first_losses["hidden_states"], report
+    # student layer 2 (teacher layer 3's weights, fed layer 0's output) learns to stand for teacher layers 1-3
+    assert layer_distance(student, 2, 4) < 0.5 * layer_distance(start, 2, 4)
+    assert student.get_pipe("encoder").model.attrs["keep_layers"] == keep  # the run's setting is not saved
+    assert student.meta["bertflow_distilled"]["hidden_layers"] == "all"
+    with pytest.raises(BertflowError, match="hidden_layers='middle'"):
+        bertflow.distill(teacher, None, data_files / "texts.txt", student_layers=2, steps=1, hidden_weight=1.0,
+                         hidden_layers="middle", progress=False)
+
+
 def test_batches_stream_every_example_once_per_pass():
     from bertflow.distillation import _batches
 

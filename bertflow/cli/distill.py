@@ -44,8 +44,11 @@ def distill_cli(
     gold_weight: float = typer.Option(0.0, "--gold-weight", help="Mix in each head's loss on the data's gold labels."),
     soft_weight: float = typer.Option(1.0, "--soft-weight", help="Weight of the teacher's targets (0 with "
                                       "--gold-weight 1: the same student trained on gold labels alone)."),
-    hidden_weight: float = typer.Option(0.0, "--hidden-weight", help="Add DistilBERT's cosine loss between the "
-                                        "student's and the teacher's last hidden states, with this weight."),
+    hidden_weight: float = typer.Option(0.0, "--hidden-weight", help="Add a cosine loss between the student's and "
+                                        "the teacher's hidden states, with this weight."),
+    hidden_layers: str = typer.Option("last", "--hidden-layers", help="'last': the last hidden states "
+                                      "(DistilBERT); 'all': each student layer against the teacher layer it was "
+                                      "copied from."),
     augment: int = typer.Option(0, "--augment", help="Also distil on N variants of each text with words swapped "
                                 "for their nearest neighbours in the teacher's embeddings (teacher targets only)."),
     augment_prob: float = typer.Option(0.4, "--augment-prob", help="Chance that each word of a variant is "
@@ -65,7 +68,7 @@ def distill_cli(
     _, result = run_or_fail(distill, teacher, out_dir, data, student_layers=student_layers, student=student,
                             steps=steps, batch_size=batch_size, temperature=temperature, learn_rate=learn_rate,
                             head_learn_rate=head_learn_rate, weights=_weights(weight), gold_weight=gold_weight,
-                            soft_weight=soft_weight, hidden_weight=hidden_weight,
+                            soft_weight=soft_weight, hidden_weight=hidden_weight, hidden_layers=hidden_layers,
                             augment=augment, augment_prob=augment_prob,
                             teacher_precision=teacher_precision, reinit_heads=reinit_heads, gpu_id=gpu_id,
                             seed=seed, force=force)
