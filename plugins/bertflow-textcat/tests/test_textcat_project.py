@@ -51,6 +51,7 @@ def test_project_textcat_distill_workflow(tmp_path, tiny_bert_dir):
     student = spacy.load(project / "training" / "textcat-student")
     assert student.get_pipe("encoder").transformer.config.num_hidden_layers == 1
     assert student.meta["bertflow_distilled"]["layers"] == [1]  # the tiny teacher's last of 2 layers
+    assert student.meta["bertflow_distilled"]["hidden_layers"] == "all"  # the project's layer-to-layer loss
     metrics = json.loads((project / "metrics" / "textcat-student.json").read_text())
     assert 0.0 <= metrics["cats_acc"] <= 1.0
     report = json.loads((project / "metrics" / "textcat-distill.json").read_text())
