@@ -465,7 +465,8 @@ def distill(
         "teacher": teacher_name, "teacher_layers": info["teacher_layers"], "student_layers": info["student_layers"],
         "layers": info["layers"], "student_encoder": student, "steps": steps, "batch_size": batch_size,
         "temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight,
-        "hidden_weight": hidden_weight, "hidden_layers": hidden_layers if hidden_weight else None, "augment": augment, "augment_prob": augment_prob if augment else None,
+        "hidden_weight": hidden_weight, "hidden_layers": hidden_layers if hidden_weight else None,
+        "augment": augment, "augment_prob": augment_prob if augment else None,
         "learn_rate": learn_rate, "heads": distilled, "skipped": sorted(skipped),
         "data": str(data),
     }
@@ -496,7 +497,7 @@ def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -
     return outputs, copies
 
 
-HIDDEN = "hidden_states"  # the report's name for DistilBERT's hidden-state loss
+HIDDEN = "hidden_states"  # the report's name for the hidden-state loss
 
 
 class HiddenStateLoss:
@@ -529,7 +530,8 @@ class HiddenStateLoss:
         pairs = self.pairs or [(None, None)]
 
         def layer(data, index):
-            return data.model_output["last_hidden_state"] if index is None else data.model_output["hidden_states"][index]
+            output = data.model_output
+            return output["last_hidden_state"] if index is None else output["hidden_states"][index]
 
         picks: list = []
         student: List[list] = [[] for _ in pairs]
@@ -547,7 +549,7 @@ class HiddenStateLoss:
             for j, (s_index, t_index) in enumerate(pairs):
                 student[j].append(layer(data, s_index)[rows, pos])
                 teacher[j].append(xp.asarray(layer(t_doc._.trf_data, t_index)[t_rows, t_pos]))
-        if not picks or all(pick is None for pick in picks):
+        if all(pick is None for pick in picks):
             backprop([])
             return 0.0
         share = weight / len(pairs)
@@ -559,7 +561,8 @@ class HiddenStateLoss:
         d_datas, start = [], 0
         for pick, data in zip(picks, outputs):
             if pick is None:
-                d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align, model_output=ModelOutput()))
+                d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align,
+                                               model_output=ModelOutput()))
                 continue
             n = len(pick[0])
             shape = data.model_output["last_hidden_state"].shape
