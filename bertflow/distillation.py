@@ -587,9 +587,8 @@ def hidden_pairs(hidden_layers: str, layers: Optional[List[int]], n_student: int
     compares: None for "last"; for "all", each student layer against the
     output of the teacher layer it was copied from (a named student encoder:
     against layers spread as ``student_layer_indices`` spreads them).
-    Index 0 of ``hidden_states`` is the embeddings, so layer i is i + 1."""
-    if hidden_layers not in ("last", "all"):
-        raise BertflowError(Errors.E126.format(value=hidden_layers))
+    Index 0 of ``hidden_states`` is the embeddings, so layer i is i + 1.
+    ``distill`` has checked ``hidden_layers`` (E126) before loading anything."""
     if hidden_layers == "last":
         return None
     sources = layers if layers is not None else student_layer_indices(n_teacher, n_student)
