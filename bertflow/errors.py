@@ -423,6 +423,11 @@ class Errors:
         "hidden_layers={value!r}: give 'last' (the student's last hidden states against the teacher's) or 'all' "
         "(each student layer against the teacher layer it was copied from)."
     )
+    E127 = (
+        "Refused to load {path}: its component {name!r} holds a {cls} model, whose saved form can run code "
+        "while it loads. bertflow loads Hugging Face and plain PyTorch weights only; re-save the component "
+        "with one of those, or load the pipeline with spacy.load if you trust its source."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

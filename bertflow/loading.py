@@ -39,17 +39,67 @@ def check_pipeline_files(name_or_path: Union[str, Path]) -> None:
             raise BertflowError(Errors.E060.format(value=path / name, first=first)) from None
 
 
+def refuse_remote_code_in_config(config, where: str) -> None:
+    """Raise if any setting anywhere in a pipeline's config asks transformers to
+    run code shipped with a model (``trust_remote_code``, ``auto_map``), under
+    whatever component or architecture it sits."""
+    from .encoder.serialization import refuse_remote_code
+
+    def walk(node, trail):
+        if isinstance(node, dict):
+            refuse_remote_code(node, f"{where} [{'.'.join(trail)}]" if trail else where)
+            for key, value in node.items():
+                walk(value, trail + [str(key)])
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value, trail)
+
+    walk(config, [])
+
+
+def _load_directory(path: Path, config: dict):
+    """``spacy.load`` of a pipeline directory, in its two steps (spaCy's
+    ``load_model_from_path``), with the gate between them: the config is
+    checked before anything is built, the built pipeline's shims before any
+    weights are read, and the weights are read with every Hugging Face shim
+    guarded, whatever factory or architecture the config names."""
+    from spacy import util
+
+    from .encoder.serialization import check_shims, guarded_hf_loading
+
+    for component in sorted(p for p in path.iterdir() if p.is_dir()):
+        if (component / "model").is_dir():  # spacy-transformers would load it as a model directory, with its settings
+            raise BertflowError(Errors.E019.format(where=component / "model", err="missing, or not a file"))
+    overrides = util.dict_to_dot(config, for_overrides=True)
+    cfg = util.load_config(path / "config.cfg", overrides=overrides, interpolate=False)
+    refuse_remote_code_in_config(cfg, str(path / "config.cfg"))
+    nlp = util.load_model_from_config(util.load_config(path / "config.cfg", overrides=overrides),
+                                      meta=util.get_model_meta(path), vocab=True)
+    check_shims(nlp, path)
+    with guarded_hf_loading():
+        return nlp.from_disk(path, overrides=overrides)
+
+
 def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Optional[dict] = None):
-    """``spacy.load`` on the GPU ``gpu_id`` (-1: CPU). A pipeline that needs a
-    plugin that is not installed gets an error naming the factory and what to
-    install, instead of spaCy's bare unknown-factory error."""
+    """``spacy.load`` on the GPU ``gpu_id`` (-1: CPU), through bertflow's gate:
+    a pipeline directory never runs code or writes files while it loads,
+    whatever components it names (see docs/RELIABILITY.md, "Security"). A
+    pipeline that needs a plugin that is not installed gets an error naming
+    the factory and what to install, instead of spaCy's bare unknown-factory
+    error."""
     import spacy
+
+    from .encoder.serialization import guarded_hf_loading
 
     check_pipeline_files(name_or_path)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     try:
-        return spacy.load(name_or_path, config=config or {})
+        path = Path(name_or_path)
+        if path.is_dir() and (path / "config.cfg").is_file():
+            return _load_directory(path, config or {})
+        with guarded_hf_loading():  # an installed package (its code is installed, so trusted) or a bad path
+            return spacy.load(name_or_path, config=config or {})
     except ValueError as err:
         match = _UNKNOWN_FACTORY.search(str(err))
         if not match:

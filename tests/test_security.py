@@ -170,3 +170,132 @@ def test_garbage_meta_or_config_is_one_line_on_the_cli(saved, tmp_path, name, ga
     assert len(lines) == 1, result.stderr
     assert str(target / name) in lines[0] and "download it again" in lines[0]
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# ---- every Hugging Face shim, whatever component or architecture the config names --------------------
+
+def _stock_transformer_pipeline(tiny_bert_dir, path):
+    """A pipeline with spacy-transformers' own ``transformer`` component, saved to ``path``."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"@architectures": "spacy-transformers.TransformerModel.v3",
+                                                  "name": str(tiny_bert_dir),
+                                                  "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1",
+                                                                "window": 32, "stride": 24}}})
+    nlp.initialize()
+    nlp.to_disk(path)
+    return path
+
+
+def _craft_component(path, component, edit):
+    """Rewrite, in place, the HF shim's inner msgpack in ``path/component/model``."""
+    model_file = path / component / "model"
+    outer = srsly.msgpack_loads(model_file.read_bytes())
+    node = next(i for i, shims in enumerate(outer["shims"]) if shims)
+    inner = srsly.msgpack_loads(outer["shims"][node][0])
+    edit(inner)
+    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
+    model_file.write_bytes(srsly.msgpack_dumps(outer))
+
+
+def _plant_file(planted):
+    return lambda inner: inner["tokenizer"].__setitem__(str(planted), b"written by the model")
+
+
+def _plant_code(marker):
+    def edit(inner):
+        inner["tokenizer"]["kwargs"] = {"use_fast": True, "trust_remote_code": True}
+        config = json.loads(inner["tokenizer"]["tokenizer_config.json"])
+        config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
+        inner["tokenizer"]["tokenizer_config.json"] = json.dumps(config).encode()
+        inner["tokenizer"]["evil.py"] = f"open({str(marker)!r}, 'w').write('ran')\n".encode()
+    return edit
+
+
+@pytest.fixture(scope="module")
+def stock_saved(tiny_bert_dir, tmp_path_factory):
+    return _stock_transformer_pipeline(tiny_bert_dir, tmp_path_factory.mktemp("stock") / "pipeline")
+
+
+@pytest.fixture(scope="module")
+def v3_saved(tiny_bert_dir, tmp_path_factory):
+    """A bertflow encoder whose config names spacy-transformers' architecture instead of bertflow's."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertflow_encoder", name="encoder", config={"model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(tiny_bert_dir),
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24}}})
+    nlp.initialize()
+    path = tmp_path_factory.mktemp("v3") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.mark.parametrize("which,component", [("stock", "transformer"), ("v3", "encoder")])
+@pytest.mark.parametrize("command", ["annotate", "check", "evaluate"])
+def test_every_hf_shim_is_guarded_whatever_the_config_names(request, tmp_path, which, component, command):
+    """A planted absolute tokenizer file name and planted remote code, in a pipeline that bertflow's own
+    encoder loader does not read: every bertflow command refuses it in one line, writes nothing, runs nothing."""
+    import shutil
+
+    source = request.getfixturevalue(f"{which}_saved")
+    planted, marker = tmp_path / "outside" / "PWNED.txt", tmp_path / "code_ran"
+    (tmp_path / "in.txt").write_text("hello world\n")
+    for edit, expect in ((_plant_file(planted), "plain file names"), (_plant_code(marker), "'trust_remote_code'")):
+        target = tmp_path / "crafted"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        _craft_component(target, component, edit)
+        args = {"annotate": ["annotate", target, tmp_path / "in.txt", tmp_path / "out.jsonl"],
+                "check": ["check", target], "evaluate": ["evaluate", target, tmp_path / "missing.spacy"]}[command]
+        result = run_cli(args)
+        assert result.code == 1, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expect in lines[0] and str(target / component / "model") in lines[0], result.stderr
+        assert not planted.exists() and not planted.parent.exists() and not marker.exists()
+        assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_plain_spacy_load_of_a_bertflow_encoder_is_guarded_whatever_its_architecture(v3_saved, tmp_path):
+    import shutil
+
+    target = tmp_path / "crafted"
+    shutil.copytree(v3_saved, target)
+    planted = tmp_path / "outside" / "PWNED.txt"
+    _craft_component(target, "encoder", _plant_file(planted))
+    with pytest.raises(BertflowError, match="plain file names"):
+        spacy.load(target)
+    assert not planted.exists()
+
+
+def test_remote_code_anywhere_in_the_config_is_refused_before_anything_is_built(stock_saved, tmp_path):
+    import shutil
+
+    target = tmp_path / "crafted"
+    shutil.copytree(stock_saved, target)
+    text = (target / "config.cfg").read_text()
+    text = text.replace("[components.transformer.model.tokenizer_config]\n",
+                        "[components.transformer.model.tokenizer_config]\ntrust_remote_code = true\n")
+    (target / "config.cfg").write_text(text)
+    with pytest.raises(UnsafeModelError, match=r"components.transformer.model.tokenizer_config\]: it sets .trust_remote_code"):
+        load_pipeline(target)
+
+
+def test_a_shim_that_can_run_code_is_refused_by_name(stock_saved):
+    from thinc.shims import TorchScriptShim
+
+    from bertflow.encoder.serialization import check_shims
+
+    nlp = load_pipeline(stock_saved)
+    node = next(n for n in nlp.get_pipe("transformer").model.walk() if n.shims)
+    node.shims[0] = TorchScriptShim(None)  # a pipeline loaded for this test only
+    with pytest.raises(UnsafeModelError, match="TorchScriptShim"):
+        check_shims(nlp, stock_saved)
+
+
+def test_the_guard_is_put_back_after_loading(saved):
+    from spacy_transformers.layers.hf_shim import HFShim
+
+    from bertflow.encoder.serialization import SafeHFShim
+
+    before = HFShim.from_bytes
+    load_pipeline(saved)
+    assert HFShim.from_bytes is before and before is not SafeHFShim.from_bytes

@@ -26,6 +26,7 @@ from ..errors import BertflowError, Errors
 from .extensions import TRF_DATA, TRF_WINDOWS, install_extensions, set_doc_values
 from .batch import split_docs
 from .heap import release_freed_memory
+from .serialization import guarded_hf_loading
 from .model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
 
 
@@ -484,8 +485,12 @@ class Encoder(Transformer):
         if "model" not in exclude:
             if not model_file.is_file():
                 raise BertflowError(Errors.E019.format(where=model_file, err="missing, or not a file"))
-            self.model.layers[0].shims[0].source = model_file
-        return super().from_disk(path, exclude=exclude)
+            for node in self.model.walk():
+                for shim in node.shims:
+                    shim.source = model_file
+        # whatever architecture the config names, its Hugging Face shims read the file as untrusted data
+        with guarded_hf_loading():
+            return super().from_disk(path, exclude=exclude)
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the pretrained weights and connect the listeners of later components."""

@@ -15,9 +15,11 @@ weights as tensors only (``weights_only=True``). Anything else is refused
 with ``UnsafeModelError`` naming the problem.
 """
 import pickle
+import threading
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Iterator, Mapping
 
 import srsly
 import torch
@@ -25,7 +27,7 @@ from spacy.util import SimpleFrozenDict
 from spacy_transformers.data_classes import HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.util import make_tempdir
-from thinc.api import Model, get_torch_default_device
+from thinc.api import Model, PyTorchShim, get_torch_default_device
 from thinc.layers.pytorchwrapper import forward as pt_forward
 
 from ..errors import BertflowError, Errors
@@ -62,7 +64,8 @@ class SafeHFShim(HFShim):
     source = "the encoder's saved weights (encoder/model)"
 
     def from_bytes(self, bytes_data: bytes) -> "SafeHFShim":
-        where = str(self.source)
+        # also installed as HFShim.from_bytes by guarded_hf_loading: a plain HFShim may lack ``source``
+        where = str(getattr(self, "source", "a saved Hugging Face model"))
         try:
             msg = srsly.msgpack_loads(bytes_data)
         except Exception as err:  # truncated or not msgpack at all
@@ -117,6 +120,53 @@ class SafeHFShim(HFShim):
                                   SimpleFrozenDict())
         self._model = transformer
         return self
+
+
+_GUARD_LOCK = threading.Lock()
+_GUARD_DEPTH = 0
+_UNGUARDED_FROM_BYTES = HFShim.from_bytes
+
+
+@contextmanager
+def guarded_hf_loading() -> Iterator[None]:
+    """While inside, every spacy-transformers ``HFShim`` (whatever component or
+    architecture built it) reads its bytes with ``SafeHFShim.from_bytes``.
+
+    spacy-transformers has no hook for how a shim loads, so its method is
+    swapped for the duration and put back when the outermost guard exits
+    (nested and concurrent guards share one swap)."""
+    global _GUARD_DEPTH
+    with _GUARD_LOCK:
+        if _GUARD_DEPTH == 0:
+            HFShim.from_bytes = SafeHFShim.from_bytes
+        _GUARD_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _GUARD_LOCK:
+            _GUARD_DEPTH -= 1
+            if _GUARD_DEPTH == 0:
+                HFShim.from_bytes = _UNGUARDED_FROM_BYTES
+
+
+def check_shims(nlp, path) -> None:
+    """Refuse a pipeline with a framework shim that loading cannot check.
+
+    Allowed: spacy-transformers' ``HFShim`` family (read by ``SafeHFShim.from_bytes``
+    under ``guarded_hf_loading``) and thinc's plain ``PyTorchShim`` (its weights
+    go through ``torch.load``, tensors only). TorchScript, TensorFlow, MXNet and
+    any other shim may run code stored in the file, so they are refused by name.
+    Each HF shim is told the file it reads, for its error messages."""
+    for name, pipe in nlp.components:
+        model = getattr(pipe, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            for shim in node.shims:
+                if isinstance(shim, HFShim):
+                    shim.source = Path(path) / name / "model"
+                elif type(shim) is not PyTorchShim:
+                    raise UnsafeModelError(Errors.E127.format(path=path, name=name, cls=type(shim).__name__))
 
 
 def SafeHFWrapper(hf: HFObjects, *, convert_inputs, convert_outputs, mixed_precision: bool,
