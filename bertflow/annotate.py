@@ -48,6 +48,7 @@ from spacy.util import raise_error
 from .corpus import jsonl_rows, text_lines
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
+from .outputs import output_lock
 
 FORMATS = ("txt", "jsonl", "csv", "tsv")
 MANIFEST_SUFFIX = ".bertflow-annotate.json"
@@ -123,7 +124,8 @@ def _id(value):
     return None if value is None else value if isinstance(value, (str, int)) else str(value)
 
 
-def _fingerprint(path: Path) -> Dict[str, object]:
+def file_fingerprint(path: Path) -> Dict[str, object]:
+    """A file's path, size and content digest (an input a resumed run must match)."""
     digest = hashlib.blake2b(digest_size=16)
     size = 0
     with open(path, "rb") as f:
@@ -133,10 +135,26 @@ def _fingerprint(path: Path) -> Dict[str, object]:
     return {"path": str(path.resolve()), "size": size, "blake2b": digest.hexdigest()}
 
 
-def _model_fingerprint(nlp: Language) -> Dict[str, object]:
+def model_fingerprint(nlp: Language, model: Union[str, Path, Language, None] = None) -> Dict[str, object]:
+    """What identifies the model a record came from: its name, version, config,
+    and its weights — the digest of every file of its directory (names and
+    contents) when ``model`` is one, else of ``nlp.to_bytes()``. A model
+    retrained into the same directory with the same config is another model."""
+    digest = hashlib.blake2b(digest_size=16)
+    folder = Path(model) if isinstance(model, (str, Path)) and Path(model).is_dir() else None
+    if folder is not None:
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(folder)).encode("utf8", "surrogateescape") + b"\0")
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            digest.update(b"\0")
+    else:
+        digest.update(nlp.to_bytes())
     config = nlp.config.to_str()
     return {"name": f"{nlp.meta.get('lang')}_{nlp.meta.get('name')}", "version": nlp.meta.get("version"),
-            "config_blake2b": hashlib.blake2b(config.encode("utf8"), digest_size=16).hexdigest()}
+            "config_blake2b": hashlib.blake2b(config.encode("utf8"), digest_size=16).hexdigest(),
+            "weights_blake2b": digest.hexdigest()}
 
 
 def manifest_path(output: Path) -> Path:
@@ -191,7 +209,7 @@ def _prepare_output(output: Path, manifest: Dict[str, object], overwrite: bool) 
     return done
 
 
-def _reads_text_pair(nlp: Language) -> bool:
+def reads_text_pair(nlp: Language) -> bool:
     """Whether a component declares that it reads ``doc._.text_pair`` (factory ``requires``)."""
     return any("doc._.text_pair" in nlp.get_pipe_meta(name).requires for name in nlp.pipe_names)
 
@@ -327,8 +345,16 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
         raise BertflowError(Errors.E029.format(chunk_size=chunk_size))
     if n_process > 1 and vectors:
         raise BertflowError(Errors.E030)
+    with output_lock(output_path):
+        return _annotate_locked(model, input_path, output_path, file_format, text_field, question_field, id_field,
+                                batch_size, n_process, vectors, gpu_id, progress, chunk_size, overwrite)
+
+
+def _annotate_locked(model, input_path: Path, output_path: Path, file_format: str, text_field: str,
+                     question_field: str, id_field: str, batch_size: int, n_process: int, vectors: bool, gpu_id: int,
+                     progress: bool, chunk_size: int, overwrite: bool) -> AnnotateReport:
     nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
-    use_pairs = _reads_text_pair(nlp)
+    use_pairs = reads_text_pair(nlp)
 
     def rows() -> Iterator[Row]:
         return read_rows(input_path, file_format, text_field, question_field, id_field)
@@ -342,8 +368,8 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
         warnings.warn(Errors.W004.format(n=n_questions, field=question_field, path=input_path), stacklevel=2)
     manifest = {
         "bertflow_annotate": MANIFEST_VERSION,
-        "input": _fingerprint(input_path),
-        "model": _model_fingerprint(nlp),
+        "input": file_fingerprint(input_path),
+        "model": model_fingerprint(nlp, model),
         "options": {"format": file_format, "text_field": text_field, "question_field": question_field,
                     "id_field": id_field, "vectors": vectors},
     }

@@ -14,6 +14,7 @@ often a worker or the driver died.
 import glob
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,18 +106,23 @@ def run_annotate(job: AnnotateJob, engine: str = "local", pm=None):
 
 # ---- inputs ---------------------------------------------------------------------------------------------
 
-def input_files(spec: Path, file_format: Optional[str] = None) -> List[Path]:
+def input_files(spec: Path, file_format: Optional[str] = None, output: Optional[Path] = None) -> List[Path]:
     """The files INPUT names: a file, a folder (its files of a known format,
-    not recursing) or a glob; sorted, so shard numbers are stable."""
+    not recursing) or a glob; sorted, so shard numbers are stable. A folder's
+    or a pattern's matches inside ``output`` (a previous run's part files) are
+    not inputs."""
     text = str(spec)
-    if any(ch in text for ch in "*?["):
-        found = [Path(p) for p in glob.glob(text, recursive=True)]
-    elif spec.is_dir():
+    if spec.is_dir():  # a path that exists is that path, whatever characters its name holds
         found = [p for p in spec.iterdir() if not p.name.startswith((".", "_"))]
     elif spec.is_file():
         found = [spec]
+    elif any(ch in text for ch in "*?["):
+        found = [Path(p) for p in glob.glob(text, recursive=True)]
     else:
         raise BertflowError(Errors.E085.format(input=spec))
+    if output is not None and found != [spec]:
+        inside = Path(output).resolve()
+        found = [p for p in found if inside not in p.resolve().parents]
     files = sorted(p for p in found if p.is_file() and file_format_of(p, file_format) in INPUT_FORMATS)
     if not files:
         raise BertflowError(Errors.E086.format(input=spec, formats=", ".join(INPUT_FORMATS)))
@@ -216,52 +222,77 @@ def _write_parquet(path: Path, records: Sequence[Dict[str, Any]]) -> None:
     pq.write_table(table, path)
 
 
+PART_NAME = re.compile(r"part-\d{5}-\d{6}\.(jsonl|parquet)")
+TEMPORARY_NAME = re.compile(r"\.part-\d{5}-\d{6}\.(jsonl|parquet)\.tmp-\w+")
+
+
+def is_part_name(name: str) -> bool:
+    """Whether ``name`` is a part file name this engine writes (``part_name``)."""
+    return PART_NAME.fullmatch(name) is not None
+
+
+def is_temporary_name(name: str) -> bool:
+    return name == MANIFEST + ".tmp" or TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
+    """The sharded manifest in ``folder``, or None where there is none or it is not ours."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("bertflow_annotate_sharded") != MANIFEST_VERSION:
+        return None
+    return data
+
+
+def check_sharded_output(folder: Path) -> Optional[Dict[str, Any]]:
+    """Check that the folder OUTPUT names is bertflow's to write, before any
+    work starts: absent, empty, or holding only what a previous run recorded
+    in its manifest (its manifest, part files, temporary files, ``_SUCCESS``).
+    Anything else — another tool's files, or files with no manifest of ours
+    beside them — is refused, ``--overwrite`` or not. RETURNS the previous
+    manifest (None where there is none)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BertflowError(Errors.E089.format(output=folder))
+    if not folder.exists():
+        return None
+    names = sorted(p.name for p in folder.iterdir())
+    previous = read_manifest(folder)
+    if previous is None:
+        if names:
+            raise BertflowError(Errors.E090.format(output=folder, files=", ".join(names[:5])))
+        return None
+    theirs = [n for n in names if n not in (MANIFEST, SUCCESS) and not is_part_name(n) and not is_temporary_name(n)]
+    if theirs:  # never write into a folder that holds someone else's files
+        raise BertflowError(Errors.E090.format(output=folder, files=", ".join(theirs[:5])))
+    return previous
+
+
 class ShardedOutput:
     """OUTPUT as a folder of part files, written exactly once (see the module docstring)."""
 
     def __init__(self, folder: Path, manifest: Dict[str, Any], overwrite: bool = False):
         self.folder, self.kind = Path(folder), part_kind(Path(folder))
         self.manifest = dict(manifest, bertflow_annotate_sharded=MANIFEST_VERSION, shards={})
-        if self.folder.exists() and not self.folder.is_dir():
-            raise BertflowError(Errors.E089.format(output=self.folder))
+        previous = check_sharded_output(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        ours = [p for p in self.folder.iterdir() if self._is_ours(p.name)]
-        theirs = [p.name for p in self.folder.iterdir() if not self._is_ours(p.name)]
-        manifest_file = self.folder / MANIFEST
-        if theirs:  # never write into a folder that holds someone else's files
-            raise BertflowError(Errors.E090.format(output=self.folder, files=", ".join(sorted(theirs)[:5])))
-        if overwrite:
-            for p in ours:
-                p.unlink()
-        elif manifest_file.exists():
-            previous = self._read_manifest(manifest_file)
+        if previous is not None and not overwrite:
             differs = [k for k in ("inputs", "model", "options") if previous.get(k) != manifest.get(k)]
             if differs:
-                raise BertflowError(Errors.E091.format(output=self.folder, what=" and ".join(differs)))
+                words = {"inputs": "other inputs", "model": "another model", "options": "other options"}
+                raise BertflowError(Errors.E091.format(output=self.folder, what=" and ".join(words[k] for k in differs)))
             for name, info in previous.get("shards", {}).items():  # a part file damaged or gone is redone
                 part = self.folder / name
-                if part.is_file() and part.stat().st_size == info.get("bytes"):
+                if is_part_name(name) and part.is_file() and part.stat().st_size == info.get("bytes"):
                     self.manifest["shards"][name] = info
-        elif ours:
-            raise BertflowError(Errors.E090.format(output=self.folder, files=", ".join(sorted(p.name for p in ours)[:5])))
-        for p in self.folder.iterdir():  # a crashed run's temporary files and unrecorded parts
-            if p.name.startswith(".part-") or (p.name.startswith("part-") and p.name not in self.manifest["shards"]):
+        # what this run does not keep of ours: a crashed run's temporary files, unrecorded or replaced parts
+        for p in self.folder.iterdir():
+            if is_temporary_name(p.name) or (is_part_name(p.name) and p.name not in self.manifest["shards"]):
                 p.unlink()
         (self.folder / SUCCESS).unlink(missing_ok=True)
         self._save()
-
-    @staticmethod
-    def _is_ours(name: str) -> bool:
-        return name in (MANIFEST, SUCCESS, MANIFEST + ".tmp") or name.startswith(("part-", ".part-"))
-
-    def _read_manifest(self, path: Path) -> Dict[str, Any]:
-        try:
-            data = json.loads(path.read_text(encoding="utf8"))
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        if not isinstance(data, dict) or data.get("bertflow_annotate_sharded") != MANIFEST_VERSION:
-            raise BertflowError(Errors.E090.format(output=self.folder, files=MANIFEST))
-        return data
 
     def committed(self, name: str) -> bool:
         return name in self.manifest["shards"]

@@ -295,7 +295,7 @@ class Errors:
         "Give an empty or new folder."
     )
     E091 = (
-        "OUTPUT {output} was written for another {what}: resuming would mix the two. Give a new OUTPUT, "
+        "OUTPUT {output} was written for {what}: resuming would mix the two. Give a new OUTPUT, "
         "or --overwrite to start this one again."
     )
     E092 = (
@@ -428,6 +428,14 @@ class Errors:
         "while it loads. bertflow loads Hugging Face and plain PyTorch weights only; re-save the component "
         "with one of those, or load the pipeline with spacy.load if you trust its source."
     )
+    E128 = (
+        "OUTPUT {output} is being written by {owner}: two runs on one OUTPUT would mix their rows. Wait for "
+        "it to finish, or give another OUTPUT (the lock is {lock}; delete it only if that run is gone)."
+    )
+    E129 = (
+        "{what} {path} already exists. Give a new path, or pass --force to replace what bertflow writes "
+        "there (other files in it are kept)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "
@@ -449,6 +457,7 @@ class Errors:
         "not used: the job runs on the cluster this process is connected to. Call ray.shutdown() first to "
         "run it on {address!r}."
     )
+    W008 = "{lock} was left by process {pid}, which is gone: taking it over."
     W004 = (
         "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
         "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "

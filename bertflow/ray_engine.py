@@ -22,10 +22,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .annotate import AnnotateReport, _fingerprint, _model_fingerprint, _reads_text_pair
-from .engines import (AnnotateJob, ShardedOutput, file_format_of, input_files, part_kind, part_name, read_any_rows,
-                      write_part)
+from .annotate import AnnotateReport, file_fingerprint, model_fingerprint, reads_text_pair
+from .engines import (AnnotateJob, ShardedOutput, check_sharded_output, file_format_of, input_files, part_kind,
+                      part_name, read_any_rows, write_part)
 from .errors import BertflowError, Errors
+from .outputs import output_lock
 
 ACTOR_PREFIX = "bertflow-annotate-"
 SHARD_TRIES = 3  # a shard whose worker raised is tried this often in all before the job stops
@@ -51,7 +52,7 @@ class Annotator:
 
         # Ray gives an actor with num_gpus its GPU as device 0 (CUDA_VISIBLE_DEVICES)
         self.nlp = load_pipeline(model, 0 if gpu else -1)
-        self.use_pairs = _reads_text_pair(self.nlp)
+        self.use_pairs = reads_text_pair(self.nlp)
         self.options = options
 
     def pid(self) -> int:
@@ -101,6 +102,9 @@ def _check_reachable(address: str) -> None:
     import socket
 
     host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BertflowError(Errors.E093.format(address=address, err="not an address: give HOST:PORT of the Ray head "
+                                                                    "(e.g. 10.0.0.5:6379), or 'auto'"))
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
             return
@@ -130,9 +134,15 @@ def run_ray(job: AnnotateJob) -> AnnotateReport:
                                                gpus=job.gpus_per_worker, cpus=job.cpus_per_worker))
     output = Path(job.output)
     kind = part_kind(output)
-    files = input_files(Path(job.input), job.file_format)
+    files = input_files(Path(job.input), job.file_format, output=output)
     if any(output.resolve() == f.resolve() or output.resolve() in f.resolve().parents for f in files):
         raise BertflowError(Errors.E022.format(input=job.input, output=output))
+    check_sharded_output(output)  # a folder that is not ours is refused before Ray starts or the model loads
+    with output_lock(output, "bertflow annotate --engine ray"):
+        return _run_locked(ray, job, output, kind, files)
+
+
+def _run_locked(ray, job: AnnotateJob, output: Path, kind: str, files: List[Path]) -> AnnotateReport:
     started = _connect(ray, job.address, job)  # before OUTPUT is touched: a bad address leaves nothing behind
     gpu = job.gpus_per_worker > 0
     threads = max(1, int(job.cpus_per_worker))
@@ -158,7 +168,7 @@ def run_ray(job: AnnotateJob) -> AnnotateReport:
             fmt = file_format_of(path, job.file_format)
             report.n_rows += sum(1 for _ in read_any_rows(path, fmt, job.text_field, job.question_field,
                                                           job.id_field))
-        manifest = {"inputs": [_fingerprint(p) for p in files], "model": _model_fingerprint(nlp),
+        manifest = {"inputs": [file_fingerprint(p) for p in files], "model": model_fingerprint(nlp, job.model),
                     "options": dict(job.record_options(), shard_rows=job.shard_rows)}
         del nlp
         out = ShardedOutput(output, manifest, overwrite=job.overwrite)

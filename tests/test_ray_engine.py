@@ -131,7 +131,7 @@ def test_ray_writes_what_the_local_engine_writes_and_a_rerun_redoes_only_what_is
     assert not list(out.glob(".part-*"))
     # the same OUTPUT for another input is refused rather than mixed
     other = _write_texts(tmp_path / "other.txt", 10)
-    with pytest.raises(BertflowError, match="another inputs"):
+    with pytest.raises(BertflowError, match="for other inputs"):
         _ray(model, other, out)
 
 
@@ -226,4 +226,37 @@ def test_a_bad_address_fails_fast_and_leaves_nothing(model, tmp_path):
                             timeout=120)
     assert result.returncode != 0
     assert "Could not connect to Ray at '127.0.0.1:9'" in result.stderr
+    assert not out.exists()
+
+
+def test_ray_resume_refuses_a_model_retrained_into_the_same_folder(cluster, tiny_bert_dir, tmp_path):
+    from test_edges import retrained
+
+    from bertflow.loading import load_pipeline
+
+    model = _build(tiny_bert_dir, tmp_path / "mdl")
+    src, out = _write_texts(tmp_path / "texts.txt", 90), tmp_path / "out.jsonl"
+    _ray(model, src, out)
+    sorted(out.glob("part-*.jsonl"))[-1].unlink()  # a run stopped before its last shard
+    retrained(load_pipeline(model), 2).to_disk(model)
+    with pytest.raises(BertflowError, match="for another model"):
+        _ray(model, src, out)
+
+
+def test_ray_on_a_locked_output_is_refused_before_ray_starts(model, tmp_path, monkeypatch):
+    from bertflow import ray_engine
+    from bertflow.outputs import output_lock
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a run that is refused")
+
+    monkeypatch.setattr(ray_engine, "_connect", no_ray)
+    src, out = _write_texts(tmp_path / "texts.txt", 5), tmp_path / "out.jsonl"
+    with output_lock(out):
+        with pytest.raises(BertflowError, match="is being written by"):
+            _ray(model, src, out)
+    (tmp_path / "theirs.jsonl").mkdir()
+    (tmp_path / "theirs.jsonl" / "data.csv").write_text("x")
+    with pytest.raises(BertflowError, match="did not write"):
+        _ray(model, src, tmp_path / "theirs.jsonl")
     assert not out.exists()

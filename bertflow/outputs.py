@@ -1,0 +1,115 @@
+"""What every bertflow command that writes follows: one writer per OUTPUT, and
+``--force`` replaces only what bertflow wrote.
+
+- ``output_lock(output)``: a lock file beside OUTPUT (``OUTPUT.bertflow-lock``,
+  created atomically, holding the owner's host and pid) for the length of a run.
+  A second run on the same OUTPUT is refused in one line; a lock left by a
+  process of this host that is gone is taken over, with a one-line warning.
+- ``check_new_output(path, force)``: an output that exists is refused unless
+  ``force``; the same sentence for every command.
+- ``replace_entries(staging, out)``: move what a command wrote into a staging
+  folder into ``out``, replacing only the entries of the same name; every
+  other file in ``out`` (a user's notes, results) stays.
+"""
+import json
+import os
+import shutil
+import socket
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List
+
+from .errors import BertflowError, Errors
+
+LOCK_SUFFIX = ".bertflow-lock"
+
+
+def lock_path(output: Path) -> Path:
+    return output.with_name(output.name + LOCK_SUFFIX)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _read_owner(path: Path) -> dict:
+    try:
+        owner = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+@contextmanager
+def output_lock(output: Path, command: str = "bertflow annotate") -> Iterator[None]:
+    """Hold OUTPUT for this process while the block runs (see the module docstring)."""
+    output = Path(output)
+    lock = lock_path(output)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command}
+    data = json.dumps(me).encode("utf8")
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _read_owner(lock)
+            pid, host = owner.get("pid"), owner.get("host")
+            if host == me["host"] and isinstance(pid, int) and not _alive(pid):
+                warnings.warn(Errors.W008.format(lock=lock, pid=pid))
+                try:
+                    lock.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            if not owner:  # being written this instant, or not ours: say so rather than guess
+                raise BertflowError(Errors.E128.format(output=output, owner="an unknown process", lock=lock)) from None
+            raise BertflowError(Errors.E128.format(output=output, lock=lock,
+                                                   owner=f"{owner.get('command', 'a run')} (pid {pid} on {host})")) from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        break
+    else:
+        raise BertflowError(Errors.E128.format(output=output, owner="another process", lock=lock))
+    try:
+        yield
+    finally:
+        if _read_owner(lock) == me:
+            lock.unlink(missing_ok=True)
+
+
+def check_new_output(path: Path, force: bool, what: str = "OUTPUT") -> None:
+    """Refuse an existing, non-empty ``path`` unless ``force`` (one rule for every command)."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    if not force:
+        raise BertflowError(Errors.E129.format(what=what, path=path))
+
+
+def replace_entries(staging: Path, out: Path) -> List[str]:
+    """Move every entry of ``staging`` into ``out`` (created if missing),
+    replacing an entry of the same name and keeping every other one; removes
+    ``staging``. RETURNS the names moved."""
+    staging, out = Path(staging), Path(out)
+    if out.exists() and not out.is_dir():
+        raise BertflowError(Errors.E129.format(what="the output folder", path=out))
+    if not out.exists():
+        staging.replace(out)
+        return sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in staging.iterdir())
+    for name in names:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        (staging / name).replace(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return names

@@ -1,0 +1,129 @@
+"""The edges a hostile or unlucky user reaches: resume never mixes two models,
+one writer per OUTPUT, a file name is never a pattern, ``--overwrite`` and
+``--force`` replace only what bertflow wrote, odd encodings, and one line
+instead of a traceback."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+from bertflow.annotate import annotate
+from bertflow.engines import ShardedOutput, input_files
+from bertflow.errors import BertflowError
+from bertflow.outputs import lock_path, output_lock
+from bertflow.testing import run_cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_annotate import build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nlp(tiny_bert_dir):
+    return build(tiny_bert_dir, "textcat")
+
+
+def retrained(nlp, seed: int):
+    """The same pipeline (same config) with other weights, as a retraining into the same folder gives."""
+    import numpy
+
+    copy = spacy.blank("en").from_config(nlp.config).from_bytes(nlp.to_bytes())
+    for node in copy.get_pipe("textcat").model.walk():
+        for name in node.param_names:
+            if node.has_param(name):
+                param = node.get_param(name)
+                node.set_param(name, param + numpy.random.RandomState(seed).normal(0, 0.5, param.shape).astype(param.dtype))
+    return copy
+
+
+def test_resume_refuses_a_model_retrained_into_the_same_folder(nlp, tmp_path):
+    model, src, out = tmp_path / "mdl", tmp_path / "in.txt", tmp_path / "out.jsonl"
+    src.write_text("".join(f"text number {i}\n" for i in range(6)))
+    nlp.to_disk(model)
+    annotate(model, src, out, progress=False)
+    lines = out.read_bytes().split(b"\n")
+    out.write_bytes(b"\n".join(lines[:2]) + b"\n")  # a run killed after two rows
+    retrained(nlp, 1).to_disk(model)
+    assert (model / "config.cfg").read_text() == nlp.config.to_str()  # nothing but the weights changed
+    with pytest.raises(BertflowError, match="another model"):
+        annotate(model, src, out, progress=False)
+    assert len(out.read_bytes().split(b"\n")) == 3  # the old rows are kept, not mixed with the new model's
+
+
+def test_a_second_run_on_a_locked_output_is_refused_in_one_line(nlp, tmp_path):
+    model, src, out = tmp_path / "mdl", tmp_path / "in.txt", tmp_path / "out.jsonl"
+    nlp.to_disk(model)
+    src.write_text("a film\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path(out).write_text(json.dumps({"host": os.uname().nodename, "pid": holder.pid,
+                                              "command": "bertflow annotate"}))
+        result = run_cli(["annotate", model, src, out])
+        assert result.code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is being written by bertflow annotate" in lines[0] and str(holder.pid) in lines[0]
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, taken over with one warning, and released at the end
+    with pytest.warns(UserWarning, match=f"left by process {holder.pid}, which is gone"):
+        report = annotate(model, src, out, progress=False)
+    assert report.n_done == 1 and not lock_path(out).exists()
+
+
+def test_the_lock_is_released_on_error_and_is_not_reentrant_across_runs(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with output_lock(out):
+            with pytest.raises(BertflowError, match="is being written by"):
+                with output_lock(out):
+                    pass
+            raise RuntimeError("the run fails")
+    assert not lock_path(out).exists()
+
+
+def test_a_file_name_that_looks_like_a_pattern_is_that_file(tmp_path):
+    folder = tmp_path / "br"
+    folder.mkdir()
+    (folder / "t[1].txt").write_text("right\n")
+    (folder / "t1.txt").write_text("WRONG\n")
+    assert input_files(folder / "t[1].txt") == [folder / "t[1].txt"]
+    assert input_files(folder / "t?.txt") == [folder / "t1.txt"]  # no such path: a pattern
+
+
+def test_a_glob_does_not_read_a_previous_runs_output(tmp_path):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "a.jsonl").write_text('{"text": "x"}\n')
+    out = tmp_path / "g" / "out.jsonl"
+    out.mkdir()
+    (out / "part-00000-000000.jsonl").write_text('{"row": 0}\n')
+    assert input_files(Path(str(tmp_path / "g" / "**" / "*.jsonl")), output=out) == [tmp_path / "g" / "a.jsonl"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_overwrite_never_deletes_another_writers_files(tmp_path, overwrite):
+    folder = tmp_path / "x.parquet"
+    folder.mkdir()
+    (folder / "part-00000-c0.snappy.parquet").write_text("a")
+    (folder / "_SUCCESS").touch()
+    with pytest.raises(BertflowError, match="did not write"):
+        ShardedOutput(folder, {"inputs": [], "model": {}, "options": {}}, overwrite=overwrite)
+    assert sorted(p.name for p in folder.iterdir()) == ["_SUCCESS", "part-00000-c0.snappy.parquet"]
+
+
+def test_overwrite_replaces_only_the_parts_the_manifest_records(tmp_path):
+    folder = tmp_path / "out.jsonl"
+    first = ShardedOutput(folder, {"inputs": [1], "model": {}, "options": {}})
+    (folder / "part-00000-000000.jsonl").write_text("{}\n")
+    first.commit("part-00000-000000.jsonl", {"rows": 1, "bytes": 3})
+    first.finish()
+    ShardedOutput(folder, {"inputs": [2], "model": {}, "options": {}}, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json"]
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(BertflowError, match=r"did not write \(notes.txt\)"):
+        ShardedOutput(folder, {"inputs": [2], "model": {}, "options": {}}, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
