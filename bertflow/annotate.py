@@ -45,7 +45,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import raise_error
 
-from .corpus import jsonl_rows, text_lines
+from .corpus import jsonl_rows, open_utf8, text_lines
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
 from .outputs import output_lock
@@ -97,7 +97,7 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
             question = obj.get(question_field)
             yield line_no - 1, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
     else:
-        with open(path, "rb") as raw_file:
+        with open_utf8(path) as raw_file:
             # undecodable bytes become lone surrogates so one bad row does not end the file; they are caught per row
             text_file = io.TextIOWrapper(raw_file, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.DictReader(text_file, delimiter="\t" if file_format == "tsv" else ",")

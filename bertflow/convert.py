@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import BertflowError, Errors
+from .outputs import check_new_output, is_docbin
 from .specs import TaskSpec
 
 # arguments every converter takes that are not task options: the two paths, and the format (``--format``)
@@ -129,7 +130,7 @@ def installed_task(name: str) -> TaskSpec:
 
 
 def convert_args(task: str, input_path: Path, output_path: Path, args: Sequence[str],
-                 file_format: Optional[str] = None):
+                 file_format: Optional[str] = None, force: bool = False):
     """``convert`` with the task's options given as command-line words (``--label-map 0=NEG,1=POS``,
     ``--format F``), parsed against its converter's signature."""
     args = list(args)
@@ -140,14 +141,17 @@ def convert_args(task: str, input_path: Path, output_path: Path, args: Sequence[
         file_format, args = args[i + 1], args[:i] + args[i + 2:]
     spec = installed_task(task)
     func, _ = pick_converter(spec, Path(input_path), file_format)
-    return convert(spec.name, input_path, output_path, file_format=file_format, **parse_options(func, args, spec.name))
+    return convert(spec.name, input_path, output_path, file_format=file_format, force=force,
+                   **parse_options(func, args, spec.name))
 
 
 def convert(task: str, input_path: Union[str, Path], output_path: Union[str, Path], *,
-            file_format: Optional[str] = None, **options: Any):
+            file_format: Optional[str] = None, force: bool = False, **options: Any):
     """Convert ``input_path`` for the installed task ``task`` with its plugin's
-    converter; ``options`` are that converter's keyword arguments. Returns the
-    converter's report (``ConversionReport`` or a subclass)."""
+    converter; ``options`` are that converter's keyword arguments. An existing
+    ``output_path`` is replaced only when it is a .spacy file (a previous
+    conversion) or with ``force``. Returns the converter's report
+    (``ConversionReport`` or a subclass)."""
     spec = installed_task(task)
     task = spec.name
     input_path, output_path = Path(input_path), Path(output_path)
@@ -155,6 +159,9 @@ def convert(task: str, input_path: Union[str, Path], output_path: Union[str, Pat
         raise BertflowError(Errors.E043.format(input_path=input_path))
     if output_path.exists() and output_path.resolve() == input_path.resolve():
         raise BertflowError(Errors.E044.format(output_path=output_path))
+    if output_path.is_dir():
+        raise BertflowError(Errors.E130.format(output_path=output_path))
+    check_new_output(output_path, force, "OUTPUT", ours=is_docbin)
     func, fmt = pick_converter(spec, input_path, file_format)
     known = converter_options(func)
     unknown = sorted(set(options) - set(known))

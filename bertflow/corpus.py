@@ -6,12 +6,14 @@ builds each predicted doc afresh from the reference text, so without it a
 pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
+import codecs
+import io
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -68,6 +70,52 @@ def json_problem(err: "json.JSONDecodeError") -> str:
     return f"invalid JSON: {err.msg} (column {err.colno})"
 
 
+UTF16_32_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                 (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+class _Utf8Stream(io.RawIOBase):
+    """A UTF-16/32 file read as UTF-8 bytes, decoded as it streams (the codec reads the byte-order mark)."""
+
+    def __init__(self, raw: BinaryIO, encoding: str, path: Union[str, Path]):
+        self._raw, self._path, self._encoding = raw, path, encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self._pending, self._done = b"", False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending and not self._done:
+            chunk = self._raw.read(1 << 16)
+            self._done = not chunk
+            try:
+                text = self._decoder.decode(chunk, final=self._done)
+            except UnicodeDecodeError as err:
+                raise BertflowError(Errors.E131.format(path=self._path, encoding=self._encoding, err=err.reason)) from None
+            self._pending = text.encode("utf8", "surrogatepass")
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_utf8(path: Union[str, Path]) -> BinaryIO:
+    """Open a text file for reading as UTF-8 bytes: a UTF-16 or UTF-32 file
+    (known by its byte-order mark) is decoded as it is read, anything else is
+    passed on as it is (a UTF-8 byte-order mark is left for the reader)."""
+    raw = open(path, "rb")
+    head = raw.read(4)
+    raw.seek(0)
+    for bom, encoding in UTF16_32_BOMS:
+        if head.startswith(bom):
+            return io.BufferedReader(_Utf8Stream(raw, encoding, path))
+    return raw
+
+
 def text_lines(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
     """Read a text file line by line: ``(line number, line, None)`` with the
     line ending removed (``\\n`` or ``\\r\\n``; lines are split on ``\\n``
@@ -76,7 +124,7 @@ def text_lines(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[str], Opt
     its offset in the file, so one bad byte is one bad row with its line, not a
     traceback."""
     offset = 0
-    with open(path, "rb") as f:
+    with open_utf8(path) as f:
         for line_no, raw in enumerate(f, 1):
             start, offset = offset, offset + len(raw)
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -86,6 +134,10 @@ def text_lines(path: Union[str, Path]) -> Iterator[Tuple[int, Optional[str], Opt
             except UnicodeDecodeError as err:
                 yield line_no, None, (f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset "
                                       f"{start + err.start}); re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+                continue
+            if "\x00" in line:  # UTF-16/32 without a byte-order mark reads as text with NULs between letters
+                yield line_no, None, ("holds NUL bytes: the file looks like UTF-16 or UTF-32 without a byte-order "
+                                      "mark; re-save it as UTF-8 (e.g. iconv -f UTF-16LE -t UTF-8)")
                 continue
             line = line[:-1] if line.endswith("\n") else line
             yield line_no, line[:-1] if line.endswith("\r") else line, None

@@ -29,6 +29,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 from .config import encoder_names
 from .errors import BertflowError, Errors
+from .outputs import replace_entries
 
 def student_layer_indices(n_layers: int, k: int) -> List[int]:
     """The teacher layers a K-layer student starts from: K indices spread
@@ -386,9 +387,10 @@ def distill(
     teacher_name = str(teacher) if not isinstance(teacher, spacy.language.Language) else teacher.meta.get("name", "")
     if out_path is not None:
         check_output_dir(out_path, force)
-        if not isinstance(teacher, spacy.language.Language) and Path(teacher).exists() \
-                and out_path.resolve() == Path(teacher).resolve():
-            raise BertflowError(Errors.E115.format(out=out_path))
+        if not isinstance(teacher, spacy.language.Language) and Path(teacher).exists():
+            here, there = out_path.resolve(), Path(teacher).resolve()
+            if here == there or there in here.parents or here in there.parents:
+                raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
     if not Path(data).exists():
         raise BertflowError(Errors.E056.format(path=data))
     if Path(data).is_file() and Path(data).suffix not in (".spacy", ".txt", ".jsonl"):
@@ -601,36 +603,29 @@ def _tail_mean(values: List[float], n: int) -> float:
 
 
 def check_output_dir(out_path: Path, force: bool) -> None:
-    """A new pipeline goes to a new or empty directory; ``force`` replaces an
-    existing *pipeline* directory (config.cfg and meta.json), never anything else."""
-    if not out_path.exists() or (out_path.is_dir() and not any(out_path.iterdir())):
-        return
-    is_pipeline = out_path.is_dir() and (out_path / "config.cfg").is_file() and (out_path / "meta.json").is_file()
-    if not force:
-        raise BertflowError(Errors.E114.format(out=out_path))
-    if not is_pipeline:
+    """A new pipeline goes to a new or empty directory; ``force`` lets it into
+    an existing one, where it replaces only the entries a pipeline writes
+    (``write_pipeline``)."""
+    if out_path.exists() and not out_path.is_dir():
         raise BertflowError(Errors.E118.format(out=out_path))
+    if out_path.exists() and any(out_path.iterdir()) and not force:
+        raise BertflowError(Errors.E114.format(out=out_path))
 
 
 def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:
-    """Save ``nlp`` to ``out_path`` through a staging directory beside it, renamed
-    into place when complete: an interrupted run leaves nothing half-written,
-    and with ``force`` an existing directory is replaced only once the new one
-    is whole."""
+    """Save ``nlp`` to ``out_path`` through a staging directory beside it: an
+    interrupted run leaves nothing half-written, and with ``force`` an
+    existing directory keeps every file the pipeline does not write (a
+    user's notes, results), its pipeline entries replaced once the new ones
+    are whole."""
+    check_output_dir(out_path, force)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         nlp.to_disk(staging)
-        if out_path.exists() and not (out_path.is_dir() and not any(out_path.iterdir())):
-            check_output_dir(out_path, force)
-            old = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.old.", dir=out_path.parent))
-            out_path.replace(old / out_path.name)
-            staging.replace(out_path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if out_path.exists():
-                out_path.rmdir()  # empty
-            staging.replace(out_path)
+        if out_path.is_dir() and not any(out_path.iterdir()):
+            out_path.rmdir()
+        replace_entries(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

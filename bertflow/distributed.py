@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import BertflowError, Errors
+from .outputs import check_new_output
 
 #: elements per all-reduce: large enough that a 22M-weight encoder needs a handful of collectives
 BUCKET_ELEMENTS = 4 * 1024 * 1024
@@ -379,6 +380,7 @@ def train(
     use_gpu: int = -1,
     overrides: Optional[Dict[str, Any]] = None,
     timeout_s: float = 1800.0,
+    force: bool = False,
 ) -> None:
     """``spacy train``, data-parallel when launched by torchrun with several processes.
 
@@ -387,8 +389,14 @@ def train(
         ``LOCAL_RANK`` (nccl); otherwise ranks run on the CPU (gloo).
     timeout_s (float): how long a rank waits for the others at a collective
         before the job fails (a rank that died, a hung machine).
+    force (bool): replace a model-best/model-last already in ``output_path``
+        (refused without it, as every bertflow command that writes refuses).
     """
     from spacy.cli.train import train as spacy_train
+
+    if output_path is not None:
+        for name in ("model-best", "model-last"):
+            check_new_output(Path(output_path) / name, force, "The trained pipeline")
 
     rank, world, local = launch_info()
     overrides = dict(overrides or {})

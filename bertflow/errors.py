@@ -239,7 +239,7 @@ class Errors:
         "Invalid plugin name {name!r}: use lower-case letters and digits, words joined by '-' or '_', "
         "starting with a letter (e.g. 'intent-detection')."
     )
-    E070 = '{target} already exists: choose another name or folder, or pass --force.'
+    E070 = "{target} already exists: choose another name or folder, or pass --force to write the plugin's files over theirs (other files in it are kept)."
     # bertflow/specs.py
     E071 = "{what} must be a function or a 'package.module:function' string, not {value!r}."
     # bertflow/training.py
@@ -380,18 +380,18 @@ class Errors:
     )
     E114 = (
         "{out} exists and is not empty; bertflow distill writes a new pipeline directory. Give a new path, "
-        "or --force to replace a pipeline saved there."
+        "or --force to replace the pipeline's files there (other files in it are kept)."
     )
-    E115 = "The student can't be written over its teacher ({out}): give another output directory."
+    E115 = (
+        "The student can't be written to {out}: it is, holds or sits inside its teacher {teacher}. Give an output "
+        "directory outside the teacher's."
+    )
     E116 = "Distillation weights name {names}, which are not heads of the teacher (its heads: {heads})."
     E117 = (
         "No head of the teacher can be distilled (heads: {heads}): none defines get_distill_loss, or every "
         "weight is 0. See docs/plugins.md, 'Distillation'."
     )
-    E118 = (
-        "{out} is not a pipeline directory (no config.cfg and meta.json): --force replaces only a pipeline "
-        "saved there, never other files. Give a new or empty directory."
-    )
+    E118 = "{out} is a file: bertflow distill writes a pipeline directory. Give a new or empty directory."
     E119 = (
         "Distilling {name!r} with soft_weight 0 and gold_weight 0 trains on nothing: give the teacher's "
         "targets (soft_weight) or the gold labels (gold_weight) a weight above 0."
@@ -435,6 +435,11 @@ class Errors:
     E129 = (
         "{what} {path} already exists. Give a new path, or pass --force to replace what bertflow writes "
         "there (other files in it are kept)."
+    )
+    E130 = "OUTPUT {output_path} is a folder: give the name of a .spacy file to write."
+    E131 = (
+        "{path} starts with a {encoding} byte-order mark but is not valid {encoding} ({err}). Re-save it as UTF-8 "
+        "(e.g. iconv -f {encoding} -t UTF-8)."
     )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (

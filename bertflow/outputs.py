@@ -18,7 +18,7 @@ import socket
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 from .errors import BertflowError, Errors
 
@@ -84,13 +84,31 @@ def output_lock(output: Path, command: str = "bertflow annotate") -> Iterator[No
             lock.unlink(missing_ok=True)
 
 
-def check_new_output(path: Path, force: bool, what: str = "OUTPUT") -> None:
-    """Refuse an existing, non-empty ``path`` unless ``force`` (one rule for every command)."""
+def check_new_output(path: Path, force: bool, what: str = "OUTPUT",
+                     ours: Optional[Callable[[Path], bool]] = None) -> None:
+    """Refuse an existing, non-empty ``path`` unless ``force`` (one rule for
+    every command), or unless ``ours(path)`` says it is what this command
+    writes (a re-run replacing its own output)."""
     path = Path(path)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
+    if ours is not None and ours(path):
+        return
     if not force:
         raise BertflowError(Errors.E129.format(what=what, path=path))
+
+
+def is_docbin(path: Path) -> bool:
+    """Whether ``path`` is a .spacy file (a DocBin): what ``bertflow convert`` writes."""
+    from spacy.tokens import DocBin
+
+    if not path.is_file():
+        return False
+    try:
+        DocBin().from_bytes(path.read_bytes())
+    except Exception:  # noqa: BLE001  (anything that does not parse is not a DocBin)
+        return False
+    return True
 
 
 def replace_entries(staging: Path, out: Path) -> List[str]:

@@ -7,7 +7,6 @@ Placeholders in the templates: ``{{task}}`` (task and component suffix,
 names use ``__task__`` and ``__package__``; ``.tmpl`` is dropped.
 """
 import re
-import shutil
 from pathlib import Path
 from typing import Dict, Union
 
@@ -38,10 +37,9 @@ def new_plugin(name: str, output_dir: Union[str, Path] = ".", *, force: bool = F
     """Write the plugin distribution; RETURNS its folder."""
     names = plugin_names(name)
     target = Path(output_dir) / names["dist"]
-    if target.exists():
-        if not force:
-            raise BertflowError(Errors.E070.format(target=target))
-        shutil.rmtree(target)
+    if target.exists() and not force:
+        raise BertflowError(Errors.E070.format(target=target))
+    # with force, each template file is written over its namesake; the folder's other files are kept
     for src in sorted(TEMPLATE_DIR.rglob("*.tmpl")):
         rel = str(src.relative_to(TEMPLATE_DIR))[: -len(".tmpl")]
         rel = rel.replace("__package__", names["package"]).replace("__task__", names["task"])

@@ -279,11 +279,11 @@ def test_output_directories_are_never_clobbered(teacher_dir, data_files, tmp_pat
     (mine / "notes.txt").write_text("keep me")
     with pytest.raises(BertflowError, match="exists and is not empty"):
         bertflow.distill(teacher, mine, texts, steps=1)
-    with pytest.raises(BertflowError, match="not a pipeline directory"):
-        bertflow.distill(teacher, mine, texts, steps=1, force=True)
     assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
-    with pytest.raises(BertflowError, match="over its teacher"):
-        bertflow.distill(str(teacher_dir), teacher_dir, texts, steps=1, force=True)
+    for inside in (teacher_dir, teacher_dir / "student", teacher_dir.parent):
+        with pytest.raises(BertflowError, match="outside the teacher's"):
+            bertflow.distill(str(teacher_dir), inside, texts, steps=1, force=True)
+    assert not (teacher_dir / "student").exists()
     with pytest.raises(BertflowError, match="not heads of the teacher"):
         bertflow.distill(teacher, None, texts, steps=1, weights={"parser": 1.0})
     with pytest.raises(BertflowError, match="No such file|does not exist|not found"):
@@ -299,6 +299,22 @@ def test_output_directories_are_never_clobbered(teacher_dir, data_files, tmp_pat
         bertflow.distill(teacher, out, texts, steps=1, student_layers=1, progress=False)
         bertflow.distill(teacher, out, texts, steps=1, student_layers=3, progress=False, force=True)
     assert spacy.load(out).meta["bertflow_distilled"]["student_layers"] == 3
+
+
+def test_force_replaces_the_pipeline_and_keeps_the_users_files(teacher_dir, data_files, tmp_path):
+    import shutil
+
+    out = tmp_path / "p"
+    shutil.copytree(teacher_dir, out)  # a copy of a trained pipeline, then the user's own files beside it
+    (out / "NOTES.md").write_text("n")
+    (out / "results").mkdir()
+    (out / "results" / "run1.json").write_text("{}")
+    result = run_cli(["distill", teacher_dir, out, "--data", data_files / "texts.txt", "--student-layers", "1",
+                      "--steps", "2", "--force"])
+    assert result.code == 0, result.stderr
+    assert (out / "NOTES.md").read_text() == "n" and (out / "results" / "run1.json").read_text() == "{}"
+    assert spacy.load(out).meta["bertflow_distilled"]["student_layers"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
 
 def test_cli_distills_and_reports(teacher_dir, data_files, tmp_path):

@@ -127,3 +127,62 @@ def test_overwrite_replaces_only_the_parts_the_manifest_records(tmp_path):
     with pytest.raises(BertflowError, match=r"did not write \(notes.txt\)"):
         ShardedOutput(folder, {"inputs": [2], "model": {}, "options": {}}, overwrite=True)
     assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_init_config_refuses_to_replace_a_config_without_force(tmp_path):
+    cfg = tmp_path / "my.cfg"
+    cfg.write_text("# hand-edited\n")
+    result = run_cli(["init", "config", cfg, "--tasks", "textcat"])
+    assert result.code == 1 and len(result.stderr.strip().splitlines()) == 1 and "--force" in result.stderr
+    assert cfg.read_text() == "# hand-edited\n"
+    assert run_cli(["init", "config", cfg, "--tasks", "textcat", "--force"]).code == 0
+    assert "[components.textcat]" in cfg.read_text()
+
+
+def test_convert_replaces_its_own_output_but_not_an_unrelated_file(tmp_path):
+    src = tmp_path / "sst.tsv"
+    src.write_text("sentence\tlabel\na good film\t1\na bad film\t0\n")
+    out = tmp_path / "train.spacy"
+    out.write_text("my notes")
+    args = ["convert", "textcat", src, out, "--label-map", "0=NEGATIVE,1=POSITIVE"]
+    result = run_cli(args)
+    assert result.code == 1 and "already exists" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert out.read_text() == "my notes"
+    assert run_cli(args + ["--force"]).code == 0
+    assert run_cli(args).code == 0  # a .spacy file of an earlier conversion: replaced, as a project re-run needs
+
+
+def test_train_refuses_to_replace_a_trained_pipeline_without_force(tmp_path):
+    from bertflow.distributed import train
+
+    (tmp_path / "model-best").mkdir()
+    (tmp_path / "model-best" / "meta.json").write_text("{}")
+    with pytest.raises(BertflowError, match="--force"):
+        train(tmp_path / "config.cfg", tmp_path)
+    assert (tmp_path / "model-best" / "meta.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_utf16_and_utf32_input_is_decoded_by_its_byte_order_mark(nlp, tmp_path, encoding, suffix):
+    from bertflow.engines import read_any_rows  # what the ray engine reads with
+
+    texts = ["hello world", "second line 日本 🙂"]
+    body = {".txt": "".join(t + "\n" for t in texts),
+            ".jsonl": "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts),
+            ".csv": "text\n" + "".join(t + "\n" for t in texts)}[suffix]
+    src, out = tmp_path / f"u{suffix}", tmp_path / "out.jsonl"
+    src.write_bytes(body.encode(encoding))
+    assert [row[2] for row in read_any_rows(src, suffix[1:], "text", "question", "id")] == texts
+    annotate(nlp, src, out, progress=False)
+    got = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
+    assert [r["text"] for r in got] == texts and not any("error" in r for r in got)
+
+
+def test_utf16_without_a_byte_order_mark_is_never_annotated_as_garbled_text(nlp, tmp_path):
+    src, out = tmp_path / "u.txt", tmp_path / "out.jsonl"
+    src.write_bytes("hello world\nsecond line\n".encode("utf-16-le"))
+    annotate(nlp, src, out, progress=False)
+    got = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
+    assert got and all("error" in r and "text" not in r for r in got)
+    assert "UTF-16" in got[0]["error"]

@@ -14,6 +14,8 @@ def convert_cli(
     input_path: Path = typer.Argument(..., help="Raw data file."),
     output_path: Path = typer.Argument(..., help="Output .spacy file."),
     file_format: Optional[str] = typer.Option(None, "--format", help="Input format (default: the file suffix)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUTPUT that is not a .spacy file (a "
+                               ".spacy file from an earlier conversion is replaced without it)."),
 ):
     """Convert raw data for TASK to a .spacy DocBin with the task plugin's converter.
 
@@ -45,4 +47,4 @@ def convert_cli(
 
     for job in jobs:
         fmt = file_format if job is jobs[0] else None  # a later job gives its own --format
-        typer.echo(run_or_fail(convert_args, job[0], Path(job[1]), Path(job[2]), job[3:], fmt).summary())
+        typer.echo(run_or_fail(convert_args, job[0], Path(job[1]), Path(job[2]), job[3:], fmt, force).summary())

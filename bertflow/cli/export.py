@@ -27,6 +27,7 @@ def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = Non
     from ..config import encoder_names
     from ..errors import BertflowError, Errors
     from ..loading import load_pipeline
+    from ..outputs import replace_entries
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
@@ -61,15 +62,7 @@ def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = Non
         else:
             written["architecture"] = _save_with_head(transformer, nlp.get_pipe(head), staging)
         tokenizer.save_pretrained(str(staging))
-        if out_dir.exists():
-            for name in [p.name for p in staging.iterdir()]:  # --force: replace only the files we write
-                target = out_dir / name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                (staging / name).replace(target)
-            shutil.rmtree(staging)
-        else:
-            staging.replace(out_dir)
+        replace_entries(staging, out_dir)  # --force: replace only the files we write
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

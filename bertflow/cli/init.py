@@ -20,10 +20,14 @@ def init_config_cli(
     lang: str = typer.Option("en", "--lang", help="spaCy language code of a new pipeline."),
     max_steps: int = typer.Option(2000, "--max-steps", help="Training steps."),
     lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing config file."),
 ):
     """Write a commented spacy train config: the shared encoder and one head per task."""
     from ..config import make_config
+    from ..outputs import check_new_output
 
+    if str(output) != "-":
+        run_or_fail(check_new_output, output, force, "The config")
     text = run_or_fail(make_config, tasks.split(","), encoder=encoder, gpu=gpu, base=base, lang=lang,
                        max_steps=max_steps, lr=lr)
     if str(output) == "-":

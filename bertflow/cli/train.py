@@ -22,6 +22,7 @@ def train_cli(
                                         "functions), as spacy train --code."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds a rank waits for the others at a "
                                   "collective before the job fails (several processes only)."),
+    force: bool = typer.Option(False, "--force", help="Replace model-best/model-last already in --output."),
 ) -> None:
     """Train a pipeline: exactly spacy train in one process; launched with torchrun
     (--nproc-per-node N, --nnodes ...) every rank trains on its share of each
@@ -34,4 +35,5 @@ def train_cli(
 
     overrides = parse_config_overrides(ctx.args)
     import_code(code)
-    run_or_fail(train, config_path, output, use_gpu=gpu_id, overrides=overrides, timeout_s=timeout)
+    run_or_fail(train, config_path, output, use_gpu=gpu_id, overrides=overrides, timeout_s=timeout,
+                force=force)
