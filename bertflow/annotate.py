@@ -378,7 +378,7 @@ def _annotate_locked(model, input_path: Path, output_path: Path, file_format: st
 
     from tqdm import tqdm
 
-    bar = tqdm(total=report.n_rows - len(done), disable=not progress, unit="row", desc="annotate")
+    bar = tqdm(total=report.n_rows - len(done), disable=None if progress else True, unit="row", desc="annotate")
     with open(output_path, "a", encoding="utf8", newline="\n") as out:
         def write(row: Row, rec: Dict[str, object]) -> None:
             head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}

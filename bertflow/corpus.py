@@ -21,7 +21,7 @@ from spacy.training import Corpus, Example
 from spacy.util import registry
 
 from .encoder.extensions import TEXT_PAIR  # importing it installs doc._.text_pair
-from .errors import BertflowError, Errors
+from .errors import BertflowError, Errors, one_line
 
 ENCODER_INPUTS = (TEXT_PAIR,)
 
@@ -182,15 +182,27 @@ _REFERENCES: "OrderedDict[tuple, Tuple[Any, List[Doc]]]" = OrderedDict()
 _KEEP_FILES = 16
 
 
+def read_examples(corpus: Corpus, path: Path, nlp: Language) -> Iterator[Example]:
+    """``corpus(nlp)``, with a missing or unreadable file as one error naming it."""
+    if not Path(path).exists():
+        raise BertflowError(Errors.E133.format(path=path))
+    try:
+        yield from corpus(nlp)
+    except BertflowError:
+        raise
+    except Exception as err:  # noqa: BLE001  (DocBin and msgpack errors: name the file, not the parser)
+        raise BertflowError(Errors.E134.format(path=path, first=one_line(err))) from None
+
+
 def _references(corpus: Corpus, path: Path, nlp: Language, options: tuple) -> List[Doc]:
     try:
         files = [path] if path.is_file() else sorted(path.rglob("*.spacy"))
         key = (str(path.resolve()), tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files), options)
     except OSError:
-        return [eg.reference for eg in corpus(nlp)]  # let spaCy report the path
+        return [eg.reference for eg in read_examples(corpus, path, nlp)]
     kept = _REFERENCES.get(key)
     if kept is None or kept[0] is not nlp.vocab:
-        kept = _REFERENCES[key] = (nlp.vocab, [eg.reference for eg in corpus(nlp)])
+        kept = _REFERENCES[key] = (nlp.vocab, [eg.reference for eg in read_examples(corpus, path, nlp)])
         while len(_REFERENCES) > _KEEP_FILES:
             _REFERENCES.popitem(last=False)
     _REFERENCES.move_to_end(key)
@@ -229,7 +241,7 @@ def create_corpus_reader(
 
     def read(nlp: Language) -> Iterator[Example]:
         if augmenter is not None or gold_preproc:
-            for eg in corpus(nlp):
+            for eg in read_examples(corpus, Path(path), nlp):
                 yield copy_encoder_inputs(eg)
             return
         for reference in _references(corpus, Path(path), nlp, (max_length, limit)):

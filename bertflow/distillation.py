@@ -422,7 +422,7 @@ def distill(
     history: Dict[str, List[float]] = {name: [] for name in distilled}
     from tqdm import tqdm
 
-    bar = tqdm(total=steps, disable=not progress, unit="step", desc="distill", file=sys.stderr)
+    bar = tqdm(total=steps, disable=None if progress else True, unit="step", desc="distill", file=sys.stderr)
     start, n_docs = time.perf_counter(), 0
     replacer = None
     if augment:

@@ -373,6 +373,22 @@ def _dist():
     return dist
 
 
+def whole_number_dropout_as_float(config_path: Union[str, Path], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """``[training] dropout = 0`` (or ``--training.dropout 1``) as the float
+    spaCy's loop needs: it takes an int for a schedule and fails mid-run."""
+    value = overrides.get("training.dropout")
+    if value is None:
+        try:
+            from spacy.util import load_config
+
+            value = load_config(config_path, interpolate=False).get("training", {}).get("dropout")
+        except Exception:  # noqa: BLE001  (a bad or missing config: spacy train reports it)
+            return overrides
+    if isinstance(value, int) and not isinstance(value, bool):
+        overrides["training.dropout"] = float(value)
+    return overrides
+
+
 def train(
     config_path: Union[str, Path],
     output_path: Optional[Union[str, Path]] = None,
@@ -399,7 +415,7 @@ def train(
             check_new_output(Path(output_path) / name, force, "The trained pipeline")
 
     rank, world, local = launch_info()
-    overrides = dict(overrides or {})
+    overrides = whole_number_dropout_as_float(config_path, dict(overrides or {}))
     if world <= 1:  # one process: exactly spacy train
         spacy_train(config_path, output_path, use_gpu=use_gpu, overrides=overrides)
         return

@@ -22,6 +22,12 @@ class PrecisionWarning(UserWarning):
     """A precision switch cannot apply on this device and was ignored."""
 
 
+def one_line(err: BaseException) -> str:
+    """An exception as one line for a message: its type and its message's first line."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
 class Errors:
     E001 = (
         "Unknown encoder name {name!r}. Known names: {known}. You can also give "
@@ -440,6 +446,18 @@ class Errors:
     E131 = (
         "{path} starts with a {encoding} byte-order mark but is not valid {encoding} ({err}). Re-save it as UTF-8 "
         "(e.g. iconv -f {encoding} -t UTF-8)."
+    )
+    E132 = (
+        "The pipeline {path} can't be built from its config.cfg ({first}). Fix the config (spacy debug config "
+        "CONFIG shows what is wrong), or re-save the pipeline with nlp.to_disk / spacy train."
+    )
+    E133 = (
+        "The corpus {path} does not exist. Give the path of a .spacy file (or a folder of them) written by "
+        "'bertflow convert' or 'spacy convert', e.g. --paths.train corpus/train.spacy."
+    )
+    E134 = (
+        "The corpus {path} can't be read ({first}). It must be a .spacy file (a DocBin) written by "
+        "'bertflow convert' or 'spacy convert'; convert the raw data again."
     )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (

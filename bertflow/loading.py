@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import BertflowError, Errors
+from .errors import BertflowError, Errors, one_line
 
 _UNKNOWN_FACTORY = re.compile(r"\[E002\] Can't find factory for '([^']+)'")
 
@@ -76,8 +76,43 @@ def _load_directory(path: Path, config: dict):
     nlp = util.load_model_from_config(util.load_config(path / "config.cfg", overrides=overrides),
                                       meta=util.get_model_meta(path), vocab=True)
     check_shims(nlp, path)
-    with guarded_hf_loading():
-        return nlp.from_disk(path, overrides=overrides)
+    check_component_files(nlp, path)
+    try:
+        with guarded_hf_loading():
+            return nlp.from_disk(path, overrides=overrides)
+    except BertflowError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a damaged file: name it rather than show the parser's traceback)
+        raise BertflowError(Errors.E060.format(value=damaged_file(nlp, path) or path,
+                                               first=one_line(err))) from None
+
+
+def check_component_files(nlp, path: Path) -> None:
+    """Every trainable component's saved settings (``cfg``) and weights
+    (``model``) must be there: spaCy reads a missing ``cfg`` as empty, and a
+    head without its labels would load and then silently predict nothing."""
+    for name, pipe in nlp.components:
+        if not (hasattr(pipe, "model") and isinstance(getattr(pipe, "cfg", None), dict)):
+            continue
+        for file in ("cfg", "model"):
+            if not (path / name / file).is_file():
+                raise BertflowError(Errors.E019.format(where=path / name / file, err="missing, or not a file"))
+
+
+def damaged_file(nlp, path: Path) -> Optional[Path]:
+    """The first component file under ``path`` that does not parse (``cfg`` as
+    JSON, ``model`` as msgpack), to name it in the error; None if all parse."""
+    import srsly
+
+    for name, _ in nlp.components:
+        for file, read in (("cfg", srsly.read_json), ("model", lambda p: srsly.msgpack_loads(p.read_bytes()))):
+            target = path / name / file
+            if target.is_file():
+                try:
+                    read(target)
+                except Exception:  # noqa: BLE001
+                    return target
+    return None
 
 
 def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Optional[dict] = None):
@@ -100,13 +135,17 @@ def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Opti
             return _load_directory(path, config or {})
         with guarded_hf_loading():  # an installed package (its code is installed, so trusted) or a bad path
             return spacy.load(name_or_path, config=config or {})
+    except BertflowError:
+        raise
     except ValueError as err:
         match = _UNKNOWN_FACTORY.search(str(err))
         if not match:
-            raise
+            raise BertflowError(Errors.E132.format(path=name_or_path, first=one_line(err))) from None
         factory = match.group(1)
         raise BertflowError(
             Errors.E058.format(name_or_path=str(name_or_path), factory=factory, hint=plugin_hint(factory))
         ) from None
     except OSError as err:
         raise BertflowError(Errors.E059.format(name_or_path=str(name_or_path), err=str(err).splitlines()[0])) from None
+    except Exception as err:  # noqa: BLE001  (a config that does not build: one line, not a traceback)
+        raise BertflowError(Errors.E132.format(path=name_or_path, first=one_line(err))) from None

@@ -175,7 +175,7 @@ def _run_locked(ray, job: AnnotateJob, output: Path, kind: str, files: List[Path
         report.n_skipped = sum(info["rows"] for info in out.manifest["shards"].values())
         from tqdm import tqdm
 
-        bar = tqdm(total=report.n_rows - report.n_skipped, disable=not job.progress, unit="row",
+        bar = tqdm(total=report.n_rows - report.n_skipped, disable=None if job.progress else True, unit="row",
                    desc="annotate (ray)")
         restarts, tries = 0, {}
         todo = deque()  # shards given back by a worker that died or raised

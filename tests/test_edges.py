@@ -186,3 +186,86 @@ def test_utf16_without_a_byte_order_mark_is_never_annotated_as_garbled_text(nlp,
     got = [json.loads(line) for line in out.read_text(encoding="utf8").splitlines()]
     assert got and all("error" in r and "text" not in r for r in got)
     assert "UTF-16" in got[0]["error"]
+
+
+@pytest.fixture(scope="module")
+def saved(nlp, tmp_path_factory):
+    path = tmp_path_factory.mktemp("edges") / "M"
+    nlp.to_disk(path)
+    doc = nlp.make_doc("a good film")
+    doc.cats = {"POSITIVE": 1.0, "NEGATIVE": 0.0}
+    spacy.tokens.DocBin(docs=[doc]).to_disk(path.parent / "dev.spacy")
+    return path
+
+
+def damaged(saved, tmp_path, how):
+    import shutil
+
+    target = tmp_path / how
+    shutil.copytree(saved, target)
+    if how == "truncated":
+        data = (target / "textcat" / "model").read_bytes()
+        (target / "textcat" / "model").write_bytes(data[: len(data) // 2])
+    elif how == "no_cfg":
+        (target / "textcat" / "cfg").unlink()
+    elif how == "no_lang":
+        text = (target / "config.cfg").read_text()
+        (target / "config.cfg").write_text("\n".join(l for l in text.splitlines() if not l.startswith("lang =")))
+    return target
+
+
+def one_line_failure(result, *expected):
+    assert result.code == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("how,expected", [("truncated", ["textcat/model", "damaged"]),
+                                          ("no_cfg", ["textcat/cfg", "missing"]),
+                                          ("no_lang", ["can't be built from its config.cfg", "E993"])])
+@pytest.mark.parametrize("command", ["evaluate", "check", "annotate", "package"])
+def test_a_damaged_pipeline_is_one_line_on_every_command(saved, tmp_path, how, expected, command):
+    """A head that cannot load its files is a load error: never a traceback, never exit 0 with 0.0 metrics
+    or rows without the head's output."""
+    model = damaged(saved, tmp_path, how)
+    (tmp_path / "in.txt").write_text("a film\n")
+    args = {"evaluate": ["evaluate", model, saved.parent / "dev.spacy"], "check": ["check", model],
+            "annotate": ["annotate", model, tmp_path / "in.txt", tmp_path / "out.jsonl"],
+            "package": ["package", model, tmp_path / "pkg"]}[command]
+    one_line_failure(run_cli(args), *expected)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_training_errors_are_one_line_and_a_whole_number_dropout_trains(saved, tiny_bert_dir, tmp_path):
+    cfg, dev = tmp_path / "c.cfg", saved.parent / "dev.spacy"
+    assert run_cli(["init", "config", cfg, "--tasks", "textcat", "--encoder", tiny_bert_dir, "--max-steps", "2"]).code == 0
+    one_line_failure(run_cli(["train", cfg, "--paths.train", tmp_path / "missing.spacy", "--paths.dev", dev]),
+                     "missing.spacy does not exist")
+    result = run_cli(["train", cfg, "--output", tmp_path / "out", "--paths.train", dev, "--paths.dev", dev,
+                      "--training.dropout", "0", "--training.optimizer.learn_rate.warmup_steps", "1"])
+    assert result.code == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "model-last" / "meta.json").exists()
+
+
+def test_distill_on_a_file_that_is_not_a_docbin_is_one_line(saved, tmp_path):
+    (tmp_path / "garbage.spacy").write_text("garbage\n")
+    one_line_failure(run_cli(["distill", saved, tmp_path / "S", "--data", tmp_path / "garbage.spacy", "--steps", "1"]),
+                     "garbage.spacy can't be read", "E1014")
+    assert not (tmp_path / "S").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_the_debug_switch_shows_the_traceback(monkeypatch, tmp_path):
+    from bertflow import loading
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug somewhere deep")
+
+    monkeypatch.setattr(loading, "load_pipeline", broken)
+    (tmp_path / "M").mkdir()
+    result = run_cli(["evaluate", tmp_path / "M", tmp_path / "dev.spacy"])
+    one_line_failure(result, "KeyError", "BERTFLOW_DEBUG=1")
+    monkeypatch.setenv("BERTFLOW_DEBUG", "1")
+    result = run_cli(["evaluate", tmp_path / "M", tmp_path / "dev.spacy"])
+    assert result.code == 1 and "Traceback" in result.stderr

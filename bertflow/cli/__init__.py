@@ -29,19 +29,39 @@ def core_commands() -> set:
     return names | {group.name for group in app.registered_groups}
 
 
+DEBUG_ENV = "BERTFLOW_DEBUG"
+
+
 def main() -> None:
     """The ``bertflow`` console script. Plugins are loaded (for their ``bertflow_cli``
     commands) only when the command is not one of the core's, so ``--help``,
-    ``--version`` and every core command start without importing them."""
+    ``--version`` and every core command start without importing them.
+
+    The one error boundary of the command: whatever escapes a command (a
+    spaCy, thinc, srsly, confection or corpus error) is printed as one line
+    and exits 1; ``BERTFLOW_DEBUG=1`` shows the traceback instead."""
+    import os
     import sys
+
+    import typer
+
+    from ..errors import BertflowError, one_line
 
     args = task_alias(sys.argv[1:])
     command = next((a for a in args if not a.startswith("-")), None)
-    if command is not None and command not in core_commands():
-        from ..plugins import get_plugin_manager
+    try:
+        if command is not None and command not in core_commands():
+            from ..plugins import get_plugin_manager
 
-        get_plugin_manager().hook.bertflow_cli(app=app)
-    app(args=args, prog_name="bertflow")
+            get_plugin_manager().hook.bertflow_cli(app=app)
+        app(args=args, prog_name="bertflow")
+    except Exception as err:  # noqa: BLE001  (the boundary: one line for anything a command did not catch)
+        if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+            raise
+        text = str(err) if isinstance(err, BertflowError) else one_line(err)
+        typer.secho(f"✘ bertflow {command or ''}: {text} ({DEBUG_ENV}=1 shows the traceback)".replace("  ", " "),
+                    fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 __all__ = ["app", "fail", "run_or_fail", "main", "task_alias", "core_commands"]
