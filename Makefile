@@ -1,7 +1,8 @@
 # make demo  - set up the environment, then run the main job on the default model
 # make test  - set up the environment, then run every test (core and plugins), on every core
 # make test-fast - the unit tests only (no project runs, no plugin installs): the inner loop
-# make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000)
+# make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000),
+#              mutated model directories through annotate (500) and check (100)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -36,10 +37,11 @@ test-fast: install
 test-all: install
 	$(PY) -m pytest -q -n auto --dist loadscope --runslow tests $(PLUGIN_DIRS)
 
-# the fuzz tests with many examples (CI runs 40 of each)
+# the fuzz tests with many examples (CI runs 40 of each, and 12 + 2 mutated model directories)
 fuzz: install
 	BERTFLOW_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q tests/test_annotate.py -k fuzzed
 	BERTFLOW_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_reliability.py -k fuzzed
+	MODEL_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/test_model_fuzz.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -48,13 +48,17 @@ def parse_layers(spec: Union[int, str, Sequence[int], None], n_layers: int) -> L
     teacher layer indices themselves, e.g. "0,2,4" (in order, no repeats)."""
     if spec is None:
         return student_layer_indices(n_layers, max(1, n_layers // 2))
-    if isinstance(spec, str) and "," not in spec.strip():
+    if isinstance(spec, str) and "," not in spec.strip() and spec.strip().lstrip("-").isdigit():
         spec = int(spec)
     if isinstance(spec, int):
         return student_layer_indices(n_layers, spec)
-    indices = [int(i) for i in (spec.split(",") if isinstance(spec, str) else spec)]
+    try:
+        indices = [int(i) for i in (spec.split(",") if isinstance(spec, str) else spec)]
+    except ValueError:
+        indices = []
     if not indices or indices != sorted(set(indices)) or indices[0] < 0 or indices[-1] >= n_layers:
-        raise BertflowError(Errors.E105.format(spec=spec, n=n_layers))
+        example = ",".join(map(str, student_layer_indices(n_layers, max(1, min(3, n_layers)))))  # valid for this teacher
+        raise BertflowError(Errors.E105.format(spec=spec, n=n_layers, example=example))
     return indices
 
 
@@ -335,6 +339,7 @@ def distill(
     dropout: float = 0.1,
     gpu_id: int = -1,
     seed: int = 0,
+    skip_bad: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> Tuple[object, DistillReport]:
@@ -410,8 +415,10 @@ def distill(
             raise BertflowError(Errors.E006.format(value=teacher_precision, options=", ".join(PRECISIONS)))
 
     from .corpus import create_corpus_reader
+    from .text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
 
-    reader = create_corpus_reader(Path(data))
+    reader = (create_text_corpus_reader(Path(data), skip_bad=skip_bad) if Path(data).suffix in TEXT_SUFFIXES
+              else create_corpus_reader(Path(data)))
     warmup_steps = int(warmup * steps)
     optimizer = make_adamw(warmup_linear(learn_rate, warmup_steps, steps))
     # the heads step at head_learn_rate (default: the encoder's rate; the teacher's own learn_rate_scale was

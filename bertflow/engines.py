@@ -123,6 +123,8 @@ def input_files(spec: Path, file_format: Optional[str] = None, output: Optional[
     if output is not None and found != [spec]:
         inside = Path(output).resolve()
         found = [p for p in found if inside not in p.resolve().parents]
+    if spec.is_dir() and file_format:  # a folder's other files (a model's weights, notes) are not texts
+        found = [p for p in found if p.suffix.lstrip(".").lower() == file_format.lower()]
     files = sorted(p for p in found if p.is_file() and file_format_of(p, file_format) in INPUT_FORMATS)
     if not files:
         raise BertflowError(Errors.E086.format(input=spec, formats=", ".join(INPUT_FORMATS)))

@@ -149,7 +149,7 @@ class Errors:
         'processes, so the vectors would be wrong.'
     )
     E031 = (
-        '{path}:1: the header {reader_fieldnames} has no {text_field!r} column (use --text-field to name '
+        '{path}: the columns {reader_fieldnames} have no {text_field!r} column (use --text-field to name '
         'it).'
     )
     # bertflow/cli/info.py
@@ -338,7 +338,10 @@ class Errors:
         "paragraphs=true blank-line separated documents), a .jsonl file of {{\"{field}\": ...}} objects, "
         "or a folder of them."
     )
-    E100 = "{path}:{line}: {problem} (set skip_bad = true on the reader to skip such lines)"
+    E100 = (
+        "{path}:{line}: {problem} (to skip such lines: skip_bad = true on the corpus reader in a config, "
+        "--skip-bad on bertflow distill)"
+    )
     E101 = (
         "Text corpus {path} has no text in it{why}. Check the path and the format (.txt lines or .jsonl "
         "objects with a {field!r} field)."
@@ -355,7 +358,7 @@ class Errors:
     )
     E105 = (
         "--student-layers {spec!r} is not a list of teacher layers: give increasing indices below {n} "
-        "without repeats (e.g. '0,2,4'), or a count."
+        "without repeats (e.g. '{example}'), or a count."
     )
     E106 = (
         "Can't find the transformer blocks of a {cls} to pick a student's layers from (looked for encoder.layer, "

@@ -29,7 +29,7 @@ def distill_cli(
     data: Path = typer.Option(..., "--data", help="Texts for the teacher to label: .txt, .jsonl or .spacy "
                                                   "(QA and cross-encoder heads need a .spacy file with the pairs)."),
     student_layers: Optional[str] = typer.Option(None, "--student-layers", help="K (layers spread evenly over the "
-                                                 "teacher's, first and last kept), or indices such as '0,2,4'. "
+                                                 "teacher's, first and last kept), or indices such as '0,2,4' (of a 6-layer teacher). "
                                                  "Default: half the teacher's."),
     student: Optional[str] = typer.Option(None, "--student", help="Another pre-trained encoder (name or directory) "
                                           "with the teacher's vocabulary and width, instead of the teacher's layers."),
@@ -59,6 +59,8 @@ def distill_cli(
                                       "weights, not the teacher's."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for the CPU."),
     seed: int = typer.Option(0, "--seed"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip lines of a .txt/.jsonl --data that can't be "
+                                  "read (not UTF-8, not JSON), counting them, instead of stopping at the first."),
     force: bool = typer.Option(False, "--force", help="Replace a pipeline already saved at OUT_DIR."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write what was done as JSON here."),
 ):
@@ -71,7 +73,7 @@ def distill_cli(
                             soft_weight=soft_weight, hidden_weight=hidden_weight, hidden_layers=hidden_layers,
                             augment=augment, augment_prob=augment_prob,
                             teacher_precision=teacher_precision, reinit_heads=reinit_heads, gpu_id=gpu_id,
-                            seed=seed, force=force)
+                            seed=seed, force=force, skip_bad=skip_bad)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result.__dict__, indent=2))

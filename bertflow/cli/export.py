@@ -103,5 +103,6 @@ def export_encoder_cli(
     typer.echo(f"{written['out_dir']}: {written['architecture']} from {pipeline} "
                f"(encoder {written['encoder']!r}{', head ' + repr(written['head']) if written['head'] else ''}); "
                f"files: {', '.join(written['files'])}")
-    typer.echo(f"Use it: AutoModelForMaskedLM.from_pretrained({str(out_dir)!r}), or any bertflow project with "
+    loader = "AutoModelForMaskedLM" if written["head"] else "AutoModel"  # a MaskedLM class without a head: random
+    typer.echo(f"Use it: {loader}.from_pretrained({str(out_dir)!r}), or any bertflow project with "
                f"--vars.encoder {out_dir}")
