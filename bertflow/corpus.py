@@ -77,8 +77,8 @@ UTF16_32_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"
 class _Utf8Stream(io.RawIOBase):
     """A UTF-16/32 file read as UTF-8 bytes, decoded as it streams (the codec reads the byte-order mark)."""
 
-    def __init__(self, raw: BinaryIO, encoding: str, path: Union[str, Path]):
-        self._raw, self._path, self._encoding = raw, path, encoding
+    def __init__(self, raw: BinaryIO, encoding: str):
+        self._raw = raw
         self._decoder = codecs.getincrementaldecoder(encoding)("strict")
         self._pending, self._done = b"", False
 
@@ -89,11 +89,7 @@ class _Utf8Stream(io.RawIOBase):
         while not self._pending and not self._done:
             chunk = self._raw.read(1 << 16)
             self._done = not chunk
-            try:
-                text = self._decoder.decode(chunk, final=self._done)
-            except UnicodeDecodeError as err:
-                raise BertflowError(Errors.E131.format(path=self._path, encoding=self._encoding, err=err.reason)) from None
-            self._pending = text.encode("utf8", "surrogatepass")
+            self._pending = self._decoder.decode(chunk, final=self._done).encode("utf8")
         n = min(len(buffer), len(self._pending))
         buffer[:n], self._pending = self._pending[:n], self._pending[n:]
         return n
@@ -103,16 +99,34 @@ class _Utf8Stream(io.RawIOBase):
         super().close()
 
 
+def _decodes_whole(raw: BinaryIO, encoding: str) -> bool:
+    """Whether the whole file is valid ``encoding`` (one streaming pass, nothing kept)."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    try:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+        return True
+    except UnicodeDecodeError:
+        return False
+    finally:
+        raw.seek(0)
+
+
 def open_utf8(path: Union[str, Path]) -> BinaryIO:
-    """Open a text file for reading as UTF-8 bytes: a UTF-16 or UTF-32 file
-    (known by its byte-order mark) is decoded as it is read, anything else is
-    passed on as it is (a UTF-8 byte-order mark is left for the reader)."""
+    """Open a text file for reading as UTF-8 bytes: a file that starts with a
+    UTF-16 or UTF-32 byte-order mark and is valid in that encoding throughout
+    is decoded as it is read; anything else is passed on as it is (a UTF-8
+    byte-order mark is left for the reader, and a file that only looks like
+    UTF-16 gets its undecodable rows reported one by one, as any non-UTF-8 row)."""
     raw = open(path, "rb")
     head = raw.read(4)
     raw.seek(0)
     for bom, encoding in UTF16_32_BOMS:
         if head.startswith(bom):
-            return io.BufferedReader(_Utf8Stream(raw, encoding, path))
+            if _decodes_whole(raw, encoding):
+                return io.BufferedReader(_Utf8Stream(raw, encoding))
+            break
     return raw
 
 

@@ -442,14 +442,9 @@ class Errors:
         "it to finish, or give another OUTPUT (the lock is {lock}; delete it only if that run is gone)."
     )
     E129 = (
-        "{what} {path} already exists. Give a new path, or pass --force to replace what bertflow writes "
-        "there (other files in it are kept)."
+        "{what} {path} already exists. Give a new path, or pass --force to {how}."
     )
     E130 = "OUTPUT {output_path} is a folder: give the name of a .spacy file to write."
-    E131 = (
-        "{path} starts with a {encoding} byte-order mark but is not valid {encoding} ({err}). Re-save it as UTF-8 "
-        "(e.g. iconv -f {encoding} -t UTF-8)."
-    )
     E132 = (
         "The pipeline {path} can't be built from its config.cfg ({first}). Fix the config (spacy debug config "
         "CONFIG shows what is wrong), or re-save the pipeline with nlp.to_disk / spacy train."
@@ -462,6 +457,7 @@ class Errors:
         "The corpus {path} can't be read ({first}). It must be a .spacy file (a DocBin) written by "
         "'bertflow convert' or 'spacy convert'; convert the raw data again."
     )
+    E135 = "{path} is a file, and this command writes a folder there: give the path of a new or existing folder."
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -95,7 +95,9 @@ def check_new_output(path: Path, force: bool, what: str = "OUTPUT",
     if ours is not None and ours(path):
         return
     if not force:
-        raise BertflowError(Errors.E129.format(what=what, path=path))
+        how = ("replace what bertflow writes there (other files in it are kept)" if path.is_dir()
+               else "replace it")
+        raise BertflowError(Errors.E129.format(what=what, path=path, how=how))
 
 
 def is_docbin(path: Path) -> bool:
@@ -117,7 +119,7 @@ def replace_entries(staging: Path, out: Path) -> List[str]:
     ``staging``. RETURNS the names moved."""
     staging, out = Path(staging), Path(out)
     if out.exists() and not out.is_dir():
-        raise BertflowError(Errors.E129.format(what="the output folder", path=out))
+        raise BertflowError(Errors.E135.format(path=out))
     if not out.exists():
         staging.replace(out)
         return sorted(p.name for p in out.iterdir())

@@ -179,8 +179,9 @@ def cases(tmp: Path):
 
     yield "loading", "garbage meta.json", garbage_meta
 
-    # --- bertflow annotate (a user's files are never lost)
     from bertflow.annotate import annotate
+
+    # --- bertflow annotate (a user's files are never lost)
 
     def annotate_quiet(src, out, **kwargs):
         return annotate(textcat_nlp(), src, out, progress=False, **kwargs)
@@ -213,6 +214,170 @@ def cases(tmp: Path):
 
     yield "annotate", "a question field, no component that reads it (a warning; the field is ignored)", \
         question_without_qa
+
+    # --- trust at every edge: whatever loader a pipeline names, resume, locks, --force, encodings, one line
+    from bertflow.errors import BertflowError
+    from bertflow.testing import run_cli
+
+    class CommandFailed(BertflowError):
+        """A command's non-zero exit, shown as the user sees it."""
+
+    def cli(*args):
+        """What the user sees in the terminal: the last line of stderr (raised when the exit code is not 0)."""
+        result = run_cli([str(a) for a in args])
+        lines = result.stderr.strip().splitlines()
+        shown = f"exit {result.code}: {(lines or ['(nothing)'])[-1]}"
+        if "Traceback" in result.stderr:
+            shown += f" [a traceback of {len(lines)} lines]"
+        if result.code != 0:
+            raise CommandFailed(shown)
+        return shown
+
+    def stock_transformer(edit):
+        """spacy-transformers' own `transformer` component, saved, its HF shim bytes edited."""
+        import shutil
+
+        saved = tmp / "stock"
+        if not saved.exists():
+            nlp = spacy.blank("en")
+            nlp.add_pipe("transformer", config={"model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3", "name": str(tiny),
+                "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24}}})
+            nlp.initialize()
+            nlp.to_disk(saved)
+        target = tmp / f"stock-{len(list(tmp.glob('stock-*')))}"
+        shutil.copytree(saved, target)
+        outer = srsly.msgpack_loads((target / "transformer" / "model").read_bytes())
+        node = next(i for i, shims in enumerate(outer["shims"]) if shims)
+        inner = srsly.msgpack_loads(outer["shims"][node][0])
+        edit(inner)
+        outer["shims"][node][0] = srsly.msgpack_dumps(inner)
+        (target / "transformer" / "model").write_bytes(srsly.msgpack_dumps(outer))
+        return target
+
+    in_txt = write("edge_in.txt", "a good film\n")
+    yield "edges", "spacy-transformers' own `transformer` component whose tokenizer names /tmp/PWNED.txt " \
+        "(`bertflow annotate`)", lambda: cli("annotate", stock_transformer(
+            lambda m: m["tokenizer"].__setitem__("/tmp/PWNED.txt", b"x")), in_txt, tmp / "edge1.jsonl")
+    yield "edges", "the same with trust_remote_code and an evil.py (`bertflow check`)", lambda: cli(
+        "check", stock_transformer(lambda m: m["tokenizer"].__setitem__(
+            "kwargs", {"use_fast": True, "trust_remote_code": True})))
+
+    def retrained_resume():
+        import numpy
+
+        nlp = textcat_nlp()
+        nlp.to_disk(tmp / "mdl")
+        src = write("resume.txt", "one\ntwo\nthree\n")
+        annotate(tmp / "mdl", src, tmp / "resume.jsonl", progress=False)
+        lines = (tmp / "resume.jsonl").read_bytes().split(b"\n")
+        (tmp / "resume.jsonl").write_bytes(lines[0] + b"\n")  # killed after one row
+        for node in nlp.get_pipe("textcat").model.walk():
+            for name in node.param_names:
+                if node.has_param(name):
+                    node.set_param(name, node.get_param(name) + numpy.float32(0.5))
+        nlp.to_disk(tmp / "mdl")  # retrained into the same folder, same config
+        return annotate(tmp / "mdl", src, tmp / "resume.jsonl", progress=False)
+
+    yield "edges", "resume after the model was retrained into the same folder (same config)", retrained_resume
+
+    def locked():
+        import os
+        import subprocess
+
+        holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            (tmp / "locked.jsonl.bertflow-lock").write_text(json.dumps(
+                {"host": os.uname().nodename, "pid": holder.pid, "command": "bertflow annotate"}))
+            return cli("annotate", tmp / "mdl", in_txt, tmp / "locked.jsonl")
+        finally:
+            holder.kill()
+            holder.wait()
+
+    yield "edges", "a second run on an OUTPUT another run is writing", locked
+
+    def bracket_name():
+        from bertflow.engines import input_files
+
+        (tmp / "br").mkdir()
+        write("br/t[1].txt", "right\n")
+        write("br/t1.txt", "WRONG\n")
+        return [p.name for p in input_files(tmp / "br" / "t[1].txt")]
+
+    yield "edges", "an input file named `t[1].txt` beside `t1.txt` (the files read)", bracket_name
+
+    def spark_overwrite():
+        folder = tmp / "x.parquet"
+        folder.mkdir()
+        write("x.parquet/part-00000-c0.snappy.parquet", "a")
+        write("x.parquet/_SUCCESS", "")
+        return cli("annotate", tmp / "mdl", in_txt, folder, "--engine", "ray", "--overwrite")
+
+    yield "edges", "`--overwrite` on a folder another tool wrote (Spark parts, _SUCCESS)", spark_overwrite
+
+    def distill_force():
+        import shutil
+
+        shutil.copytree(tmp / "mdl", tmp / "p")
+        write("p/NOTES.md", "n")
+        (tmp / "p" / "results").mkdir()
+        line = cli("distill", tmp / "mdl", tmp / "p", "--data", in_txt, "--steps", "2", "--student-layers", "1",
+                   "--force")
+        return f"{line}; kept: NOTES.md {(tmp / 'p' / 'NOTES.md').exists()}, results/ {(tmp / 'p' / 'results').exists()}"
+
+    yield "edges", "`distill --force` into a pipeline folder that also holds the user's NOTES.md and results/", \
+        distill_force
+
+    def utf16():
+        (tmp / "u16.txt").write_bytes("hello world\nsecond line\n".encode("utf-16"))
+        annotate_edge = annotate(tmp / "mdl", tmp / "u16.txt", tmp / "u16.jsonl", progress=False)
+        return f"{annotate_edge.n_done} rows annotated; texts: " + ", ".join(
+            repr(json.loads(line)["text"]) for line in (tmp / "u16.jsonl").read_text().splitlines())
+
+    yield "edges", "UTF-16 input with a byte-order mark (`iconv -t UTF-16`)", utf16
+
+    def damaged(how):
+        import shutil
+
+        target = tmp / f"damaged-{how}"
+        shutil.copytree(tmp / "mdl", target)
+        if how == "truncated":
+            data = (target / "textcat" / "model").read_bytes()
+            (target / "textcat" / "model").write_bytes(data[: len(data) // 2])
+        elif how == "no_cfg":
+            (target / "textcat" / "cfg").unlink()
+        else:
+            text = (target / "config.cfg").read_text()
+            (target / "config.cfg").write_text("\n".join(l for l in text.splitlines() if not l.startswith("lang =")))
+        return target
+
+    yield "edges", "`evaluate` on a model whose textcat/model was truncated to half", lambda: cli(
+        "evaluate", damaged("truncated"), tmp / "dev.spacy")
+    yield "edges", "`evaluate` on a model without textcat/cfg (once: every metric 0.0, exit 0)", lambda: cli(
+        "evaluate", damaged("no_cfg"), tmp / "dev.spacy")
+    yield "edges", "`evaluate` on a model whose config.cfg lacks [nlp] lang", lambda: cli(
+        "evaluate", damaged("no_lang"), tmp / "dev.spacy")
+    yield "edges", "`distill --data garbage.spacy`", lambda: cli(
+        "distill", tmp / "mdl", tmp / "S", "--data", write("garbage.spacy", "garbage\n"))
+
+    def train_missing_corpus():
+        cli("init", "config", tmp / "edge.cfg", "--tasks", "textcat", "--encoder", tiny, "--max-steps", "2")
+        return cli("train", tmp / "edge.cfg", "--paths.train", tmp / "missing.spacy", "--paths.dev", tmp / "dev.spacy")
+
+    yield "edges", "`bertflow train` with --paths.train missing.spacy", train_missing_corpus
+    yield "edges", "`bertflow init config` over an existing, hand-edited config", lambda: cli(
+        "init", "config", write("mine.cfg", "# mine\n"), "--tasks", "ner")
+    yield "edges", "`bertflow convert` onto an existing file that is not a .spacy file", lambda: cli(
+        "convert", "textcat", write("c.tsv", "sentence\tlabel\na film\t1\n"), write("notes.spacy", "mine"),
+        "--label-map", "0=NEGATIVE,1=POSITIVE")
+
+    def train_over_model():
+        (tmp / "trained" / "model-best").mkdir(parents=True)
+        write("trained/model-best/meta.json", "{}")
+        return cli("train", tmp / "edge.cfg", "--output", tmp / "trained", "--paths.train", tmp / "dev.spacy",
+                   "--paths.dev", tmp / "dev.spacy")
+
+    yield "edges", "`bertflow train --output DIR` where DIR/model-best exists", train_over_model
 
     # --- data files
     from bertflow.convert import convert
