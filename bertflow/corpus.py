@@ -350,7 +350,7 @@ def create_mixed_corpus(
     if not live:
         raise BertflowError(Errors.E053)
     if sampling not in SAMPLINGS:
-        raise BertflowError(Errors.E054.format(sampling=sampling, samplings=', '.join(SAMPLINGS)))
+        raise BertflowError(Errors.E051.format(sampling=sampling, samplings=', '.join(SAMPLINGS)))
     readers = {name: create_corpus_reader(path, max_length=max_length, limit=limit) for name, path in live.items()}
 
     def read(nlp: Language) -> Iterator[Example]:

@@ -28,7 +28,22 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
-class Errors:
+class ErrorsWithCodes(type):
+    """Shows each message with its code, as spaCy does (``[E042] ...``), so a
+    user can search for it and a test can match it. Plugins build their own
+    catalogue with it (``bertflow.api.ErrorsWithCodes``), with their own
+    prefix, e.g. ``NER001``."""
+
+    def __getattribute__(cls, code: str):
+        message = super().__getattribute__(code)
+        if code.startswith("_") or not isinstance(message, str):
+            return message
+        return f"[{code}] {message}"
+
+
+class Errors(metaclass=ErrorsWithCodes):
+    """The core's messages: ``E`` errors and ``W`` warnings, in code order."""
+
     E001 = (
         "Unknown encoder name {name!r}. Known names: {known}. You can also give "
         "the path of a local Hugging Face model directory (one with a config.json), "
@@ -77,12 +92,6 @@ class Errors:
         "the last k layers) or 'concat' (concatenation of the last k layers)."
     )
     E011 = "Unknown pooling {mode!r}. Use one of: {options}."
-    E012 = (
-        "No doc._.trf_data for a doc passed to the {name!r} head: the bertflow "
-        "encoder component must run before it (add 'bertflow_encoder' earlier "
-        "in the pipeline, or list it in [training] annotating_components if it "
-        "is frozen)."
-    )
     E013 = (
         "doc._.text_pair must be a str or None, got {type} for the doc starting "
         "{start!r}."
@@ -119,10 +128,6 @@ class Errors:
         "Refused to load {where}: its tokenizer settings {keys} are not among those bertflow saves "
         "({allowed}). Re-save the pipeline with nlp.to_disk."
     )
-    E025 = (
-        "Refused to load {where}: its weights hold Python objects, not only tensors, and unpickling "
-        "them would run code. Re-save the pipeline with nlp.to_disk, or download it from a source you trust."
-    )
     E021 = (
         "{where}: not valid UTF-8 ({detail}). The row is written with this error and the rest goes on; "
         "to annotate it, re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
@@ -139,7 +144,10 @@ class Errors:
         "OUTPUT {output} holds the annotations of {what}, so it can't be resumed: it was {was}, "
         "this run is {now}. Give a new OUTPUT file, or pass --overwrite to start it again."
     )
-    # bertflow/annotate.py
+    E025 = (
+        "Refused to load {where}: its weights hold Python objects, not only tensors, and unpickling "
+        "them would run code. Re-save the pipeline with nlp.to_disk, or download it from a source you trust."
+    )
     E026 = 'OUTPUT {output_path} exists and is not a file: give a file name for the JSONL output.'
     E027 = '{input_path} does not exist or is not a file.'
     E028 = 'Unknown input format {file_format!r} for {input_path}: use one of {formats} (--format).'
@@ -152,12 +160,10 @@ class Errors:
         '{path}: the columns {reader_fieldnames} have no {text_field!r} column (use --text-field to name '
         'it).'
     )
-    # bertflow/cli/info.py
     E032 = (
         '--gpu-id {gpu_id} asks for a GPU, but torch sees no CUDA device on this machine (torch '
         '{torch___version__}). Use --gpu-id -1 for the CPU.'
     )
-    # bertflow/config.py
     E033 = (
         "No tasks given. Name at least one, e.g. --tasks textcat,ner; 'bertflow plugins' lists the "
         'installed ones.'
@@ -177,7 +183,6 @@ class Errors:
         'Tasks {owner!r} and {task!r} need different values for [{key}]: train them in separate configs, '
         'or edit the generated config by hand.'
     )
-    # bertflow/convert.py
     E040 = (
         'The task {task_name!r} has no converter for the format {fmt!r} ({input_path}): use --format '
         'with one of {task_converters}.'
@@ -197,7 +202,6 @@ class Errors:
     )
     E048 = 'Unknown option {word!r} for converting {task}. It takes: {options}.'
     E049 = 'The option {word!r} needs a value.'
-    # bertflow/corpus.py
     E050 = (
         'No corpus path: set [paths.train] / [paths.dev] in the config or pass --paths.train and '
         '--paths.dev to spacy train.'
@@ -205,13 +209,9 @@ class Errors:
     E051 = 'Unknown sampling {sampling!r}: use one of {samplings}.'
     E052 = 'temperature must be > 0, got {temperature}.'
     E053 = 'bertflow.MixedCorpus.v1 got no corpus paths: set [paths] for at least one corpus.'
-    E054 = 'Unknown sampling {sampling!r}: use one of {samplings}.'
-    # bertflow/evaluation.py
     E055 = 'No examples in {data}.'
     E056 = "{path} does not exist: give .spacy files (convert raw data with 'bertflow convert <task>')."
-    # bertflow/heads/classifier.py
     E057 = 'Unknown activation {activation!r}. Use one of: {activations}.'
-    # bertflow/loading.py
     E058 = (
         'The pipeline {name_or_path!r} needs the component factory {factory!r}, which no installed '
         'package provides: {hint}.'
@@ -224,13 +224,11 @@ class Errors:
         "{value} is damaged and can't be read ({first}). Re-save the pipeline (nlp.to_disk / spacy "
         'train) or download it again.'
     )
-    # bertflow/optimizer.py
     E061 = (
         'bertflow.AdamW.v1: eps must be > 0 and weight_decay, grad_clip >= 0 (got eps={eps}, '
         'weight_decay={weight_decay}, grad_clip={grad_clip}).'
     )
     E062 = 'bertflow.AdamW.v1: {name} must be in [0, 1), not {value}.'
-    # bertflow/precision/guard.py
     E063 = (
         '{model} is not a saved pipeline directory (no config.cfg): give the directory written by spacy '
         'train (e.g. training/model-best) or nlp.to_disk.'
@@ -240,15 +238,12 @@ class Errors:
     E066 = '{precision} runs on {devices}; on this CPU it would fall back to fp32: give --gpu-id 0.'
     E067 = 'A reduced-precision package is checked against fp32 on dev data: give --dev DEV.spacy.'
     E068 = 'No head of {model} has annotations in {dev} to score.'
-    # bertflow/scaffold.py
     E069 = (
         "Invalid plugin name {name!r}: use lower-case letters and digits, words joined by '-' or '_', "
         "starting with a letter (e.g. 'intent-detection')."
     )
     E070 = "{target} already exists: choose another name or folder, or pass --force to write the plugin's files over theirs (other files in it are kept)."
-    # bertflow/specs.py
     E071 = "{what} must be a function or a 'package.module:function' string, not {value!r}."
-    # bertflow/training.py
     E072 = 'Config not found: {config_path}'
     E073 = 'spacy train failed for lr={lr:g} (exit code {result_returncode}); its message is above.'
     E074 = (
@@ -272,7 +267,6 @@ class Errors:
         "layers, as BERT-style models have). Use trainable_layers = 0 (train every layer) with this model."
     )
     E079 = "trainable_layers = {n}: the encoder has {total} layers; use 1 to {total}, or 0 for all of them."
-    # bertflow/distributed.py
     E080 = (
         "The torch.distributed launch variables are not numbers ({err}). Launch data-parallel training with "
         "torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK), or unset them to train in one process."
@@ -285,7 +279,6 @@ class Errors:
         "Rank {rank} was asked for GPU {local} (LOCAL_RANK) but this machine has {n} GPU(s). Start at most "
         "one process per GPU (torchrun --nproc-per-node), or train on the CPU (no --gpu-id)."
     )
-    # bertflow/engines.py, bertflow/ray_engine.py
     E083 = "{options}: only for a sharded engine (--engine ray); the local engine runs one process over one file."
     E084 = "Unknown engine {engine!r} for bertflow annotate. Engines: {known} (plugins add more: bertflow plugins)."
     E085 = "INPUT {input} is not a file, a folder or a glob pattern that matches files."
@@ -422,12 +415,12 @@ class Errors:
         "Augmentation needs 0 < prob <= 1 and k >= 1 neighbours (got prob={prob}, k={k}). "
         "The default, 0.4, replaces about two words in five."
     )
-    E125 = "augment={augment}: give the number of variants per text, 0 or more (0: no augmentation)."
     E124 = (
         "augment={augment} with gold_weight={gold_weight}: augmented texts have no gold labels (a swapped word can "
         "change them). Distil on the teacher's targets alone (gold_weight 0), or set augment 0 to mix in the gold "
         "labels."
     )
+    E125 = "augment={augment}: give the number of variants per text, 0 or more (0: no augmentation)."
     E126 = (
         "hidden_layers={value!r}: give 'last' (the student's last hidden states against the teacher's) or 'all' "
         "(each student layer against the teacher layer it was copied from)."
@@ -458,6 +451,14 @@ class Errors:
         "'bertflow convert' or 'spacy convert'; convert the raw data again."
     )
     E135 = "{path} is a file, and this command writes a folder there: give the path of a new or existing folder."
+    E136 = "After --and give TASK INPUT OUTPUT, then options; got {got}."
+    E137 = "--lrs must be comma-separated numbers, got {lrs!r}."
+    E138 = "--weight {value!r}: give HEAD=NUMBER, e.g. --weight ner=2."
+    E139 = (
+        "Not packaged: in {precision} a head's metric drops by {drop:.2f} points, more than --max-drop "
+        "{max_drop}.\n{tables}\nPackage in fp32, try another precision{int8}, or raise --max-drop if that loss "
+        "is acceptable."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "
@@ -467,6 +468,11 @@ class Errors:
         "doc._.text_pair ({n} wordpieces) was cut to {kept} wordpieces to leave "
         "room for the document in a {max_len}-wordpiece window (doc starting "
         "{start!r}). doc._.trf_windows['pair_truncated'] records it."
+    )
+    W004 = (
+        "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
+        "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "
+        "with a QA or cross-encoder head, or drop the field."
     )
     W005 = (
         "[training.optimizer.learn_rate] warmup_steps = {warmup} is more than [training] max_steps = {max_steps}: "
@@ -480,8 +486,3 @@ class Errors:
         "run it on {address!r}."
     )
     W008 = "{lock} was left by process {pid}, which is gone: taking it over."
-    W004 = (
-        "{n} rows of {path} have a {field!r} field, but no component of the pipeline reads "
-        "doc._.text_pair (a question or a second sentence): the field is ignored. Use a pipeline "
-        "with a QA or cross-encoder head, or drop the field."
-    )

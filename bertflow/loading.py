@@ -1,7 +1,8 @@
 """Loading a saved or packaged pipeline with errors that say what to install."""
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, List, Optional, Union
 
 from .errors import BertflowError, Errors, one_line
 
@@ -77,14 +78,43 @@ def _load_directory(path: Path, config: dict):
                                       meta=util.get_model_meta(path), vocab=True)
     check_shims(nlp, path)
     check_component_files(nlp, path)
-    try:
-        with guarded_hf_loading():
+    with guarded_hf_loading(), components_named_in_errors(nlp, path):
+        try:
             return nlp.from_disk(path, overrides=overrides)
-    except BertflowError:
-        raise
-    except Exception as err:  # noqa: BLE001  (a damaged file: name it rather than show the parser's traceback)
-        raise BertflowError(Errors.E060.format(value=damaged_file(nlp, path) or path,
-                                               first=one_line(err))) from None
+        except BertflowError:
+            raise
+        except Exception as err:  # noqa: BLE001  (a damaged file outside the components: meta, vocab, tokenizer)
+            raise BertflowError(Errors.E060.format(value=path, first=one_line(err))) from None
+
+
+@contextmanager
+def components_named_in_errors(nlp, path: Path) -> Iterator[None]:
+    """While inside, a component whose files fail to load raises an error
+    naming its file (the first that does not parse) or its folder, not a
+    parser's traceback. spaCy calls each component's ``from_disk`` through the
+    instance, so a wrapper set on the instance sees it; it is removed after."""
+    wrapped = []
+    for name, proc in nlp.components:
+        load = getattr(proc, "from_disk", None)
+        if load is None:
+            continue
+
+        def from_disk(*args, _name=name, _load=load, **kwargs):
+            try:
+                return _load(*args, **kwargs)
+            except BertflowError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                where = damaged_file(nlp, path, [_name]) or path / _name
+                raise BertflowError(Errors.E060.format(value=where, first=one_line(err))) from None
+
+        proc.from_disk = from_disk
+        wrapped.append(proc)
+    try:
+        yield
+    finally:
+        for proc in wrapped:
+            del proc.from_disk
 
 
 def check_component_files(nlp, path: Path) -> None:
@@ -99,12 +129,13 @@ def check_component_files(nlp, path: Path) -> None:
                 raise BertflowError(Errors.E019.format(where=path / name / file, err="missing, or not a file"))
 
 
-def damaged_file(nlp, path: Path) -> Optional[Path]:
-    """The first component file under ``path`` that does not parse (``cfg`` as
-    JSON, ``model`` as msgpack), to name it in the error; None if all parse."""
+def damaged_file(nlp, path: Path, names: Optional[List[str]] = None) -> Optional[Path]:
+    """The first file of the components ``names`` (default: all) under ``path``
+    that does not parse (``cfg`` as JSON, ``model`` as msgpack), to name it in
+    the error; None if all parse."""
     import srsly
 
-    for name, _ in nlp.components:
+    for name in names if names is not None else nlp.component_names:
         for file, read in (("cfg", srsly.read_json), ("model", lambda p: srsly.msgpack_loads(p.read_bytes()))):
             target = path / name / file
             if target.is_file():

@@ -26,7 +26,7 @@ def convert_cli(
     `bertflow TASK convert ...` is the same command.
     """
     from ..convert import convert_args
-    from ..errors import BertflowError
+    from ..errors import BertflowError, Errors
 
     jobs, current = [], [task, str(input_path), str(output_path)]
     for word in ctx.args:
@@ -40,8 +40,7 @@ def convert_cli(
     def check_jobs():
         for job in jobs[1:]:
             if len(job) < 3 or any(word.startswith("--") for word in job[:3]):
-                raise BertflowError(f"After --and give TASK INPUT OUTPUT, then options; got "
-                                    f"{' '.join(job) or 'nothing'}.")
+                raise BertflowError(Errors.E136.format(got=' '.join(job) or 'nothing'))
 
     run_or_fail(check_jobs)  # every job well-formed before the first one runs
 

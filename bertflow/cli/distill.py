@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from ..errors import Errors
 from ._app import app, fail, run_or_fail
 
 
@@ -18,7 +19,7 @@ def _weights(values: List[str]) -> dict:
         except ValueError:
             sep = ""
         if not sep or not name:
-            fail(f"--weight {value!r}: give HEAD=NUMBER, e.g. --weight ner=2.")
+            fail(Errors.E138.format(value=value))
     return weights
 
 

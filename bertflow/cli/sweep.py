@@ -2,6 +2,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import Errors
 from ._app import app, fail, run_or_fail
 
 
@@ -20,6 +21,6 @@ def lr_sweep_cli(
     try:
         rates = [float(x) for x in lrs.split(",") if x.strip()]
     except ValueError:
-        fail(f"--lrs must be comma-separated numbers, got {lrs!r}")
+        fail(Errors.E137.format(lrs=lrs))
     summary = run_or_fail(lr_sweep, config_path, output_dir, lrs=rates, gpu_id=gpu_id, overrides=ctx.args)
     typer.echo(f"best lr: {summary['best_lr']:g} (dev score {summary['best_score']:.4f}) -> {output_dir / 'best'}")

@@ -199,11 +199,9 @@ def package_pipeline(model: Union[str, Path], output_dir: Union[str, Path], *, p
             tried.append(report)
         if not report["passed"]:
             tables = "\n".join(format_check(r) for r in tried)
-            raise BertflowError(
-                f"Not packaged: in {precision} a head's metric drops by {report['worst_drop_points']:.2f} points, more "
-                f"than --max-drop {max_drop}.\n{tables}\nPackage in fp32, try another precision"
-                + (", keep more layers out of int8 (--int8-exclude)" if precision == "int8" else "")
-                + ", or raise --max-drop if that loss is acceptable.")
+            raise BertflowError(Errors.E139.format(
+                precision=precision, drop=report['worst_drop_points'], max_drop=max_drop, tables=tables,
+                int8=", keep more layers out of int8 (--int8-exclude)" if precision == "int8" else ""))
         int8_exclude = report.get("int8_exclude")
     nlp = load_with_precision(model, precision, int8_exclude=int8_exclude) if precision != "fp32" else load_pipeline(model)
     if report:
