@@ -40,7 +40,8 @@ Groups:
   failing row kept with its error), ``input_files``, ``write_part`` and
   ``ShardedOutput`` (part files written exactly once, resumable);
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
-- errors: ``BertflowError``;
+- errors: ``BertflowError``, ``ErrorsWithCodes`` (a plugin's own message catalogue, each message shown
+  with its code: ``class Errors(metaclass=ErrorsWithCodes): NER001 = "..."``);
 - discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
 - testing: ``write_tiny_bert``, ``tiny_encoder_config``, ``run_project`` (a project's workflow),
   ``run_cli`` (a command line in this process, output captured) (the pytest fixtures
@@ -82,7 +83,7 @@ _WHERE = {
     # CLI
     "run_or_fail": ".cli._app", "fail": ".cli._app",
     # errors and discovery
-    "BertflowError": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".encoder_names", "make_config": ".config",
+    "BertflowError": ".errors", "ErrorsWithCodes": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".encoder_names", "make_config": ".config",
     # testing
     "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny", "run_project": ".testing", "run_cli": ".testing",
 }

@@ -27,6 +27,7 @@ from thinc.api import Config, Model
 
 from bertflow.api import BertflowError, HeadPipe, loss_denominator, wordpiece_positions
 
+from .errors import Errors
 from .architectures import MLMInput, NSP_PARAMS, head_scores, init_head
 from .masking import Corruption, Masking, Vocabulary, mask_docs
 
@@ -112,8 +113,7 @@ class MaskedLMHead(HeadPipe):
     def encoder(self):
         if self._encoder is None:
             raise BertflowError(
-                f"{self.name!r} is not connected to a bertflow_encoder: add the encoder to the pipeline before "
-                "it (nlp.add_pipe('bertflow_encoder') first); the masked-LM decoder is the encoder's word embeddings.")
+                Errors.MLM001.format(name=self.name))
         return self._encoder
 
     def vocabulary(self) -> Vocabulary:

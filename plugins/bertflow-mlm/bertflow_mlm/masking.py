@@ -22,6 +22,8 @@ from spacy.tokens import Doc
 
 from bertflow.api import BertflowError, Tokenized, wordpiece_words
 
+from .errors import Errors
+
 
 @dataclass(frozen=True)
 class Masking:
@@ -33,11 +35,10 @@ class Masking:
 
     def __post_init__(self):
         if not 0.0 < self.probability <= 1.0:
-            raise BertflowError(f"mask_probability must be in (0, 1], got {self.probability}: BERT uses 0.15.")
+            raise BertflowError(Errors.MLM002.format(probability=self.probability))
         if self.mask_rate < 0 or self.random_rate < 0 or self.mask_rate + self.random_rate > 1.0 + 1e-9:
             raise BertflowError(
-                f"mask_token_rate ({self.mask_rate}) and random_token_rate ({self.random_rate}) must be >= 0 and sum "
-                "to at most 1 (the rest keep their wordpiece); BERT uses 0.8 and 0.1.")
+                Errors.MLM003.format(mask_rate=self.mask_rate, random_rate=self.random_rate))
 
 
 @dataclass
@@ -70,8 +71,7 @@ class Vocabulary:
     def __init__(self, tokenizer):
         if tokenizer.mask_token_id is None:
             raise BertflowError(
-                f"The encoder's tokenizer ({type(tokenizer).__name__}) has no mask token: a masked-LM head needs "
-                "a BERT-style vocabulary with [MASK].")
+                Errors.MLM004.format(type_name=type(tokenizer).__name__))
         self.mask_id = int(tokenizer.mask_token_id)
         self.special = numpy.asarray(sorted(set(tokenizer.all_special_ids)), dtype="int64")
         size = int(tokenizer.vocab_size)

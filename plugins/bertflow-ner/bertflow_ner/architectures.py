@@ -9,6 +9,8 @@ from thinc.types import Floats2d, Ragged
 
 from bertflow.api import BertflowError, Classifier, EncoderListener
 
+from .errors import Errors
+
 WORDPIECES = {"first": reduce_first, "mean": reduce_mean}
 
 
@@ -39,7 +41,7 @@ def NerHead(
         is capitalised, the strongest single cue for a name in English text.
     """
     if wordpieces not in WORDPIECES:
-        raise BertflowError(f"Unknown wordpieces option {wordpieces!r}: use 'first' or 'mean'.")
+        raise BertflowError(Errors.NER001.format(wordpieces=wordpieces))
     classifier = Classifier(nO=nO, dropout=dropout, activation="softmax")
     # one Ragged for the batch: the classifier runs on all its rows (with_array), nothing is split per doc
     listener = EncoderListener(grad_factor=grad_factor, pooling=WORDPIECES[wordpieces](), layers=layers,

@@ -12,6 +12,7 @@ from thinc.types import Ragged
 
 from bertflow.api import BertflowError, HeadPipe, batch_rows, same_form, soft_target_loss, softmax_cross_entropy
 
+from .errors import Errors
 from .decoding import SCHEMES, make_tags, transitions, viterbi_ragged
 
 DEFAULT_MODEL_CONFIG = """
@@ -60,7 +61,7 @@ class NerHead(HeadPipe):
                  scorer: Optional[Callable] = None, loss_weight: float = 1.0,
                  learn_rate_scale: float = 1.0):
         if scheme not in SCHEMES:
-            raise BertflowError(f"Unknown tag scheme {scheme!r} for {name!r}: use 'BIO' or 'BILUO'.")
+            raise BertflowError(Errors.NER002.format(scheme=scheme, name=name))
         super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
                          learn_rate_scale=learn_rate_scale, labels=[], scheme=scheme)
         self._decoder = None
@@ -133,9 +134,12 @@ class NerHead(HeadPipe):
                 tag = biluo_to_iob([tag])[0]  # spaCy's gold is BILUO: U- -> B-, L- -> I-
             if tag not in index:
                 raise BertflowError(
-                    f"Unknown entity label {tag[2:]!r} in the doc starting {eg.reference.text[:50]!r} "
-                    f"(component {self.name!r}, labels {self.labels}). Add it to the labels and re-initialize, "
-                    f"or remove it from the data."
+                    Errors.NER004.format(
+                        tag=tag[2:],
+                        doc_start=eg.reference.text[:50],
+                        name=self.name,
+                        labels=self.labels,
+                    )
                 )
             truths[i] = 0.0
             truths[i, index[tag]] = 1.0
@@ -180,9 +184,7 @@ class NerHead(HeadPipe):
         labels = list(labels)
         if not labels:
             raise BertflowError(
-                f"No entity labels for {self.name!r}: the training examples carry no doc.ents and no labels "
-                f"were given. Check the corpus (convert it with 'bertflow convert ner'), or set "
-                f"[initialize.components.{self.name}.labels]."
+                Errors.NER003.format(name=self.name)
             )
         self.cfg["labels"] = labels
         self.model.get_ref("output_layer").set_dim("nO", len(self.tags))

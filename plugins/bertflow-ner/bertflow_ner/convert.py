@@ -24,6 +24,8 @@ from spacy.training import iob_to_biluo, tags_to_entities
 
 from bertflow.api import BertflowError, ConversionReport as BaseReport, jsonl_rows, malformed_row
 
+from .errors import Errors
+
 
 @dataclass
 class ConversionReport(BaseReport):
@@ -112,28 +114,37 @@ def _read_jsonl(path: Path, nlp, report: ConversionReport, skip_bad: bool, align
         spans = []
         for start, end, label in ents:
             if not (0 <= start < end <= len(text)):
-                raise BertflowError(f"{where}: entity ({start}, {end}, {label!r}) is outside the text "
-                                    f"(length {len(text)}).")
+                raise BertflowError(Errors.NER009.format(
+                                        where=where,
+                                        start=start,
+                                        end=end,
+                                        label=label,
+                                        length=len(text),
+                                    ))
             span = doc.char_span(start, end, label=label, alignment_mode="strict")
             if span is None:
                 if alignment_mode == "strict":
                     raise BertflowError(
-                        f"{where}: entity {text[start:end]!r} ({start}-{end}, {label}) does not fall on token "
-                        f"boundaries of the doc starting {text[:40]!r}. Fix the offsets, or convert with "
-                        f"--alignment-mode contract (shrink to whole tokens) or expand (grow to whole tokens)."
+                        Errors.NER011.format(
+                            where=where,
+                            text=text[start:end],
+                            start=start,
+                            end=end,
+                            label=label,
+                            text2=text[:40],
+                        )
                     )
                 span = doc.char_span(start, end, label=label, alignment_mode=alignment_mode)
                 report.n_adjusted += 1
                 report.problems.append(f"adjusted {where}: {text[start:end]!r} -> "
                                        f"{span.text if span is not None else None!r} ({alignment_mode})")
                 if span is None:
-                    raise BertflowError(f"{where}: entity {text[start:end]!r} has no whole token inside it; "
-                                        f"use --alignment-mode expand.")
+                    raise BertflowError(Errors.NER012.format(where=where, text=text[start:end]))
             spans.append(span)
         try:
             doc.set_ents(spans, default="outside")
         except ValueError as err:
-            raise BertflowError(f"{where}: overlapping entities in the doc starting {text[:40]!r}: {err}") from None
+            raise BertflowError(Errors.NER010.format(where=where, text=text[:40], err=err)) from None
         docs.append(doc)
     return docs
 
@@ -158,9 +169,9 @@ def convert(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
-        raise BertflowError(f"Input file not found: {input_path}")
+        raise BertflowError(Errors.NER005.format(input_path=input_path))
     if alignment_mode not in ("strict", "contract", "expand"):
-        raise BertflowError(f"Unknown alignment mode {alignment_mode!r}: use strict, contract or expand.")
+        raise BertflowError(Errors.NER006.format(alignment_mode=alignment_mode))
     file_format = file_format or ("jsonl" if input_path.suffix.lower() == ".jsonl" else "conll")
     nlp = spacy.blank(lang)
     report = ConversionReport(str(input_path), str(output_path))
@@ -169,9 +180,9 @@ def convert(
     elif file_format == "jsonl":
         docs = _read_jsonl(input_path, nlp, report, skip_bad, alignment_mode)
     else:
-        raise BertflowError(f"Unknown format {file_format!r}: use conll or jsonl.")
+        raise BertflowError(Errors.NER008.format(file_format=file_format))
     if not docs:
-        raise BertflowError(f"{input_path}: no sentences to convert ({report.n_skipped} skipped as malformed).")
+        raise BertflowError(Errors.NER007.format(input_path=input_path, n_skipped=report.n_skipped))
     for doc in docs:
         for ent in doc.ents:
             report.labels[ent.label_] = report.labels.get(ent.label_, 0) + 1

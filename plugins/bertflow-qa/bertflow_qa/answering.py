@@ -11,6 +11,7 @@ from spacy.tokens import Doc, Span
 
 from bertflow.api import BertflowError
 
+from .errors import Errors
 from .docs import copy_tokens
 from .extensions import install_extensions
 
@@ -33,16 +34,14 @@ def find_qa_component(nlp: Language, component: Optional[str] = None) -> str:
     names = [name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "bertflow_qa"]
     if component is not None:
         if component not in names:
-            raise BertflowError(f"{component!r} is not a bertflow_qa component of this pipeline "
-                                f"(QA components: {names or 'none'}).")
+            raise BertflowError(Errors.QA005.format(component=component, none=names or 'none'))
         return component
     if not names:
         raise BertflowError(
-            f"The pipeline has no bertflow_qa component (it has: {', '.join(nlp.pipe_names) or 'nothing'}). "
-            f"Train one (projects/qa, or 'bertflow init config --tasks qa') and load that pipeline."
+            Errors.QA001.format(nothing=', '.join(nlp.pipe_names) or 'nothing')
         )
     if len(names) > 1:
-        raise BertflowError(f"The pipeline has several QA components {names}: pass component=NAME.")
+        raise BertflowError(Errors.QA002.format(names=names))
     return names[0]
 
 
@@ -54,13 +53,13 @@ def _disabled_for(nlp: Language, qa_name: str) -> List[str]:
 
 def _question_doc(nlp: Language, question: str, context: Context, top_k: int) -> Doc:
     if not isinstance(question, str) or not question.strip():
-        raise BertflowError(f"The question must be non-empty text, got {question!r}.")
+        raise BertflowError(Errors.QA003.format(question=question))
     if isinstance(context, Doc):  # reuse its tokens; the encoder re-runs with the question
         doc = copy_tokens(context, nlp.vocab)
     elif isinstance(context, str):
         doc = nlp.make_doc(context)
     else:
-        raise BertflowError(f"The context must be a str or a Doc, got {type(context).__name__}.")
+        raise BertflowError(Errors.QA006.format(type_name=type(context).__name__))
     doc._.text_pair = question
     doc._.qa_top_k = int(top_k)
     return doc
@@ -90,7 +89,7 @@ def ask_many(
     """
     install_extensions()
     if top_k < 1:
-        raise BertflowError(f"top_k must be at least 1, got {top_k}.")
+        raise BertflowError(Errors.QA004.format(top_k=top_k))
     qa_name = find_qa_component(nlp, component)
     key = nlp.get_pipe(qa_name).cfg["spans_key"]
     docs = (_question_doc(nlp, q, c, top_k) for q, c in pairs)

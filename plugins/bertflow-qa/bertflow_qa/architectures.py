@@ -20,6 +20,8 @@ from transformers.utils import ModelOutput
 
 from bertflow.api import BertflowError, Classifier, encoder_output, ragged_range, store_groups
 
+from .errors import Errors
+
 WORDPIECES = ("first", "mean")
 
 
@@ -43,7 +45,7 @@ def QAHead(
     upstream (str): name of the encoder component, or "*" for any.
     """
     if wordpieces not in WORDPIECES:
-        raise BertflowError(f"Unknown wordpieces option {wordpieces!r} for bertflow.QAHead.v1: use 'first' or 'mean'.")
+        raise BertflowError(Errors.QA007.format(wordpieces=wordpieces))
     selected = encoder_output(layers, n_layers, upstream)
     features = qa_features(wordpieces, grad_factor)
     classifier = Classifier(nO=2, dropout=dropout, activation="linear")

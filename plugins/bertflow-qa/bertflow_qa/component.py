@@ -24,6 +24,7 @@ from thinc.types import Floats2d
 
 from bertflow.api import BertflowError, HeadPipe, batch_rows, loss_denominator, soft_target_loss
 
+from .errors import Errors
 from .decoding import batch_best_spans, batch_null_scores, log_softmax
 from .extensions import install_extensions
 
@@ -86,8 +87,7 @@ class QAHead(HeadPipe):
                  learn_rate_scale: float = 1.0):
         install_extensions()
         if int(top_k) < 1 or int(max_answer_len) < 1:
-            raise BertflowError(f"{name!r}: top_k and max_answer_len must be at least 1 "
-                                f"(got top_k={top_k}, max_answer_len={max_answer_len}).")
+            raise BertflowError(Errors.QA008.format(name=name, top_k=top_k, max_answer_len=max_answer_len))
         super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
                          learn_rate_scale=learn_rate_scale, spans_key=spans_key, top_k=int(top_k),
                          max_answer_len=int(max_answer_len), no_answer_threshold=no_answer_threshold)
@@ -136,9 +136,13 @@ class QAHead(HeadPipe):
         span = eg.predicted.char_span(gold.start_char, gold.end_char, alignment_mode="expand")
         if span is None or not len(span):
             raise BertflowError(
-                f"{self.name!r}: the gold answer {gold.text!r} (characters {gold.start_char}-{gold.end_char}) of "
-                f"the question {ref._.text_pair[:60]!r} covers no token of the predicted doc. Convert the corpus "
-                f"with 'bertflow convert qa', which aligns answers to tokens."
+                Errors.QA009.format(
+                    name=self.name,
+                    text_start=gold.text,
+                    start_char=gold.start_char,
+                    end_char=gold.end_char,
+                    text_pair=ref._.text_pair[:60],
+                )
             )
         return span.start + 1, span.end  # rows: [CLS] is row 0, token i is row i + 1
 

@@ -22,6 +22,7 @@ from spacy.tokens import Doc, DocBin, SpanGroup
 
 from bertflow.api import BertflowError, ConversionReport, json_problem, malformed_row
 
+from .errors import Errors
 from .docs import copy_tokens
 
 SPANS_KEY = "answers"
@@ -44,13 +45,11 @@ def _load(path: Path) -> list:
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as err:
-        raise BertflowError(f"{path}: not valid UTF-8 (byte 0x{err.object[err.start]:02x} at byte offset "
-                            f"{err.start}); re-save the file as UTF-8.") from None
+        raise BertflowError(Errors.QA013.format(path=path, object=err.object[err.start], start=err.start)) from None
     except json.JSONDecodeError as err:
-        raise BertflowError(f"{path}:{err.lineno}: {json_problem(err)}.") from None
+        raise BertflowError(Errors.QA014.format(path=path, lineno=err.lineno, err=json_problem(err))) from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise BertflowError(f"{path}: not SQuAD JSON: expected an object with a 'data' list of articles "
-                            f"(data[].paragraphs[].context / qas[]).")
+        raise BertflowError(Errors.QA010.format(path=path))
     return data["data"]
 
 
@@ -59,7 +58,7 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, lang
     """Convert a SQuAD JSON file. ``limit``: stop after this many questions."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
-        raise BertflowError(f"{input_path} does not exist.")
+        raise BertflowError(Errors.QA011.format(input_path=input_path))
     articles = _load(input_path)
     nlp = spacy.blank(lang)
     report = SquadReport(str(input_path), str(output_path))
@@ -84,7 +83,7 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, lang
                     continue
                 docs.append(doc)
     if not docs:
-        raise BertflowError(f"{input_path}: no questions to convert ({report.n_skipped} malformed questions).")
+        raise BertflowError(Errors.QA012.format(input_path=input_path, n_skipped=report.n_skipped))
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=True).to_disk(output_path)
     report.n_docs = len(docs)

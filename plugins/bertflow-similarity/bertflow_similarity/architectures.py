@@ -10,6 +10,8 @@ from thinc.types import Floats2d
 
 from bertflow.api import BertflowError, Classifier, DocPooler
 
+from .errors import Errors
+
 MODES = ("regression", "classification")
 
 
@@ -19,7 +21,7 @@ def PairClassifierHead(mode: str = "regression", pooling: str = "pooler", dropou
     """The pooled [CLS] of the pair (BERT's pooler by default, as BertForSequenceClassification)
     -> dropout -> one sigmoid output (regression) or a softmax over labels."""
     if mode not in MODES:
-        raise BertflowError(f"Unknown mode {mode!r} for the pair classifier: use 'regression' or 'classification'.")
+        raise BertflowError(Errors.SIM001.format(mode=mode))
     classifier = Classifier(nO=1 if mode == "regression" else nO, dropout=dropout,
                             activation="sigmoid" if mode == "regression" else "softmax")
     model = chain(DocPooler(pooling, grad_factor), classifier)

@@ -42,6 +42,7 @@ from bertflow.api import (BertflowError, HeadPipe, PretrainedCopy, annotation_ma
                           cosine_distance_loss, loss_denominator, set_doc_values, soft_target_loss,
                           softmax_cross_entropy)
 
+from .errors import Errors
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
 from .scorer import complete_pairs
@@ -94,8 +95,7 @@ def _vector_of(obj) -> Optional[numpy.ndarray]:
 def _similarity(a, b) -> float:
     va, vb = _vector_of(a), _vector_of(b)
     if va is None or vb is None or not va.size or not vb.size:
-        raise BertflowError(f"No embedding for {a!r} or {b!r}: both must come from a pipeline with a "
-                            f"bertflow_similarity component (nlp(text)).")
+        raise BertflowError(Errors.SIM002.format(a=a, b=b))
     return float(numpy.dot(va, vb))
 
 
@@ -158,8 +158,7 @@ class SimilarityHead(HeadPipe):
         encoded: the copy's last hidden state over the same rows, pooled as the
         head pools."""
         if self.zero_shot is None:
-            raise BertflowError(f"{self.name!r} has no copy of the untrained encoder: it exists from initialize "
-                                f"with zero_shot_guard = true, and is saved only when it is the one in use.")
+            raise BertflowError(Errors.SIM003.format(name=self.name))
         live = [doc for doc in docs if doc._.trf_data is not None and len(doc._.trf_data.wordpieces.lengths)]
         hidden = iter(self.zero_shot.last_hidden_states([doc._.trf_data for doc in live]))
         datas = []
@@ -214,8 +213,7 @@ class SimilarityHead(HeadPipe):
         self._guarding, self.zero_shot = False, None
         if self.cfg.get("source") == "zero_shot":
             if saved is None:
-                raise BertflowError(f"{self.name!r} uses the untrained encoder's embedding, but its bytes hold "
-                                    f"no copy of it: save the pipeline again with this version of bertflow.")
+                raise BertflowError(Errors.SIM004.format(name=self.name))
             self.zero_shot = PretrainedCopy.from_bytes(saved, where=f"{self.name!r}'s bytes")
         return self
 
@@ -226,8 +224,7 @@ class SimilarityHead(HeadPipe):
         copy_path = Path(path) / ZERO_SHOT_FILE
         if self.cfg.get("source") == "zero_shot":
             if not copy_path.exists():
-                raise BertflowError(f"{self.name!r} uses the untrained encoder's embedding, but {copy_path} is "
-                                    f"missing: copy the whole pipeline directory, or retrain it.")
+                raise BertflowError(Errors.SIM005.format(name=self.name, copy_path=copy_path))
             self.zero_shot = PretrainedCopy.from_bytes(copy_path.read_bytes(), where=str(copy_path))
         return self
 
@@ -272,8 +269,7 @@ class SimilarityHead(HeadPipe):
         self.zero_shot, self._guarding = None, False
         if self.cfg.get("zero_shot_guard"):
             if nlp is None:
-                raise BertflowError(f"{self.name!r} has zero_shot_guard = true: initialize it through the "
-                                    f"pipeline (nlp.initialize), which gives it the encoder to copy.")
+                raise BertflowError(Errors.SIM006.format(name=self.name))
             self.zero_shot, self._guarding = PretrainedCopy.of_encoder(nlp, self.name), True
 
     def embed(self, docs: List[Doc]) -> numpy.ndarray:
@@ -350,8 +346,12 @@ class PairClassifier(HeadPipe):
                 continue
             for label, value in eg.reference.cats.items():
                 if label not in index:
-                    raise BertflowError(f"Unknown label {label!r} for {self.name!r} (labels {self.labels}) in the "
-                                        f"doc starting {eg.reference.text[:40]!r}: re-initialize with it.")
+                    raise BertflowError(Errors.SIM008.format(
+                                            label=label,
+                                            name=self.name,
+                                            labels=self.labels,
+                                            doc_start=eg.reference.text[:40],
+                                        ))
                 truths[i, index[label]] = value
         mask = annotation_mask(examples, lambda doc: bool(doc.cats) and doc._.text_pair is not None)
         return softmax_cross_entropy(scores, ops.asarray2f(truths), ops.asarray1f(mask))
@@ -374,8 +374,7 @@ class PairClassifier(HeadPipe):
                 labels = sorted({label for eg in get_examples() for label in eg.reference.cats})
             labels = list(labels)
             if len(labels) < 2:
-                raise BertflowError(f"{self.name!r} in classification mode needs at least two labels, found "
-                                    f"{labels}: check the corpus (doc.cats) or set its labels.")
+                raise BertflowError(Errors.SIM007.format(name=self.name, labels=labels))
             self.cfg["labels"] = labels
             self.model.get_ref("output_layer").set_dim("nO", len(labels))
         self.model.initialize(X=self.sample_docs(get_examples, nlp))

@@ -16,6 +16,7 @@ from spacy.tokens import DocBin
 
 from bertflow.api import BertflowError, ConversionReport, jsonl_rows, malformed_row, text_lines
 
+from .errors import Errors
 from .extensions import install_extensions
 
 MODES = ("bi", "cross")
@@ -39,15 +40,14 @@ def _read_tsv(path: Path) -> Iterator[Row]:
     lines = text_lines(path)
     line_no, first, problem = next(lines, (1, None, None))
     if problem:
-        raise BertflowError(f"{path}:1: {problem}")
+        raise BertflowError(Errors.SIM009.format(path=path, problem=problem))
     if first is None:
         return
     header = first.split("\t")
     try:
         ia, ib, isc = header.index("sentence1"), header.index("sentence2"), header.index("score")
     except ValueError:
-        raise BertflowError(f"{path}:1: expected a GLUE header with sentence1, sentence2 and score columns, "
-                            f"got {header}") from None
+        raise BertflowError(Errors.SIM014.format(path=path, header=header)) from None
     for line_no, line, problem in lines:
         if problem:
             yield line_no, None, None, None, None, problem
@@ -85,14 +85,14 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, mode
     """Convert a pair file; malformed rows are errors naming file and line (or skipped and counted)."""
     install_extensions()
     if mode not in MODES:
-        raise BertflowError(f"Unknown mode {mode!r}: use 'bi' (bi-encoder) or 'cross' (cross-encoder).")
+        raise BertflowError(Errors.SIM010.format(mode=mode))
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
-        raise BertflowError(f"{input_path} does not exist.")
+        raise BertflowError(Errors.SIM011.format(input_path=input_path))
     file_format = file_format or input_path.suffix.lstrip(".").lower()
     readers = {"tsv": _read_tsv, "jsonl": _read_jsonl}
     if file_format not in readers:
-        raise BertflowError(f"Unknown format {file_format!r} for {input_path}: use tsv (GLUE STS-B) or jsonl.")
+        raise BertflowError(Errors.SIM012.format(file_format=file_format, input_path=input_path))
     nlp = spacy.blank(lang)
     report = PairReport(str(input_path), str(output_path), mode=mode)
     labels = set()
@@ -129,7 +129,7 @@ def convert(input_path: Union[str, Path], output_path: Union[str, Path], *, mode
             if gold is not None:
                 doc.cats = {name: float(name == gold) for name in sorted(labels)}
     if not docs:
-        raise BertflowError(f"{input_path}: no pairs to convert ({report.n_skipped} malformed rows).")
+        raise BertflowError(Errors.SIM013.format(input_path=input_path, n_skipped=report.n_skipped))
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=True).to_disk(output_path)
     report.n_docs = len(docs)

@@ -8,14 +8,14 @@ from spacy.tokens import Doc
 
 from bertflow.api import BertflowError
 
+from .errors import Errors
 from .component import PairClassifier, SimilarityHead
 
 
 def _component(nlp: Language, kind: type, factory: str) -> str:
     names = [name for name, pipe in nlp.pipeline if isinstance(pipe, kind)]
     if not names:
-        raise BertflowError(f"The pipeline has no {factory} component. Add one (nlp.add_pipe('{factory}') after "
-                            f"the bertflow_encoder, or bertflow init config --tasks ...) and load or train it.")
+        raise BertflowError(Errors.SIM015.format(factory=factory))
     return names[0]
 
 
@@ -53,7 +53,7 @@ def search(nlp: Language, queries: Sequence[Union[str, Doc]], documents: Sequenc
     ``documents``), ``text`` and ``score``.
     """
     if top_k < 1:
-        raise BertflowError(f"top_k must be at least 1, got {top_k}.")
+        raise BertflowError(Errors.SIM016.format(top_k=top_k))
     documents = list(documents)
     if not documents:
         return [[] for _ in queries]

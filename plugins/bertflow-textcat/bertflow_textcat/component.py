@@ -12,6 +12,8 @@ from thinc.types import Floats2d
 from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy, soft_target_loss,
                           softmax_cross_entropy)
 
+from .errors import Errors
+
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "bertflow.TextCatHead.v1"
@@ -77,8 +79,7 @@ class TextCatHead(HeadPipe):
             return 0
         if self.model.has_dim("nO") and self.model.get_dim("nO"):
             raise BertflowError(
-                f"Can't add label {label!r} to {self.name!r}: the head is already initialized with "
-                f"labels {self.labels}. Re-initialize it (nlp.initialize) with the full label set."
+                Errors.TC001.format(label=label, name=self.name, labels=self.labels)
             )
         self.cfg["labels"].append(label)
         return 1
@@ -103,9 +104,12 @@ class TextCatHead(HeadPipe):
             for label, value in eg.reference.cats.items():
                 if label not in index:
                     raise BertflowError(
-                        f"Unknown label {label!r} in the gold cats of the doc starting {eg.reference.text[:50]!r} "
-                        f"(component {self.name!r}, labels {self.labels}). Add it to the labels and re-initialize "
-                        f"([initialize.components.{self.name}.labels]), or remove it from the data."
+                        Errors.TC004.format(
+                            label=label,
+                            doc_start=eg.reference.text[:50],
+                            name=self.name,
+                            labels=self.labels,
+                        )
                     )
                 truths[i, index[label]] = value
         return truths
@@ -141,13 +145,10 @@ class TextCatHead(HeadPipe):
         labels = list(labels)
         if not labels:
             raise BertflowError(
-                f"No labels for {self.name!r}: the training examples carry no doc.cats and no labels were given. "
-                f"Check the corpus (convert it with 'bertflow convert textcat'), or set "
-                f"[initialize.components.{self.name}.labels]."
+                Errors.TC002.format(name=self.name)
             )
         if self.exclusive and len(labels) < 2:
-            raise BertflowError(f"{self.name!r} has exclusive classes but only one label {labels}: it needs at "
-                                f"least two, or set exclusive_classes = false for a multi-label head.")
+            raise BertflowError(Errors.TC003.format(name=self.name, labels=labels))
         self.cfg["labels"] = labels
         self.model.get_ref("output_layer").set_dim("nO", len(labels))
         self.model.initialize(X=self.sample_docs(get_examples, nlp))

@@ -19,6 +19,8 @@ from spacy.tokens import DocBin
 
 from bertflow.api import BertflowError, ConversionReport as BaseReport, jsonl_rows, malformed_row, text_lines
 
+from .errors import Errors
+
 
 @dataclass
 class ConversionReport(BaseReport):
@@ -93,11 +95,14 @@ def convert(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
-        raise BertflowError(f"Input file not found: {input_path}")
+        raise BertflowError(Errors.TC005.format(input_path=input_path))
     file_format = file_format or input_path.suffix.lstrip(".").lower()
     if file_format not in READERS:
-        raise BertflowError(f"Unknown format {file_format!r} for {input_path}: use one of {', '.join(READERS)} "
-                            f"(or --format).")
+        raise BertflowError(Errors.TC006.format(
+                                file_format=file_format,
+                                input_path=input_path,
+                                READERS=', '.join(READERS),
+                            ))
     report = ConversionReport(str(input_path), str(output_path))
     rows = []
     for line_no, text, label, problem in READERS[file_format](input_path):
@@ -119,7 +124,7 @@ def convert(
             continue
         rows.append((text, label))
     if not rows:
-        raise BertflowError(f"{input_path}: no valid rows to convert ({report.n_skipped} malformed).")
+        raise BertflowError(Errors.TC007.format(input_path=input_path, n_skipped=report.n_skipped))
     report.multi_label = any(isinstance(label, list) for _, label in rows)
     seen = sorted({x for _, label in rows for x in ([label] if isinstance(label, str) else label)})
     report.labels = list(labels) if labels is not None else seen
