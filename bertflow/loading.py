@@ -83,8 +83,8 @@ def _load_directory(path: Path, config: dict):
             return nlp.from_disk(path, overrides=overrides)
         except BertflowError:
             raise
-        except Exception as err:  # noqa: BLE001  (a damaged file outside the components: meta, vocab, tokenizer)
-            raise BertflowError(Errors.E060.format(value=path, first=one_line(err))) from None
+        except Exception as err:  # noqa: BLE001  (a damaged file outside the components: vocab, tokenizer)
+            raise BertflowError(Errors.E060.format(value=damaged_shared_file(path) or path, first=one_line(err))) from None
 
 
 @contextmanager
@@ -127,6 +127,22 @@ def check_component_files(nlp, path: Path) -> None:
         for file in ("cfg", "model"):
             if not (path / name / file).is_file():
                 raise BertflowError(Errors.E019.format(where=path / name / file, err="missing, or not a file"))
+
+
+def damaged_shared_file(path: Path) -> Optional[Path]:
+    """The first of the pipeline's own files (tokenizer, vocab) that does not parse; None if all do."""
+    import srsly
+
+    readers = (("tokenizer", lambda p: srsly.msgpack_loads(p.read_bytes())),
+               ("vocab/strings.json", srsly.read_json), ("vocab/vectors.cfg", srsly.read_json),
+               ("vocab/key2row", lambda p: srsly.msgpack_loads(p.read_bytes())))
+    for name, read in readers:
+        if (path / name).is_file():
+            try:
+                read(path / name)
+            except Exception:  # noqa: BLE001
+                return path / name
+    return None
 
 
 def damaged_file(nlp, path: Path, names: Optional[List[str]] = None) -> Optional[Path]:
