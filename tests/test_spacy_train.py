@@ -128,7 +128,7 @@ def test_warmup_longer_than_training_warns(tiny_bert_dir):
 
 def test_lr_sweep_prints_a_config_error_as_one_message(tmp_path, tiny_bert_dir):
     """A user mistake in the config (here an unknown precision) ends bertflow lr-sweep with
-    bertflow's message, not spacy train's traceback (issue #21, item 9)."""
+    bertflow's message, not spacy train's traceback."""
     nlp = spacy.blank("en")
     write_corpus(nlp, tmp_path / "train.spacy", 8)
     (tmp_path / "base.cfg").write_text(CONFIG)
@@ -142,4 +142,4 @@ def test_lr_sweep_prints_a_config_error_as_one_message(tmp_path, tiny_bert_dir):
                       "--paths.encoder", tiny_bert_dir])
     assert result.code == 1
     assert "Traceback" not in result.stderr
-    assert "✘ spacy train for lr=0.0001: Unknown precision 'int4' for the encoder" in result.stderr
+    assert "✘ spacy train for lr=0.0001: [E006] Unknown precision 'int4' for the encoder" in result.stderr
