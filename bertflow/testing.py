@@ -8,7 +8,7 @@ point, so every plugin's tests can use them without importing anything).
 - ``fresh_plugin_manager``: a PluginManager with the hookspecs and no plugins.
 """
 from pathlib import Path
-from typing import NamedTuple, Sequence, Union
+from typing import Callable, NamedTuple, Sequence, Union
 
 import pytest
 
@@ -171,6 +171,21 @@ def _module_command(command: list):
             return None  # several ranks need their own processes
         module, args = args[at + 1], args[at + 2:]
     return (module, args) if module in IN_PROCESS_MODULES else None
+
+
+def edit_hf_shim_bytes(model_file: Union[str, Path], edit: Callable[[dict], None]) -> None:
+    """Rewrite, in place, the saved Hugging Face shim inside a component's
+    ``model`` file: ``edit`` changes its inner msgpack (``config``, ``state``,
+    ``tokenizer`` ...) as a dict. For tests that craft a hostile pipeline."""
+    import srsly
+
+    model_file = Path(model_file)
+    outer = srsly.msgpack_loads(model_file.read_bytes())
+    node = next(i for i, shims in enumerate(outer["shims"]) if shims)  # the HF wrapper's node
+    inner = srsly.msgpack_loads(outer["shims"][node][0])
+    edit(inner)
+    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
+    model_file.write_bytes(srsly.msgpack_dumps(outer))
 
 
 class CliResult(NamedTuple):

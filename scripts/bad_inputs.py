@@ -123,7 +123,6 @@ def cases(tmp: Path):
                                                                                 precision="fp16", dev=[tmp / "dev.spacy"])
 
     # --- pipeline directories a user downloads (loading never runs code or writes files)
-    import srsly
 
     def crafted(name, edit):
         import shutil
@@ -133,14 +132,8 @@ def cases(tmp: Path):
             textcat_nlp().to_disk(saved)
         target = tmp / name
         shutil.copytree(saved, target)
-        if edit is None:
-            return target
-        outer = srsly.msgpack_loads((target / "encoder" / "model").read_bytes())
-        node = next(i for i, shims in enumerate(outer["shims"]) if shims)
-        inner = srsly.msgpack_loads(outer["shims"][node][0])
-        edit(inner)
-        outer["shims"][node][0] = srsly.msgpack_dumps(inner)
-        (target / "encoder" / "model").write_bytes(srsly.msgpack_dumps(outer))
+        if edit is not None:
+            edit_hf_shim_bytes(target / "encoder" / "model", edit)
         return target
 
     yield "loading", "tokenizer file named by an absolute path (would write outside the model)", lambda: load_pipeline(
@@ -217,7 +210,7 @@ def cases(tmp: Path):
 
     # --- trust at every edge: whatever loader a pipeline names, resume, locks, --force, encodings, one line
     from bertflow.errors import BertflowError
-    from bertflow.testing import run_cli
+    from bertflow.testing import edit_hf_shim_bytes, run_cli
 
     class CommandFailed(BertflowError):
         """A command's non-zero exit, shown as the user sees it."""
@@ -247,12 +240,7 @@ def cases(tmp: Path):
             nlp.to_disk(saved)
         target = tmp / f"stock-{len(list(tmp.glob('stock-*')))}"
         shutil.copytree(saved, target)
-        outer = srsly.msgpack_loads((target / "transformer" / "model").read_bytes())
-        node = next(i for i, shims in enumerate(outer["shims"]) if shims)
-        inner = srsly.msgpack_loads(outer["shims"][node][0])
-        edit(inner)
-        outer["shims"][node][0] = srsly.msgpack_dumps(inner)
-        (target / "transformer" / "model").write_bytes(srsly.msgpack_dumps(outer))
+        edit_hf_shim_bytes(target / "transformer" / "model", edit)
         return target
 
     in_txt = write("edge_in.txt", "a good film\n")

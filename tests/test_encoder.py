@@ -359,8 +359,8 @@ def test_encoder_gpu_only_precision_warns_on_cpu(make_nlp):
 @pytest.mark.parametrize("native_bf16", [False, True])
 def test_mixed_precision_training_on_cpu(make_nlp, caplog, monkeypatch, native_bf16):
     """mixed_precision = true on a CPU: bf16 autocast for the training pass where
-    the CPU multiplies bf16 natively (issue #26), else fp32 with an info line,
-    not a PrecisionWarning per run (issue #21). Either way the heads get fp32
+    the CPU multiplies bf16 natively, else fp32 with an info line,
+    not a PrecisionWarning per run. Either way the heads get fp32
     outputs and the trainable weights fp32 gradients."""
     import logging
     import warnings

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 import spacy
-import srsly
 from hypothesis import HealthCheck, given, settings, strategies as st
 from spacy.training import Example
 from thinc.api import Config
 
-from bertflow.testing import run_cli, tiny_encoder_config
+from bertflow.testing import edit_hf_shim_bytes, run_cli, tiny_encoder_config
 
 EXAMPLES = int(os.environ.get("MODEL_FUZZ_EXAMPLES", "12"))
 HEADS = ("textcat", "ner", "qa", "similarity", "mlm")
@@ -101,20 +100,17 @@ def mutate(model: Path, draw, outside: Path) -> str:
             (model / "config.cfg").write_text((model / "config.cfg").read_text() + f"\n{key} = {node[key]}\n")
         return f"{kind} [{'.'.join(trail)}] {key} = {node[key]!r}"
     # the hostile author's two moves: a tokenizer file named by an absolute path, and code to import
-    model_file = model / "encoder" / "model"
-    outer = srsly.msgpack_loads(model_file.read_bytes())
-    node = next(i for i, shims in enumerate(outer["shims"]) if shims)
-    inner = srsly.msgpack_loads(outer["shims"][node][0])
-    if kind == "plant_file":
-        inner["tokenizer"][str(outside / "PWNED.txt")] = b"written by the model"
-    else:
+    def plant(inner):
+        if kind == "plant_file":
+            inner["tokenizer"][str(outside / "PWNED.txt")] = b"written by the model"
+            return
         inner["tokenizer"]["kwargs"] = {"use_fast": True, "trust_remote_code": True}
         inner["tokenizer"]["evil.py"] = f"open({str(outside / 'CODE_RAN')!r}, 'w')\n".encode()
         config = json.loads(inner["tokenizer"]["tokenizer_config.json"])
         config["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
         inner["tokenizer"]["tokenizer_config.json"] = json.dumps(config).encode()
-    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
-    model_file.write_bytes(srsly.msgpack_dumps(outer))
+
+    edit_hf_shim_bytes(model / "encoder" / "model", plant)
     return kind
 
 

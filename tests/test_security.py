@@ -1,4 +1,4 @@
-"""Loading a pipeline never runs code or writes files (issue #21, items 8-9).
+"""Loading a pipeline never runs code or writes files.
 
 Each test crafts a pipeline directory as a hostile author would, loads it the
 ways a user does (``spacy.load`` and ``bertflow.loading.load_pipeline``), and
@@ -11,7 +11,6 @@ import os
 
 import pytest
 import spacy
-import srsly
 import torch
 
 import bertflow  # noqa: F401
@@ -19,7 +18,7 @@ from bertflow.encoder.model import Encoder
 from bertflow.encoder.serialization import UnsafeModelError
 from bertflow.errors import BertflowError
 from bertflow.loading import load_pipeline
-from bertflow.testing import run_cli, tiny_encoder_config
+from bertflow.testing import edit_hf_shim_bytes, run_cli, tiny_encoder_config
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +38,7 @@ def craft(saved, tmp_path, edit):
 
     target = tmp_path / "crafted"
     shutil.copytree(saved, target)
-    outer = srsly.msgpack_loads((target / "encoder" / "model").read_bytes())
-    node = next(i for i, shims in enumerate(outer["shims"]) if shims)  # the HF wrapper's node
-    inner = srsly.msgpack_loads(outer["shims"][node][0])
-    edit(inner)
-    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
-    (target / "encoder" / "model").write_bytes(srsly.msgpack_dumps(outer))
+    edit_hf_shim_bytes(target / "encoder" / "model", edit)
     return target
 
 
@@ -187,14 +181,7 @@ def _stock_transformer_pipeline(tiny_bert_dir, path):
 
 
 def _craft_component(path, component, edit):
-    """Rewrite, in place, the HF shim's inner msgpack in ``path/component/model``."""
-    model_file = path / component / "model"
-    outer = srsly.msgpack_loads(model_file.read_bytes())
-    node = next(i for i, shims in enumerate(outer["shims"]) if shims)
-    inner = srsly.msgpack_loads(outer["shims"][node][0])
-    edit(inner)
-    outer["shims"][node][0] = srsly.msgpack_dumps(inner)
-    model_file.write_bytes(srsly.msgpack_dumps(outer))
+    edit_hf_shim_bytes(path / component / "model", edit)
 
 
 def _plant_file(planted):

@@ -241,7 +241,7 @@ def test_zero_shot_guard_keeps_the_untrained_embedding_when_fine_tuning_hurts(ti
     """Fine-tuned on the dev pairs' scores turned upside down, the embedding gets
     worse than the untrained encoder's on dev; with zero_shot_guard the head
     scores exactly the untrained figure, uses the untrained vectors, and keeps
-    them through to_disk / from_disk and to_bytes / from_bytes (issue #23)."""
+    them through to_disk / from_disk and to_bytes / from_bytes."""
     untrained = make_nlp(tiny_bert_dir, "bertflow_similarity")
     untrained.initialize()
     dev = pair_examples(untrained, GUARD_PAIRS)
