@@ -36,6 +36,7 @@ def cases(tmp: Path):
     from bertflow.loading import load_pipeline
     from bertflow.precision import package_pipeline
     from bertflow.encoder_names import resolve_encoder
+    from bertflow.testing import edit_hf_shim_bytes, run_cli
     from bertflow.tiny import tiny_encoder_config, write_tiny_bert
     from bertflow_ner.convert import convert as ner_convert
     from bertflow_qa.convert import convert as qa_convert
@@ -210,7 +211,6 @@ def cases(tmp: Path):
 
     # --- trust at every edge: whatever loader a pipeline names, resume, locks, --force, encodings, one line
     from bertflow.errors import BertflowError
-    from bertflow.testing import edit_hf_shim_bytes, run_cli
 
     class CommandFailed(BertflowError):
         """A command's non-zero exit, shown as the user sees it."""
