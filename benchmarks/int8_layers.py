@@ -37,7 +37,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
-    from bertflow.precision.layers import quantize_int8
+    from bertflow.encoder.precision import quantize_int8
     from bertflow.evaluation import evaluate_nlp, read_examples
     from bertflow.precision import encoder_models, load_with_precision, main_metrics
 

@@ -260,7 +260,7 @@ def hf_encoder(args, int8=False):
     path, device = hf_path(args), _device(args)
     model = AutoModel.from_pretrained(path).to(device).eval()
     if int8:
-        from bertflow.precision.layers import quantize_int8
+        from bertflow.encoder.precision import quantize_int8
 
         model = quantize_int8(model)
     return AutoTokenizer.from_pretrained(path), model, device, torch
@@ -518,7 +518,7 @@ def spawn(args, name):
 
 def _cpu_systems() -> str:
     """The default CPU systems, with bf16 where this CPU multiplies bf16 natively."""
-    from bertflow.precision.layers import cpu_has_native_bf16
+    from bertflow.encoder.precision import cpu_has_native_bf16
 
     return CPU_SYSTEMS + (",bertflow-bf16" if cpu_has_native_bf16() else "")
 

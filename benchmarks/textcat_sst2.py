@@ -209,7 +209,7 @@ Machine: {machine()}.
 
 
 def _native_bf16() -> bool:
-    from bertflow.precision.layers import cpu_has_native_bf16
+    from bertflow.encoder.precision import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 

@@ -32,7 +32,7 @@ def export_encoder(pipeline, out_dir, *, encoder=None, head=None, force: bool = 
     """Write a trained pipeline's encoder (with a head that has Hugging Face
     weights, e.g. the masked-LM head) as a Hugging Face model directory:
     ``bertflow export-encoder`` as a function. Returns what was written."""
-    from .cli.export import export_encoder as export
+    from .export import export_encoder as export
 
     return export(str(pipeline), out_dir, encoder=encoder, head=head, force=force)
 

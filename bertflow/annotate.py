@@ -45,7 +45,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import raise_error
 
-from .corpus import jsonl_rows, open_utf8, text_lines
+from .rawfiles import jsonl_rows, open_utf8, text_lines
 from .errors import BertflowError, Errors
 from .loading import load_pipeline
 from .outputs import output_lock
@@ -95,7 +95,7 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
                 yield line_no - 1, None, None, None, f"{path}:{line_no}: {problem}"
                 continue
             question = obj.get(question_field)
-            yield line_no - 1, _id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
+            yield line_no - 1, row_id(obj.get(id_field)), obj[text_field], question if isinstance(question, str) else None, None
     else:
         with open_utf8(path) as raw_file:
             # undecodable bytes become lone surrogates so one bad row does not end the file; they are caught per row
@@ -113,14 +113,15 @@ def read_rows(path: Path, file_format: str, text_field: str, question_field: str
                 if bad is not None:
                     yield i, None, None, None, Errors.E021.format(where=where, detail="in this row")
                     continue
-                yield i, _id(rec.get(id_field)), rec[text_field], rec.get(question_field) or None, None
+                yield i, row_id(rec.get(id_field)), rec[text_field], rec.get(question_field) or None, None
 
 
 def _has_surrogate(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _id(value):
+def row_id(value):
+    """A row's id as a record holds it: a str or int as it is, anything else as its str."""
     return None if value is None else value if isinstance(value, (str, int)) else str(value)
 
 

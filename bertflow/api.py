@@ -66,8 +66,8 @@ _WHERE = {
     # distillation losses (a head's get_distill_loss)
     "soft_target_loss": ".heads", "cosine_distance_loss": ".heads",
     # corpora
-    "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".corpus", "text_lines": ".corpus",
-    "json_problem": ".corpus", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
+    "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".rawfiles", "text_lines": ".rawfiles",
+    "json_problem": ".rawfiles", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
     "batch_by_group": ".corpus", "create_text_corpus_reader": ".text_corpus", "read_texts": ".text_corpus",
     # encoder inputs and outputs, for heads that corrupt the input (masked LM) or read wordpiece positions
     "Tokenized": ".encoder.wordpieces", "wordpiece_words": ".encoder.wordpieces",

@@ -30,6 +30,15 @@ def encoder_names(nlp) -> List[str]:
     """The names of a loaded pipeline's ``bertflow_encoder`` components, in pipeline order."""
     return [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == ENCODER_FACTORY]
 
+
+def listening_heads(nlp) -> Dict[str, str]:
+    """Each component that listens to an encoder -> that encoder's name."""
+    heads: Dict[str, str] = {}
+    for enc in encoder_names(nlp):
+        for name in nlp.get_pipe(enc).listener_map:
+            heads[name] = enc
+    return heads
+
 TRAINING = """
 [paths]
 train = null

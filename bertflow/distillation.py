@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .config import encoder_names
+from .config import encoder_names, listening_heads
 from .errors import BertflowError, Errors
 from .outputs import replace_entries
 
@@ -87,15 +87,6 @@ def keep_layers(transformer, indices: List[int]) -> None:
     for key in ("num_hidden_layers", "n_layers"):
         if hasattr(transformer.config, key):
             setattr(transformer.config, key, len(indices))
-
-
-def listening_heads(nlp) -> Dict[str, str]:
-    """Each component that listens to an encoder -> that encoder's name."""
-    heads: Dict[str, str] = {}
-    for enc in encoder_names(nlp):
-        for name in nlp.get_pipe(enc).listener_map:
-            heads[name] = enc
-    return heads
 
 
 def copy_pipeline(nlp):
@@ -409,7 +400,7 @@ def distill(
     weights = dict(weights or {})
     distilled, skipped = choose_heads(student_nlp, weights)
     if teacher_precision:
-        from .precision.layers import PRECISIONS
+        from .encoder.precision import PRECISIONS
 
         if teacher_precision not in PRECISIONS:
             raise BertflowError(Errors.E006.format(value=teacher_precision, options=", ".join(PRECISIONS)))

@@ -86,10 +86,10 @@ BUILT_IN = {
 
 def get_engines(pm=None) -> Dict[str, EngineSpec]:
     """The built-in engines and those of the installed plugins, by name."""
-    from .plugins import _merge, _pm
+    from .plugins import hook_records
 
     engines = dict(BUILT_IN)
-    for name, (spec, owner) in _merge(_pm(pm), "bertflow_engines", "engine").items():
+    for name, (spec, owner) in hook_records("bertflow_engines", "engine", pm).items():
         if name in BUILT_IN:
             raise BertflowError(Errors.E005.format(kind="engine", name=name, first="bertflow", second=owner))
         engines[name] = spec
@@ -138,7 +138,7 @@ def file_format_of(path: Path, file_format: Optional[str] = None) -> str:
 
 def read_any_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator:
     """``annotate.read_rows`` for every input format, parquet too (through pyarrow)."""
-    from .annotate import _id, read_rows
+    from .annotate import read_rows, row_id
 
     if file_format != "parquet":
         yield from read_rows(path, file_format, text_field, question_field, id_field)
@@ -161,7 +161,7 @@ def read_any_rows(path: Path, file_format: str, text_field: str, question_field:
             if not isinstance(text, str):
                 yield row, None, None, None, f"{path}: row {row}: expected a string {text_field!r}, got {text!r:.40}"
             else:
-                yield (row, _id(data[id_field][i]) if id_field in data else None, text,
+                yield (row, row_id(data[id_field][i]) if id_field in data else None, text,
                        question if isinstance(question, str) else None, None)
             row += 1
 

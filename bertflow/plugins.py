@@ -98,6 +98,13 @@ def _merge(pm: pluggy.PluginManager, hook_name: str, kind: str) -> Dict[str, tup
     return merged
 
 
+def hook_records(hook_name: str, kind: str, pm: Optional[pluggy.PluginManager] = None) -> Dict[str, tuple]:
+    """The records every plugin returns from the hook ``hook_name``, as
+    ``{name: (record, plugin name)}`` (an error names two plugins that give the
+    same name); ``pm`` defaults to the process's plugin manager."""
+    return _merge(_pm(pm), hook_name, kind)
+
+
 def get_tasks(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, TaskSpec]:
     """All tasks of the installed plugins, by task name."""
     return {name: rec for name, (rec, _) in _merge(_pm(pm), "bertflow_tasks", "task").items()}

@@ -24,7 +24,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .corpus import jsonl_rows, text_lines
+from .rawfiles import jsonl_rows, text_lines
 from .encoder.extensions import IS_NEXT, RAW_TEXT, TEXT_PAIR
 from .errors import BertflowError, Errors
 

@@ -299,7 +299,7 @@ def test_encoder_int8_precision_runs_close_to_fp32(make_nlp):
 def test_encoder_bf16_runs_on_a_cpu_with_native_bf16_and_warns_elsewhere(make_nlp, monkeypatch, native):
     import warnings
 
-    import bertflow.precision.layers as encoder_model
+    import bertflow.encoder.precision as encoder_model
     from bertflow.errors import PrecisionWarning
 
     monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: native)
@@ -322,7 +322,7 @@ def test_encoder_bf16_runs_on_a_cpu_with_native_bf16_and_warns_elsewhere(make_nl
 def test_int8_packing_leaves_the_process_quantized_engine_alone():
     """quantize_int8 packs for oneDNN by switching torch's process-wide engine;
     it must put the user's setting back, even when packing fails."""
-    from bertflow.precision.layers import quantize_int8
+    from bertflow.encoder.precision import quantize_int8
 
     engines = torch.backends.quantized.supported_engines
     before = torch.backends.quantized.engine
@@ -369,7 +369,7 @@ def test_mixed_precision_training_on_cpu(make_nlp, caplog, monkeypatch, native_b
     from spacy.training import Example
 
     from bertflow.errors import PrecisionWarning
-    from bertflow.precision import layers
+    from bertflow.encoder import precision as layers
 
     monkeypatch.setattr(layers, "cpu_has_native_bf16", lambda: native_bf16)
     nlp = make_nlp(mixed_precision=True, heads=("test_token_probe",))
@@ -440,7 +440,7 @@ def test_encoder_longest_pair_still_leaves_room_for_the_doc(make_nlp):
 def test_int8_exclude_keeps_the_named_layers_out_of_int8(make_nlp):
     """A layer named in int8_exclude (by suffix) runs in bf16 on a CPU with native
     bf16 matmuls and in fp32 elsewhere; every other Linear layer is int8."""
-    from bertflow.precision.layers import Bf16Linear, cpu_has_native_bf16, ffn_up_projections, quantize_int8
+    from bertflow.encoder.precision import Bf16Linear, cpu_has_native_bf16, ffn_up_projections, quantize_int8
 
     nlp = make_nlp(precision="int8", int8_exclude=["intermediate.dense"])
     text = "the cat sat on the mat in paris"
@@ -495,7 +495,7 @@ def test_int8_runs_query_key_and_value_as_one_gemm_with_the_same_numbers(make_nl
     """fuse_qkv: one Linear over the stacked weights, registered once per layer;
     fp32 outputs are those of the three layers, and int8 ones those of three
     separately quantised layers (they share the input's scale anyway)."""
-    from bertflow.precision.layers import ProjectionPart, fuse_qkv, quantize_int8
+    from bertflow.encoder.precision import ProjectionPart, fuse_qkv, quantize_int8
 
     nlp = make_nlp()
     nlp.initialize()

@@ -129,7 +129,7 @@ def test_check_errors_say_what_to_change(trained, precision, gpu_id, needle):
 def test_bf16_check_on_the_cpu_needs_native_bf16(trained, monkeypatch):
     """Without native bf16 the guard refuses before loading anything (bf16 would
     run as fp32); with it, bf16 is scored on the CPU against fp32."""
-    import bertflow.precision.layers as encoder_model
+    import bertflow.encoder.precision as encoder_model
 
     dev = [trained / "dev.spacy"]
     monkeypatch.setattr(encoder_model, "cpu_has_native_bf16", lambda: False)

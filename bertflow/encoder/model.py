@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput
 from ..errors import BertflowError, Errors
 from ..encoder_names import DEFAULT_ENCODER, resolve_encoder
 from .batch import EncoderBatch
-from ..precision.layers import PRECISIONS, inference_precision, training_autocast
+from .precision import PRECISIONS, inference_precision, training_autocast
 from .serialization import SafeHFWrapper, refuse_remote_code
 from .windows import strided_windows
 from .wordpieces import DocAligns, Tokenized, layout_docs, tokenize_docs

@@ -1,12 +1,10 @@
-"""Precision in one place.
+"""Packaging in reduced precision: ``bertflow.precision.guard`` packages a
+pipeline in int8/bf16/fp16 only after every head is checked against fp32 on
+dev (``bertflow package``). What the encoder's ``precision`` and
+``mixed_precision`` switches do to the torch modules lives with the encoder
+(``bertflow.encoder.precision``).
 
-- ``bertflow.precision.layers``: what the encoder's ``precision`` and
-  ``mixed_precision`` switches do to the torch modules (int8 quantisation,
-  bf16/fp16 autocast, fused query/key/value).
-- ``bertflow.precision.guard``: package a pipeline in reduced precision only
-  after every head is checked against fp32 on dev (``bertflow package``).
-
-The guard's functions are importable from here, as before.
+The guard's functions are importable from here.
 """
 import importlib
 
