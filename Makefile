@@ -1,6 +1,6 @@
 # make demo  - set up the environment, then run the main job on the default model
 # make test  - set up the environment, then run every test (core and plugins), on every core
-# make test-fast - the unit tests only (no project runs, no plugin installs): the inner loop
+# make test-fast - every test not marked slow (no project runs, installs, Ray or torchrun): the inner loop
 # make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000),
 #              mutated model directories through annotate (500) and check (100)
 PYTHON ?= python3
@@ -26,16 +26,17 @@ $(STAMP): setup.cfg $(PLUGINS) Makefile
 demo: install
 	$(PY) scripts/demo.py
 
-# -n auto: one worker per core (pytest-xdist); the project runs and installs wait on subprocesses and I/O
+# -n auto: one worker per core (pytest-xdist); the project runs and installs wait on subprocesses and I/O.
+# make test runs every tier (CI); make test-fast leaves out the tests marked slow (project runs, SDK
+# installs, Ray, torchrun)
 test: install
-	$(PY) -m pytest -q -n auto --dist loadscope --durations=20 tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --dist loadscope --durations=20 --runslow tests $(PLUGIN_DIRS)
 
 test-fast: install
-	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow" -k "not project and not sdk and not multitask" tests $(PLUGIN_DIRS)
+	$(PY) -m pytest -q -n auto --dist loadscope -m "not slow" tests $(PLUGIN_DIRS)
 
-# also the tests marked slow
-test-all: install
-	$(PY) -m pytest -q -n auto --dist loadscope --runslow tests $(PLUGIN_DIRS)
+# the same as make test (kept for the habit)
+test-all: test
 
 # the fuzz tests with many examples (CI runs 40 of each, and 12 + 2 mutated model directories)
 fuzz: install

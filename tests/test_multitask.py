@@ -19,6 +19,8 @@ from bertflow.corpus import create_corpus_reader
 from bertflow.errors import BertflowError
 from bertflow.testing import run_cli, run_project
 
+pytestmark = pytest.mark.slow  # runs the multitask project
+
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"
 SAMPLE = Path(__file__).resolve().parent / "data" / "multitask_sample"
 HEADS = ("textcat", "ner", "qa", "similarity")

@@ -18,6 +18,8 @@ from bertflow.annotate import annotate  # noqa: E402
 from bertflow.engines import AnnotateJob, run_annotate  # noqa: E402
 from bertflow.errors import BertflowError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a local Ray cluster and its workers
+
 # A component the workers register at start-up (Ray's worker_process_setup_hook): it raises on texts with
 # "boom" (a row that fails) and ends its process the first time it sees "die" (a worker killed mid-shard).
 TEST_COMPONENTS = '''

@@ -17,6 +17,8 @@ from bertflow.config import make_config
 from bertflow.errors import BertflowError
 from bertflow.scaffold import new_plugin, plugin_names
 
+pytestmark = pytest.mark.slow  # installs distributions into fresh virtual environments
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "bertflow-multiple-choice"
 

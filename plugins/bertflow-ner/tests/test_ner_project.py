@@ -7,6 +7,8 @@ import spacy
 
 from bertflow.api import run_project
 
+pytestmark = pytest.mark.slow  # runs the project's workflow
+
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "ner"
 
 

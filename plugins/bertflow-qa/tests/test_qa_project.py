@@ -2,10 +2,13 @@
 import json
 from pathlib import Path
 
+import pytest
 import spacy
 
 import bertflow
 from bertflow.api import run_project
+
+pytestmark = pytest.mark.slow  # runs the project's workflow
 
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "qa"
 

@@ -2,9 +2,12 @@
 import json
 from pathlib import Path
 
+import pytest
 import spacy
 
 from bertflow.api import run_cli, run_project
+
+pytestmark = pytest.mark.slow  # runs the project's workflow
 
 PROJECT = Path(__file__).resolve().parents[3] / "projects" / "textcat"
 
