@@ -118,9 +118,8 @@ def create_corpus_reader(
     The reference docs are read from disk once per process and kept (without
     an augmenter): every later pass (each head's ``initialize``, each epoch,
     each dev evaluation) builds fresh examples from them. Reading a ``.spacy``
-    file costs ~2 ms a doc when docs carry extension values (srsly looks up
-    its msgpack decoders for each doc), which on a multitask corpus of 10,000
-    docs was minutes of a short training run.
+    file is slow when docs carry extension values (srsly looks up its msgpack
+    decoders for each doc), and a multitask run reads its corpora many times.
     """
     if path is None:
         raise BertflowError(

@@ -93,8 +93,8 @@ def run_project(project_dir: Union[str, Path], tmp_path: Union[str, Path], workf
     ``python -m bertflow ...`` or ``python -m spacy ...`` (also under a
     one-process ``python -m torch.distributed.run ... -m bertflow ...``) runs
     here with exactly those arguments, so a project test does not pay for a
-    new interpreter that imports torch, spaCy and transformers per command
-    (about 10 s each on a 2-core machine). Other lines run as subprocesses.
+    new interpreter that imports torch, spaCy and transformers per command.
+    Other lines run as subprocesses.
     ``in_process=False``: ``python -m spacy project run WORKFLOW DIR --vars...``
     in a subprocess, exactly as a user types it."""
     import shutil

@@ -31,9 +31,9 @@ class HeadPipe(TrainablePipe):
     scales the head's loss and gradient (multitask training; expose it as a
     factory setting, as the bundled heads do). ``learn_rate_scale`` multiplies
     the optimizer's learning rate for this head's own weights (not the
-    encoder's): a freshly initialised head learns at 10-20x the rate that
-    suits the pre-trained encoder, so it is useful before the encoder has
-    drifted far.
+    encoder's): a freshly initialised head learns best at a rate an order of
+    magnitude above the one that suits the pre-trained encoder, so it is
+    useful before the encoder has drifted far.
     """
 
     def __init__(self, vocab: Vocab, model: Model, name: str, *, scorer: Optional[Callable] = None,
