@@ -1,4 +1,4 @@
-"""``bertflow annotate`` never loses a user's data (issue #21, items 1-7, 13).
+"""``bertflow annotate`` never loses a user's data.
 
 The input is never written, an unrelated OUTPUT is never touched, a resume
 belongs to its input and model, rows are split on ``\\n`` only, a row that

@@ -1,4 +1,4 @@
-"""The command starts without the deep-learning stack (issue #21, item 13): ``--help``,
+"""The command starts without the deep-learning stack: ``--help``,
 ``--version`` and ``plugins`` import neither torch, transformers nor spaCy, so they
 answer at once; a command that needs them imports them itself."""
 import json
@@ -52,7 +52,7 @@ def test_plugins_lists_the_tasks_without_importing_them():
 
 
 def test_every_option_of_every_core_command_has_help():
-    """No bare option in `bertflow COMMAND --help` (issue #21, item 13)."""
+    """No bare option in `bertflow COMMAND --help`."""
     import click
     import typer.main
 

@@ -1,6 +1,6 @@
-"""``bertflow convert TASK IN OUT``: one command over every task's converters
-(issue #22, item 2), and converters that say what is wrong with a bad file
-instead of a traceback or a silent change (issue #21, items 10-11)."""
+"""``bertflow convert TASK IN OUT``: one command over every task's
+converters, and converters that say what is wrong with a bad file instead of
+a traceback or a silent change."""
 import json
 
 import pytest
@@ -105,7 +105,7 @@ def test_output_that_is_the_input_is_refused(sst):
     assert sst.read_bytes() == before
 
 
-# ---- issue #21, item 10: a label the map does not name -------------------------------------------------
+# ---- a label the map does not name ----------------------------------------------------------------
 
 def test_a_label_missing_from_the_label_map_is_an_error_with_its_line(tmp_path):
     src = tmp_path / "sst.tsv"
@@ -126,7 +126,7 @@ def test_labels_option_checks_every_row(tmp_path):
     assert set(docs(tmp_path / "o.spacy")[0].cats) == {"POS", "NEU", "NEG"}
 
 
-# ---- issue #21, item 11: skipping a bad CoNLL line skips its sentence --------------------------------------
+# ---- skipping a bad CoNLL line skips its sentence -----------------------------------------------------
 
 def test_skip_bad_in_conll_skips_the_whole_sentence(tmp_path):
     src = tmp_path / "ner.txt"
