@@ -102,9 +102,17 @@ def test_similarity(zh_bert, segmenter):
     nlp = zh_nlp(zh_bert, segmenter, ("bertflow_similarity", {}))
     nlp.initialize()
     a, b, c = nlp("电影非常精彩"), nlp("电影非常精彩"), nlp("乔布斯在加州")
+    import numpy
+
+    def cosine(u, v):
+        return float(numpy.dot(u, v) / (numpy.linalg.norm(u) * numpy.linalg.norm(v)))
+
     assert a.similarity(b) == pytest.approx(1.0, abs=1e-5)
-    assert -1.0 <= a.similarity(c) < 0.9999
-    assert a[:2].similarity(c) == pytest.approx(a[:2].similarity(c))  # spans too
+    assert a.similarity(c) == pytest.approx(cosine(a.vector, c.vector), abs=1e-5)
+    assert a.similarity(c) < a.similarity(b) - 1e-4  # another sentence is less similar than the same one
+    span = a[:2]  # spans too: their own vector, not the doc's
+    assert span.similarity(c) == pytest.approx(cosine(span.vector, c.vector), abs=1e-5)
+    assert not numpy.allclose(span.vector, a.vector)
 
 
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
