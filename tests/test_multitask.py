@@ -79,10 +79,21 @@ def test_cross_encoder_option_trains_beside_the_four_heads(project, tiny_bert_di
     nlp = load_model_from_config(config, auto_fill=True)
     assert nlp.pipe_names == ["encoder", *HEADS, "pair_classifier"]
     egs = [eg for task in (*HEADS, "pair") for eg in examples_of(nlp, project, task)[:4]]
+    from spacy.util import fix_random_seed
+
+    fix_random_seed(0)
     nlp.initialize(lambda: egs)
-    losses = {}
-    nlp.update(egs, sgd=Adam(1e-4), losses=losses)
-    assert all(losses[head] > 0.0 for head in (*HEADS, "pair_classifier")), losses
+    optimizer = Adam(1e-3)
+    history = []
+    for _ in range(15):  # the same small batch again and again: every head, the fifth too, fits it
+        losses = {}
+        nlp.update(egs, sgd=optimizer, losses=losses, drop=0.0)
+        history.append(losses)
+    for head in (*HEADS, "pair_classifier"):
+        first, last = history[0][head], sum(h[head] for h in history[-3:]) / 3
+        assert last < first, (head, first, last)
+        if head in ("textcat", "ner", "qa"):  # the heads with a per-example target fit it clearly
+            assert last < 0.85 * first, (head, first, last)
     doc = nlp.make_doc("A man plays a guitar.")
     doc._.text_pair = "Someone is playing the guitar."
     assert 0.0 <= nlp(doc)._.pair_score <= 5.0
