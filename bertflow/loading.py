@@ -73,9 +73,8 @@ def _load_directory(path: Path, config: dict):
             raise BertflowError(Errors.E019.format(where=component / "model", err="missing, or not a file"))
     overrides = util.dict_to_dot(config, for_overrides=True)
     cfg = util.load_config(path / "config.cfg", overrides=overrides, interpolate=False)
-    refuse_remote_code_in_config(cfg, str(path / "config.cfg"))
-    nlp = util.load_model_from_config(util.load_config(path / "config.cfg", overrides=overrides),
-                                      meta=util.get_model_meta(path), vocab=True)
+    refuse_remote_code_in_config(cfg, str(path / "config.cfg"))  # as written, before any variable is filled in
+    nlp = util.load_model_from_config(cfg.interpolate(), meta=util.get_model_meta(path), vocab=True)
     check_shims(nlp, path)
     check_component_files(nlp, path)
     with guarded_hf_loading(), components_named_in_errors(nlp, path):
