@@ -125,14 +125,20 @@ def row_id(value):
     return None if value is None else value if isinstance(value, (str, int)) else str(value)
 
 
-def file_fingerprint(path: Path) -> Dict[str, object]:
-    """A file's path, size and content digest (an input a resumed run must match)."""
-    digest = hashlib.blake2b(digest_size=16)
+def _digest_file(digest, path: Path) -> int:
+    """Feed the bytes of ``path`` to ``digest`` a block at a time; RETURNS its size."""
     size = 0
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
             size += len(block)
+    return size
+
+
+def file_fingerprint(path: Path) -> Dict[str, object]:
+    """A file's path, size and content digest (an input a resumed run must match)."""
+    digest = hashlib.blake2b(digest_size=16)
+    size = _digest_file(digest, path)
     return {"path": str(path.resolve()), "size": size, "blake2b": digest.hexdigest()}
 
 
@@ -146,9 +152,7 @@ def model_fingerprint(nlp: Language, model: Union[str, Path, Language, None] = N
     if folder is not None:
         for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             digest.update(str(file.relative_to(folder)).encode("utf8", "surrogateescape") + b"\0")
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            _digest_file(digest, file)
             digest.update(b"\0")
     else:
         digest.update(nlp.to_bytes())
@@ -346,49 +350,43 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
         raise BertflowError(Errors.E029.format(chunk_size=chunk_size))
     if n_process > 1 and vectors:
         raise BertflowError(Errors.E030)
-    with output_lock(output_path):
-        return _annotate_locked(model, input_path, output_path, file_format, text_field, question_field, id_field,
-                                batch_size, n_process, vectors, gpu_id, progress, chunk_size, overwrite)
+    with output_lock(output_path):  # one run per OUTPUT, from loading the model to the last record
+        nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
+        use_pairs = reads_text_pair(nlp)
 
+        def rows() -> Iterator[Row]:
+            return read_rows(input_path, file_format, text_field, question_field, id_field)
 
-def _annotate_locked(model, input_path: Path, output_path: Path, file_format: str, text_field: str,
-                     question_field: str, id_field: str, batch_size: int, n_process: int, vectors: bool, gpu_id: int,
-                     progress: bool, chunk_size: int, overwrite: bool) -> AnnotateReport:
-    nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id)
-    use_pairs = reads_text_pair(nlp)
+        report = AnnotateReport()
+        n_questions = 0
+        for row in rows():  # a counting pass, so the progress bar has a total (and a bad header fails early)
+            report.n_rows += 1
+            n_questions += row[3] is not None
+        if n_questions and not use_pairs:
+            warnings.warn(Errors.W004.format(n=n_questions, field=question_field, path=input_path), stacklevel=2)
+        manifest = {
+            "bertflow_annotate": MANIFEST_VERSION,
+            "input": file_fingerprint(input_path),
+            "model": model_fingerprint(nlp, model),
+            "options": {"format": file_format, "text_field": text_field, "question_field": question_field,
+                        "id_field": id_field, "vectors": vectors},
+        }
+        done = _prepare_output(output_path, manifest, overwrite)
+        report.n_skipped = len(done)
 
-    def rows() -> Iterator[Row]:
-        return read_rows(input_path, file_format, text_field, question_field, id_field)
+        from tqdm import tqdm
 
-    report = AnnotateReport()
-    n_questions = 0
-    for row in rows():  # a counting pass, so the progress bar has a total (and a bad header fails early)
-        report.n_rows += 1
-        n_questions += row[3] is not None
-    if n_questions and not use_pairs:
-        warnings.warn(Errors.W004.format(n=n_questions, field=question_field, path=input_path), stacklevel=2)
-    manifest = {
-        "bertflow_annotate": MANIFEST_VERSION,
-        "input": file_fingerprint(input_path),
-        "model": model_fingerprint(nlp, model),
-        "options": {"format": file_format, "text_field": text_field, "question_field": question_field,
-                    "id_field": id_field, "vectors": vectors},
-    }
-    done = _prepare_output(output_path, manifest, overwrite)
-    report.n_skipped = len(done)
+        bar = tqdm(total=report.n_rows - len(done), disable=None if progress else True, unit="row",
+                   desc="annotate")
+        with open(output_path, "a", encoding="utf8", newline="\n") as out:
+            def write(row: Row, rec: Dict[str, object]) -> None:
+                head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
+                out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
+                report.count(row, rec)
+                bar.update(1)
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=report.n_rows - len(done), disable=None if progress else True, unit="row", desc="annotate")
-    with open(output_path, "a", encoding="utf8", newline="\n") as out:
-        def write(row: Row, rec: Dict[str, object]) -> None:
-            head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
-            out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
-            report.count(row, rec)
-            bar.update(1)
-
-        source = (row for row in rows() if row[0] not in done)
-        annotate_rows(nlp, source, write, batch_size=batch_size, n_process=n_process, vectors=vectors,
-                      use_pairs=use_pairs, chunk_size=chunk_size)
-    bar.close()
-    return report
+            source = (row for row in rows() if row[0] not in done)
+            annotate_rows(nlp, source, write, batch_size=batch_size, n_process=n_process, vectors=vectors,
+                          use_pairs=use_pairs, chunk_size=chunk_size)
+        bar.close()
+        return report

@@ -621,8 +621,6 @@ def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         nlp.to_disk(staging)
-        if out_path.is_dir() and not any(out_path.iterdir()):
-            out_path.rmdir()
         replace_entries(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
