@@ -113,7 +113,7 @@ def run_task(task: str, teacher_steps: int, teacher_lr: float, steps: int, args)
     import spacy
 
     import bertflow
-    from bertflow.corpus import create_corpus_reader
+    from bertflow.data.corpus import create_corpus_reader
 
     work = args.workdir / task
     files = prepare(task, args.data, work)

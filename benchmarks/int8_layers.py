@@ -38,8 +38,8 @@ def main():
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     from bertflow.encoder.precision import quantize_int8
-    from bertflow.evaluation import evaluate_nlp, read_examples
-    from bertflow.precision import encoder_models, load_with_precision, main_metrics
+    from bertflow.training.evaluation import evaluate_nlp, read_examples
+    from bertflow.compress.guard import encoder_models, load_with_precision, main_metrics
 
     nlp = load_with_precision(args.model, "int8")
     encoders = encoder_models(nlp)

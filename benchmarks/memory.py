@@ -27,7 +27,7 @@ def tiny_pipeline(workdir: Path) -> Path:
     from spacy.tokens import Doc, Span
     from spacy.training import Example
 
-    from bertflow.testing import tiny_encoder_config, write_tiny_bert
+    from bertflow.testing.fixtures import tiny_encoder_config, write_tiny_bert
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder", name="encoder", config=tiny_encoder_config(write_tiny_bert(workdir / "bert")))
@@ -53,7 +53,7 @@ def main():
     if not args.model and not args.tiny:
         parser.error("give MODEL or --tiny")
 
-    from bertflow.annotate import annotate
+    from bertflow.inference.annotate import annotate
 
     base = load_texts(args.data, 2000)
     workdir = Path(tempfile.mkdtemp(prefix="bertflow-memory-"))

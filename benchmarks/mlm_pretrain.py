@@ -145,7 +145,7 @@ def parity(args, work: Path, log) -> dict:
     from transformers import AutoTokenizer, BertForMaskedLM, get_linear_schedule_with_warmup
 
     from bertflow.api import create_text_corpus_reader, resolve_encoder
-    from bertflow.export import export_encoder
+    from bertflow.compress.export import export_encoder
 
     rows = sst2(args.data / "sst2" / "train.tsv")
     random.Random(0).shuffle(rows)

@@ -98,7 +98,7 @@ def train(args, paths, tasks, seed: int, out: Path) -> float:
 
 def score(model_dir: Path, paths, tasks) -> dict:
     import spacy
-    from bertflow.evaluation import evaluate_nlp, read_examples
+    from bertflow.training.evaluation import evaluate_nlp, read_examples
 
     nlp = spacy.load(model_dir)
     result = {}
@@ -112,7 +112,7 @@ def score(model_dir: Path, paths, tasks) -> dict:
 
 def zero_shot(args, paths) -> float:
     import spacy
-    from bertflow.evaluation import evaluate_nlp, read_examples
+    from bertflow.training.evaluation import evaluate_nlp, read_examples
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder", name="encoder",

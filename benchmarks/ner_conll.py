@@ -124,7 +124,7 @@ def predict_spacy(nlp, dev, eval_batch):
 def run_hf(args, train, dev):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
     from bertflow_ner.convert import iob_spans
 
     torch.manual_seed(args.seed)

@@ -145,7 +145,7 @@ def hf_predict(model, tok, rows, eval_batch, device):
 def run_hf(args, train, dev):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
 
     torch.manual_seed(args.seed)
     path = resolve_encoder(args.encoder)

@@ -135,7 +135,7 @@ def bertflow_int8_unfused(args, texts):
 
 def spacy_transformers_pipeline(args, texts):
     import spacy
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
     from thinc.api import Config
 
     if args.gpu_id >= 0:
@@ -164,7 +164,7 @@ def spacy_transformers_pipeline(args, texts):
 
 
 def hf_path(args) -> str:
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
 
     return str(resolve_encoder(args.encoder))
 

@@ -71,7 +71,7 @@ def run_bertflow(args, train_path: Path, dev_rows, workdir: Path, mixed_precisio
 def run_hf(args, train_rows, dev_rows, bf16_autocast=False):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
 
     path = resolve_encoder(args.encoder)
     names = sorted(LABELS.values())

@@ -8,10 +8,10 @@ every bertflow component, corpus reader and converter installs the Doc
 extensions it uses (``doc._.text_pair``, ...); ``bertflow.install_extensions()``
 installs them by hand.
 """
-from .about import __version__
-from .hookspecs import hookimpl
-from .plugins import get_plugin_manager, get_tasks
-from .encoder_names import resolve_encoder
+from bertflow.about import __version__
+from bertflow.hooks.contract import hookimpl
+from bertflow.hooks.manager import get_plugin_manager, get_tasks
+from bertflow.encoder.names import resolve_encoder
 
 __all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions",
            "export_encoder", "distill"]
@@ -20,10 +20,10 @@ __all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", 
 def distill(teacher, out_dir, data, **options):
     """Distill a trained pipeline into a smaller student with all its heads
     (``bertflow distill``): returns ``(student, report)``; ``out_dir`` None
-    keeps the student in memory. Options as ``bertflow.distillation.distill``
+    keeps the student in memory. Options as ``bertflow.compress.distill.distill``
     (``student_layers``, ``student``, ``steps``, ``batch_size``, ``temperature``,
     ``learn_rate``, ``weights``, ``gold_weight``, ...)."""
-    from .distillation import distill as run
+    from bertflow.compress.distill import distill as run
 
     return run(teacher, out_dir, data, **options)
 
@@ -32,14 +32,14 @@ def export_encoder(pipeline, out_dir, *, encoder=None, head=None, force: bool = 
     """Write a trained pipeline's encoder (with a head that has Hugging Face
     weights, e.g. the masked-LM head) as a Hugging Face model directory:
     ``bertflow export-encoder`` as a function. Returns what was written."""
-    from .export import export_encoder as export
+    from bertflow.compress.export import export_encoder as export
 
     return export(str(pipeline), out_dir, encoder=encoder, head=head, force=force)
 
 
 def install_extensions() -> None:
     """Install the Doc extensions bertflow reads and writes (idempotent)."""
-    from .encoder.extensions import install_extensions as install
+    from bertflow.encoder.extensions import install_extensions as install
 
     install()
 
@@ -49,7 +49,7 @@ def __getattr__(name: str):
     hook), e.g. ``bertflow.search`` from the similarity plugin."""
     if name.startswith("_"):
         raise AttributeError(name)
-    from .plugins import get_functions
+    from bertflow.hooks.manager import get_functions
 
     functions = get_functions()
     if name in functions:

@@ -1,3 +1,3 @@
-from .cli import main
+from bertflow.cli import main
 
 main()

@@ -54,38 +54,38 @@ from typing import Any
 # hookimpl`` (all a plugin's hooks need) loads no deep-learning library
 _WHERE = {
     # plugin contract
-    "hookimpl": ".hookspecs", "TaskSpec": ".specs", "EncoderSpec": ".specs",
+    "hookimpl": "bertflow.hooks.contract", "TaskSpec": "bertflow.hooks.specs", "EncoderSpec": "bertflow.hooks.specs",
     # head building blocks
-    "HeadPipe": ".heads", "EncoderListener": ".heads", "DocPooler": ".heads", "Classifier": ".heads", "PretrainedCopy": ".heads",
-    "encoder_output": ".heads", "doc_pool": ".heads", "listener_width": ".heads",
+    "HeadPipe": "bertflow.heads", "EncoderListener": "bertflow.heads", "DocPooler": "bertflow.heads", "Classifier": "bertflow.heads", "PretrainedCopy": "bertflow.heads",
+    "encoder_output": "bertflow.heads", "doc_pool": "bertflow.heads", "listener_width": "bertflow.heads",
     # a token-level model's batch output as one array of rows (a Ragged or a list of per-doc arrays)
-    "batch_rows": ".heads", "same_form": ".heads", "split_rows": ".heads",
+    "batch_rows": "bertflow.heads", "same_form": "bertflow.heads", "split_rows": "bertflow.heads",
     # losses
-    "annotation_mask": ".heads", "softmax_cross_entropy": ".heads", "binary_cross_entropy": ".heads",
-    "mean_squared_error": ".heads", "loss_denominator": ".distributed",
+    "annotation_mask": "bertflow.heads", "softmax_cross_entropy": "bertflow.heads", "binary_cross_entropy": "bertflow.heads",
+    "mean_squared_error": "bertflow.heads", "loss_denominator": "bertflow.training.distributed",
     # distillation losses (a head's get_distill_loss)
-    "soft_target_loss": ".heads", "cosine_distance_loss": ".heads",
+    "soft_target_loss": "bertflow.heads", "cosine_distance_loss": "bertflow.heads",
     # corpora
-    "ConversionReport": ".corpus", "malformed_row": ".corpus", "jsonl_rows": ".rawfiles", "text_lines": ".rawfiles",
-    "json_problem": ".rawfiles", "copy_encoder_inputs": ".corpus", "create_corpus_reader": ".corpus",
-    "batch_by_group": ".corpus", "create_text_corpus_reader": ".text_corpus", "read_texts": ".text_corpus",
+    "ConversionReport": "bertflow.data.corpus", "malformed_row": "bertflow.data.corpus", "jsonl_rows": "bertflow.files.raw", "text_lines": "bertflow.files.raw",
+    "json_problem": "bertflow.files.raw", "copy_encoder_inputs": "bertflow.data.corpus", "create_corpus_reader": "bertflow.data.corpus",
+    "batch_by_group": "bertflow.data.corpus", "create_text_corpus_reader": "bertflow.data.text_corpus", "read_texts": "bertflow.data.text_corpus",
     # encoder inputs and outputs, for heads that corrupt the input (masked LM) or read wordpiece positions
-    "Tokenized": ".encoder.wordpieces", "wordpiece_words": ".encoder.wordpieces",
-    "wordpiece_positions": ".encoder.windows",
+    "Tokenized": "bertflow.encoder.wordpieces", "wordpiece_words": "bertflow.encoder.wordpieces",
+    "wordpiece_positions": "bertflow.encoder.windows",
     # batch-level encoder outputs, for heads that work on a whole batch at once
-    "OutputStore": ".encoder.store", "DocOutput": ".encoder.store", "store_groups": ".encoder.store",
-    "ragged_range": ".encoder.store",
+    "OutputStore": "bertflow.encoder.store", "DocOutput": "bertflow.encoder.store", "store_groups": "bertflow.encoder.store",
+    "ragged_range": "bertflow.encoder.store",
     # doc extension values for a whole batch (a head's set_annotations)
-    "set_doc_values": ".encoder.extensions", "get_doc_value": ".encoder.extensions",
+    "set_doc_values": "bertflow.encoder.extensions", "get_doc_value": "bertflow.encoder.extensions",
     # annotate engines
-    "EngineSpec": ".specs", "AnnotateJob": ".engines", "ShardedOutput": ".engines", "annotate_rows": ".annotate",
-    "read_rows": ".engines", "write_part": ".engines", "input_files": ".engines",
+    "EngineSpec": "bertflow.hooks.specs", "AnnotateJob": "bertflow.inference.engines", "ShardedOutput": "bertflow.inference.engines", "annotate_rows": "bertflow.inference.annotate",
+    "read_rows": "bertflow.inference.engines", "write_part": "bertflow.inference.engines", "input_files": "bertflow.inference.engines",
     # CLI
-    "run_or_fail": ".cli._app", "fail": ".cli._app",
+    "run_or_fail": "bertflow.cli._app", "fail": "bertflow.cli._app",
     # errors and discovery
-    "BertflowError": ".errors", "ErrorsWithCodes": ".errors", "get_tasks": ".plugins", "resolve_encoder": ".encoder_names", "make_config": ".config",
+    "BertflowError": "bertflow.errors", "ErrorsWithCodes": "bertflow.errors", "get_tasks": "bertflow.hooks.manager", "resolve_encoder": "bertflow.encoder.names", "make_config": "bertflow.training.config",
     # testing
-    "write_tiny_bert": ".tiny", "tiny_encoder_config": ".tiny", "run_project": ".testing", "run_cli": ".testing",
+    "write_tiny_bert": "bertflow.testing.tiny", "tiny_encoder_config": "bertflow.testing.tiny", "run_project": "bertflow.testing.fixtures", "run_cli": "bertflow.testing.fixtures",
 }
 
 __all__ = list(_WHERE)
@@ -94,7 +94,7 @@ __all__ = list(_WHERE)
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"bertflow.api has no {name!r}: the public API is {', '.join(__all__)}.")
-    value = getattr(importlib.import_module(_WHERE[name], __package__), name)
+    value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value  # later accesses skip this function
     return value
 

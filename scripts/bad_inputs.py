@@ -32,12 +32,12 @@ def cases(tmp: Path):
     from spacy.tokens import DocBin
 
     import bertflow
-    from bertflow.config import make_config
-    from bertflow.loading import load_pipeline
-    from bertflow.precision import package_pipeline
-    from bertflow.encoder_names import resolve_encoder
-    from bertflow.testing import edit_hf_shim_bytes, run_cli
-    from bertflow.tiny import tiny_encoder_config, write_tiny_bert
+    from bertflow.training.config import make_config
+    from bertflow.files.loading import load_pipeline
+    from bertflow.compress.guard import package_pipeline
+    from bertflow.encoder.names import resolve_encoder
+    from bertflow.testing.fixtures import edit_hf_shim_bytes, run_cli
+    from bertflow.testing.tiny import tiny_encoder_config, write_tiny_bert
     from bertflow_ner.convert import convert as ner_convert
     from bertflow_qa.convert import convert as qa_convert
     from bertflow_similarity.convert import convert as sim_convert
@@ -173,7 +173,7 @@ def cases(tmp: Path):
 
     yield "loading", "garbage meta.json", garbage_meta
 
-    from bertflow.annotate import annotate
+    from bertflow.inference.annotate import annotate
 
     # --- bertflow annotate (a user's files are never lost)
 
@@ -285,7 +285,7 @@ def cases(tmp: Path):
     yield "edges", "a second run on an OUTPUT another run is writing", locked
 
     def bracket_name():
-        from bertflow.engines import input_files
+        from bertflow.inference.engines import input_files
 
         (tmp / "br").mkdir()
         write("br/t[1].txt", "right\n")
@@ -368,7 +368,7 @@ def cases(tmp: Path):
     yield "edges", "`bertflow train --output DIR` where DIR/model-best exists", train_over_model
 
     # --- data files
-    from bertflow.convert import convert
+    from bertflow.data.convert import convert
 
     yield "convert", "a label the --label-map does not name", lambda: convert(
         "textcat", write("unmapped.tsv", "a fine film\t1\nan odd film\t2\n"), tmp / "o.spacy",
@@ -379,7 +379,7 @@ def cases(tmp: Path):
         "ner", write("skip.conll", "John B-PER\nlives\nin O\n\nMary B-PER\n"), tmp / "o.spacy",
         skip_bad=True).summary()
     yield "convert", "an option the task's converter does not take", lambda: __import__(
-        "bertflow.convert", fromlist=["parse_options"]).parse_options(
+        "bertflow.data.convert", fromlist=["parse_options"]).parse_options(
         bertflow.get_tasks()["textcat"].converter("tsv"), ["--mode", "cross"], "textcat")
 
     def long_warmup():

@@ -46,7 +46,7 @@ def project_run(*args: str) -> None:
 
 def zero_shot_similarity() -> float:
     """The untrained encoder's similarity on the same dev pairs: the bar the trained head must clear."""
-    from bertflow.evaluation import evaluate_nlp, read_examples
+    from bertflow.training.evaluation import evaluate_nlp, read_examples
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder", name="encoder")  # minilm-l6, as the project's

@@ -3,7 +3,7 @@ import pytest
 import spacy
 
 import bertflow  # noqa: F401
-from bertflow.testing import tiny_encoder_config
+from bertflow.testing.fixtures import tiny_encoder_config
 
 from probe_heads import make_doc_probe, make_token_probe  # noqa: F401  (registers the factories)
 

@@ -15,9 +15,9 @@ import spacy
 from spacy.language import Language
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bertflow.annotate import annotate, manifest_path
+from bertflow.inference.annotate import annotate, manifest_path
 from bertflow.errors import BertflowError
-from bertflow.testing import tiny_encoder_config
+from bertflow.testing.fixtures import tiny_encoder_config
 
 FUZZ_EXAMPLES = int(os.environ.get("BERTFLOW_FUZZ_EXAMPLES", "40"))
 
@@ -226,7 +226,7 @@ def test_a_half_written_last_line_is_cut_and_redone(nlp, tmp_path):
 def test_ctrl_c_says_where_to_resume_and_exits_130(saved_model, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import bertflow.annotate as module
+    import bertflow.inference.annotate as module
     from bertflow.cli import app
 
     src, out = tmp_path / "in.txt", tmp_path / "out.jsonl"

@@ -9,8 +9,8 @@ import spacy
 import torch
 from spacy.training import Example
 
-from bertflow.augment import WordReplacer
-from bertflow.distillation import _batches
+from bertflow.compress.augment import WordReplacer
+from bertflow.compress.distill import _batches
 from bertflow.errors import BertflowError
 
 VOCAB = ["[PAD]", "[UNK]", "good", "great", "fine", "bad", "##s", "cat", "42", "über", "dog"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import spacy
 
 import bertflow  # noqa: F401
-from bertflow import hookspecs
+from bertflow.hooks import contract as hookspecs
 
 ROOT = Path(__file__).parent.parent
 SNAPSHOT = {
@@ -120,7 +120,7 @@ def test_the_api_check_catches_a_planted_import():
     clean = "from bertflow.api import HeadPipe, TaskSpec\n"
     assert api_violations(clean) == []
     assert api_violations("from bertflow.heads import HeadPipe\n") == ["from bertflow.heads import ..."]
-    assert api_violations("import bertflow.corpus\n") == ["import bertflow.corpus"]
+    assert api_violations("import bertflow.data.corpus\n") == ["import bertflow.data.corpus"]
     assert api_violations("from bertflow.api import _WHERE\n") == ["bertflow.api._WHERE (not in __all__)"]
     assert api_violations("def f():\n    from bertflow import hookimpl\n") == ["from bertflow import ..."]
     assert api_violations("import bertflow\n") == ["import bertflow"]

@@ -9,9 +9,9 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from bertflow.cli import app, task_alias
-from bertflow.convert import convert, describe_options, parse_options
+from bertflow.data.convert import convert, describe_options, parse_options
 from bertflow.errors import BertflowError
-from bertflow.testing import run_cli
+from bertflow.testing.fixtures import run_cli
 
 
 def invoke(*args):

@@ -13,9 +13,9 @@ from thinc.api import Adam, fix_random_seed
 
 import bertflow
 from bertflow.api import batch_rows, cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
-from bertflow.distillation import make_student, parse_layers, student_layer_indices
+from bertflow.compress.distill import make_student, parse_layers, student_layer_indices
 from bertflow.errors import BertflowError
-from bertflow.testing import run_cli
+from bertflow.testing.fixtures import run_cli
 
 TRAIN = [  # text, label, entities as (text, label)
     ("steve jobs founded apple in new york", "POSITIVE", [("steve jobs", "PER"), ("new york", "LOC")]),
@@ -230,7 +230,7 @@ def test_distilling_a_teacher_into_itself_drives_random_heads_to_its_outputs(tea
 
 def test_the_student_round_trips_and_packages_with_the_precision_guard(teacher_dir, data_files, tmp_path):
     from bertflow.cli.evaluate import evaluate_pipeline
-    from bertflow.precision import package_pipeline
+    from bertflow.compress.guard import package_pipeline
 
     out = tmp_path / "student"
     with pytest.warns(UserWarning, match="'mlm' is not distilled"):
@@ -404,7 +404,7 @@ def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teac
 
 
 def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir, data_files):
-    from bertflow.distillation import hidden_pairs
+    from bertflow.compress.distill import hidden_pairs
 
     assert hidden_pairs("all", [0, 3], 2, 4) == [(1, 1), (2, 4)]
     assert hidden_pairs("all", None, 2, 4) == [(1, 1), (2, 4)]  # a named student: spread like the default
@@ -440,7 +440,7 @@ def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir,
 
 
 def test_batches_stream_every_example_once_per_pass():
-    from bertflow.distillation import _batches
+    from bertflow.compress.distill import _batches
 
     nlp = spacy.blank("en")
     texts = [f"doc {i}" for i in range(23)] + [""]
@@ -460,7 +460,7 @@ def test_batches_stream_every_example_once_per_pass():
 
 def test_distill_with_augmentation_on_the_teachers_own_vocabulary(teacher_dir, data_files, tmp_path):
     teacher = spacy.load(teacher_dir)
-    from bertflow.augment import WordReplacer
+    from bertflow.compress.augment import WordReplacer
 
     replacer = WordReplacer.from_encoder(teacher.get_pipe("encoder"), k=5)
     vocab = teacher.get_pipe("encoder").model.tokenizer.get_vocab()

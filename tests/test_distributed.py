@@ -14,7 +14,7 @@ from spacy.tokens import DocBin
 from thinc.api import Config
 
 from bertflow.api import loss_denominator, make_config, write_tiny_bert
-from bertflow.distributed import share_of_batch
+from bertflow.training.distributed import share_of_batch
 
 STEPS = 5
 WORDS = "the a movie film was very not good bad great terrible apple google paris london steve jobs john mary city".split()

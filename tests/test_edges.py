@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import spacy
 
-from bertflow.annotate import annotate
-from bertflow.engines import ShardedOutput, input_files
+from bertflow.inference.annotate import annotate
+from bertflow.inference.engines import ShardedOutput, input_files
 from bertflow.errors import BertflowError
-from bertflow.outputs import lock_path, output_lock
-from bertflow.testing import run_cli
+from bertflow.files.outputs import lock_path, output_lock
+from bertflow.testing.fixtures import run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_annotate import build  # noqa: E402
@@ -153,7 +153,7 @@ def test_convert_replaces_its_own_output_but_not_an_unrelated_file(tmp_path):
 
 
 def test_train_refuses_to_replace_a_trained_pipeline_without_force(tmp_path):
-    from bertflow.distributed import train
+    from bertflow.training.distributed import train
 
     (tmp_path / "model-best").mkdir()
     (tmp_path / "model-best" / "meta.json").write_text("{}")
@@ -165,7 +165,7 @@ def test_train_refuses_to_replace_a_trained_pipeline_without_force(tmp_path):
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
 def test_utf16_and_utf32_input_is_decoded_by_its_byte_order_mark(nlp, tmp_path, encoding, suffix):
-    from bertflow.engines import read_any_rows  # what the ray engine reads with
+    from bertflow.inference.engines import read_any_rows  # what the ray engine reads with
 
     texts = ["hello world", "second line 日本 🙂"]
     body = {".txt": "".join(t + "\n" for t in texts),
@@ -257,7 +257,7 @@ def test_distill_on_a_file_that_is_not_a_docbin_is_one_line(saved, tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_and_the_debug_switch_shows_the_traceback(monkeypatch, tmp_path):
-    from bertflow import loading
+    from bertflow.files import loading
 
     def broken(*args, **kwargs):
         raise KeyError("a bug somewhere deep")

@@ -60,7 +60,7 @@ def test_encoder_parity_pair(make_nlp, tiny_bert_dir):
 @pytest.mark.integration
 def test_encoder_parity_minilm():
     import spacy
-    from bertflow.encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder")

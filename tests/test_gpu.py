@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy
 import pytest
 
-from bertflow.precision import load_with_precision, package_pipeline
-from bertflow.testing import run_project
+from bertflow.compress.guard import load_with_precision, package_pipeline
+from bertflow.testing.fixtures import run_project
 
 pytestmark = pytest.mark.gpu
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 ROOT = Path(__file__).resolve().parents[1] / "bertflow"
-ALLOWED_CLI_USERS = {"bertflow.__main__", "bertflow.testing"}  # the entry point and the CLI test helper
+ALLOWED_CLI_USERS = {"bertflow.__main__", "bertflow.testing.fixtures"}  # the entry point and the CLI test helper
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -3,7 +3,7 @@ import pytest
 import spacy
 
 from bertflow.errors import BertflowError
-from bertflow.loading import load_pipeline
+from bertflow.files.loading import load_pipeline
 
 
 def save_with_factory(path, factory):

@@ -5,7 +5,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from bertflow.corpus import create_mixed_corpus, mixing_probabilities
+from bertflow.data.corpus import create_mixed_corpus, mixing_probabilities
 from bertflow.errors import BertflowError
 
 
@@ -80,7 +80,7 @@ def test_a_corpus_is_read_from_disk_once_and_each_pass_gets_fresh_examples(corpo
     """Every pass (each head's initialize, each epoch, each evaluation) builds
     new examples from the reference docs read the first time."""
     from spacy.training import Corpus
-    from bertflow.corpus import create_corpus_reader
+    from bertflow.data.corpus import create_corpus_reader
 
     reads = []
     original = Corpus.read_docbin

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from spacy.training import Example
 from thinc.api import Config
 
-from bertflow.testing import edit_hf_shim_bytes, run_cli, tiny_encoder_config
+from bertflow.testing.fixtures import edit_hf_shim_bytes, run_cli, tiny_encoder_config
 
 EXAMPLES = int(os.environ.get("MODEL_FUZZ_EXAMPLES", "12"))
 HEADS = ("textcat", "ner", "qa", "similarity", "mlm")

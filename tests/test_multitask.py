@@ -15,9 +15,9 @@ import spacy
 from thinc.api import Adam
 
 import bertflow
-from bertflow.corpus import create_corpus_reader
+from bertflow.data.corpus import create_corpus_reader
 from bertflow.errors import BertflowError
-from bertflow.testing import run_cli, run_project
+from bertflow.testing.fixtures import run_cli, run_project
 
 pytestmark = pytest.mark.slow  # runs the multitask project
 
@@ -155,7 +155,7 @@ def test_learn_rate_scale_multiplies_a_heads_own_step_only(nlp, project):
     """Adam's first step moves each weight by about the learning rate: a head
     with learn_rate_scale 3 moves its weights 3x as far as with 1, the
     encoder's step is the same, and 0 leaves the head where it was."""
-    from bertflow.optimizer import make_adamw
+    from bertflow.training.optimizer import make_adamw
     textcat = nlp.get_pipe("textcat")
     egs = examples_of(nlp, project, "textcat")[:8]
     out = textcat.model.get_ref("output_layer")
@@ -252,7 +252,7 @@ def test_annotate_streams_resumes_and_keeps_every_row(project, tmp_path, monkeyp
 def test_annotate_frees_the_strings_of_its_texts(nlp, tmp_path):
     """Chunks run inside nlp.memory_zone(): a stream of new words leaves the vocab as it was, and chunking
     changes no record."""
-    from bertflow.annotate import annotate
+    from bertflow.inference.annotate import annotate
 
     src = tmp_path / "in.txt"
     src.write_text("".join(f"Zorblax{i} met Quindle{i} in Paris on day {i}.\n" for i in range(7)))
@@ -302,7 +302,7 @@ def test_packaged_pipeline_loads_by_name_in_a_fresh_venv_offline(project, tmp_pa
 
 def test_annotate_with_two_processes_matches_one(project, tmp_path):
     """--n-process 2 (spawned workers) gives the records of one process, in input order, unreadable rows included."""
-    from bertflow.annotate import annotate
+    from bertflow.inference.annotate import annotate
 
     model = project / "training" / "multitask" / "model-best"
     src = tmp_path / "in.jsonl"

@@ -6,8 +6,8 @@ from thinc.api import Adam, Config
 from spacy.util import registry
 
 from bertflow.errors import BertflowError
-from bertflow.optimizer import make_adamw
-from bertflow.testing import torch_adamw
+from bertflow.training.optimizer import make_adamw
+from bertflow.testing.fixtures import torch_adamw
 
 
 def _run(optimizer_factory, steps=6, lr=1e-3, wd=0.01):

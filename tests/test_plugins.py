@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from bertflow import hookimpl
 from bertflow.errors import BertflowError, PluginLoadWarning
-from bertflow.plugins import create_plugin_manager, describe_plugins, get_encoder_specs, get_tasks
-from bertflow.encoder_names import resolve_encoder
-from bertflow.specs import EncoderSpec, TaskSpec
+from bertflow.hooks.manager import create_plugin_manager, describe_plugins, get_encoder_specs, get_tasks
+from bertflow.encoder.names import resolve_encoder
+from bertflow.hooks.specs import EncoderSpec, TaskSpec
 
 
 class ToyPlugin:
@@ -42,7 +42,7 @@ def test_hook_bertflow_encoders(fresh_plugin_manager, tiny_bert_dir):
 
 def test_hook_bertflow_functions(fresh_plugin_manager, monkeypatch):
     import bertflow
-    from bertflow import plugins
+    from bertflow.hooks import manager as plugins
 
     def shout(text: str) -> str:
         return text.upper()
@@ -112,7 +112,7 @@ def installed_test_plugins(tmp_path, monkeypatch):
     one good, one whose import fails."""
     make_distribution(tmp_path, "bertflow_goodplugin", "bertflow_goodplugin", """
         from bertflow import hookimpl
-        from bertflow.specs import TaskSpec
+        from bertflow.hooks.specs import TaskSpec
 
         @hookimpl
         def bertflow_tasks():
@@ -151,7 +151,7 @@ def test_plugins_bad_hook_signature_is_skipped(tmp_path, monkeypatch):
 
 
 def test_cli_plugins_json(installed_test_plugins, monkeypatch):
-    import bertflow.plugins as plugins_mod
+    import bertflow.hooks.manager as plugins_mod
     from bertflow.cli import app
 
     with pytest.warns(PluginLoadWarning):
@@ -173,7 +173,7 @@ def test_plugin_manager_is_lazy_and_cached():
 
     probe = ("import sys, bertflow, bertflow.api\n"
              "from bertflow.api import TaskSpec, hookimpl\n"
-             "import bertflow.plugins as p\n"
+             "import bertflow.hooks.manager as p\n"
              "print(p.get_plugin_manager.cache_info().currsize, sorted(m for m in sys.modules if m.startswith('bertflow_')))\n"
              "p.get_tasks()\n"
              "print(p.get_plugin_manager.cache_info().currsize, p.get_plugin_manager() is p.get_plugin_manager())\n")
@@ -183,8 +183,8 @@ def test_plugin_manager_is_lazy_and_cached():
 
 def test_hook_bertflow_engines(fresh_plugin_manager, tmp_path):
     """A third-party engine joins ``bertflow annotate --engine``; the built-in names stay the core's."""
-    from bertflow.engines import AnnotateJob, get_engines, run_annotate
-    from bertflow.specs import EngineSpec
+    from bertflow.inference.engines import AnnotateJob, get_engines, run_annotate
+    from bertflow.hooks.specs import EngineSpec
 
     seen = []
 

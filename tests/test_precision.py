@@ -14,8 +14,8 @@ from spacy.util import fix_random_seed
 from thinc.api import Adam
 
 from bertflow.errors import BertflowError
-from bertflow.precision import check_precision, load_with_precision, package_pipeline
-from bertflow.testing import tiny_encoder_config
+from bertflow.compress.guard import check_precision, load_with_precision, package_pipeline
+from bertflow.testing.fixtures import tiny_encoder_config
 
 SENTS = [
     ("john lives in paris and it is good", "POSITIVE", [(0, 1, "PER"), (3, 4, "LOC")]),
@@ -177,7 +177,7 @@ def test_a_refused_int8_package_was_retried_with_the_ffn_kept_out(trained, tmp_p
 def test_the_retry_passes_where_quantising_everything_fails(trained, tmp_path, monkeypatch):
     """The fallback's own path: the first check fails, the retry passes and is
     what gets packaged, with the first attempt's figures kept in meta."""
-    import bertflow.precision.guard as precision
+    import bertflow.compress.guard as precision
 
     real = precision.check_precision
 

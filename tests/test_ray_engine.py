@@ -13,8 +13,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray engine needs Ray: pip install 'bertflow[ray]'")
 
-from bertflow.annotate import annotate  # noqa: E402
-from bertflow.engines import AnnotateJob, run_annotate  # noqa: E402
+from bertflow.inference.annotate import annotate  # noqa: E402
+from bertflow.inference.engines import AnnotateJob, run_annotate  # noqa: E402
 from bertflow.errors import BertflowError  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a local Ray cluster and its workers
@@ -177,7 +177,7 @@ def test_a_row_that_raises_is_kept_with_its_error_and_a_killed_worker_is_replace
 
 
 def test_a_worker_killed_from_outside(cluster, model, tmp_path, monkeypatch):
-    from bertflow.engines import ShardedOutput
+    from bertflow.inference.engines import ShardedOutput
 
     src = _write_texts(tmp_path / "texts.txt", 1200)
     out = tmp_path / "out.jsonl"
@@ -242,7 +242,7 @@ def test_a_bad_address_fails_fast_and_leaves_nothing(model, tmp_path):
 def test_ray_resume_refuses_a_model_retrained_into_the_same_folder(cluster, tiny_bert_dir, tmp_path):
     from test_edges import retrained
 
-    from bertflow.loading import load_pipeline
+    from bertflow.files.loading import load_pipeline
 
     model = _build(tiny_bert_dir, tmp_path / "mdl")
     src, out = _write_texts(tmp_path / "texts.txt", 90), tmp_path / "out.jsonl"
@@ -255,7 +255,7 @@ def test_ray_resume_refuses_a_model_retrained_into_the_same_folder(cluster, tiny
 
 def test_ray_on_a_locked_output_is_refused_before_ray_starts(model, tmp_path, monkeypatch):
     from bertflow import ray_engine
-    from bertflow.outputs import output_lock
+    from bertflow.files.outputs import output_lock
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for a run that is refused")

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from bertflow.cli import app
 from bertflow.errors import BertflowError, UnknownEncoderError
-from bertflow.encoder_names import resolve_encoder
+from bertflow.encoder.names import resolve_encoder
 
 
 def test_registry_unknown_name_lists_known():
@@ -41,7 +41,7 @@ def test_registry_incomplete_model_dir(tiny_bert_dir, tmp_path, missing, message
 def test_encoder_corrupt_weights_error(tiny_bert_dir, tmp_path):
     import spacy
 
-    from bertflow.testing import tiny_encoder_config
+    from bertflow.testing.fixtures import tiny_encoder_config
 
     broken = tmp_path / "corrupt"
     shutil.copytree(tiny_bert_dir, broken)

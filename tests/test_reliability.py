@@ -16,8 +16,8 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Adam
 
-from bertflow.check import CJK, COMBINING, CONTROL, EMOJI, RTL, ZERO_WIDTH, check_pipeline, doc_problems
-from bertflow.testing import tiny_encoder_config
+from bertflow.inference.check import CJK, COMBINING, CONTROL, EMOJI, RTL, ZERO_WIDTH, check_pipeline, doc_problems
+from bertflow.testing.fixtures import tiny_encoder_config
 
 HEADS = ("textcat", "ner", "qa", "similarity")
 FUZZ_EXAMPLES = int(os.environ.get("BERTFLOW_FUZZ_EXAMPLES", "40"))
@@ -118,7 +118,7 @@ def test_check_cli_passes_a_good_pipeline_and_fails_a_broken_one(nlp, tmp_path, 
     assert result.exit_code == 0 and "PASS  fuzz: CJK" in result.output and "FAIL" not in result.output
 
     # a planted problem in the outputs makes the command fail, naming it
-    monkeypatch.setattr("bertflow.check.doc_problems", lambda doc, nlp=None: ["planted problem"])
+    monkeypatch.setattr("bertflow.inference.check.doc_problems", lambda doc, nlp=None: ["planted problem"])
     result = CliRunner().invoke(app, ["check", str(tmp_path / "pipeline"), "--n-per-class", "1"])
     assert result.exit_code == 1 and "FAIL" in result.output and "planted problem" in result.output
 

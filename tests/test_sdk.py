@@ -13,7 +13,7 @@ import spacy
 from spacy.util import load_config_from_str
 
 import bertflow.api
-from bertflow.config import make_config
+from bertflow.training.config import make_config
 from bertflow.errors import BertflowError
 from bertflow.scaffold import new_plugin, plugin_names
 

@@ -1,7 +1,7 @@
 """Loading a pipeline never runs code or writes files.
 
 Each test crafts a pipeline directory as a hostile author would, loads it the
-ways a user does (``spacy.load`` and ``bertflow.loading.load_pipeline``), and
+ways a user does (``spacy.load`` and ``bertflow.files.loading.load_pipeline``), and
 checks that it is refused with its message, that nothing was written outside
 the test's temp dir, and that the planted code never ran.
 """
@@ -17,8 +17,8 @@ import bertflow  # noqa: F401
 from bertflow.encoder.model import Encoder
 from bertflow.encoder.serialization import UnsafeModelError
 from bertflow.errors import BertflowError
-from bertflow.loading import load_pipeline
-from bertflow.testing import edit_hf_shim_bytes, run_cli, tiny_encoder_config
+from bertflow.files.loading import load_pipeline
+from bertflow.testing.fixtures import edit_hf_shim_bytes, run_cli, tiny_encoder_config
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from bertflow.testing import tiny_encoder_config, write_tiny_bert
+from bertflow.testing.fixtures import tiny_encoder_config, write_tiny_bert
 from conftest import token_vectors
 
 TEXTS = ["the cat sat on the mat", "John loves Paris", "a " * 40]

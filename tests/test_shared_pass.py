@@ -163,7 +163,7 @@ def test_nlp_update_with_an_optimizer_steps_the_encoder_on_this_batch(make_nlp):
     spaCy's training loop (update everything, then finish_update everything)."""
     from spacy.util import fix_random_seed
 
-    from bertflow.optimizer import make_adamw
+    from bertflow.training.optimizer import make_adamw
 
     weights = []
     for one_call in (True, False):
@@ -194,7 +194,7 @@ def test_training_returns_the_freed_heap_every_few_steps(make_nlp, monkeypatch):
 
     import bertflow.encoder.component as component
     from bertflow.encoder.heap import release_freed_memory
-    from bertflow.optimizer import make_adamw
+    from bertflow.training.optimizer import make_adamw
 
     if sys.platform.startswith("linux"):
         assert release_freed_memory() is True  # glibc is there to ask
@@ -251,7 +251,7 @@ def test_frozen_steps_must_not_be_negative(make_nlp):
 def test_the_learning_rate_is_constant_while_frozen_then_warms_up_and_decays():
     from itertools import islice
 
-    from bertflow.optimizer import frozen_then_warmup_linear
+    from bertflow.training.optimizer import frozen_then_warmup_linear
     rates = list(islice(frozen_then_warmup_linear(1.0, warmup_steps=2, total_steps=10, frozen_steps=4), 12))
     assert rates == [1.0, 1.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     with pytest.raises(BertflowError, match="frozen_steps = 11 must be between 0 and total_steps = 10"):

@@ -7,7 +7,7 @@ import spacy
 from spacy.cli.init_config import fill_config
 from spacy.tokens import DocBin
 
-from bertflow.testing import run_cli
+from bertflow.testing.fixtures import run_cli
 
 CONFIG = """
 [paths]

@@ -9,7 +9,7 @@ from spacy.tokens import DocBin
 
 from bertflow.api import (BertflowError, create_corpus_reader, create_text_corpus_reader, tiny_encoder_config,
                           wordpiece_positions, wordpiece_words)
-from bertflow.corpus import create_mixed_corpus
+from bertflow.data.corpus import create_mixed_corpus
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_wordpiece_words_and_positions_match_the_encoder_rows(tiny_bert_dir):
 
 
 def test_evaluate_reads_raw_text(tmp_path, tiny_bert_dir):
-    from bertflow.evaluation import read_examples
+    from bertflow.training.evaluation import read_examples
 
     (tmp_path / "held.jsonl").write_text(json.dumps({"text": "held out text"}) + "\n")
     examples = read_examples(spacy.blank("en"), [tmp_path / "held.jsonl"])

@@ -10,7 +10,7 @@ import torch
 from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config
 
-from bertflow.testing import torch_adamw
+from bertflow.testing.fixtures import torch_adamw
 
 CONFIG = Path(__file__).resolve().parents[1] / "projects" / "textcat" / "configs" / "textcat.cfg"
 LABELS = ["NEGATIVE", "POSITIVE"]

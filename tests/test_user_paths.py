@@ -4,7 +4,7 @@ import sys
 
 import spacy
 
-from bertflow.testing import tiny_encoder_config
+from bertflow.testing.fixtures import tiny_encoder_config
 
 
 def run_python(code: str, **env):

@@ -1,19 +1,19 @@
 """The ``bertflow`` command: one typer app; plugins add commands via ``bertflow_cli``."""
 
-from ._app import app, fail, run_or_fail
-from . import info as _info  # noqa: F401  (registers the command)
-from . import plugins as _plugins  # noqa: F401
-from . import sweep as _sweep  # noqa: F401
-from . import init as _init  # noqa: F401
-from . import new_plugin as _new_plugin  # noqa: F401
-from . import evaluate as _evaluate  # noqa: F401
-from . import annotate as _annotate  # noqa: F401
-from . import package as _package  # noqa: F401
-from . import check as _check  # noqa: F401
-from . import convert as _convert  # noqa: F401
-from . import train as _train  # noqa: F401
-from . import export as _export  # noqa: F401
-from . import distill as _distill  # noqa: F401
+from bertflow.cli._app import app, fail, run_or_fail
+from bertflow.cli import info as _info  # noqa: F401  (registers the command)
+from bertflow.cli import plugins as _plugins  # noqa: F401
+from bertflow.cli import sweep as _sweep  # noqa: F401
+from bertflow.cli import init as _init  # noqa: F401
+from bertflow.cli import new_plugin as _new_plugin  # noqa: F401
+from bertflow.cli import evaluate as _evaluate  # noqa: F401
+from bertflow.cli import annotate as _annotate  # noqa: F401
+from bertflow.cli import package as _package  # noqa: F401
+from bertflow.cli import check as _check  # noqa: F401
+from bertflow.cli import convert as _convert  # noqa: F401
+from bertflow.cli import train as _train  # noqa: F401
+from bertflow.cli import export as _export  # noqa: F401
+from bertflow.cli import distill as _distill  # noqa: F401
 
 
 def task_alias(argv):
@@ -45,13 +45,13 @@ def main() -> None:
 
     import typer
 
-    from ..errors import BertflowError, one_line
+    from bertflow.errors import BertflowError, one_line
 
     args = task_alias(sys.argv[1:])
     command = next((a for a in args if not a.startswith("-")), None)
     try:
         if command is not None and command not in core_commands():
-            from ..plugins import get_plugin_manager
+            from bertflow.hooks.manager import get_plugin_manager
 
             get_plugin_manager().hook.bertflow_cli(app=app)
         app(args=args, prog_name="bertflow")

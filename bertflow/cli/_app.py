@@ -2,7 +2,7 @@ from typing import Any, Callable
 
 import typer
 
-from ..errors import BertflowError
+from bertflow.errors import BertflowError
 
 app = typer.Typer(
     name="bertflow",
@@ -16,7 +16,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from ..about import __version__
+        from bertflow.about import __version__
 
         typer.echo(f"bertflow {__version__}")
         raise typer.Exit()

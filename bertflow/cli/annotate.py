@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, fail, run_or_fail
+from bertflow.cli._app import app, fail, run_or_fail
 
 
 @app.command("annotate")
@@ -37,7 +37,7 @@ def annotate_cli(
                                    "files and of resuming)."),
 ):
     """Annotate texts with every head of a pipeline, in input order; resumable, never drops a row."""
-    from ..engines import AnnotateJob, run_annotate
+    from bertflow.inference.engines import AnnotateJob, run_annotate
 
     job = AnnotateJob(model=model, input=input_path, output=output_path, file_format=file_format,
                       text_field=text_field, question_field=question_field, id_field=id_field,

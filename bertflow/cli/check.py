@@ -1,7 +1,7 @@
 """``bertflow check MODEL``: fuzz classes and round-trips against a pipeline, as a pass/fail table."""
 import typer
 
-from ._app import app, fail, run_or_fail
+from bertflow.cli._app import app, fail, run_or_fail
 
 
 @app.command("check")
@@ -12,7 +12,7 @@ def check_cli(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for the CPU."),
 ):
     """Check that odd text never breaks the pipeline and that it survives serialisation."""
-    from ..check import check_pipeline
+    from bertflow.inference.check import check_pipeline
 
     rows = run_or_fail(check_pipeline, model, n_per_class=n_per_class, seed=seed, gpu_id=gpu_id,
                        progress=lambda name: typer.echo(f"… {name}", err=True))

@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 @app.command("convert", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -25,8 +25,8 @@ def convert_cli(
     `... --and textcat dev.tsv dev.spacy --label-map 0=NEGATIVE,1=POSITIVE`.
     `bertflow TASK convert ...` is the same command.
     """
-    from ..convert import convert_args
-    from ..errors import BertflowError, Errors
+    from bertflow.data.convert import convert_args
+    from bertflow.errors import BertflowError, Errors
 
     jobs, current = [], [task, str(input_path), str(output_path)]
     for word in ctx.args:

@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import Errors
-from ._app import app, fail, run_or_fail
+from bertflow.errors import Errors
+from bertflow.cli._app import app, fail, run_or_fail
 
 
 def _weights(values: List[str]) -> dict:
@@ -66,7 +66,7 @@ def distill_cli(
     report: Optional[Path] = typer.Option(None, "--report", help="Also write what was done as JSON here."),
 ):
     """Distill a pipeline into a smaller student with all its heads (DistilBERT-style)."""
-    from ..distillation import distill
+    from bertflow.compress.distill import distill
 
     _, result = run_or_fail(distill, teacher, out_dir, data, student_layers=student_layers, student=student,
                             steps=steps, batch_size=batch_size, temperature=temperature, learn_rate=learn_rate,

@@ -6,16 +6,16 @@ from typing import List, Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 def evaluate_pipeline(model: str, data: List[Path], *, batch_size: int = 64, gpu_id: int = -1) -> dict:
     """Plain function behind ``bertflow evaluate``: ``{"heads": {name: scores}, "main_metrics": {name: key},
     "n_examples", "docs_per_s"}``; a head of an installed task lists its ``TaskSpec.metrics`` first."""
-    from ..evaluation import evaluate_nlp, read_examples
-    from ..loading import load_pipeline
+    from bertflow.training.evaluation import evaluate_nlp, read_examples
+    from bertflow.files.loading import load_pipeline
 
-    from ..plugins import get_tasks
+    from bertflow.hooks.manager import get_tasks
 
     nlp = load_pipeline(model, gpu_id)
     result = {"model": str(model), **evaluate_nlp(nlp, read_examples(nlp, data), batch_size=batch_size)}

@@ -1,10 +1,10 @@
-"""``bertflow export-encoder PIPELINE OUT_DIR``: the command around ``bertflow.export.export_encoder``."""
+"""``bertflow export-encoder PIPELINE OUT_DIR``: the command around ``bertflow.compress.export.export_encoder``."""
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 @app.command("export-encoder")
@@ -16,7 +16,7 @@ def export_encoder_cli(
     force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT_DIR (replacing the files it writes)."),
 ):
     """Export a pipeline's encoder (and its masked-LM head) as a Hugging Face model directory."""
-    from ..export import export_encoder
+    from bertflow.compress.export import export_encoder
 
     written = run_or_fail(export_encoder, pipeline, out_dir, encoder=encoder, head=head, force=force)
     typer.echo(f"{written['out_dir']}: {written['architecture']} from {pipeline} "

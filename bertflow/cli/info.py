@@ -4,9 +4,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from ..errors import BertflowError, Errors
-from ..encoder_names import DEFAULT_ENCODER, known_encoders, resolve_encoder
-from ._app import app, run_or_fail
+from bertflow.errors import BertflowError, Errors
+from bertflow.encoder.names import DEFAULT_ENCODER, known_encoders, resolve_encoder
+from bertflow.cli._app import app, run_or_fail
 
 PACKAGES = ("bertflow", "spacy", "spacy-transformers", "thinc", "transformers", "tokenizers", "torch", "pluggy")
 

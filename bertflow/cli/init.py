@@ -4,7 +4,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 init_app = typer.Typer(help="Write starter files (training configs).", no_args_is_help=True)
 app.add_typer(init_app, name="init")
@@ -23,8 +23,8 @@ def init_config_cli(
     force: bool = typer.Option(False, "--force", help="Replace an existing config file."),
 ):
     """Write a commented spacy train config: the shared encoder and one head per task."""
-    from ..config import make_config
-    from ..outputs import check_new_output
+    from bertflow.training.config import make_config
+    from bertflow.files.outputs import check_new_output
 
     if str(output) != "-":
         run_or_fail(check_new_output, output, force, "The config")

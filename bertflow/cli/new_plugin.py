@@ -3,7 +3,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 @app.command("new-plugin")
@@ -14,7 +14,7 @@ def new_plugin_cli(
 ):
     """Write bertflow-NAME/: setup.cfg with entry points, a head component, a
     converter, a scorer, tests and a spaCy project; it passes its own tests."""
-    from ..scaffold import new_plugin
+    from bertflow.scaffold import new_plugin
 
     target = run_or_fail(new_plugin, name, output_dir, force=force)
     typer.secho(f"✔ Created {target}", fg=typer.colors.GREEN)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 @app.command("package")
@@ -29,7 +29,7 @@ def package_cli(
         "up-projections kept out."),
 ):
     """Package a pipeline, optionally in reduced precision after checking every head against fp32."""
-    from ..precision import format_check, package_pipeline
+    from bertflow.compress.guard import format_check, package_pipeline
 
     report = run_or_fail(package_pipeline, model, output_dir, precision=precision, dev=dev, max_drop=max_drop,
                          name=name, version=version, build=build, batch_size=batch_size, gpu_id=gpu_id, force=force,

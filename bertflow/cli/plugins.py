@@ -2,7 +2,7 @@ import json
 
 import typer
 
-from ._app import app
+from bertflow.cli._app import app
 
 
 @app.command("plugins")
@@ -10,7 +10,7 @@ def plugins_cli(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List installed bertflow plugins: version, hooks, tasks, factories and load failures."""
-    from ..plugins import describe_plugins
+    from bertflow.hooks.manager import describe_plugins
 
     info = describe_plugins()
     if as_json:

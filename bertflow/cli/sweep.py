@@ -2,8 +2,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import Errors
-from ._app import app, fail, run_or_fail
+from bertflow.errors import Errors
+from bertflow.cli._app import app, fail, run_or_fail
 
 
 @app.command("lr-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -16,7 +16,7 @@ def lr_sweep_cli(
 ) -> None:
     """Train once per learning rate (the BERT paper's grid by default) and keep
     the best model on dev. Extra --section.key value options go to spacy train."""
-    from ..training import lr_sweep
+    from bertflow.training.sweep import lr_sweep
 
     try:
         rates = [float(x) for x in lrs.split(",") if x.strip()]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, run_or_fail
+from bertflow.cli._app import app, run_or_fail
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -31,7 +31,7 @@ def train_cli(
     (--paths.train ...) as spacy train."""
     from spacy.cli._util import import_code, parse_config_overrides
 
-    from ..distributed import train
+    from bertflow.training.distributed import train
 
     overrides = parse_config_overrides(ctx.args)
     import_code(code)

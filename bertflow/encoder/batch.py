@@ -10,7 +10,7 @@ from thinc.api import get_array_module, torch2xp, xp2torch
 from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
-from .store import DocOutput, OutputStore
+from bertflow.encoder.store import DocOutput, OutputStore
 
 
 @dataclass

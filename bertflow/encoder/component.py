@@ -22,12 +22,12 @@ from spacy_transformers.layers import TransformerListener
 from spacy_transformers.pipeline_component import Transformer
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..errors import BertflowError, Errors
-from .extensions import TRF_DATA, TRF_WINDOWS, install_extensions, set_doc_values
-from .batch import split_docs
-from .heap import release_freed_memory
-from .serialization import guarded_hf_loading
-from .model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
+from bertflow.errors import BertflowError, Errors
+from bertflow.encoder.extensions import TRF_DATA, TRF_WINDOWS, install_extensions, set_doc_values
+from bertflow.encoder.batch import split_docs
+from bertflow.encoder.heap import release_freed_memory
+from bertflow.encoder.serialization import guarded_hf_loading
+from bertflow.encoder.model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
 
 
 def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
@@ -307,8 +307,8 @@ class Encoder(Transformer):
         encoder was initialised from (``name`` resolved to a local directory)
         that the encoder itself does not load, e.g. BERT's pre-training heads
         (``cls.predictions.``); {} when it has none."""
-        from ..encoder_names import resolve_encoder
-        from .serialization import checkpoint_tensors
+        from bertflow.encoder.names import resolve_encoder
+        from bertflow.encoder.serialization import checkpoint_tensors
 
         return checkpoint_tensors(resolve_encoder(self.model.attrs["name"]), prefix)
 

@@ -29,13 +29,13 @@ from thinc.api import Model, xp2torch
 from thinc.types import ArgsKwargs, Ragged
 from transformers.utils import ModelOutput
 
-from ..errors import BertflowError, Errors
-from ..encoder_names import DEFAULT_ENCODER, resolve_encoder
-from .batch import EncoderBatch
-from .precision import PRECISIONS, inference_precision, training_autocast
-from .serialization import SafeHFWrapper, refuse_remote_code
-from .windows import strided_windows
-from .wordpieces import DocAligns, Tokenized, layout_docs, tokenize_docs
+from bertflow.errors import BertflowError, Errors
+from bertflow.encoder.names import DEFAULT_ENCODER, resolve_encoder
+from bertflow.encoder.batch import EncoderBatch
+from bertflow.encoder.precision import PRECISIONS, inference_precision, training_autocast
+from bertflow.encoder.serialization import SafeHFWrapper, refuse_remote_code
+from bertflow.encoder.windows import strided_windows
+from bertflow.encoder.wordpieces import DocAligns, Tokenized, layout_docs, tokenize_docs
 
 
 
@@ -185,7 +185,7 @@ def Encoder(
     """The shared BERT encoder.
 
     name (str): encoder short name (``minilm-l6``), local model directory or hub
-        name; see ``bertflow.encoder_names.resolve_encoder``. Default "minilm-l6".
+        name; see ``bertflow.encoder.names.resolve_encoder``. Default "minilm-l6".
     get_windows (Callable): windowing strategy, e.g. ``bertflow.strided_windows.v1``
         (default: window 256, stride 192 doc wordpieces).
     keep_layers (int): keep the hidden states of the last k layers for heads that

@@ -12,7 +12,7 @@
   bf16 autocast on a CPU with native bf16, fp32 elsewhere.
 
 The pipeline-level guard (package a reduced-precision copy only if every head
-stays within ``max_drop`` of fp32 on dev) is ``bertflow.precision.guard``.
+stays within ``max_drop`` of fp32 on dev) is ``bertflow.compress.guard``.
 """
 import copy
 import logging
@@ -24,7 +24,7 @@ from typing import ContextManager, Iterable, List, Optional, Sequence, Set, Tupl
 import torch
 from thinc.api import PyTorchGradScaler
 
-from ..errors import BertflowError, Errors, PrecisionWarning
+from bertflow.errors import BertflowError, Errors, PrecisionWarning
 
 logger = logging.getLogger("bertflow")
 

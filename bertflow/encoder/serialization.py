@@ -30,7 +30,7 @@ from spacy_transformers.util import make_tempdir
 from thinc.api import Model, PyTorchShim, get_torch_default_device
 from thinc.layers.pytorchwrapper import forward as pt_forward
 
-from ..errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 # the only tokenizer kwargs spacy-transformers' to_bytes writes
 SAFE_TOKENIZER_KWARGS = frozenset({"use_fast"})

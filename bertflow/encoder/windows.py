@@ -10,7 +10,7 @@ from typing import Callable, List
 import numpy
 from spacy.util import registry
 
-from ..errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 
 @dataclass(frozen=True)

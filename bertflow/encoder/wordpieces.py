@@ -19,8 +19,8 @@ from spacy.tokens import Doc
 from spacy_transformers.data_classes import WordpieceBatch
 from thinc.types import Ragged
 
-from ..errors import BertflowError, Errors
-from .windows import WindowPlan
+from bertflow.errors import BertflowError, Errors
+from bertflow.encoder.windows import WindowPlan
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Building blocks every head reuses: listening, layer selection, pooling,
 classifier and masked losses."""
-from .classifier import Classifier
-from .layers import LAYER_MODES, output_width, select_layers
-from .listener import BertflowListener, EncoderListener, batch_rows, encoder_output, listener_width, same_form, split_rows
-from .losses import (annotation_mask, binary_cross_entropy, cosine_distance_loss, mean_squared_error,
+from bertflow.heads.classifier import Classifier
+from bertflow.heads.layers import LAYER_MODES, output_width, select_layers
+from bertflow.heads.listener import BertflowListener, EncoderListener, batch_rows, encoder_output, listener_width, same_form, split_rows
+from bertflow.heads.losses import (annotation_mask, binary_cross_entropy, cosine_distance_loss, mean_squared_error,
                      soft_target_loss, softmax_cross_entropy)
-from .pipe import HeadPipe
-from .pooling import POOLINGS, DocPooler, doc_pool
-from .reference import PretrainedCopy
+from bertflow.heads.pipe import HeadPipe
+from bertflow.heads.pooling import POOLINGS, DocPooler, doc_pool
+from bertflow.heads.reference import PretrainedCopy
 
 __all__ = [
     "HeadPipe", "BertflowListener", "EncoderListener", "DocPooler", "Classifier", "encoder_output",

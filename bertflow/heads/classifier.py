@@ -9,7 +9,7 @@ from spacy.util import registry
 from thinc.api import Dropout, Model, Ops, chain, get_width, zero_init
 from thinc.types import Floats2d, FloatsXd, Shape
 
-from ..errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 ACTIVATIONS = ("softmax", "sigmoid", "linear")
 

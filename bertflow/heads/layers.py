@@ -12,7 +12,7 @@ from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from transformers.utils import ModelOutput
 
-from ..errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 LAYER_MODES = ("last", "mix", "concat")
 

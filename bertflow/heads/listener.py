@@ -18,10 +18,10 @@ from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d, Ragged
 from transformers.utils import ModelOutput
 
-from ..encoder.extensions import TRF_DATA, get_doc_value
-from ..encoder.store import ragged_range, store_groups
-from ..errors import BertflowError, Errors
-from .layers import output_width, select_layers
+from bertflow.encoder.extensions import TRF_DATA, get_doc_value
+from bertflow.encoder.store import ragged_range, store_groups
+from bertflow.errors import BertflowError, Errors
+from bertflow.heads.layers import output_width, select_layers
 
 
 class BertflowListener(TransformerListener):

@@ -14,7 +14,7 @@ from spacy.training import Example
 from thinc.api import get_array_module
 from thinc.types import Floats1d, Floats2d
 
-from ..distributed import loss_denominator
+from bertflow.training.distributed import loss_denominator
 
 
 def annotation_mask(examples: Iterable[Example], has_annotation: Callable[[Doc], bool]) -> Floats1d:

@@ -17,8 +17,8 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Ragged
 
-from ..distributed import loss_denominator
-from ..errors import BertflowError, Errors
+from bertflow.training.distributed import loss_denominator
+from bertflow.errors import BertflowError, Errors
 
 
 class HeadPipe(TrainablePipe):

@@ -18,9 +18,9 @@ from thinc.layers.chain import forward as chain_forward, init as chain_init
 from thinc.types import Floats2d
 from transformers.utils import ModelOutput
 
-from ..encoder.store import has_output, ragged_range, store_groups
-from ..errors import BertflowError, Errors
-from .listener import encoder_output, known_width
+from bertflow.encoder.store import has_output, ragged_range, store_groups
+from bertflow.errors import BertflowError, Errors
+from bertflow.heads.listener import encoder_output, known_width
 
 POOLINGS = ("cls", "pooler", "mean", "max", "mean_all")
 

@@ -21,7 +21,7 @@ import srsly
 import torch
 from spacy_transformers.data_classes import TransformerData
 
-from ..errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 ROWS_PER_CALL = 64
 
@@ -39,7 +39,7 @@ class PretrainedCopy:
     def of_encoder(cls, nlp, head: str) -> "PretrainedCopy":
         """A copy of the transformer of the encoder ``head`` listens to, as it
         is now: take it in the head's ``initialize``, before training moves it."""
-        from ..config import listening_heads
+        from bertflow.training.config import listening_heads
 
         heads = listening_heads(nlp)
         if head not in heads:
@@ -92,7 +92,7 @@ class PretrainedCopy:
         from safetensors.torch import load
         from transformers import AutoConfig, AutoModel
 
-        from ..encoder.serialization import refuse_remote_code
+        from bertflow.encoder.serialization import refuse_remote_code
 
         try:
             msg = srsly.msgpack_loads(data)

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List
 
 import pluggy
 
-from .specs import EncoderSpec, EngineSpec, TaskSpec
+from bertflow.hooks.specs import EncoderSpec, EngineSpec, TaskSpec
 
 hookspec = pluggy.HookspecMarker("bertflow")
 hookimpl = pluggy.HookimplMarker("bertflow")
@@ -35,7 +35,7 @@ def bertflow_tasks() -> List[TaskSpec]:
 def bertflow_encoders() -> List[EncoderSpec]:
     """Declare extra encoder short names.
 
-    Called when an encoder name is resolved (``bertflow.encoder_names.resolve_encoder``).
+    Called when an encoder name is resolved (``bertflow.encoder.names.resolve_encoder``).
     Return a list of ``EncoderSpec`` records; their names join the built-in ones
     (``minilm-l6``) and must not clash with them.
     """

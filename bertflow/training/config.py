@@ -19,9 +19,9 @@ import spacy
 from spacy.util import load_config
 from thinc.api import Config
 
-from .errors import BertflowError, Errors
-from .plugins import get_tasks
-from .encoder_names import resolve_encoder
+from bertflow.errors import BertflowError, Errors
+from bertflow.hooks.manager import get_tasks
+from bertflow.encoder.names import resolve_encoder
 
 ENCODER_FACTORY = "bertflow_encoder"
 

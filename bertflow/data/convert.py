@@ -13,9 +13,9 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import BertflowError, Errors
-from .outputs import check_new_output, is_docbin
-from .specs import TaskSpec
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.outputs import check_new_output, is_docbin
+from bertflow.hooks.specs import TaskSpec
 
 # arguments every converter takes that are not task options: the two paths, and the format (``--format``)
 POSITIONAL = ("input_path", "output_path", "file_format")
@@ -120,7 +120,7 @@ def parse_options(func: Callable, args: Sequence[str], task: str) -> Dict[str, A
 def installed_task(name: str) -> TaskSpec:
     """The installed task ``name`` (``multiple-choice`` also finds ``multiple_choice``), or an
     error listing the installed ones."""
-    from .plugins import get_tasks
+    from bertflow.hooks.manager import get_tasks
 
     tasks = get_tasks()
     name = name if name in tasks else name.replace("-", "_")

@@ -4,14 +4,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
-from .errors import BertflowError, Errors, one_line
+from bertflow.errors import BertflowError, Errors, one_line
 
 _UNKNOWN_FACTORY = re.compile(r"\[E002\] Can't find factory for '([^']+)'")
 
 
 def plugin_hint(factory: str) -> str:
     """What to install for a factory this environment lacks."""
-    from .plugins import get_tasks
+    from bertflow.hooks.manager import get_tasks
 
     for task in get_tasks().values():
         if task.factory == factory:  # installed but failed to load: the plugin list says why
@@ -44,7 +44,7 @@ def refuse_remote_code_in_config(config, where: str) -> None:
     """Raise if any setting anywhere in a pipeline's config asks transformers to
     run code shipped with a model (``trust_remote_code``, ``auto_map``), under
     whatever component or architecture it sits."""
-    from .encoder.serialization import refuse_remote_code
+    from bertflow.encoder.serialization import refuse_remote_code
 
     def walk(node, trail):
         if isinstance(node, dict):
@@ -66,7 +66,7 @@ def _load_directory(path: Path, config: dict):
     guarded, whatever factory or architecture the config names."""
     from spacy import util
 
-    from .encoder.serialization import check_shims, guarded_hf_loading
+    from bertflow.encoder.serialization import check_shims, guarded_hf_loading
 
     for component in sorted(p for p in path.iterdir() if p.is_dir()):
         if (component / "model").is_dir():  # spacy-transformers would load it as a model directory, with its settings
@@ -170,7 +170,7 @@ def load_pipeline(name_or_path: Union[str, Path], gpu_id: int = -1, config: Opti
     error."""
     import spacy
 
-    from .encoder.serialization import guarded_hf_loading
+    from bertflow.encoder.serialization import guarded_hf_loading
 
     check_pipeline_files(name_or_path)
     if gpu_id >= 0:

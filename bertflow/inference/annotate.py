@@ -45,10 +45,10 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.util import raise_error
 
-from .rawfiles import jsonl_rows, open_utf8, text_lines
-from .errors import BertflowError, Errors
-from .loading import load_pipeline
-from .outputs import output_lock
+from bertflow.files.raw import jsonl_rows, open_utf8, text_lines
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.loading import load_pipeline
+from bertflow.files.outputs import output_lock
 
 FORMATS = ("txt", "jsonl", "csv", "tsv")
 MANIFEST_SUFFIX = ".bertflow-annotate.json"

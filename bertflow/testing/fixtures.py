@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Sequence, Union
 
 import pytest
 
-from .tiny import TINY_WORDS, tiny_encoder_config, write_tiny_bert  # noqa: F401  (re-exported)
+from bertflow.testing.tiny import TINY_WORDS, tiny_encoder_config, write_tiny_bert  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def nlp_tiny(tiny_bert_dir):
 
 @pytest.fixture
 def fresh_plugin_manager():
-    from bertflow.plugins import create_plugin_manager
+    from bertflow.hooks.manager import create_plugin_manager
 
     return create_plugin_manager(load_entry_points=False)
 
@@ -116,7 +116,7 @@ def run_project(project_dir: Union[str, Path], tmp_path: Union[str, Path], workf
 
 
 def _bertflow_main() -> None:
-    from .cli import main
+    from bertflow.cli import main
 
     main()
 

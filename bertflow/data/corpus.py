@@ -17,8 +17,8 @@ from spacy.tokens import Doc
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
-from .encoder.extensions import TEXT_PAIR  # importing it installs doc._.text_pair
-from .errors import BertflowError, Errors, one_line
+from bertflow.encoder.extensions import TEXT_PAIR  # importing it installs doc._.text_pair
+from bertflow.errors import BertflowError, Errors, one_line
 
 ENCODER_INPUTS = (TEXT_PAIR,)
 
@@ -125,7 +125,7 @@ def create_corpus_reader(
         raise BertflowError(
             Errors.E050
         )
-    from .text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
+    from bertflow.data.text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
 
     if Path(path).suffix in TEXT_SUFFIXES:  # raw text: for self-supervised heads (masked LM)
         return create_text_corpus_reader(Path(path), max_length=max_length, limit=limit)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
-from .errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 LOCK_SUFFIX = ".bertflow-lock"
 

@@ -13,8 +13,8 @@ from typing import Dict, Optional, Union
 
 import pluggy
 
-from .errors import BertflowError, Errors, UnknownEncoderError
-from .specs import EncoderSpec
+from bertflow.errors import BertflowError, Errors, UnknownEncoderError
+from bertflow.hooks.specs import EncoderSpec
 
 DEFAULT_ENCODER = "minilm-l6"
 
@@ -37,7 +37,7 @@ BUILTIN_ENCODERS: Dict[str, EncoderSpec] = {
 
 def known_encoders(pm=None) -> Dict[str, EncoderSpec]:
     """Built-in names plus the ones installed plugins add."""
-    from .plugins import get_encoder_specs
+    from bertflow.hooks.manager import get_encoder_specs
 
     names = dict(BUILTIN_ENCODERS)
     for name, spec in get_encoder_specs(pm).items():

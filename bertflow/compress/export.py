@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .config import encoder_names
-from .errors import BertflowError, Errors
-from .loading import load_pipeline
-from .outputs import replace_entries
+from bertflow.training.config import encoder_names
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.loading import load_pipeline
+from bertflow.files.outputs import replace_entries
 
 
 def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = None, head: Optional[str] = None,

@@ -3,12 +3,12 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from .errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 
 def read_examples(nlp, data: List[Path]) -> list:
     """The examples of one or more .spacy files, for ``nlp``."""
-    from .corpus import create_corpus_reader
+    from bertflow.data.corpus import create_corpus_reader
 
     examples = []
     for path in data:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from .errors import BertflowError, Errors
-from .specs import EngineSpec
+from bertflow.errors import BertflowError, Errors
+from bertflow.hooks.specs import EngineSpec
 
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 PART_FORMATS = ("jsonl", "parquet")
@@ -64,7 +64,7 @@ class AnnotateJob:
 
 def run_local(job: AnnotateJob):
     """The ``local`` engine: today's ``bertflow annotate`` (one input file, one JSONL file, in order)."""
-    from .annotate import annotate
+    from bertflow.inference.annotate import annotate
 
     engine_only = [name for name, given in (("--address", job.address is not None), ("--workers", job.workers != 1),
                                             ("--gpus-per-worker", job.gpus_per_worker != 0),
@@ -79,14 +79,14 @@ def run_local(job: AnnotateJob):
 
 BUILT_IN = {
     "local": EngineSpec("local", run_local, "one process, one input file, one JSONL file in input order (default)"),
-    "ray": EngineSpec("ray", "bertflow.ray_engine:run_ray",
+    "ray": EngineSpec("ray", "bertflow.inference.ray_engine:run_ray",
                       "Ray actors over files, folders or globs, sharded output, exactly once (pip install bertflow[ray])"),
 }
 
 
 def get_engines(pm=None) -> Dict[str, EngineSpec]:
     """The built-in engines and those of the installed plugins, by name."""
-    from .plugins import hook_records
+    from bertflow.hooks.manager import hook_records
 
     engines = dict(BUILT_IN)
     for name, (spec, owner) in hook_records("bertflow_engines", "engine", pm).items():
@@ -138,7 +138,7 @@ def file_format_of(path: Path, file_format: Optional[str] = None) -> str:
 
 def read_any_rows(path: Path, file_format: str, text_field: str, question_field: str, id_field: str) -> Iterator:
     """``annotate.read_rows`` for every input format, parquet too (through pyarrow)."""
-    from .annotate import read_rows, row_id
+    from bertflow.inference.annotate import read_rows, row_id
 
     if file_format != "parquet":
         yield from read_rows(path, file_format, text_field, question_field, id_field)

@@ -25,7 +25,7 @@ they are for teacher targets only.
 import random
 from typing import Dict, List, Optional
 
-from .errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 
 class WordReplacer:

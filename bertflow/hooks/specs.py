@@ -88,6 +88,6 @@ def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Ca
         for part in attr.split("."):
             obj = getattr(obj, part)
         return obj
-    from .errors import BertflowError, Errors
+    from bertflow.errors import BertflowError, Errors
 
     raise BertflowError(Errors.E071.format(what=what, value=value))

@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from ..config import ENCODER_FACTORY
-from ..errors import BertflowError, Errors
-from ..evaluation import evaluate_nlp, read_examples
-from ..loading import load_pipeline
+from bertflow.training.config import ENCODER_FACTORY
+from bertflow.errors import BertflowError, Errors
+from bertflow.training.evaluation import evaluate_nlp, read_examples
+from bertflow.files.loading import load_pipeline
 
 REDUCED = ("int8", "fp16", "bf16")
 # metrics that are counts or sizes, not qualities to compare
@@ -67,7 +67,7 @@ def main_metrics(nlp, scores: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
 
 def encoder_models(nlp) -> list:
     """The models of the pipeline's bertflow encoders, in pipeline order."""
-    from ..encoder.component import Encoder
+    from bertflow.encoder.component import Encoder
 
     return [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)]
 
@@ -77,7 +77,7 @@ def weights_megabytes(nlp, precision: str) -> float:
     the quantised modules; fp16/bf16 autocast keeps fp32 weights)."""
     import torch
 
-    from ..encoder.precision import int8_model
+    from bertflow.encoder.precision import int8_model
 
     total = 0
     for model in encoder_models(nlp):
@@ -104,7 +104,7 @@ def check_precision(model: Union[str, Path], dev: List[Path], precision: str, *,
         raise BertflowError(Errors.E065.format(reduced=', '.join(REDUCED), precision=precision))
     if precision == "int8":
         gpu_id = -1  # dynamic quantisation runs on the CPU: both sides are measured there
-    from ..encoder.precision import cpu_has_native_bf16, precision_devices
+    from bertflow.encoder.precision import cpu_has_native_bf16, precision_devices
 
     if gpu_id < 0 and (precision == "fp16" or (precision == "bf16" and not cpu_has_native_bf16())):
         raise BertflowError(Errors.E066.format(precision=precision, devices=precision_devices(precision)))
@@ -143,7 +143,7 @@ def _int8_exclusions(nlp) -> List[str]:
 def int8_fallback(model: Union[str, Path]) -> List[str]:
     """What the guard keeps out of int8 when quantising every Linear layer loses
     too much: the encoders' FFN up-projections (``ffn_up_projections``)."""
-    from ..encoder.precision import ffn_up_projections
+    from bertflow.encoder.precision import ffn_up_projections
 
     encoders = encoder_models(load_pipeline(model))
     return sorted({p for encoder in encoders for p in ffn_up_projections(encoder.transformer)})

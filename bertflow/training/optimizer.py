@@ -31,7 +31,7 @@ from thinc.api import Optimizer, constant_then, warmup_linear
 from thinc.backends import get_array_ops as _ops_for
 from thinc.types import FloatsXd
 
-from .errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 
 class AdamW(Optimizer):

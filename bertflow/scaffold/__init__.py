@@ -1,4 +1,4 @@
-"""Generate a task plugin distribution from ``bertflow/templates/plugin``.
+"""Generate a task plugin distribution from ``bertflow/scaffold/templates/plugin``.
 
 Placeholders in the templates: ``{{task}}`` (task and component suffix,
 ``intent_detection``), ``{{task_cli}}`` (the task name with hyphens, ``intent-detection``),
@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Dict, Union
 
-from .about import __version__
-from .errors import BertflowError, Errors
+from bertflow.about import __version__
+from bertflow.errors import BertflowError, Errors
 
 TEMPLATE_DIR = Path(__file__).parent / "templates" / "plugin"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*([_-][a-z0-9]+)*$")

@@ -13,9 +13,9 @@ from typing import Callable, Dict, List, Optional
 
 import pluggy
 
-from . import hookspecs
-from .errors import BertflowError, Errors, PluginLoadWarning
-from .specs import EncoderSpec, TaskSpec, load_ref
+from bertflow.hooks import contract as hookspecs
+from bertflow.errors import BertflowError, Errors, PluginLoadWarning
+from bertflow.hooks.specs import EncoderSpec, TaskSpec, load_ref
 
 ENTRY_POINT_GROUP = "bertflow"
 

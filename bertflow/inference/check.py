@@ -23,7 +23,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy
 
-from .loading import load_pipeline
+from bertflow.files.loading import load_pipeline
 
 # What each fuzz class is made of; ``fuzz_text`` draws from them.
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .config import encoder_names, listening_heads
-from .errors import BertflowError, Errors
-from .outputs import replace_entries
+from bertflow.training.config import encoder_names, listening_heads
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.outputs import replace_entries
 
 def student_layer_indices(n_layers: int, k: int) -> List[int]:
     """The teacher layers a K-layer student starts from: K indices spread
@@ -151,7 +151,7 @@ def _swap_encoder(enc, name: str) -> None:
     for the teacher's width)."""
     from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
 
-    from .encoder_names import resolve_encoder
+    from bertflow.encoder.names import resolve_encoder
 
     path = resolve_encoder(name)
     try:
@@ -355,7 +355,7 @@ def distill(
         TinyBERT: every layer gets its own target, not only the top one).
     augment: also distil on this many variants of each text, in which words
         are swapped for their nearest neighbours in the teacher's input
-        embeddings with probability ``augment_prob`` (``bertflow.augment``):
+        embeddings with probability ``augment_prob`` (``bertflow.compress.augment``):
         more text for the teacher to label than the data holds. Teacher
         targets only (the variants have no gold labels).
     head_learn_rate: the heads' learning rate (default ``learn_rate``).
@@ -365,8 +365,8 @@ def distill(
     import spacy
     from thinc.api import fix_random_seed, warmup_linear
 
-    from .loading import load_pipeline
-    from .optimizer import make_adamw
+    from bertflow.files.loading import load_pipeline
+    from bertflow.training.optimizer import make_adamw
 
     if soft_weight < 0 or gold_weight < 0 or hidden_weight < 0 or soft_weight + gold_weight <= 0:
         raise BertflowError(Errors.E119.format(name="every head"))
@@ -400,13 +400,13 @@ def distill(
     weights = dict(weights or {})
     distilled, skipped = choose_heads(student_nlp, weights)
     if teacher_precision:
-        from .encoder.precision import PRECISIONS
+        from bertflow.encoder.precision import PRECISIONS
 
         if teacher_precision not in PRECISIONS:
             raise BertflowError(Errors.E006.format(value=teacher_precision, options=", ".join(PRECISIONS)))
 
-    from .corpus import create_corpus_reader
-    from .text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
+    from bertflow.data.corpus import create_corpus_reader
+    from bertflow.data.text_corpus import TEXT_SUFFIXES, create_text_corpus_reader
 
     reader = (create_text_corpus_reader(Path(data), skip_bad=skip_bad) if Path(data).suffix in TEXT_SUFFIXES
               else create_corpus_reader(Path(data)))
@@ -424,7 +424,7 @@ def distill(
     start, n_docs = time.perf_counter(), 0
     replacer = None
     if augment:
-        from .augment import WordReplacer
+        from bertflow.compress.augment import WordReplacer
 
         replacer = WordReplacer.from_encoder(teacher_nlp.get_pipe(info["encoder"]), prob=augment_prob, seed=seed)
     batches = _batches(reader, student_nlp, batch_size, seed,
@@ -513,7 +513,7 @@ class HiddenStateLoss:
     """
 
     def __init__(self, encoder, pairs: Optional[List[Tuple[int, int]]] = None):
-        from .heads.listener import BertflowListener
+        from bertflow.heads.listener import BertflowListener
 
         self.listener = BertflowListener(encoder.name)
         self.pairs = pairs
@@ -522,8 +522,8 @@ class HiddenStateLoss:
         from spacy_transformers.data_classes import TransformerData
         from transformers.utils import ModelOutput
 
-        from .encoder.windows import wordpiece_positions
-        from .heads.losses import cosine_distance_loss
+        from bertflow.encoder.windows import wordpiece_positions
+        from bertflow.heads.losses import cosine_distance_loss
 
         outputs, backprop = self.listener.begin_update(docs)
         xp = self.listener.ops.xp

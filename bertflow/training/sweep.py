@@ -8,7 +8,7 @@ from spacy.cli._util import import_code, parse_config_overrides
 from spacy.cli.train import train as spacy_train
 from spacy.util import load_config
 
-from .errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors
 
 PAPER_LRS = (5e-5, 4e-5, 3e-5, 2e-5)  # the BERT paper's fine-tuning grid
 

@@ -22,11 +22,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .annotate import AnnotateReport, file_fingerprint, model_fingerprint, reads_text_pair
-from .engines import (AnnotateJob, ShardedOutput, check_sharded_output, file_format_of, input_files, part_kind,
+from bertflow.inference.annotate import AnnotateReport, file_fingerprint, model_fingerprint, reads_text_pair
+from bertflow.inference.engines import (AnnotateJob, ShardedOutput, check_sharded_output, file_format_of, input_files, part_kind,
                       part_name, read_any_rows, write_part)
-from .errors import BertflowError, Errors
-from .outputs import output_lock
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.outputs import output_lock
 
 ACTOR_PREFIX = "bertflow-annotate-"
 SHARD_TRIES = 3  # a shard whose worker raised is tried this often in all before the job stops
@@ -48,7 +48,7 @@ class Annotator:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        from .loading import load_pipeline
+        from bertflow.files.loading import load_pipeline
 
         # Ray gives an actor with num_gpus its GPU as device 0 (CUDA_VISIBLE_DEVICES)
         self.nlp = load_pipeline(model, 0 if gpu else -1)
@@ -59,7 +59,7 @@ class Annotator:
         return os.getpid()
 
     def annotate(self, folder: str, name: str, kind: str, source: str, rows: List[tuple]) -> Dict[str, Any]:
-        from .annotate import annotate_rows
+        from bertflow.inference.annotate import annotate_rows
 
         records: List[Dict[str, Any]] = []
 
@@ -160,7 +160,7 @@ def _run_locked(ray, job: AnnotateJob, output: Path, kind: str, files: List[Path
     workers = {i: new_worker(i) for i in range(job.workers)}
     bar = None
     try:
-        from .loading import load_pipeline
+        from bertflow.files.loading import load_pipeline
 
         nlp = load_pipeline(job.model, -1)  # here only to check the model and fingerprint it: a bad one fails now
         report = AnnotateReport()

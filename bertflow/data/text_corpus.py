@@ -24,9 +24,9 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .rawfiles import jsonl_rows, text_lines
-from .encoder.extensions import IS_NEXT, RAW_TEXT, TEXT_PAIR
-from .errors import BertflowError, Errors
+from bertflow.files.raw import jsonl_rows, text_lines
+from bertflow.encoder.extensions import IS_NEXT, RAW_TEXT, TEXT_PAIR
+from bertflow.errors import BertflowError, Errors
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 REPORT_EVERY_S = 30.0  # a long pass says how far it got this often (stderr)

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .errors import BertflowError, Errors
-from .outputs import check_new_output
+from bertflow.errors import BertflowError, Errors
+from bertflow.files.outputs import check_new_output
 
 #: elements per all-reduce: large enough that a 22M-weight encoder needs a handful of collectives
 BUCKET_ELEMENTS = 4 * 1024 * 1024
@@ -291,7 +291,7 @@ class Trainer:
         """Connect to ``nlp`` and to spaCy's training loop for the length of the block."""
         from spacy.training import loop
 
-        from .encoder.component import Encoder
+        from bertflow.encoder.component import Encoder
 
         global _ACTIVE
         components = [(name, proc) for name, proc in nlp.pipeline
