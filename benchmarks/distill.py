@@ -266,8 +266,6 @@ def report(args, results) -> str:
                          f"{100 * (res['teacher']['metric'] - res['hidden']['metric']):.2f} points below the "
                          f"teacher, {100 * (res['hidden']['metric'] - res['gold']['metric']):+.2f} vs (b); "
                          f"training {seconds(res, 'hidden')}.")
-    lines += ["", "Where a target is missed, by how much and why, and what was tried: [NOTES.md](NOTES.md), "
-              "the \"Distillation\" sections."]
     return "\n".join(lines) + "\n"
 
 

@@ -377,7 +377,6 @@ def render(results: dict) -> str:
                     metric = next(r["metric"] for r in t["runs"] if r["task"] == task)
                     lines.append(f"| {task} ({metric}) | {enc} | {m:.4f} | {sd:.4f} | "
                                  f"{', '.join(f'{s:.4f}' for s in scores)} |")
-        lines += ["", "Why, and what it would take: [NOTES.md](NOTES.md#continued-pre-training-masked-lm-2026-12-01-amd-epyc-2-cores-no-bf16).", ""]
     return "\n".join(lines)
 
 

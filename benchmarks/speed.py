@@ -434,7 +434,9 @@ def worker(args):
 
 PROFILE_PARTS = (  # first match wins, on the innermost frames of each sample
     ("spaCy tokenizer", "make_doc"), ("HF tokenizer call", "tokenization_utils"),
-    ("wordpiece alignment and windows (bertflow)", "encoder/wordpieces.py"),
+    ("wordpiece alignment and windows (bertflow)", "encoder/layout.py"),
+    ("wordpiece alignment and windows (bertflow)", "encoder/alignment.py"),
+    ("wordpiece alignment and windows (bertflow)", "encoder/tokenize.py"),
     ("per-doc split of the outputs (bertflow)", "encoder/batch.py"),
     ("encoder forward (torch)", "torch/"), ("encoder forward (torch)", "modeling_bert"),
     ("NER head", "bertflow_ner"), ("textcat head", "bertflow_textcat"), ("similarity head", "bertflow_similarity"),

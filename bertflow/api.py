@@ -62,7 +62,7 @@ _WHERE = {
     "batch_rows": "bertflow.heads", "same_form": "bertflow.heads", "split_rows": "bertflow.heads",
     # losses
     "annotation_mask": "bertflow.heads", "softmax_cross_entropy": "bertflow.heads", "binary_cross_entropy": "bertflow.heads",
-    "mean_squared_error": "bertflow.heads", "loss_denominator": "bertflow.training.distributed",
+    "mean_squared_error": "bertflow.heads", "loss_denominator": "bertflow.heads",
     # distillation losses (a head's get_distill_loss)
     "soft_target_loss": "bertflow.heads", "cosine_distance_loss": "bertflow.heads",
     # corpora
@@ -70,7 +70,7 @@ _WHERE = {
     "json_problem": "bertflow.files.raw", "copy_encoder_inputs": "bertflow.data.corpus", "create_corpus_reader": "bertflow.data.corpus",
     "batch_by_group": "bertflow.data.corpus", "create_text_corpus_reader": "bertflow.data.text_corpus", "read_texts": "bertflow.data.text_corpus",
     # encoder inputs and outputs, for heads that corrupt the input (masked LM) or read wordpiece positions
-    "Tokenized": "bertflow.encoder.wordpieces", "wordpiece_words": "bertflow.encoder.wordpieces",
+    "Tokenized": "bertflow.encoder.tokenize", "wordpiece_words": "bertflow.encoder.alignment",
     "wordpiece_positions": "bertflow.encoder.windows",
     # batch-level encoder outputs, for heads that work on a whole batch at once
     "OutputStore": "bertflow.encoder.store", "DocOutput": "bertflow.encoder.store", "store_groups": "bertflow.encoder.store",

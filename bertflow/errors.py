@@ -1,8 +1,18 @@
 """Every user-facing error and warning message of the core, in one place.
 
 Tests match on these texts, so keep the wording stable and informative: say
-what is wrong, where, and how to fix it.
+what is wrong, where, and how to fix it. Progress and notices of long work
+go to the ``bertflow`` logger (to stderr, as ``[bertflow] ...``; set its level
+to WARNING to keep only the warnings).
 """
+import logging
+
+logger = logging.getLogger("bertflow")
+if not logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("[bertflow] %(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
 
 
 class BertflowError(ValueError):

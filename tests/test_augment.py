@@ -10,7 +10,7 @@ import torch
 from spacy.training import Example
 
 from bertflow.compress.augment import WordReplacer
-from bertflow.compress.distill import _batches
+from bertflow.compress.distill import shuffled_batches
 from bertflow.errors import BertflowError
 
 VOCAB = ["[PAD]", "[UNK]", "good", "great", "fine", "bad", "##s", "cat", "42", "über", "dog"]
@@ -84,7 +84,7 @@ def test_the_stream_carries_each_example_and_its_variants_without_gold():
         doc = nlp.make_doc(eg.predicted.text + " variant")
         return [Example(doc, doc.copy()), Example(doc.copy(), doc.copy())]
 
-    stream = _batches(reader, nlp, batch_size=5, seed=0, buffer=100, augment=augment)
+    stream = shuffled_batches(reader, nlp, batch_size=5, seed=0, buffer=100, augment=augment)
     seen = [eg for _ in range(6) for eg in next(stream)]
     assert sorted(eg.predicted.text for eg in seen) == sorted(texts + [t + " variant" for t in texts] * 2)
     assert all(not eg.reference.cats for eg in seen if eg.predicted.text.endswith("variant"))

@@ -14,7 +14,7 @@ from thinc.api import reduce_first, reduce_mean
 from thinc.types import Ragged
 
 from bertflow.encoder.store import DocOutput, store_groups
-from bertflow.encoder.wordpieces import token_alignment, token_alignments
+from bertflow.encoder.alignment import token_alignment, token_alignments
 from bertflow.heads import doc_pool
 from bertflow.heads.listener import EncoderListener
 

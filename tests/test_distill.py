@@ -13,7 +13,7 @@ from thinc.api import Adam, fix_random_seed
 
 import bertflow
 from bertflow.api import batch_rows, cosine_distance_loss, soft_target_loss, tiny_encoder_config, write_tiny_bert
-from bertflow.compress.distill import make_student, parse_layers, student_layer_indices
+from bertflow.compress.student import make_student, parse_layers, student_layer_indices
 from bertflow.errors import BertflowError
 from bertflow.testing.fixtures import run_cli
 
@@ -404,7 +404,7 @@ def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teac
 
 
 def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir, data_files):
-    from bertflow.compress.distill import hidden_pairs
+    from bertflow.compress.losses import hidden_pairs
 
     assert hidden_pairs("all", [0, 3], 2, 4) == [(1, 1), (2, 4)]
     assert hidden_pairs("all", None, 2, 4) == [(1, 1), (2, 4)]  # a named student: spread like the default
@@ -440,7 +440,7 @@ def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir,
 
 
 def test_batches_stream_every_example_once_per_pass():
-    from bertflow.compress.distill import _batches
+    from bertflow.compress.distill import shuffled_batches
 
     nlp = spacy.blank("en")
     texts = [f"doc {i}" for i in range(23)] + [""]
@@ -448,14 +448,14 @@ def test_batches_stream_every_example_once_per_pass():
     def reader(nlp):
         return (Example(nlp.make_doc(t), nlp.make_doc(t)) for t in texts)
 
-    stream = _batches(reader, nlp, batch_size=4, seed=0, buffer=10)
+    stream = shuffled_batches(reader, nlp, batch_size=4, seed=0, buffer=10)
     seen = []
     while len(seen) < 23:
         seen.extend(eg.predicted.text for eg in next(stream))
     assert sorted(seen) == sorted(texts[:-1])  # each non-empty doc once in the first pass, shuffled
     assert seen != texts[:-1]
     with pytest.raises(BertflowError, match="no non-empty documents"):
-        next(_batches(lambda nlp: iter([Example(nlp.make_doc(""), nlp.make_doc(""))]), nlp, 4, 0))
+        next(shuffled_batches(lambda nlp: iter([Example(nlp.make_doc(""), nlp.make_doc(""))]), nlp, 4, 0))
 
 
 def test_distill_with_augmentation_on_the_teachers_own_vocabulary(teacher_dir, data_files, tmp_path):

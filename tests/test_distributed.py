@@ -126,7 +126,7 @@ def test_two_ranks_train_step_for_step_as_one_process(work, runs):
         assert a.keys() == b.keys() == {"encoder", "textcat", "ner"}
         for name in a:
             assert b[name] == pytest.approx(a[name], rel=1e-5, abs=1e-7), (step, name)
-    assert "gradient averaging" in runs["two"].stdout
+    assert "gradient averaging" in runs["two"].stderr
 
 
 def test_training_moved_the_weights(work, runs):

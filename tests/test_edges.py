@@ -153,7 +153,7 @@ def test_convert_replaces_its_own_output_but_not_an_unrelated_file(tmp_path):
 
 
 def test_train_refuses_to_replace_a_trained_pipeline_without_force(tmp_path):
-    from bertflow.training.distributed import train
+    from bertflow.training.train import train
 
     (tmp_path / "model-best").mkdir()
     (tmp_path / "model-best" / "meta.json").write_text("{}")

@@ -185,7 +185,7 @@ def test_encoder_batch_order_invariance(make_nlp):
 @given(lengths=st.lists(st.integers(0, 300), max_size=60), max_docs=st.integers(1, 16),
        max_items=st.integers(1, 2000))
 def test_length_sorted_batches_cover_every_index_within_bounds(lengths, max_docs, max_items):
-    from bertflow.encoder.component import length_sorted_batches
+    from bertflow.encoder.batch import length_sorted_batches
 
     batches = length_sorted_batches(lengths, max_docs, max_items)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
@@ -251,7 +251,8 @@ def test_wordpiece_strings_cover_tokens_added_to_the_vocabulary(tiny_bert_dir):
     """Row strings come from a cached base vocabulary; an id added later is looked up itself."""
     import spacy
     from bertflow.encoder.windows import strided_windows
-    from bertflow.encoder.wordpieces import layout_docs, tokenize_docs
+    from bertflow.encoder.layout import layout_docs
+    from bertflow.encoder.tokenize import tokenize_docs
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
     tokenizer.add_tokens(["brandnewtoken"])
@@ -531,7 +532,7 @@ def test_int8_runs_query_key_and_value_as_one_gemm_with_the_same_numbers(make_nl
 
 
 def test_length_buckets_split_only_where_lengths_differ_more_than_twofold():
-    from bertflow.encoder.model import length_buckets
+    from bertflow.encoder.hf_calls import length_buckets
     lengths = [200, 20, 22, 180, 25, 21, 19, 30, 210, 24]
     groups = length_buckets(lengths, min_rows=2)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
@@ -544,7 +545,7 @@ def test_training_pass_in_length_buckets_matches_one_padded_call(make_nlp, monke
     """A batch of short sentences and long contexts is run in two buckets; the
     outputs (padded to the batch's longest row, in row order) and the
     transformer's parameter gradients equal those of one padded call."""
-    import bertflow.encoder.model as encoder_model
+    import bertflow.encoder.hf_calls as encoder_model
     nlp = make_nlp(keep_layers=keep_layers)
     nlp.initialize()
     model = nlp.get_pipe("encoder").model

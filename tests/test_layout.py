@@ -110,3 +110,59 @@ def test_the_checker_finds_a_planted_cycle_and_private_import(tmp_path):
     assert "planted.c imports the command line (planted.cli)" in problems
     assert "import cycle between modules: planted.a <-> planted.b" in problems
     assert "planted.c imports planted.gone, which is no module of the package" in problems
+
+
+# the packages from the bottom up: a package imports only from layers below its own
+# (the entry points on top may import one another: the facade, the CLI, the test helpers)
+LAYERS = [
+    {"bertflow.errors", "bertflow.about"},
+    {"bertflow.hooks"},
+    {"bertflow.encoder"},
+    {"bertflow.heads", "bertflow.files"},
+    {"bertflow.data", "bertflow.inference", "bertflow.scaffold"},
+    {"bertflow.training"},
+    {"bertflow.compress"},
+    {"bertflow", "bertflow.api", "bertflow.cli", "bertflow.testing", "bertflow.__main__"},
+]
+MAX_TOP_LEVEL_MODULES = 8
+MAX_MODULE_LINES = 450  # the error catalogue aside: it is one list of messages
+
+
+def package_edges(root: Path) -> Set[tuple]:
+    modules = {module_name(p, root) for p in root.rglob("*.py")}
+    edges = set()
+    for source, target, _ in imports(root):
+        if target in modules and target != source:
+            a, b = ".".join(source.split(".")[:2]), ".".join(target.split(".")[:2])
+            if a != b:
+                edges.add((a, b))
+    return edges
+
+
+def test_packages_import_only_downwards():
+    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
+    packages = {".".join(module_name(p, ROOT).split(".")[:2]) for p in ROOT.rglob("*.py")}
+    assert packages <= set(layer), f"packages with no layer in LAYERS: {sorted(packages - set(layer))}"
+    top = len(LAYERS) - 1
+    upward = sorted(f"{a} -> {b}" for a, b in package_edges(ROOT)
+                    if layer[b] > layer[a] or (layer[b] == layer[a] and layer[a] != top))
+    assert upward == []
+
+
+def test_the_top_level_is_small_and_no_module_is_too_big():
+    top_level = sorted(p.name for p in ROOT.glob("*.py"))
+    assert len(top_level) <= MAX_TOP_LEVEL_MODULES, top_level
+    big = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+           if p.name != "errors.py" and (n := len(p.read_text(encoding="utf8").splitlines())) > MAX_MODULE_LINES}
+    assert big == {}
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path):
+    pkg = tmp_path / "bertflow"
+    for sub in ("encoder", "training"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "encoder" / "model.py").write_text("from bertflow.training import config\n")
+    (pkg / "training" / "config.py").write_text("")
+    assert ("bertflow.encoder", "bertflow.training") in package_edges(pkg)

@@ -35,19 +35,20 @@ def test_lines_paragraphs_and_jsonl(tmp_path, nlp):
     assert [eg.reference.text for eg in create_text_corpus_reader(folder)(nlp)] == ["x", "y"]
 
 
-def test_bad_lines_name_file_and_line_or_are_skipped(tmp_path, nlp, capsys):
+def test_bad_lines_name_file_and_line_or_are_skipped(tmp_path, nlp, caplog):
     (tmp_path / "bad.txt").write_bytes(b"good line\nbad \xff byte\nlast line\n")
     with pytest.raises(BertflowError, match=r"bad.txt:2: not valid UTF-8.*skip_bad"):
         list(create_text_corpus_reader(tmp_path / "bad.txt")(nlp))
     texts = [eg.reference.text for eg in create_text_corpus_reader(tmp_path / "bad.txt", skip_bad=True)(nlp)]
     assert texts == ["good line", "last line"]
-    assert "1 bad lines skipped" in capsys.readouterr().err
+    assert "1 bad lines skipped" in caplog.text
+    caplog.clear()
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{oops\n{"text": 3}\n{"other": "x"}\n')
     with pytest.raises(BertflowError, match=r"bad.jsonl:2: invalid JSON"):
         list(create_text_corpus_reader(tmp_path / "bad.jsonl")(nlp))
     texts = [eg.reference.text for eg in create_text_corpus_reader(tmp_path / "bad.jsonl", skip_bad=True)(nlp)]
     assert texts == ["ok"]
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "3 bad lines skipped" in err and "'text' is a int" in err and "no 'text' field" in err
 
 

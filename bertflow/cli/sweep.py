@@ -23,4 +23,5 @@ def lr_sweep_cli(
     except ValueError:
         fail(Errors.E137.format(lrs=lrs))
     summary = run_or_fail(lr_sweep, config_path, output_dir, lrs=rates, gpu_id=gpu_id, overrides=ctx.args)
+    typer.echo(summary["table"])
     typer.echo(f"best lr: {summary['best_lr']:g} (dev score {summary['best_score']:.4f}) -> {output_dir / 'best'}")

@@ -31,7 +31,7 @@ def train_cli(
     (--paths.train ...) as spacy train."""
     from spacy.cli._util import import_code, parse_config_overrides
 
-    from bertflow.training.distributed import train
+    from bertflow.training.train import train
 
     overrides = parse_config_overrides(ctx.args)
     import_code(code)

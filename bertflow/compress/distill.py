@@ -14,194 +14,19 @@ without a distillation loss keeps its teacher's weights and is reported.
 The core knows no task: the losses live in the plugins, on top of
 ``bertflow.api.soft_target_loss`` and ``cosine_distance_loss``.
 """
-import copy
-import math
 import random
-import shutil
 import sys
-import tempfile
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from bertflow.training.config import encoder_names, listening_heads
+from bertflow.compress.losses import HIDDEN, HiddenStateLoss, hidden_pairs, teacher_outputs
+from bertflow.compress.student import choose_heads, make_student
+from bertflow.encoder.pipes import encoder_components, listening_heads
 from bertflow.errors import BertflowError, Errors
-from bertflow.files.outputs import replace_entries
-
-def student_layer_indices(n_layers: int, k: int) -> List[int]:
-    """The teacher layers a K-layer student starts from: K indices spread
-    evenly from the first layer to the last (``floor(i (n-1)/(K-1) + 0.5)``).
-    For 12 -> 6 that is DistilBERT's choice [0, 2, 4, 7, 9, 11]; 6 -> 3 gives
-    [0, 3, 5]; K = 1 keeps the last layer."""
-    if not 1 <= k <= n_layers:
-        raise BertflowError(Errors.E104.format(k=k, n=n_layers))
-    if k == 1:
-        return [n_layers - 1]
-    return [int(math.floor(i * (n_layers - 1) / (k - 1) + 0.5)) for i in range(k)]
-
-
-def parse_layers(spec: Union[int, str, Sequence[int], None], n_layers: int) -> List[int]:
-    """``--student-layers``: a count K (see ``student_layer_indices``) or the
-    teacher layer indices themselves, e.g. "0,2,4" (in order, no repeats)."""
-    if spec is None:
-        return student_layer_indices(n_layers, max(1, n_layers // 2))
-    if isinstance(spec, str) and "," not in spec.strip() and spec.strip().lstrip("-").isdigit():
-        spec = int(spec)
-    if isinstance(spec, int):
-        return student_layer_indices(n_layers, spec)
-    try:
-        indices = [int(i) for i in (spec.split(",") if isinstance(spec, str) else spec)]
-    except ValueError:
-        indices = []
-    if not indices or indices != sorted(set(indices)) or indices[0] < 0 or indices[-1] >= n_layers:
-        example = ",".join(map(str, student_layer_indices(n_layers, max(1, min(3, n_layers)))))  # valid for this teacher
-        raise BertflowError(Errors.E105.format(spec=spec, n=n_layers, example=example))
-    return indices
-
-
-def _layer_stack(transformer):
-    """The ``nn.ModuleList`` of transformer blocks (BERT/RoBERTa/ELECTRA:
-    ``encoder.layer``; DistilBERT: ``transformer.layer``) and its owner."""
-    import torch
-
-    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
-        owner, parts = transformer, path.split(".")
-        for part in parts[:-1]:
-            owner = getattr(owner, part, None)
-        stack = getattr(owner, parts[-1], None) if owner is not None else None
-        if isinstance(stack, torch.nn.ModuleList):
-            return owner, parts[-1], stack
-    raise BertflowError(Errors.E106.format(cls=type(transformer).__name__))
-
-
-def keep_layers(transformer, indices: List[int]) -> None:
-    """Cut ``transformer`` (in place) down to the blocks at ``indices``; its
-    config says the new depth, so the saved student loads as a K-layer model."""
-    import torch
-
-    owner, attr, stack = _layer_stack(transformer)
-    setattr(owner, attr, torch.nn.ModuleList([stack[i] for i in indices]))
-    for key in ("num_hidden_layers", "n_layers"):
-        if hasattr(transformer.config, key):
-            setattr(transformer.config, key, len(indices))
-
-
-def copy_pipeline(nlp):
-    """A separate, identical pipeline (config, vocab, weights) built from bytes."""
-    from spacy.util import load_model_from_config
-
-    copied = load_model_from_config(nlp.config, auto_fill=False, validate=False)
-    copied.from_bytes(nlp.to_bytes())
-    copied.meta.update(copy.deepcopy(nlp.meta))
-    return copied
-
-
-def make_student(teacher, *, layers: Union[int, str, Sequence[int], None] = None, student_encoder: Optional[str] = None,
-                 reinit_heads: bool = False) -> Tuple[object, dict]:
-    """The student pipeline for ``teacher`` (a loaded ``Language``) and what was
-    done: ``{"teacher_layers", "layers" (teacher indices kept, or None for a
-    named encoder), "encoder"}``.
-
-    layers: K, or teacher layer indices ("0,2,4"); default half the teacher's.
-    student_encoder: instead, a named encoder (short name or local directory)
-        with the teacher's vocabulary and width, initialised from its own
-        pre-trained weights.
-    reinit_heads: start every head from fresh random weights instead of the
-        teacher's (the heads are always the teacher's: same labels, same config).
-    """
-    encoders = encoder_names(teacher)
-    if len(encoders) != 1:
-        raise BertflowError(Errors.E107.format(n=len(encoders), names=encoders))
-    student = copy_pipeline(teacher)
-    enc = student.get_pipe(encoders[0])
-    transformer = enc.model.transformer
-    n_teacher = int(getattr(transformer.config, "num_hidden_layers", 0) or len(_layer_stack(transformer)[2]))
-    info = {"encoder": encoders[0], "teacher_layers": n_teacher, "layers": None, "student_encoder": student_encoder}
-    model_cfg = student.config["components"][encoders[0]]["model"]
-    if student_encoder is not None:
-        if layers is not None:
-            raise BertflowError(Errors.E108)
-        _swap_encoder(enc, student_encoder)
-        model_cfg["name"] = student_encoder
-        n_student = int(enc.model.transformer.config.num_hidden_layers)
-    else:
-        indices = parse_layers(layers, n_teacher)
-        keep_layers(transformer, indices)
-        info["layers"] = indices
-        n_student = len(indices)
-        model_cfg["transformer_config"] = {**dict(model_cfg.get("transformer_config") or {}),
-                                           "num_hidden_layers": n_student}
-    keep = int(model_cfg.get("keep_layers", 1) or 1)
-    if keep > n_student:
-        raise BertflowError(Errors.E109.format(keep=keep, n=n_student))
-    enc.model.attrs["int8_model"] = None
-    info["student_layers"] = n_student
-    if reinit_heads:
-        _reinitialize_heads(student)
-    return student, info
-
-
-def _swap_encoder(enc, name: str) -> None:
-    """Put the pre-trained model ``name`` into the encoder component ``enc``:
-    it must tokenize exactly as the teacher (same vocabulary, so the teacher's
-    and the student's wordpieces line up) and be as wide (the heads are sized
-    for the teacher's width)."""
-    from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
-
-    from bertflow.encoder.names import resolve_encoder
-
-    path = resolve_encoder(name)
-    try:
-        hf = huggingface_from_pretrained(path, {"use_fast": True}, {})
-    except Exception as err:  # noqa: BLE001  (any load failure: named with the path)
-        raise BertflowError(Errors.E004.format(name=name, path=path, err=err)) from err
-    if hf.tokenizer.get_vocab() != enc.model.tokenizer.get_vocab():
-        raise BertflowError(Errors.E110.format(name=name, n=len(hf.tokenizer.get_vocab()),
-                                               m=len(enc.model.tokenizer.get_vocab())))
-    width, teacher_width = hf.transformer.config.hidden_size, enc.model.transformer.config.hidden_size
-    if width != teacher_width:
-        raise BertflowError(Errors.E111.format(name=name, width=width, teacher=teacher_width))
-    hf.transformer.to(next(enc.model.transformer.parameters()).device)
-    enc.model.attrs["has_transformer"] = False  # spacy-transformers sets a transformer only once
-    enc.model.attrs["set_transformer"](enc.model, hf)
-    enc.model.attrs["name"] = name
-
-
-def _reinitialize_heads(nlp) -> None:
-    """Fresh random weights for every listening head (shapes and labels kept)."""
-    heads = listening_heads(nlp)
-    docs = [nlp.make_doc("hello world")]
-    for name in heads:
-        pipe = nlp.get_pipe(name)
-        model_input = getattr(pipe, "model_input", lambda d: d)
-        pipe.model.initialize(X=model_input(docs))
-
-
-def choose_heads(student_nlp, weights: Dict[str, float]) -> Tuple[List[str], Dict[str, str]]:
-    """The heads to distill, and those left out with the reason (warned about):
-    a weight of 0, or no ``get_distill_loss``."""
-    heads = listening_heads(student_nlp)
-    unknown = set(weights) - set(heads)
-    if unknown:
-        raise BertflowError(Errors.E116.format(names=sorted(unknown), heads=sorted(heads)))
-    distilled, skipped = [], {}
-    for name in heads:
-        pipe = student_nlp.get_pipe(name)
-        if weights.get(name, 1.0) == 0:
-            skipped[name] = "its weight is 0"
-        elif not callable(getattr(pipe, "get_distill_loss", None)) or not callable(getattr(pipe, "distill", None)):
-            skipped[name] = (f"{type(pipe).__name__} defines no get_distill_loss (see docs/plugins.md, "
-                             f"'Distillation'); it keeps the teacher's weights")
-        else:
-            distilled.append(name)
-    for name, why in skipped.items():
-        warnings.warn(Errors.W006.format(name=name, why=why))
-    if not distilled:
-        raise BertflowError(Errors.E117.format(heads=sorted(heads) or "none"))
-    return distilled, skipped
+from bertflow.files.outputs import check_output_dir, write_pipeline
 
 
 @dataclass
@@ -248,7 +73,7 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
     saved_map = dict(encoder.listener_map)  # ``listeners`` is derived from it
     saved_enc = {key: encoder.cfg.get(key) for key in ("frozen", "trainable_layers")}
     saved_scales = {name: student_nlp.get_pipe(name).cfg.get("learn_rate_scale", 1.0) for name in distilled}
-    teacher_models = [teacher_nlp.get_pipe(name).model for name in encoder_names(teacher_nlp)]
+    teacher_models = [teacher_nlp.get_pipe(name).model for name in encoder_components(teacher_nlp)]
     saved_precision = [model.attrs["precision"] for model in teacher_models]
     deep = hidden is not None and hidden.pairs is not None
     keep_models = [encoder.model, *teacher_models] if deep else []
@@ -276,7 +101,7 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
                 model.attrs["precision"], model.attrs["int8_model"] = precision, None
 
 
-def _batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000,
+def shuffled_batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000,
              augment: Optional[Callable[[object], list]] = None) -> Iterator[list]:
     """Batches of ``batch_size`` examples, pass after pass over the data,
     streamed: each run of ``buffer`` examples is shuffled (a corpus of any size
@@ -427,7 +252,7 @@ def distill(
         from bertflow.compress.augment import WordReplacer
 
         replacer = WordReplacer.from_encoder(teacher_nlp.get_pipe(info["encoder"]), prob=augment_prob, seed=seed)
-    batches = _batches(reader, student_nlp, batch_size, seed,
+    batches = shuffled_batches(reader, student_nlp, batch_size, seed,
                        augment=(lambda eg: replacer(eg, augment)) if replacer is not None else None)
     hidden = HiddenStateLoss(encoder, hidden_pairs(hidden_layers, info["layers"], info["student_layers"],
                                                    info["teacher_layers"])) if hidden_weight else None
@@ -482,146 +307,6 @@ def distill(
     return student_nlp, report
 
 
-def teacher_outputs(teacher_nlp, run: List[str], heads: List[str], docs: list) -> Tuple[Dict[str, object], list]:
-    """The teacher heads' model outputs for copies of ``docs`` (inference, the
-    docs the student trains on untouched), and the copies: the components in
-    ``run`` (the encoders and anything else that is not a head) annotate the
-    copies once, then each head's model predicts on them."""
-    copies = [doc.copy() for doc in docs]
-    with teacher_nlp.select_pipes(enable=run):
-        copies = list(teacher_nlp.pipe(copies, batch_size=max(1, len(copies))))
-    outputs = {}
-    for name in heads:
-        pipe = teacher_nlp.get_pipe(name)
-        outputs[name] = pipe.model.predict(pipe.model_input(copies))
-    return outputs, copies
-
-
-HIDDEN = "hidden_states"  # the report's name for the hidden-state loss
-
-
-class HiddenStateLoss:
-    """A cosine loss between the student's and the teacher's hidden states, on
-    each doc's own wordpieces (the two tokenize alike). It listens to the
-    student's encoder like a head, so its gradient joins the heads' in the one
-    backward pass.
-
-    pairs: None compares the last hidden states (DistilBERT's loss); else
-        (student layer, teacher layer) indices into the encoders'
-        ``hidden_states`` (0 is the embeddings' output), each pair weighted
-        equally (the layer-to-layer loss of PKD and TinyBERT).
-    """
-
-    def __init__(self, encoder, pairs: Optional[List[Tuple[int, int]]] = None):
-        from bertflow.heads.listener import BertflowListener
-
-        self.listener = BertflowListener(encoder.name)
-        self.pairs = pairs
-
-    def update(self, docs: list, teacher_docs: list, weight: float) -> float:
-        from spacy_transformers.data_classes import TransformerData
-        from transformers.utils import ModelOutput
-
-        from bertflow.encoder.windows import wordpiece_positions
-        from bertflow.heads.losses import cosine_distance_loss
-
-        outputs, backprop = self.listener.begin_update(docs)
-        xp = self.listener.ops.xp
-        pairs = self.pairs or [(None, None)]
-
-        def layer(data, index):
-            output = data.model_output
-            return output["last_hidden_state"] if index is None else output["hidden_states"][index]
-
-        picks: list = []
-        student: List[list] = [[] for _ in pairs]
-        teacher: List[list] = [[] for _ in pairs]
-        for doc, t_doc, data in zip(docs, teacher_docs, outputs):
-            hidden = data.model_output.get("last_hidden_state") if data is not None else None
-            if hidden is None or not hidden.size or doc._.trf_windows is None:
-                picks.append(None)
-                continue
-            where = wordpiece_positions(doc._.trf_windows)
-            t_where = wordpiece_positions(t_doc._.trf_windows)
-            rows, pos = xp.asarray(where[:, 0]), xp.asarray(where[:, 1])
-            t_rows, t_pos = xp.asarray(t_where[:, 0]), xp.asarray(t_where[:, 1])
-            picks.append((rows, pos))
-            for j, (s_index, t_index) in enumerate(pairs):
-                student[j].append(layer(data, s_index)[rows, pos])
-                teacher[j].append(xp.asarray(layer(t_doc._.trf_data, t_index)[t_rows, t_pos]))
-        if all(pick is None for pick in picks):
-            backprop([])
-            return 0.0
-        share = weight / len(pairs)
-        total, d_flats = 0.0, []
-        for s_parts, t_parts in zip(student, teacher):
-            loss, d_flat = cosine_distance_loss(xp.concatenate(s_parts), xp.concatenate(t_parts))
-            total += share * loss
-            d_flats.append(d_flat)
-        d_datas, start = [], 0
-        for pick, data in zip(picks, outputs):
-            if pick is None:
-                d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align,
-                                               model_output=ModelOutput()))
-                continue
-            n = len(pick[0])
-            shape = data.model_output["last_hidden_state"].shape
-            if self.pairs is None:
-                d_hidden = xp.zeros(shape, dtype="f")
-                d_hidden[pick[0], pick[1]] = share * d_flats[0][start: start + n]
-                d_output = ModelOutput(last_hidden_state=d_hidden)
-            else:
-                grads = [xp.zeros(shape, dtype="f") for _ in data.model_output["hidden_states"]]
-                for (s_index, _), d_flat in zip(self.pairs, d_flats):
-                    grads[s_index][pick[0], pick[1]] += share * d_flat[start: start + n]
-                d_output = ModelOutput(hidden_states=grads)
-            start += n
-            d_datas.append(TransformerData(wordpieces=data.wordpieces, align=data.align, model_output=d_output))
-        backprop(d_datas)
-        return total
-
-
-def hidden_pairs(hidden_layers: str, layers: Optional[List[int]], n_student: int,
-                 n_teacher: int) -> Optional[List[Tuple[int, int]]]:
-    """The (student, teacher) ``hidden_states`` indices the hidden-state loss
-    compares: None for "last"; for "all", each student layer against the
-    output of the teacher layer it was copied from (a named student encoder:
-    against layers spread as ``student_layer_indices`` spreads them).
-    Index 0 of ``hidden_states`` is the embeddings, so layer i is i + 1.
-    ``distill`` has checked ``hidden_layers`` (E126) before loading anything."""
-    if hidden_layers == "last":
-        return None
-    sources = layers if layers is not None else student_layer_indices(n_teacher, n_student)
-    return [(k + 1, source + 1) for k, source in enumerate(sources)]
-
-
 def _tail_mean(values: List[float], n: int) -> float:
     tail = values[-n:]
     return sum(tail) / len(tail) if tail else 0.0
-
-
-def check_output_dir(out_path: Path, force: bool) -> None:
-    """A new pipeline goes to a new or empty directory; ``force`` lets it into
-    an existing one, where it replaces only the entries a pipeline writes
-    (``write_pipeline``)."""
-    if out_path.exists() and not out_path.is_dir():
-        raise BertflowError(Errors.E118.format(out=out_path))
-    if out_path.exists() and any(out_path.iterdir()) and not force:
-        raise BertflowError(Errors.E114.format(out=out_path))
-
-
-def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:
-    """Save ``nlp`` to ``out_path`` through a staging directory beside it: an
-    interrupted run leaves nothing half-written, and with ``force`` an
-    existing directory keeps every file the pipeline does not write (a
-    user's notes, results), its pipeline entries replaced once the new ones
-    are whole."""
-    check_output_dir(out_path, force)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
-    try:
-        nlp.to_disk(staging)
-        replace_entries(staging, out_path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from bertflow.training.config import encoder_names
+from bertflow.encoder.pipes import encoder_components
 from bertflow.errors import BertflowError, Errors
 from bertflow.files.loading import load_pipeline
 from bertflow.files.outputs import replace_entries
@@ -29,7 +29,7 @@ def export_encoder(pipeline: str, out_dir: Path, *, encoder: Optional[str] = Non
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise BertflowError(Errors.E103.format(out=out_dir))
     nlp = load_pipeline(pipeline)
-    encoders = encoder_names(nlp)
+    encoders = encoder_components(nlp)
     if encoder is not None and encoder not in encoders:
         raise BertflowError(Errors.E102.format(path=pipeline, why=f"it has no encoder named {encoder!r} "
                                                                   f"(its encoders: {encoders or 'none'})."))

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from bertflow.training.config import ENCODER_FACTORY
+from bertflow.encoder.pipes import ENCODER_FACTORY
 from bertflow.errors import BertflowError, Errors
 from bertflow.training.evaluation import evaluate_nlp, read_examples
 from bertflow.files.loading import load_pipeline
@@ -27,7 +27,7 @@ REDUCED = ("int8", "fp16", "bf16")
 _NOT_QUALITY = ("_n", "n_examples", "speed")
 
 
-def encoder_names(model: Union[str, Path]) -> List[str]:
+def saved_encoder_components(model: Union[str, Path]) -> List[str]:
     """The bertflow encoders in a saved pipeline's config."""
     from spacy.util import load_config
 
@@ -48,7 +48,7 @@ def load_with_precision(model: Union[str, Path], precision: str, gpu_id: int = -
     settings: dict = {"precision": precision}
     if int8_exclude is not None:
         settings["int8_exclude"] = list(int8_exclude)
-    overrides = {"components": {name: {"model": dict(settings)} for name in encoder_names(model)}}
+    overrides = {"components": {name: {"model": dict(settings)} for name in saved_encoder_components(model)}}
     return load_pipeline(model, gpu_id, config=overrides)
 
 
@@ -67,9 +67,9 @@ def main_metrics(nlp, scores: Dict[str, dict]) -> Dict[str, Dict[str, float]]:
 
 def encoder_models(nlp) -> list:
     """The models of the pipeline's bertflow encoders, in pipeline order."""
-    from bertflow.encoder.component import Encoder
+    from bertflow.encoder.component import EncoderComponent
 
-    return [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, Encoder)]
+    return [pipe.model for _, pipe in nlp.pipeline if isinstance(pipe, EncoderComponent)]
 
 
 def weights_megabytes(nlp, precision: str) -> float:

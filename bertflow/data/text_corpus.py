@@ -13,7 +13,6 @@ A bad line (not UTF-8, not JSON, no text field) is an error naming its file
 and line, or with ``skip_bad`` is skipped and counted in the pass's report.
 """
 import random
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -26,7 +25,7 @@ from spacy.util import registry
 
 from bertflow.files.raw import jsonl_rows, text_lines
 from bertflow.encoder.extensions import IS_NEXT, RAW_TEXT, TEXT_PAIR
-from bertflow.errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors, logger
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 REPORT_EVERY_S = 30.0  # a long pass says how far it got this often (stderr)
@@ -191,11 +190,11 @@ def create_text_corpus_reader(
                 break
             now = time.perf_counter()
             if now - last > REPORT_EVERY_S:
-                print(f"[bertflow] text corpus {path}: {n:,} docs read ({now - started:.0f} s)", file=sys.stderr)
+                logger.info("text corpus %s: %s docs read (%.0f s)", path, f"{n:,}", now - started)
                 last = now
         if report.get("skipped"):
             problems = "".join(f"\n  {p}" for p in report["problems"])
-            print(f"[bertflow] text corpus {path}: {report['skipped']} bad lines skipped{problems}", file=sys.stderr)
+            logger.warning("text corpus %s: %s bad lines skipped%s", path, report["skipped"], problems)
         if n == 0:
             why = f" ({len(files)} files, {report.get('skipped', 0)} bad lines skipped)"
             raise BertflowError(Errors.E101.format(path=path, why=why, field=field))

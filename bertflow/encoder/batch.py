@@ -97,3 +97,17 @@ def split_docs(batches: Sequence[EncoderBatch]) -> List[List[TransformerData]]:
         batch.cached_doc_data = outputs
         result.append(outputs)
     return result
+
+
+def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
+    """Indices grouped into batches of similar length, longest first: each batch
+    holds at most ``max_docs`` items and at most ``max_items`` once padded to its
+    longest (a single item longer than that is a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: List[List[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_docs and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_items:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

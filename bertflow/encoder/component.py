@@ -20,28 +20,15 @@ from spacy_transformers.annotation_setters import null_annotation_setter
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
 from spacy_transformers.layers import TransformerListener
 from spacy_transformers.pipeline_component import Transformer
-from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.api import Model, Optimizer, set_dropout_rate
 
 from bertflow.errors import BertflowError, Errors
 from bertflow.encoder.extensions import TRF_DATA, TRF_WINDOWS, install_extensions, set_doc_values
-from bertflow.encoder.batch import split_docs
+from bertflow.encoder.batch import length_sorted_batches, split_docs
 from bertflow.encoder.heap import release_freed_memory
 from bertflow.encoder.serialization import guarded_hf_loading
-from bertflow.encoder.model import EncoderModel, Pretokenized, clip_encoder_gradients, train_top_layers
-
-
-def length_sorted_batches(lengths: List[int], max_docs: int, max_items: int) -> List[List[int]]:
-    """Indices grouped into batches of similar length, longest first: each batch
-    holds at most ``max_docs`` items and at most ``max_items`` once padded to its
-    longest (a single item longer than that is a batch of its own)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: List[List[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < max_docs and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_items:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
+from bertflow.encoder.hf_calls import clip_encoder_gradients, train_top_layers
+from bertflow.encoder.model import EncoderModel, Pretokenized
 
 
 # optimizer steps between returning the freed heap to the OS: often enough that a long CPU run stays flat,
@@ -52,93 +39,7 @@ TRIM_EVERY = 20
 # product buys nothing and costs cache; a GPU needs big batches to fill its cores (16 rows of 4,096 wordpieces)
 AUTO_BATCH_ITEMS = {"cpu": 4096, "cuda": 65536}
 
-DEFAULT_CONFIG_STR = """
-[encoder]
-max_batch_items = 0
-sort_buffer = 1024
-frozen = false
-frozen_steps = 0
-trainable_layers = 0
-grad_clip_norm = 1.0
-
-[encoder.set_extra_annotations]
-@annotation_setters = "spacy-transformers.null_annotation_setter.v1"
-
-[encoder.model]
-@architectures = "bertflow.Encoder.v1"
-name = "minilm-l6"
-keep_layers = 1
-precision = "fp32"
-max_length = 0
-max_pair_length = 0
-mixed_precision = false
-grad_scaler_config = {}
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
-
-[encoder.model.get_windows]
-@misc = "bertflow.strided_windows.v1"
-window = 256
-stride = 192
-"""
-DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
-
-
-@Language.factory(
-    "bertflow_encoder",
-    assigns=["doc._.trf_data", "doc._.trf_windows"],
-    default_config=DEFAULT_CONFIG["encoder"],
-)
-def make_encoder(
-    nlp: Language,
-    name: str,
-    model: Model[List[Doc], FullTransformerBatch],
-    set_extra_annotations: Callable[[List[Doc], FullTransformerBatch], None],
-    max_batch_items: int,
-    sort_buffer: int,
-    frozen: bool,
-    grad_clip_norm: float,
-    frozen_steps: int = 0,
-    trainable_layers: int = 0,
-) -> "Encoder":
-    """The shared BERT encoder component.
-
-    model (Model[List[Doc], FullTransformerBatch]): usually ``bertflow.Encoder.v1``.
-    set_extra_annotations (Callable): called after ``doc._.trf_data`` is set.
-    max_batch_items (int): most padded wordpieces per sub-batch in ``pipe``; 0
-        (default) chooses by device: 4,096 on a CPU, 65,536 on a GPU (the
-        sub-batch is still at most ``batch_size`` docs).
-    sort_buffer (int): ``pipe`` reads this many docs ahead, sorts them by wordpiece
-        count and encodes sub-batches of similar length (at most ``batch_size`` docs
-        and ``max_batch_items`` padded wordpieces each), so rows are barely padded; docs
-        still come out in their input order. 0 sorts within each ``batch_size``
-        batch only (lowest latency and memory).
-    frozen (bool): feature-based mode: the encoder runs without gradients and
-        its weights never change, while heads still train on its outputs.
-    frozen_steps (int): the encoder stays frozen for the first N training
-        updates after ``nlp.initialize()`` (a training run; a loaded pipeline
-        trained further is not frozen again), then trains: the heads warm up
-        on its fixed outputs first (linear probing, then fine-tuning), so
-        their random initial weights do not send noise into the pre-trained
-        encoder, and a short CPU run spends its time where it pays. During
-        those steps each doc's outputs are computed once and kept (another
-        epoch over the same docs costs only the heads); they are dropped when
-        the encoder starts to train. 0 (default): it trains from the first step.
-    trainable_layers (int): train only the top N transformer layers (and the
-        pooler); the embeddings and the layers below keep their pre-trained
-        weights. A step costs less (the backward pass stops at the lowest
-        trainable layer) and less of the pre-trained encoder moves. 0
-        (default): every layer trains.
-    grad_clip_norm (float): clip the encoder's gradients to this global L2 norm
-        before each optimizer step, as BERT and Hugging Face training do (thinc's
-        optimizer only clips each parameter on its own); 0 turns it off.
-    """
-    return Encoder(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items,
-                   sort_buffer=sort_buffer, frozen=frozen, grad_clip_norm=grad_clip_norm,
-                   frozen_steps=frozen_steps, trainable_layers=trainable_layers)
-
-
-class Encoder(Transformer):
+class EncoderComponent(Transformer):
     def __init__(
         self,
         vocab: Vocab,
@@ -357,7 +258,7 @@ class Encoder(Transformer):
         With ``frozen = true`` the forward runs without gradients and no step
         is taken.
         """
-        validate_examples(examples, "Encoder.update")
+        validate_examples(examples, "EncoderComponent.update")
         # a previous batch whose heads never backpropagated has nothing to step
         self._awaiting_gradient, self._deferred_sgd = False, None
         losses = {} if losses is None else losses
@@ -476,7 +377,7 @@ class Encoder(Transformer):
             release_freed_memory()
             self._steps_since_trim = 0
 
-    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "Encoder":
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "EncoderComponent":
         """Load the pipe from ``path``. The saved encoder is read as untrusted data
         (``serialization.SafeHFShim``): a damaged file or one that asks to run code
         is an error naming the file, and spacy-transformers' fallback that loads a

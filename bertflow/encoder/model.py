@@ -25,18 +25,20 @@ from spacy_transformers.layers.transformer_model import (
     set_pytorch_transformer,
 )
 from spacy_transformers.layers._util import replace_listener, replace_listener_cfg
-from thinc.api import Model, xp2torch
-from thinc.types import ArgsKwargs, Ragged
+from thinc.api import Model
+from thinc.types import Ragged
 from transformers.utils import ModelOutput
 
 from bertflow.errors import BertflowError, Errors
 from bertflow.encoder.names import DEFAULT_ENCODER, resolve_encoder
 from bertflow.encoder.batch import EncoderBatch
-from bertflow.encoder.precision import PRECISIONS, inference_precision, training_autocast
+from bertflow.encoder.hf_calls import convert_inputs, convert_outputs, inference, train_in_buckets
+from bertflow.encoder.precision import PRECISIONS, training_autocast
 from bertflow.encoder.serialization import SafeHFWrapper, refuse_remote_code
 from bertflow.encoder.windows import strided_windows
-from bertflow.encoder.wordpieces import DocAligns, Tokenized, layout_docs, tokenize_docs
-
+from bertflow.encoder.alignment import DocAligns
+from bertflow.encoder.layout import layout_docs
+from bertflow.encoder.tokenize import Tokenized, tokenize_docs
 
 
 class EncoderModel(Model):
@@ -65,8 +67,8 @@ class EncoderModel(Model):
         hf = HFObjects(None, None, None, tok_cfg, dict(transformer_config or {}))
         wrapper = SafeHFWrapper(
             hf,
-            convert_inputs=_convert_inputs,
-            convert_outputs=_convert_outputs,
+            convert_inputs=convert_inputs,
+            convert_outputs=convert_outputs,
             mixed_precision=mixed_precision,
             grad_scaler_config=dict(grad_scaler_config or {}),
         )
@@ -279,9 +281,9 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
     if is_train:
         model.attrs["int8_model"] = None  # the weights are about to change
         with training_autocast(model):
-            model_output, bp_output = _train_in_buckets(model, wordpieces, keep)
+            model_output, bp_output = train_in_buckets(model, wordpieces, keep)
     else:
-        model_output, bp_output = _inference(model, wordpieces, keep), None
+        model_output, bp_output = inference(model, wordpieces, keep), None
     seq_len = wordpieces.input_ids.shape[1]
     batch = EncoderBatch(
         spans=[[doc[:]] if len(doc) else [] for doc in docs],
@@ -301,77 +303,6 @@ def forward(model: EncoderModel, X: "List[Doc] | Pretokenized", is_train: bool) 
     return batch, backprop
 
 
-def length_buckets(lengths: Sequence[int], min_rows: int = 4) -> List[List[int]]:
-    """Row indices grouped so that rows of very different lengths are not
-    padded to each other: sorted by length, a new group starts where a row is
-    more than twice as long as the group's shortest row (and the group has
-    ``min_rows`` rows, so a few odd lengths do not cost a call each). A mixed
-    multitask batch (SQuAD contexts of ~200 wordpieces next to SST-2
-    sentences of ~20) would otherwise pad every sentence to the context.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: List[List[int]] = []
-    for i in order:
-        if groups and (lengths[i] <= 2 * lengths[groups[-1][0]] or len(groups[-1]) < min_rows):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def _train_in_buckets(model: EncoderModel, wordpieces, keep: int):
-    """The transformer's training pass over ``wordpieces``, one call per
-    length bucket where that saves padding; outputs and gradients keep the
-    batch's row order and padded shape, so the heads see one batch."""
-    groups = length_buckets(wordpieces.lengths)
-    padded = len(wordpieces.lengths) * wordpieces.input_ids.shape[1]
-    bucketed = sum(len(g) * max(wordpieces.lengths[i] for i in g) for g in groups)
-    if len(groups) == 1 or bucketed * 3 > padded * 2:  # saves under a third: one call
-        return model.layers[0]((wordpieces, keep), True)
-    parts = []
-    for rows in groups:
-        width = max(wordpieces.lengths[i] for i in rows)
-        sub = wordpieces.__class__(
-            strings=[wordpieces.strings[i] for i in rows],
-            input_ids=wordpieces.input_ids[rows, :width],
-            attention_mask=wordpieces.attention_mask[rows, :width],
-            lengths=[wordpieces.lengths[i] for i in rows],
-            token_type_ids=None if wordpieces.token_type_ids is None else wordpieces.token_type_ids[rows, :width],
-        )
-        output, backprop = model.layers[0]((sub, keep), True)
-        parts.append((torch.as_tensor(rows), width, output, backprop))
-    n_rows, seq_len = wordpieces.input_ids.shape
-
-    def gather(get) -> torch.Tensor:
-        first = get(parts[0][2])
-        full = first.new_zeros((n_rows, seq_len) + tuple(first.shape[2:])) if first.dim() > 2 \
-            else first.new_zeros((n_rows,) + tuple(first.shape[1:]))
-        for rows, width, output, _ in parts:
-            value = get(output).detach()
-            if value.dim() > 2:
-                full[rows, :width] = value
-            else:
-                full[rows] = value
-        return full
-
-    merged = ModelOutput()
-    for key, value in parts[0][2].items():
-        if isinstance(value, torch.Tensor):
-            merged[key] = gather(lambda out, key=key: out[key])
-        else:
-            merged[key] = tuple(gather(lambda out, key=key, k=k: out[key][k]) for k in range(len(value)))
-
-    def backprop(d_output: ModelOutput):
-        for rows, width, _, bp_part in parts:
-            d_part = ModelOutput()
-            for key, grad in d_output.items():
-                cut = (lambda g: g[rows, :width] if g.dim() > 2 else g[rows])
-                d_part[key] = cut(grad) if isinstance(grad, torch.Tensor) else tuple(cut(g) for g in grad)
-            bp_part(d_part)
-
-    return merged, backprop
-
-
 def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:
     if isinstance(doc_aligns, DocAligns):  # flat already: shift each doc's indices to its first row
         row_start = numpy.asarray([start for start, _ in doc_rows], dtype="int64")
@@ -385,114 +316,3 @@ def _batch_align(doc_rows, doc_aligns, seq_len: int) -> Ragged:
     if not datas:
         return Ragged(numpy.zeros((0,), dtype="int32"), numpy.zeros((0,), dtype="int32"))
     return Ragged(numpy.concatenate(datas).astype("int32"), numpy.concatenate(lengths).astype("int32"))
-
-
-def _hf_kwargs(wordpieces, device, keep: int) -> dict:
-    kwargs = {
-        "input_ids": xp2torch(wordpieces.input_ids, device=device),
-        "attention_mask": xp2torch(wordpieces.attention_mask, device=device),
-        "output_hidden_states": keep > 1,
-        "return_dict": True,
-    }
-    if wordpieces.token_type_ids is not None:
-        kwargs["token_type_ids"] = xp2torch(wordpieces.token_type_ids, device=device)
-    return kwargs
-
-
-def _select_outputs(hf_output, keep: int) -> ModelOutput:
-    out = ModelOutput(last_hidden_state=_fp32(hf_output.last_hidden_state))
-    if keep > 1:
-        out["hidden_states"] = tuple(_fp32(h) for h in hf_output.hidden_states[-keep:])
-    if getattr(hf_output, "pooler_output", None) is not None:
-        # BERT's pretrained pooler (dense + tanh over [CLS]), one row per window
-        out["pooler_output"] = _fp32(hf_output.pooler_output)
-    return out
-
-
-def _fp32(tensor: torch.Tensor) -> torch.Tensor:
-    """The heads and the output store work in fp32: a bf16 output of an autocast
-    pass is cast (inside the graph, so its gradient flows back in bf16)."""
-    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
-
-
-def _convert_inputs(model, X, is_train):
-    wordpieces, keep = X
-    device = model.shims[0]._hfmodel.transformer.device
-    return ArgsKwargs(args=(), kwargs=_hf_kwargs(wordpieces, device, keep)), lambda dX: []
-
-
-def _convert_outputs(model, inputs_outputs, is_train):
-    (_, keep), hf_output = inputs_outputs
-    output = _select_outputs(hf_output, keep)
-
-    def backprop(d_output: ModelOutput) -> ArgsKwargs:
-        tensors, grads = [], []
-        for key, grad in d_output.items():
-            value = output[key]
-            if isinstance(value, torch.Tensor):
-                tensors.append(value)
-                grads.append(grad)
-            else:
-                tensors.extend(value)
-                grads.extend(grad)
-        # a kept layer below the trainable ones (keep_layers > trainable_layers) has no graph: its
-        # gradient would only reach frozen weights, and autograd refuses a tensor without one
-        live = [(t, g) for t, g in zip(tensors, grads) if t.requires_grad]
-        if live and len(live) < len(tensors):
-            tensors, grads = [t for t, _ in live], [g for _, g in live]
-        return ArgsKwargs(args=(tuple(tensors),), kwargs={"grad_tensors": tuple(grads)})
-
-    return output, backprop
-
-
-def train_top_layers(transformer: torch.nn.Module, n: int) -> None:
-    """Let only the top ``n`` transformer layers (and the pooler above them)
-    train; the embeddings and the layers below keep their pre-trained weights.
-    0 trains every parameter. Frozen parameters get no gradient, so the
-    backward pass stops at the lowest trainable layer and the optimizer skips
-    them (the 12M-parameter embedding matrix of a MiniLM among them)."""
-    if n == 0:
-        for param in transformer.parameters():
-            param.requires_grad_(True)
-        return
-    layers = next((m for m in transformer.modules() if isinstance(m, torch.nn.ModuleList)
-                   and len(m) == getattr(transformer.config, "num_hidden_layers", -1)), None)
-    if layers is None:
-        raise BertflowError(Errors.E078.format(kind=type(transformer).__name__))
-    if not 0 < n <= len(layers):
-        raise BertflowError(Errors.E079.format(n=n, total=len(layers)))
-    trainable = {id(p) for layer in layers[len(layers) - n:] for p in layer.parameters()}
-    for name, param in transformer.named_parameters():
-        param.requires_grad_(id(param) in trainable or name.startswith("pooler."))
-
-
-def clip_encoder_gradients(model: EncoderModel, max_norm: float) -> None:
-    """Clip the transformer's gradients to a global L2 norm (all its parameters
-    together). Skipped while fp16 gradient scaling is active: the gradients are
-    still scaled then, and thinc unscales them inside its optimizer step."""
-    shim = model.layers[0].shims[0]
-    # thinc's PyTorchGradScaler has no public "enabled" flag; read it once, here.
-    scaling = getattr(shim._grad_scaler, "_enabled", False)
-    if max_norm and max_norm > 0 and not scaling:
-        torch.nn.utils.clip_grad_norm_(model.transformer.parameters(), max_norm)
-
-
-def _inference(model: EncoderModel, wordpieces, keep: int) -> ModelOutput:
-    device = model.transformer.device
-    module, autocast = inference_precision(model)
-    # eval mode for the pass, then each module's own mode back (module.train(mode)
-    # would set one mode on all); only modules in training mode are touched, none
-    # once a pipeline is loaded (module.eval()/.train() walk every module, every batch)
-    training = [m for m in module.modules() if m.training]
-    for m in training:
-        m.training = False
-    try:
-        with torch.inference_mode(), autocast:
-            hf_output = module(**_hf_kwargs(wordpieces, device, keep))
-    finally:
-        for m in training:
-            m.training = True
-    out = _select_outputs(hf_output, keep)
-    for key, value in out.items():
-        out[key] = value.float() if isinstance(value, torch.Tensor) else tuple(v.float() for v in value)
-    return out

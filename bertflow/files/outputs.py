@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,3 +134,30 @@ def replace_entries(staging: Path, out: Path) -> List[str]:
         (staging / name).replace(target)
     shutil.rmtree(staging, ignore_errors=True)
     return names
+
+
+def check_output_dir(out_path: Path, force: bool) -> None:
+    """A new pipeline goes to a new or empty directory; ``force`` lets it into
+    an existing one, where it replaces only the entries a pipeline writes
+    (``write_pipeline``)."""
+    if out_path.exists() and not out_path.is_dir():
+        raise BertflowError(Errors.E118.format(out=out_path))
+    if out_path.exists() and any(out_path.iterdir()) and not force:
+        raise BertflowError(Errors.E114.format(out=out_path))
+
+
+def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:
+    """Save ``nlp`` to ``out_path`` through a staging directory beside it: an
+    interrupted run leaves nothing half-written, and with ``force`` an
+    existing directory keeps every file the pipeline does not write (a
+    user's notes, results), its pipeline entries replaced once the new ones
+    are whole."""
+    check_output_dir(out_path, force)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        nlp.to_disk(staging)
+        replace_entries(staging, out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

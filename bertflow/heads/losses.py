@@ -6,7 +6,8 @@ gradient, so one corpus can mix datasets and each head learns only from the
 examples that carry its labels. Within a row, a NaN target marks a single
 missing value (e.g. one unknown label of a multi-label set).
 """
-from typing import Callable, Iterable, Optional, Tuple
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 from spacy.tokens import Doc
@@ -14,7 +15,37 @@ from spacy.training import Example
 from thinc.api import get_array_module
 from thinc.types import Floats1d, Floats2d
 
-from bertflow.training.distributed import loss_denominator
+
+# the batch-wide counters in force (data-parallel training installs one for its run)
+_COUNTERS: List[Callable[[float], Optional[float]]] = []
+
+
+def loss_denominator(count: float) -> float:
+    """What a head's loss divides by when it averages over ``count`` units.
+
+    In one process: ``max(count, 1)``. While data-parallel training runs an
+    update: the count summed over every rank's share, over the number of
+    ranks, so that averaging the ranks' gradients gives exactly the gradient
+    of the mean over the whole batch. A head calls it once per ``get_loss``
+    (the bundled losses do); the ranks meet there, so every rank must call it
+    the same number of times per update.
+    """
+    if _COUNTERS:
+        total = _COUNTERS[-1](float(count))
+        if total is not None:
+            return total
+    return max(float(count), 1.0)
+
+
+@contextmanager
+def batch_wide_counts(counter: Callable[[float], Optional[float]]) -> Iterator[None]:
+    """For the block, ``loss_denominator`` asks ``counter(count)`` first: the
+    batch-wide denominator, or None outside an update (then the count is used)."""
+    _COUNTERS.append(counter)
+    try:
+        yield
+    finally:
+        _COUNTERS.remove(counter)
 
 
 def annotation_mask(examples: Iterable[Example], has_annotation: Callable[[Doc], bool]) -> Floats1d:

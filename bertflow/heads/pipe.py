@@ -17,7 +17,7 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer, set_dropout_rate
 from thinc.types import Ragged
 
-from bertflow.training.distributed import loss_denominator
+from bertflow.heads.losses import loss_denominator
 from bertflow.errors import BertflowError, Errors
 
 

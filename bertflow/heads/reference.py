@@ -39,7 +39,7 @@ class PretrainedCopy:
     def of_encoder(cls, nlp, head: str) -> "PretrainedCopy":
         """A copy of the transformer of the encoder ``head`` listens to, as it
         is now: take it in the head's ``initialize``, before training moves it."""
-        from bertflow.training.config import listening_heads
+        from bertflow.encoder.pipes import listening_heads
 
         heads = listening_heads(nlp)
         if head not in heads:

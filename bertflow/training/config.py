@@ -22,22 +22,7 @@ from thinc.api import Config
 from bertflow.errors import BertflowError, Errors
 from bertflow.hooks.manager import get_tasks
 from bertflow.encoder.names import resolve_encoder
-
-ENCODER_FACTORY = "bertflow_encoder"
-
-
-def encoder_names(nlp) -> List[str]:
-    """The names of a loaded pipeline's ``bertflow_encoder`` components, in pipeline order."""
-    return [name for name, _ in nlp.pipeline if nlp.get_pipe_meta(name).factory == ENCODER_FACTORY]
-
-
-def listening_heads(nlp) -> Dict[str, str]:
-    """Each component that listens to an encoder -> that encoder's name."""
-    heads: Dict[str, str] = {}
-    for enc in encoder_names(nlp):
-        for name in nlp.get_pipe(enc).listener_map:
-            heads[name] = enc
-    return heads
+from bertflow.encoder.pipes import ENCODER_FACTORY
 
 TRAINING = """
 [paths]

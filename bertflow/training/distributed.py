@@ -23,16 +23,13 @@ agrees), and the moment between the backward pass and the optimizer step
 (each trainable component's ``finish_update``).
 """
 import contextlib
-import datetime
 import hashlib
 import os
-import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bertflow.errors import BertflowError, Errors
-from bertflow.files.outputs import check_new_output
+from bertflow.heads.losses import batch_wide_counts
 
 #: elements per all-reduce: large enough that a 22M-weight encoder needs a handful of collectives
 BUCKET_ELEMENTS = 4 * 1024 * 1024
@@ -41,9 +38,6 @@ def _registry():
     from spacy.util import registry
 
     return registry
-
-
-_ACTIVE: Optional["Trainer"] = None  # the data-parallel trainer while one runs in this process
 
 
 def launch_info() -> Tuple[int, int, int]:
@@ -57,22 +51,6 @@ def launch_info() -> Tuple[int, int, int]:
     except ValueError as err:
         raise BertflowError(Errors.E080.format(err=err)) from None
     return rank, world, local
-
-
-def loss_denominator(count: float) -> float:
-    """What a head's loss divides by when it averages over ``count`` units.
-
-    In one process: ``max(count, 1)``. While data-parallel training runs an
-    update: the count summed over every rank's share, over the number of
-    ranks, so that averaging the ranks' gradients gives exactly the gradient
-    of the mean over the whole batch. A head calls it once per ``get_loss``
-    (the bundled losses do); the ranks meet there, so every rank must call it
-    the same number of times per update.
-    """
-    trainer = _ACTIVE
-    if trainer is None or not trainer.in_update:
-        return max(float(count), 1.0)
-    return trainer.global_count(float(count))
 
 
 def share_of_batch(batch: Sequence[Any], rank: int, world: int, group_of: Optional[Callable[[Any], Any]] = None) -> list:
@@ -291,14 +269,13 @@ class Trainer:
         """Connect to ``nlp`` and to spaCy's training loop for the length of the block."""
         from spacy.training import loop
 
-        from bertflow.encoder.component import Encoder
+        from bertflow.encoder.component import EncoderComponent
 
-        global _ACTIVE
         components = [(name, proc) for name, proc in nlp.pipeline
                       if name not in frozen and getattr(proc, "is_trainable", False)
                       and getattr(proc, "model", None) not in (True, False, None)]
         self.weights = _Weights(components)
-        self._encoder_names = {name for name, proc in components if isinstance(proc, Encoder)}
+        self._encoder_names = {name for name, proc in components if isinstance(proc, EncoderComponent)}
         names = [name for name, _ in components]
         group_of = _group_reader(nlp.config)
         trainer = self
@@ -342,19 +319,18 @@ class Trainer:
                 return result[0]
             return evaluate_and_share
 
-        _ACTIVE = self
         nlp.update = update
         for _, proc in components:
             proc.finish_update = step_hook(proc.finish_update)
         loop.create_train_batches, loop.create_evaluation_callback = sharded_batches, evaluation_on_rank_0
         try:
-            yield
+            with batch_wide_counts(lambda count: trainer.global_count(count) if trainer.in_update else None):
+                yield
         finally:
             loop.create_train_batches, loop.create_evaluation_callback = create_batches, create_evaluation
             for _, proc in components:
                 proc.__dict__.pop("finish_update", None)
             nlp.__dict__.pop("update", None)
-            _ACTIVE = None
 
 
 @_registry().loggers("bertflow.no_logger.v1")
@@ -371,101 +347,3 @@ def _dist():
     import torch.distributed as dist
 
     return dist
-
-
-def whole_number_dropout_as_float(config_path: Union[str, Path], overrides: Dict[str, Any]) -> Dict[str, Any]:
-    """``[training] dropout = 0`` (or ``--training.dropout 1``) as the float
-    spaCy's loop needs: it takes an int for a schedule and fails mid-run."""
-    value = overrides.get("training.dropout")
-    if value is None:
-        try:
-            from spacy.util import load_config
-
-            value = load_config(config_path, interpolate=False).get("training", {}).get("dropout")
-        except Exception:  # noqa: BLE001  (a bad or missing config: spacy train reports it)
-            return overrides
-    if isinstance(value, int) and not isinstance(value, bool):
-        overrides["training.dropout"] = float(value)
-    return overrides
-
-
-def train(
-    config_path: Union[str, Path],
-    output_path: Optional[Union[str, Path]] = None,
-    *,
-    use_gpu: int = -1,
-    overrides: Optional[Dict[str, Any]] = None,
-    timeout_s: float = 1800.0,
-    force: bool = False,
-) -> None:
-    """``spacy train``, data-parallel when launched by torchrun with several processes.
-
-    config_path / output_path / use_gpu / overrides: as ``spacy train``. With
-        several processes ``use_gpu >= 0`` puts each rank on the GPU
-        ``LOCAL_RANK`` (nccl); otherwise ranks run on the CPU (gloo).
-    timeout_s (float): how long a rank waits for the others at a collective
-        before the job fails (a rank that died, a hung machine).
-    force (bool): replace a model-best/model-last already in ``output_path``
-        (refused without it, as every bertflow command that writes refuses).
-    """
-    from spacy.cli.train import train as spacy_train
-
-    if output_path is not None:
-        for name in ("model-best", "model-last"):
-            check_new_output(Path(output_path) / name, force, "The trained pipeline")
-
-    rank, world, local = launch_info()
-    overrides = whole_number_dropout_as_float(config_path, dict(overrides or {}))
-    if world <= 1:  # one process: exactly spacy train
-        spacy_train(config_path, output_path, use_gpu=use_gpu, overrides=overrides)
-        return
-    config_path = Path(config_path)
-    if not config_path.is_file():
-        raise BertflowError(Errors.E072.format(config_path=config_path))
-    import torch
-    import torch.distributed as dist
-    from spacy import util
-    from spacy.training.initialize import init_nlp
-    from spacy.training.loop import train as train_nlp
-
-    gpu = use_gpu >= 0
-    if gpu:
-        if not torch.cuda.is_available() or local >= torch.cuda.device_count():
-            raise BertflowError(Errors.E082.format(rank=rank, local=local, n=torch.cuda.device_count()))
-        torch.cuda.set_device(local)
-        from thinc.api import require_gpu
-
-        require_gpu(local)
-    device = torch.device("cuda", local) if gpu else torch.device("cpu")
-    ours = not dist.is_initialized()  # Ray Train's TorchTrainer, for one, starts the group itself
-    if ours:
-        dist.init_process_group("nccl" if gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
-    trainer = Trainer(rank, world, device)
-    quiet = open(os.devnull, "w") if rank else None
-    try:
-        output = Path(output_path) if output_path is not None and rank == 0 else None
-        if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
-        config = util.load_config(config_path, overrides=overrides, interpolate=False)
-        if rank:  # rank 0 logs (a file logger on every rank would write the same file N times)
-            config["training"]["logger"] = {"@loggers": "bertflow.no_logger.v1"}
-        with contextlib.redirect_stdout(quiet) if rank else contextlib.nullcontext():
-            nlp = init_nlp(config, use_gpu=local if gpu else -1)
-            frozen = list(config["training"].get("frozen_components", []))
-            with trainer.attached(nlp, frozen):
-                trainer.broadcast_weights()
-                out = sys.stdout if rank == 0 else quiet
-                err = sys.stderr if rank == 0 else quiet
-                train_nlp(nlp, output, use_gpu=local if gpu else -1, stdout=out, stderr=err)
-        if rank == 0:
-            per_step = 1000 * trainer.sync_seconds / max(trainer.syncs, 1)
-            print(f"[bertflow] {world} ranks: gradient averaging {per_step:.1f} ms per step over "
-                  f"{trainer.syncs} steps ({len(trainer.weights.thinc) + len(trainer.weights.torch)} weights)"
-                  + (f"; {trainer.skipped_batches} batches with fewer groups than ranks skipped"
-                     if trainer.skipped_batches else ""), flush=True)
-        dist.barrier()  # the others wait until rank 0 has written the output
-    finally:
-        if quiet is not None:
-            quiet.close()
-        if ours and dist.is_initialized():
-            dist.destroy_process_group()

@@ -8,7 +8,7 @@ from spacy.cli._util import import_code, parse_config_overrides
 from spacy.cli.train import train as spacy_train
 from spacy.util import load_config
 
-from bertflow.errors import BertflowError, Errors
+from bertflow.errors import BertflowError, Errors, logger
 
 PAPER_LRS = (5e-5, 4e-5, 3e-5, 2e-5)  # the BERT paper's fine-tuning grid
 
@@ -60,7 +60,7 @@ def lr_sweep(
     for lr in lrs:
         run_dir = output_dir / f"lr-{lr:g}"
         args = [*overrides, f"--{lr_key}", repr(float(lr))]
-        print(f"[lr-sweep] lr={lr:g}: spacy train {config_path} --output {run_dir} {' '.join(args)}", flush=True)
+        logger.info("lr sweep, lr=%g: spacy train %s --output %s %s", lr, config_path, run_dir, " ".join(args))
         # in this process, one run after another (each seeds itself from the config, as spacy train does)
         try:
             spacy_train(config_path, run_dir, use_gpu=gpu_id, overrides=parse_config_overrides(args))
@@ -85,6 +85,6 @@ def lr_sweep(
         cells = " | ".join(f"{run['performance'].get(k, 0.0):.4f}" for k in sorted(weights))
         mark = " (best)" if run is best else ""
         lines.append(f"| {run['lr']:g}{mark} | {run['score']:.4f} | {cells} |")
-    (output_dir / "sweep.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    summary["table"] = "\n".join(lines)
+    (output_dir / "sweep.md").write_text(summary["table"] + "\n")
     return summary
