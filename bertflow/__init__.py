@@ -8,6 +8,8 @@ every bertflow component, corpus reader and converter installs the Doc
 extensions it uses (``doc._.text_pair``, ...); ``bertflow.install_extensions()``
 installs them by hand.
 """
+from typing import Any, Callable
+
 from bertflow.about import __version__
 from bertflow.hooks.contract import hookimpl
 from bertflow.hooks.manager import get_plugin_manager, get_tasks
@@ -44,9 +46,11 @@ def install_extensions() -> None:
     install()
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Callable[..., Any]:
     """``bertflow.<name>`` for functions that plugins add (``bertflow_functions``
-    hook), e.g. ``bertflow.search`` from the similarity plugin."""
+    hook), e.g. ``bertflow.ask`` from the QA plugin and ``bertflow.search`` from
+    the similarity plugin. Typed, so that type checkers (mypy, pyright) accept
+    ``bertflow.ask(...)`` as a call of a function that a plugin provides."""
     if name.startswith("_"):
         raise AttributeError(name)
     from bertflow.hooks.manager import get_functions

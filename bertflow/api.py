@@ -13,8 +13,6 @@ Groups:
   ``Classifier``, ``encoder_output``, ``doc_pool``, ``listener_width``;
   ``batch_rows``, ``same_form``, ``split_rows`` (a token-level model's batch
   output as one array of rows, from a ``Ragged`` or a list of per-doc arrays);
-  ``PretrainedCopy`` (the encoder's transformer as it was before training,
-  for a head that falls back on its untrained output when that scores better);
 - masked losses: ``annotation_mask``, ``softmax_cross_entropy``,
   ``binary_cross_entropy``, ``mean_squared_error``, and ``loss_denominator``
   (what a head's own mean divides by, so data-parallel training stays exact);
@@ -42,7 +40,10 @@ Groups:
 - CLI: ``run_or_fail``, ``fail`` (for commands added through ``bertflow_cli``);
 - errors: ``BertflowError``, ``ErrorsWithCodes`` (a plugin's own message catalogue, each message shown
   with its code: ``class Errors(metaclass=ErrorsWithCodes): NER001 = "..."``);
-- discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``;
+- discovery and configs: ``get_tasks``, ``resolve_encoder``, ``make_config``, ``listening_heads``
+  (each head of a loaded pipeline -> the encoder it listens to);
+- safety: ``refuse_remote_code`` (raise if a config or settings would make transformers run a model's
+  own code: for a head that saves and loads a transformer config of its own);
 - testing: ``write_tiny_bert``, ``tiny_encoder_config``, ``run_project`` (a project's workflow),
   ``run_cli`` (a command line in this process, output captured) (the pytest fixtures
   ``tiny_bert_dir`` and ``nlp_tiny`` come with the ``bertflow`` pytest plugin).
@@ -56,7 +57,7 @@ _WHERE = {
     # plugin contract
     "hookimpl": "bertflow.hooks.contract", "TaskSpec": "bertflow.hooks.specs", "EncoderSpec": "bertflow.hooks.specs",
     # head building blocks
-    "HeadPipe": "bertflow.heads", "EncoderListener": "bertflow.heads", "DocPooler": "bertflow.heads", "Classifier": "bertflow.heads", "PretrainedCopy": "bertflow.heads",
+    "HeadPipe": "bertflow.heads", "EncoderListener": "bertflow.heads", "DocPooler": "bertflow.heads", "Classifier": "bertflow.heads",
     "encoder_output": "bertflow.heads", "doc_pool": "bertflow.heads", "listener_width": "bertflow.heads",
     # a token-level model's batch output as one array of rows (a Ragged or a list of per-doc arrays)
     "batch_rows": "bertflow.heads", "same_form": "bertflow.heads", "split_rows": "bertflow.heads",
@@ -83,7 +84,8 @@ _WHERE = {
     # CLI
     "run_or_fail": "bertflow.cli._app", "fail": "bertflow.cli._app",
     # errors and discovery
-    "BertflowError": "bertflow.errors", "ErrorsWithCodes": "bertflow.errors", "get_tasks": "bertflow.hooks.manager", "resolve_encoder": "bertflow.encoder.names", "make_config": "bertflow.training.config",
+    "BertflowError": "bertflow.errors", "listening_heads": "bertflow.encoder.pipes",
+    "refuse_remote_code": "bertflow.encoder.serialization", "ErrorsWithCodes": "bertflow.errors", "get_tasks": "bertflow.hooks.manager", "resolve_encoder": "bertflow.encoder.names", "make_config": "bertflow.training.config",
     # testing
     "write_tiny_bert": "bertflow.testing.tiny", "tiny_encoder_config": "bertflow.testing.tiny", "run_project": "bertflow.testing.fixtures", "run_cli": "bertflow.testing.fixtures",
 }

@@ -6,10 +6,25 @@ go to the ``bertflow`` logger (to stderr, as ``[bertflow] ...``; set its level
 to WARNING to keep only the warnings).
 """
 import logging
+import sys
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a
+    captured or redirected stderr included), not the one at import."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
 
 logger = logging.getLogger("bertflow")
 if not logger.handlers:
-    _handler = logging.StreamHandler()
+    _handler = _StderrHandler()
     _handler.setFormatter(logging.Formatter("[bertflow] %(message)s"))
     logger.addHandler(_handler)
     logger.setLevel(logging.INFO)
@@ -412,14 +427,6 @@ class Errors(metaclass=ErrorsWithCodes):
         "bertflow distill can't read {path}: give raw text (.txt, a document per line; .jsonl with a \"text\" "
         "field) or a .spacy file. Convert other formats first, e.g. SQuAD for a QA head: "
         "'bertflow convert qa squad.json pairs.spacy' (the answers are not used)."
-    )
-    E121 = (
-        "{name!r} has no encoder to copy: it listens to none in this pipeline (heads listening: {heads}). "
-        "Add it after a bertflow_encoder and initialize the pipeline (nlp.initialize / spacy train)."
-    )
-    E122 = (
-        "{where} is not a saved encoder copy ({err}). Re-save the pipeline with this version of bertflow, "
-        "or retrain it."
     )
     E123 = (
         "Augmentation needs 0 < prob <= 1 and k >= 1 neighbours (got prob={prob}, k={k}). "

@@ -7,11 +7,10 @@ from bertflow.heads.losses import (annotation_mask, loss_denominator, binary_cro
                      soft_target_loss, softmax_cross_entropy)
 from bertflow.heads.pipe import HeadPipe
 from bertflow.heads.pooling import POOLINGS, DocPooler, doc_pool
-from bertflow.heads.reference import PretrainedCopy
 
 __all__ = [
     "HeadPipe", "BertflowListener", "EncoderListener", "DocPooler", "Classifier", "encoder_output",
     "select_layers", "doc_pool", "listener_width", "output_width", "annotation_mask",
     "softmax_cross_entropy", "loss_denominator", "binary_cross_entropy", "mean_squared_error", "soft_target_loss", "cosine_distance_loss",
-    "LAYER_MODES", "POOLINGS", "PretrainedCopy", "batch_rows", "same_form", "split_rows",
+    "LAYER_MODES", "POOLINGS", "batch_rows", "same_form", "split_rows",
 ]

@@ -1,5 +1,5 @@
 """The small typed records that plugins return from their hooks."""
-import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -79,15 +79,12 @@ class EngineSpec:
 
 
 def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Callable:
-    """A callable as given, or the one a ``"package.module:attribute"`` string names."""
+    """A callable as given, or the one a ``"package.module:attribute"`` string names
+    (``pkgutil.resolve_name``)."""
     if callable(value):
         return value
     if isinstance(value, str) and ":" in value:
-        module_name, _, attr = value.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return pkgutil.resolve_name(value)
     from bertflow.errors import BertflowError, Errors
 
     raise BertflowError(Errors.E071.format(what=what, value=value))

@@ -197,22 +197,24 @@ class CliResult(NamedTuple):
 
 def run_cli(args: Sequence[str], module: str = "bertflow") -> CliResult:
     """``python -m MODULE ARGS`` (``bertflow`` or ``spacy``) in this process,
-    its output captured: the test of a command's arguments, messages and exit
-    code without a new interpreter. An exception that escapes the command is
-    what a user would see as a traceback: exit code 1 and the traceback on
-    stderr. (Start-up behaviour of a fresh interpreter needs a subprocess.)"""
-    import contextlib
-    import io
+    its output captured (click's ``CliRunner`` isolation: stdin, stdout and
+    stderr swapped for buffers): the test of a command's arguments, messages
+    and exit code without a new interpreter. The console entry point itself
+    runs (``bertflow.cli.main``, with its error boundary), not only the typer
+    app. An exception that escapes the command is what a user would see as a
+    traceback: exit code 1 and the traceback on stderr. (Start-up behaviour of
+    a fresh interpreter needs a subprocess.)"""
     import os
     import sys
     import traceback
 
+    from click.testing import CliRunner
+
     argv, cwd = sys.argv, os.getcwd()
-    out, err = io.StringIO(), io.StringIO()
-    sys.argv = [module, *map(str, args)]
     code = 0
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with CliRunner().isolation() as (out, err, _):
+            sys.argv = [module, *map(str, args)]
             try:
                 IN_PROCESS_MODULES[module]()
             except SystemExit as exit:
@@ -220,14 +222,17 @@ def run_cli(args: Sequence[str], module: str = "bertflow") -> CliResult:
                     code = exit.code or 0
                 else:  # sys.exit("message"): Python prints the message and exits with 1
                     code = 1
-                    err.write(f"{exit.code}\n")
+                    sys.stderr.write(f"{exit.code}\n")
             except Exception:  # noqa: BLE001  (what a user would get as a traceback)
                 code = 1
-                err.write(traceback.format_exc())
+                sys.stderr.write(traceback.format_exc())
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout, stderr = out.getvalue().decode("utf8", "replace"), err.getvalue().decode("utf8", "replace")
     finally:
         sys.argv = argv
         os.chdir(cwd)
-    return CliResult(code, out.getvalue(), err.getvalue())
+    return CliResult(code, stdout, stderr)
 
 
 def _run_module_here(module: str, args: list, shown: str) -> None:

@@ -38,11 +38,12 @@ from spacy_transformers.data_classes import TransformerData
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from bertflow.api import (BertflowError, HeadPipe, PretrainedCopy, annotation_mask, binary_cross_entropy,
+from bertflow.api import (BertflowError, HeadPipe, annotation_mask, binary_cross_entropy,
                           cosine_distance_loss, loss_denominator, set_doc_values, soft_target_loss,
                           softmax_cross_entropy)
 
 from .errors import Errors
+from .reference import PretrainedCopy
 from . import architectures  # noqa: F401  (registers bertflow.PairClassifierHead.v1)
 from .extensions import install_extensions
 from .scorer import complete_pairs

@@ -44,3 +44,11 @@ class Errors(metaclass=ErrorsWithCodes):
         'bertflow_encoder, or bertflow init config --tasks ...) and load or train it.'
     )
     SIM016 = 'top_k must be at least 1, got {top_k}.'  # retrieval.py
+    SIM017 = (  # reference.py
+        "{name!r} has no encoder to copy: it listens to none in this pipeline (heads listening: {heads}). "
+        "Add it after a bertflow_encoder and initialize the pipeline (nlp.initialize / spacy train)."
+    )
+    SIM018 = (  # reference.py
+        "{where} is not a saved encoder copy ({err}). Re-save the pipeline with this version of bertflow, "
+        "or retrain it."
+    )

@@ -1,4 +1,4 @@
-"""Pearson and Spearman correlation (numpy only), and the two scorers."""
+"""Pearson and Spearman correlation (scipy.stats) and the two scorers."""
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy
@@ -6,28 +6,28 @@ from spacy.training import Example
 from spacy.util import registry
 
 
-def _ranks(x: numpy.ndarray) -> numpy.ndarray:
-    """Ranks with ties averaged (as scipy.stats.rankdata)."""
-    order = numpy.argsort(x, kind="mergesort")
-    ranks = numpy.empty(len(x), dtype="float64")
-    ranks[order] = numpy.arange(1, len(x) + 1)
-    values, inverse, counts = numpy.unique(x, return_inverse=True, return_counts=True)
-    sums = numpy.zeros(len(values))
-    numpy.add.at(sums, inverse, ranks)
-    return (sums / counts)[inverse]
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+def _defined(x: Sequence[float], y: Sequence[float]):
+    """The two series as float arrays, or None when a correlation is undefined
+    (fewer than two values, or a constant series)."""
     x, y = numpy.asarray(x, dtype="float64"), numpy.asarray(y, dtype="float64")
     if len(x) < 2 or x.std() == 0 or y.std() == 0:
         return None
-    return float(numpy.corrcoef(x, y)[0, 1])
+    return x, y
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    from scipy.stats import pearsonr
+
+    pair = _defined(x, y)
+    return None if pair is None else float(pearsonr(*pair)[0])
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    if len(x) < 2:
-        return None
-    return pearson(_ranks(numpy.asarray(x, dtype="float64")), _ranks(numpy.asarray(y, dtype="float64")))
+    """Spearman's rho, ties ranked by their average (``scipy.stats.spearmanr``)."""
+    from scipy.stats import spearmanr
+
+    pair = _defined(x, y)
+    return None if pair is None else float(spearmanr(*pair)[0])
 
 
 def complete_pairs(examples: List[Example]) -> List[List[int]]:

@@ -11,7 +11,7 @@ output gives exactly what the untrained pipeline gave.
 
 Saved as msgpack: the transformer's config and its weights as safetensors.
 Loading builds the model class transformers ships for that config and reads
-tensors only: no pickle, no code from the file (as ``encoder/serialization``).
+tensors only: no pickle, no code from the file (``bertflow.api.refuse_remote_code``).
 """
 import copy
 from typing import List, Sequence
@@ -21,7 +21,9 @@ import srsly
 import torch
 from spacy_transformers.data_classes import TransformerData
 
-from bertflow.errors import BertflowError, Errors
+from bertflow.api import BertflowError, listening_heads, refuse_remote_code
+
+from .errors import Errors
 
 ROWS_PER_CALL = 64
 
@@ -39,11 +41,9 @@ class PretrainedCopy:
     def of_encoder(cls, nlp, head: str) -> "PretrainedCopy":
         """A copy of the transformer of the encoder ``head`` listens to, as it
         is now: take it in the head's ``initialize``, before training moves it."""
-        from bertflow.encoder.pipes import listening_heads
-
         heads = listening_heads(nlp)
         if head not in heads:
-            raise BertflowError(Errors.E121.format(name=head, heads=sorted(heads)))
+            raise BertflowError(Errors.SIM017.format(name=head, heads=sorted(heads)))
         return cls(copy.deepcopy(nlp.get_pipe(heads[head]).model.transformer))
 
     def last_hidden_states(self, datas: Sequence[TransformerData]) -> List[numpy.ndarray]:
@@ -92,17 +92,15 @@ class PretrainedCopy:
         from safetensors.torch import load
         from transformers import AutoConfig, AutoModel
 
-        from bertflow.encoder.serialization import refuse_remote_code
-
         try:
             msg = srsly.msgpack_loads(data)
             config, weights = dict(msg["config"]), msg["weights"]
         except Exception as err:  # truncated, not msgpack, or another file
-            raise BertflowError(Errors.E122.format(where=where, err=err)) from None
+            raise BertflowError(Errors.SIM018.format(where=where, err=err)) from None
         refuse_remote_code(config, where)
         model_type = config.pop("model_type", None)
         if not model_type:
-            raise BertflowError(Errors.E122.format(where=where, err="its config names no model_type"))
+            raise BertflowError(Errors.SIM018.format(where=where, err="its config names no model_type"))
         for key in ("architectures", "_name_or_path", "transformers_version"):
             config.pop(key, None)
         transformer = AutoModel.from_config(AutoConfig.for_model(model_type, **config))
