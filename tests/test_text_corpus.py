@@ -70,27 +70,30 @@ def test_long_documents_are_cut_not_dropped(tmp_path, nlp):
     assert len(limited) == 2
 
 
-def test_next_sentence_pairs(tmp_path, nlp):
-    docs = [" ".join(f"Sentence {d}-{s} is here." for s in range(5)) for d in range(40)]
-    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
-    reader = create_text_corpus_reader(tmp_path / "docs.txt", next_sentence=True, seed=3)
+def test_a_pair_maker_turns_documents_into_labelled_sentence_pairs(tmp_path, nlp):
+    """``pairs`` gets each document as its sentences and a seeded rng; each doc
+    is sentence b with text_pair a, the maker's values on the reference doc."""
+    from spacy.tokens import Doc
+
+    if not Doc.has_extension("pair_gap"):
+        Doc.set_extension("pair_gap", default=None)
+    (tmp_path / "docs.txt").write_text("One here. Two here. Three here.\nFour here. Five here.\n")
+
+    def gaps(documents, rng):
+        for sentences in documents:
+            for a, b in zip(sentences, sentences[1:]):
+                yield a, b, {"pair_gap": rng.randint(0, 9)}
+
+    reader = create_text_corpus_reader(tmp_path / "docs.txt", pairs=gaps, seed=5)
     first = list(reader(nlp))
-    assert len(first) == 40 * 4  # consecutive pairs of each document
-    is_next = [eg.reference._.is_next for eg in first]
-    assert 0.35 < numpy.mean(is_next) < 0.65
-    for eg in first:
-        a, b = eg.predicted._.text_pair, eg.predicted.text
-        doc_a, s_a = a.split()[1].split("-")
-        doc_b, s_b = b.split()[1].split("-")
-        if eg.reference._.is_next:
-            assert (doc_a, int(s_a) + 1) == (doc_b, int(s_b))
-        else:
-            assert doc_a != doc_b
-        assert eg.reference._.text_pair == a
-    again = list(create_text_corpus_reader(tmp_path / "docs.txt", next_sentence=True, seed=3)(nlp))
-    assert [eg.predicted.text for eg in again] == [eg.predicted.text for eg in first]  # seeded
-    second_pass = list(reader(nlp))  # the next epoch draws other pairs
-    assert [eg.predicted.text for eg in second_pass] != [eg.predicted.text for eg in first]
+    assert [(eg.predicted._.text_pair, eg.predicted.text) for eg in first] == [
+        ("One here.", "Two here."), ("Two here.", "Three here."), ("Four here.", "Five here.")]
+    assert all(eg.reference._.text_pair == eg.predicted._.text_pair and eg.reference._.raw_text for eg in first)
+    import random
+    rng = random.Random(5)
+    assert [eg.reference._.pair_gap for eg in first] == [rng.randint(0, 9) for _ in range(3)]  # seed + pass 0
+    rng = random.Random(6)
+    assert [eg.reference._.pair_gap for eg in reader(nlp)] == [rng.randint(0, 9) for _ in range(3)]  # pass 1
 
 
 def test_corpus_readers_take_raw_text_paths(tmp_path, nlp):

@@ -14,9 +14,8 @@ and line, or with ``skip_bad`` is skipped and counted in the pass's report.
 """
 import random
 import time
-from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -24,11 +23,14 @@ from spacy.training import Example
 from spacy.util import registry
 
 from bertflow.files.raw import jsonl_rows, text_lines
-from bertflow.encoder.extensions import IS_NEXT, RAW_TEXT, TEXT_PAIR
+from bertflow.encoder.extensions import RAW_TEXT, TEXT_PAIR
 from bertflow.errors import BertflowError, Errors, logger
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
 REPORT_EVERY_S = 30.0  # a long pass says how far it got this often (stderr)
+
+# documents as lists of sentences, a seeded rng -> (sentence a, sentence b, reference doc._ values)
+PairMaker = Callable[[Iterable[List[str]], random.Random], Iterator[Tuple[str, str, Dict[str, Any]]]]
 
 
 def text_files(path: Union[str, Path]) -> List[Path]:
@@ -96,14 +98,16 @@ def sentences_of(nlp: Language, text: str, sentencizer: Callable[[Doc], Doc]) ->
     return [s.text.strip() for s in doc.sents if s.text.strip()]
 
 
-def _raw_example(nlp: Language, text: str, pair: Optional[str] = None, is_next: Optional[bool] = None) -> Example:
+def _raw_example(nlp: Language, text: str, pair: Optional[str] = None,
+                 values: Optional[Dict[str, Any]] = None) -> Example:
     predicted = nlp.make_doc(text)
     reference = predicted.copy()
     setattr(reference._, RAW_TEXT, True)
     if pair is not None:
         setattr(predicted._, TEXT_PAIR, pair)
         setattr(reference._, TEXT_PAIR, pair)
-        setattr(reference._, IS_NEXT, is_next)
+    for name, value in (values or {}).items():  # the pair maker's annotations, e.g. doc._.is_next
+        setattr(reference._, name, value)
     return Example(predicted, reference)
 
 
@@ -116,22 +120,6 @@ def _chunks(doc: Doc, max_length: int) -> Iterator[Doc]:
         yield doc[start: start + max_length].as_doc()
 
 
-def next_sentence_pairs(documents: Iterable[List[str]], rng: random.Random, pool_size: int = 1000
-                        ) -> Iterator[Tuple[str, str, bool]]:
-    """BERT's next-sentence pairs: for each two consecutive sentences (A, B)
-    of a document, (A, B, True) half of the time, else (A, R, False) with R a
-    sentence of an earlier document (a reservoir of ``pool_size`` recent
-    ones). Before any other document has been read, B is kept (True)."""
-    pool: deque = deque(maxlen=pool_size)
-    for sentences in documents:
-        for a, b in zip(sentences, sentences[1:]):
-            if pool and rng.random() < 0.5:
-                yield a, pool[rng.randrange(len(pool))], False
-            else:
-                yield a, b, True
-        pool.extend(sentences)
-
-
 @registry.readers("bertflow.TextCorpus.v1")
 def create_text_corpus_reader(
     path: Optional[Path],
@@ -140,7 +128,7 @@ def create_text_corpus_reader(
     max_length: int = 0,
     limit: int = 0,
     skip_bad: bool = False,
-    next_sentence: bool = False,
+    pairs: Optional[PairMaker] = None,
     seed: int = 0,
 ) -> Callable[[Language], Iterable[Example]]:
     """Unlabelled text for self-supervised heads, streamed from ``.txt``/``.jsonl``.
@@ -155,12 +143,15 @@ def create_text_corpus_reader(
     limit (int): stop after this many examples per pass (0: all): a quick dev set.
     skip_bad (bool): skip (and count) lines that are not UTF-8, not JSON or
         have no text, instead of stopping at the first with its file and line.
-    next_sentence (bool): yield BERT's next-sentence pairs instead of
-        documents: each doc is a sentence B with ``doc._.text_pair`` = the
-        sentence A before it in its document (``doc._.is_next`` True) or, half
-        of the time, a sentence of another document (False). Sentences come
-        from spaCy's rule-based sentencizer over the pipeline's tokens.
-    seed (int): seed of the random pairs; pass k of a run uses ``seed + k``,
+    pairs (Optional[PairMaker]): yield sentence pairs instead of documents:
+        ``pairs(documents, rng)`` gets each document as its list of sentences
+        (spaCy's rule-based sentencizer over the pipeline's tokens) and yields
+        ``(a, b, values)``: each doc is sentence ``b`` with ``doc._.text_pair``
+        = ``a``, and ``values`` set as extension attributes of its reference
+        doc (a self-supervised head's labels, which the head's plugin
+        registers). E.g. ``bertflow_mlm.next_sentence_pairs.v1``, BERT's
+        next-sentence task. None (default): documents.
+    seed (int): seed of ``pairs``' random draws; pass k of a run uses ``seed + k``,
         so epochs differ and a run is reproducible.
     """
     if path is None:
@@ -173,12 +164,12 @@ def create_text_corpus_reader(
         n = 0
         started = last = time.perf_counter()
         texts = read_texts(path, field=field, paragraphs=paragraphs, skip_bad=skip_bad, report=report)
-        if next_sentence:
+        if pairs is not None:
             from spacy.pipeline import Sentencizer
 
             rng, sentencizer = random.Random(seed + passes[0]), Sentencizer()
-            pairs = next_sentence_pairs((sentences_of(nlp, t, sentencizer) for t in texts), rng)
-            examples = (_raw_example(nlp, b, pair=a, is_next=is_next) for a, b, is_next in pairs)
+            made = pairs((sentences_of(nlp, t, sentencizer) for t in texts), rng)
+            examples = (_raw_example(nlp, b, pair=a, values=values) for a, b, values in made)
         else:
             examples = (_raw_example(nlp, chunk.text) for text in texts
                         for chunk in _chunks(nlp.make_doc(text), max_length))

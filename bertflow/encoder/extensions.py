@@ -21,9 +21,6 @@
 - ``doc._.raw_text`` (bool): set on the reference docs of ``bertflow.TextCorpus.v1``:
   unlabelled text, which self-supervised heads (masked LM) train on and
   supervised heads find no annotation in.
-- ``doc._.is_next`` (Optional[bool]): on a ``TextCorpus`` pair (``next_sentence =
-  true``), whether the doc's text followed ``text_pair`` in its document (True)
-  or is a sentence drawn from another document (False).
 """
 from typing import Any, Iterable
 
@@ -33,11 +30,10 @@ TEXT_PAIR = "text_pair"
 TRF_DATA = "trf_data"
 TRF_WINDOWS = "trf_windows"
 RAW_TEXT = "raw_text"
-IS_NEXT = "is_next"
 
 
 def install_extensions() -> None:
-    for name in (TEXT_PAIR, TRF_DATA, TRF_WINDOWS, IS_NEXT):
+    for name in (TEXT_PAIR, TRF_DATA, TRF_WINDOWS):
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
     if not Doc.has_extension(RAW_TEXT):

@@ -7,7 +7,7 @@ batch, which other heads train on, is encoded as it is) and predicts the
 original wordpieces at the masked positions through BERT's masked-LM head,
 whose decoder is the encoder's own word-embedding matrix. With
 ``next_sentence`` it also learns BERT's next-sentence task on the pairs a
-``TextCorpus`` with ``next_sentence = true`` yields.
+``TextCorpus`` yields with ``pairs = bertflow_mlm.next_sentence_pairs.v1``.
 
 At inference it does nothing (``doc`` is left as it is): its use is the
 encoder it leaves behind (``bertflow export-encoder``). ``score`` masks the
@@ -30,6 +30,7 @@ from bertflow.api import BertflowError, HeadPipe, loss_denominator, wordpiece_po
 from .errors import Errors
 from .architectures import MLMInput, NSP_PARAMS, head_scores, init_head
 from .masking import Corruption, Masking, Vocabulary, mask_docs
+from .next_sentence import install_extensions as install_is_next
 
 logger = logging.getLogger("bertflow.mlm")
 
@@ -95,6 +96,7 @@ class MaskedLMHead(HeadPipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "bertflow_mlm", *, masking: Masking = Masking(),
                  seed: int = 0, scorer: Optional[Callable] = None, loss_weight: float = 1.0,
                  learn_rate_scale: float = 1.0):
+        install_is_next()
         super().__init__(vocab, model, name, scorer=scorer, loss_weight=loss_weight,
                          learn_rate_scale=learn_rate_scale, seed=int(seed), head_from="")
         self.masking = masking

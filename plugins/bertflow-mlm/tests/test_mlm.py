@@ -13,6 +13,7 @@ from thinc.api import Adam
 
 from bertflow.api import BertflowError, Tokenized, create_text_corpus_reader, tiny_encoder_config, write_tiny_bert
 from bertflow_mlm.masking import Masking, Vocabulary, mask_doc
+from bertflow_mlm.next_sentence import make_next_sentence_pairs
 
 WORDS = ("the cat sat on the mat and a dog ran fast in new york city while steve jobs founded apple "
          "xylophone quizzically unbelievable [CLS] [SEP] ж").split()
@@ -333,7 +334,7 @@ def test_next_sentence_off_by_default_and_learns_a_toy_split(tiny_dir, tmp_path)
         lines.append(" ".join(" ".join(rng.choice(words) for _ in range(4)) + " ." for _ in range(4)))
     (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
     nlp = mlm_pipeline(tiny_dir, next_sentence=True, seed=0)
-    reader = create_text_corpus_reader(tmp_path / "docs.txt", next_sentence=True, seed=0)
+    reader = create_text_corpus_reader(tmp_path / "docs.txt", pairs=make_next_sentence_pairs(), seed=0)
     examples = list(reader(nlp))
     share_next = numpy.mean([eg.reference._.is_next for eg in examples])
     assert 0.35 < share_next < 0.65
@@ -375,3 +376,32 @@ def test_convert_writes_raw_text_docs(tmp_path):
     docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
     assert [d.text for d in docs] == ["第一段 文字", "second paragraph still second"]
     assert all(d._.raw_text for d in docs)
+
+
+def test_next_sentence_pairs(tmp_path):
+    nlp = spacy.blank("en")
+    pairs = make_next_sentence_pairs()
+    docs = [" ".join(f"Sentence {d}-{s} is here." for s in range(5)) for d in range(40)]
+    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
+    reader = create_text_corpus_reader(tmp_path / "docs.txt", pairs=pairs, seed=3)
+    first = list(reader(nlp))
+    assert len(first) == 40 * 4  # consecutive pairs of each document
+    is_next = [eg.reference._.is_next for eg in first]
+    assert 0.35 < numpy.mean(is_next) < 0.65
+    for eg in first:
+        a, b = eg.predicted._.text_pair, eg.predicted.text
+        doc_a, s_a = a.split()[1].split("-")
+        doc_b, s_b = b.split()[1].split("-")
+        if eg.reference._.is_next:
+            assert (doc_a, int(s_a) + 1) == (doc_b, int(s_b))
+        else:
+            assert doc_a != doc_b
+        assert eg.reference._.text_pair == a
+    again = list(create_text_corpus_reader(tmp_path / "docs.txt", pairs=pairs, seed=3)(nlp))
+    assert [eg.predicted.text for eg in again] == [eg.predicted.text for eg in first]  # seeded
+    second_pass = list(reader(nlp))  # the next epoch draws other pairs
+    assert [eg.predicted.text for eg in second_pass] != [eg.predicted.text for eg in first]
+
+
+def test_next_sentence_pairs_switched_off_read_documents(tmp_path):
+    assert make_next_sentence_pairs(enabled=False) is None
