@@ -1,6 +1,7 @@
 # make demo  - set up the environment, then run the main job on the default model
 # make test  - set up the environment, then run every test (core and plugins), on every core
-# make test-fast - every test not marked slow (no project runs, installs, Ray or torchrun): the inner loop
+# make test-fast - every test not marked slow (no project runs, installs, Ray, torchrun or heads trained to
+#              convergence): the inner loop, under 2 minutes on 2 cores
 # make fuzz  - the fuzz tests: text through every head (10,000 examples), annotate over random files (1,000),
 #              mutated model directories through annotate (500) and check (100)
 PYTHON ?= python3
@@ -40,7 +41,7 @@ test-all: test
 
 # the fuzz tests with many examples (CI runs 40 of each, and 12 + 2 mutated model directories)
 fuzz: install
-	BERTFLOW_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q tests/test_annotate.py -k fuzzed
+	BERTFLOW_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q tests/integration/test_annotate.py -k fuzzed
 	BERTFLOW_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q tests/test_reliability.py -k fuzzed
 	MODEL_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/test_model_fuzz.py
 

@@ -1,7 +1,7 @@
 """Word-replacement augmentation for distillation: which words are swapped and
 for what, that a variant keeps its source's tokens, spaces and pair text, and
 that the distillation stream carries the variants beside their source
-(``bertflow distill --augment`` end to end: tests/test_distill.py)."""
+(``bertflow distill --augment`` end to end: tests/integration/test_distill.py)."""
 import random
 
 import pytest

@@ -54,6 +54,7 @@ texts = st.one_of(
 
 @settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
 @given(text=texts, question=st.one_of(st.none(), texts))
 @example(text=("the cat sat on the mat " * 5000)[:100_000], question=None)  # 100,000 characters
 @example(text="x" * 5000, question="who?")  # one token of thousands of wordpieces
@@ -100,6 +101,7 @@ def test_training_twice_with_one_seed_gives_identical_weights(tiny_bert_dir):
     assert weights[0] == weights[1]
 
 
+@pytest.mark.slow
 def test_check_reports_a_pass_for_every_class_and_round_trip(nlp, tmp_path):
     nlp.to_disk(tmp_path / "pipeline")
     rows = check_pipeline(str(tmp_path / "pipeline"), n_per_class=2)
@@ -108,6 +110,7 @@ def test_check_reports_a_pass_for_every_class_and_round_trip(nlp, tmp_path):
     assert all(ok for _, ok, _ in rows), [r for r in rows if not r[1]]
 
 
+@pytest.mark.slow
 def test_check_cli_passes_a_good_pipeline_and_fails_a_broken_one(nlp, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -123,6 +126,7 @@ def test_check_cli_passes_a_good_pipeline_and_fails_a_broken_one(nlp, tmp_path, 
     assert result.exit_code == 1 and "FAIL" in result.output and "planted problem" in result.output
 
 
+@pytest.mark.slow
 def test_every_bad_input_gets_a_bertflow_error_and_odd_text_none(tmp_path):
     """scripts/bad_inputs.py (which writes the table in docs/RELIABILITY.md): each bad model,
     config or data file raises a BertflowError that says what to do; odd text raises nothing."""
@@ -136,7 +140,7 @@ def test_every_bad_input_gets_a_bertflow_error_and_odd_text_none(tmp_path):
     for where, name, func in bad_inputs.cases(tmp_path):
         message = bad_inputs.outcome(func)
         seen.add(where)
-        if where == "edges":  # the trust-at-every-edge cases: tests/test_edges.py checks each outcome itself
+        if where == "edges":  # the trust-at-every-edge cases: tests/integration/test_edges.py checks each outcome itself
             assert "traceback" not in message.lower() and "\n" not in message.strip(), (name, message)
             continue
         if where == "text" or "--skip-bad" in name or "the record written" in name:

@@ -1,5 +1,7 @@
 """The encoder trains from a spaCy config with `spacy train`, like every head will."""
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -92,6 +94,7 @@ def write_corpus(nlp, path: Path, n: int):
     db.to_disk(path)
 
 
+@pytest.mark.slow
 def test_spacy_train_from_config(tmp_path, tiny_bert_dir):
     nlp = spacy.blank("en")
     write_corpus(nlp, tmp_path / "train.spacy", 24)

@@ -1,5 +1,7 @@
 """What a user runs, run as a user would: fresh processes, no test helpers."""
 import subprocess
+
+import pytest
 import sys
 
 import spacy
@@ -14,7 +16,8 @@ def run_python(code: str, **env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env)
 
 
-def test_issue2_one_liner_default_model():
+@pytest.mark.slow
+def test_one_liner_on_the_default_model():
     """The command from the issue, verbatim, offline with the default model."""
     result = run_python(
         "import spacy; nlp=spacy.blank('en'); nlp.add_pipe('bertflow_encoder'); "
@@ -24,6 +27,7 @@ def test_issue2_one_liner_default_model():
     assert "TransformerData(" in result.stdout and "'[CLS]', 'hello', 'world', '[SEP]'" in result.stdout
 
 
+@pytest.mark.slow
 def test_saved_pipeline_loads_without_importing_bertflow(tmp_path, tiny_bert_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertflow_encoder", config=tiny_encoder_config(tiny_bert_dir, 16, 12))

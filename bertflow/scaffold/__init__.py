@@ -2,7 +2,8 @@
 
 Placeholders in the templates: ``{{task}}`` (task and component suffix,
 ``intent_detection``), ``{{task_cli}}`` (the task name with hyphens, ``intent-detection``),
-``{{package}}`` (``bertflow_intent_detection``), ``{{dist}}``
+``{{package}}`` (``bertflow_intent_detection``), ``{{code}}`` (its error-code
+prefix, ``INTENTDETECTION``), ``{{dist}}``
 (``bertflow-intent-detection``), ``{{bertflow_version}}``. File and folder
 names use ``__task__`` and ``__package__``; ``.tmpl`` is dropped.
 """
@@ -24,6 +25,7 @@ def plugin_names(name: str) -> Dict[str, str]:
         )
     task = name.replace("-", "_")
     return {"task": task, "task_cli": task.replace("_", "-"), "package": f"bertflow_{task}",
+            "code": task.replace("_", "").upper(),  # the plugin's error codes: INTENTDETECTION001, ...
             "dist": f"bertflow-{task.replace('_', '-')}", "bertflow_version": __version__}
 
 

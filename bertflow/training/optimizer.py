@@ -11,7 +11,7 @@ thinc's ``Adam.v1`` differs from ``torch.optim.AdamW`` in two ways:
   biases and LayerNorm weights alone.
 
 End to end the difference is small. What this optimizer buys is exactness: with it a bertflow training
-step *is* a torch/HF step (``tests/test_training_parity.py``), so any gap to a
+step *is* a torch/HF step (``tests/integration/test_training_parity.py``), so any gap to a
 Hugging Face baseline comes from elsewhere (seed, batches), not the update.
 
 It follows ``torch.optim.AdamW``: bias-corrected moments with ``eps`` outside

@@ -247,6 +247,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tiny_mlm_dir, tmp_pat
     numpy.testing.assert_allclose(logits, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_on_repeated_text_raises_masked_accuracy(tiny_dir):
     nlp = mlm_pipeline(tiny_dir, seed=3)
     examples = raw_examples(nlp, ["the cat sat on the mat", "the dog ran fast"] * 8)
@@ -320,6 +321,7 @@ def test_frozen_warm_up_trains_the_head_only(tiny_dir):
     assert not all(torch.equal(before[k], v) for k, v in transformer.state_dict().items())
 
 
+@pytest.mark.slow
 def test_next_sentence_off_by_default_and_learns_a_toy_split(tiny_dir, tmp_path):
     config = spacy.blank("en")
     config.add_pipe("bertflow_encoder", config=tiny_encoder_config(tiny_dir))
@@ -349,6 +351,7 @@ def test_next_sentence_off_by_default_and_learns_a_toy_split(tiny_dir, tmp_path)
     assert mlm.score(examples)["nsp_acc"] > 0.8
 
 
+@pytest.mark.slow
 def test_pretrain_project_exports_a_transformers_model(tmp_path, tiny_bert_dir):
     from transformers import AutoModelForMaskedLM
 

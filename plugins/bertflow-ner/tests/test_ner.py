@@ -45,6 +45,7 @@ def train(nlp, egs, steps=60, lr=5e-3):
     return [nlp.update(egs, sgd=optimizer)["ner"] for _ in range(steps)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme,wordpieces", [("BIO", "first"), ("BILUO", "mean")])
 def test_ner_learns_toy_task(tiny_bert_dir, scheme, wordpieces):
     nlp = make_pipeline(tiny_bert_dir, scheme=scheme, wordpieces=wordpieces)
@@ -117,6 +118,7 @@ def test_ner_decoding_prefers_valid_over_argmax():
     assert path in (["B-PER", "I-PER"], ["O", "O"]) and path[0] != "I-PER"
 
 
+@pytest.mark.slow
 def test_ner_long_doc_gets_entities_in_last_part(tiny_bert_dir):
     nlp = make_pipeline(tiny_bert_dir, window=32, stride=24)
     egs = examples(nlp)
@@ -152,6 +154,7 @@ CASED = [("we like Apple", [(2, 3, "ORG")]), ("we like apple", []), ("they sold 
          ("they sold apple", []), ("Apple sold apple", [(0, 1, "ORG")])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case_features", [False, True])
 def test_ner_case_features_separate_what_an_uncased_encoder_cannot(tiny_bert_dir, tmp_path, case_features):
     """The tiny encoder lowercases, as minilm-l6 does: "Apple" and "apple" reach

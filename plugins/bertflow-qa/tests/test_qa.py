@@ -86,6 +86,7 @@ def trained(tiny_bert_dir):
     return nlp, egs, losses
 
 
+@pytest.mark.slow
 def test_learns_toy_qa(trained):
     nlp, egs, losses = trained
     assert numpy.mean(losses[-10:]) < 0.5 * numpy.mean(losses[:10])

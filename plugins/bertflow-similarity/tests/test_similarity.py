@@ -101,6 +101,7 @@ def test_bi_encoder_fine_tunes_on_pairs(tiny_bert_dir):
     assert scores["sim_spearman"] > 0.5
 
 
+@pytest.mark.slow
 def test_cross_encoder_learns_a_pair_regression(tiny_bert_dir):
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert_dir, "bertflow_pair_classifier", bertflow_pair_classifier={"model": {"dropout": 0.0}})
@@ -123,6 +124,7 @@ def test_cross_encoder_learns_a_pair_regression(tiny_bert_dir):
     assert nlp.evaluate(egs)["pair_spearman"] > 0.5
 
 
+@pytest.mark.slow
 def test_cross_encoder_classification_mode(tiny_bert_dir):
     fix_random_seed(0)
     nlp = make_nlp(tiny_bert_dir, "bertflow_pair_classifier",
@@ -193,6 +195,7 @@ def test_zero_shot_matches_the_sentence_transformers_math():
     assert numpy.abs(ours - ref).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_search_memory_is_bounded_by_the_block_not_queries_x_documents(bi_nlp, monkeypatch):
     """100k documents, 2,000 queries: scores are made one block of queries at a
     time, so peak memory stays far below the 2,000 x 100,000 matrix."""
@@ -237,6 +240,7 @@ def train_guarded(tiny_bert_dir, pairs, guard: bool, steps: int = 30):
     return nlp
 
 
+@pytest.mark.slow
 def test_zero_shot_guard_keeps_the_untrained_embedding_when_fine_tuning_hurts(tiny_bert_dir, tmp_path):
     """Fine-tuned on the dev pairs' scores turned upside down, the embedding gets
     worse than the untrained encoder's on dev; with zero_shot_guard the head
@@ -272,6 +276,7 @@ def test_zero_shot_guard_keeps_the_untrained_embedding_when_fine_tuning_hurts(ti
     assert restored.cfg["source"] == "zero_shot" and restored.zero_shot is not None
 
 
+@pytest.mark.slow
 def test_zero_shot_guard_keeps_fine_tuning_that_helps_and_saves_no_copy(tiny_bert_dir, tmp_path):
     untrained = make_nlp(tiny_bert_dir, "bertflow_similarity")
     untrained.initialize()

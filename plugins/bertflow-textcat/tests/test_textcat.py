@@ -35,6 +35,7 @@ def train(nlp, egs, steps=40, lr=3e-3):
     return [nlp.update(egs, sgd=optimizer)["textcat"] for _ in range(steps)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["cls", "pooler", "mean"])
 def test_textcat_exclusive_learns(tiny_bert_dir, pooling):
     nlp = make_pipeline(tiny_bert_dir, pooling=pooling)
@@ -53,6 +54,7 @@ def test_textcat_exclusive_learns(tiny_bert_dir, pooling):
             assert doc.cats[label] == pytest.approx(cats[label], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_textcat_multilabel_learns(tiny_bert_dir):
     nlp = make_pipeline(tiny_bert_dir, exclusive_classes=False)
     data = {"good movie": ["POS", "FILM"], "bad film": ["NEG", "FILM"], "good": ["POS"], "bad": ["NEG"],

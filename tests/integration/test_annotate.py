@@ -176,7 +176,7 @@ def test_random_bytes_give_one_record_per_line(nlp, tmp_path):
         assert [r["row"] for r in records(out)] == expected
 
 
-@pytest.mark.parametrize("n_process", [1])  # 2 processes: tests/test_multitask.py (a trained pipeline)
+@pytest.mark.parametrize("n_process", [1])  # 2 processes: tests/integration/test_multitask.py (a trained pipeline)
 def test_unreadable_rows_keep_their_place_in_the_order(saved_model, tmp_path, n_process):
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = [json.dumps({"text": f"text number {i}"}) for i in range(8)]
@@ -280,6 +280,7 @@ def as_read(data: bytes) -> bytes:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(lines=lines_strategy, trailing_newline=st.booleans(), fmt=st.sampled_from(["txt", "jsonl"]),
        cut=st.floats(0, 1), precious=st.binary(min_size=1, max_size=50))
+@pytest.mark.slow
 def test_fuzzed_annotate_gives_every_row_once_in_order(nlp, tmp_path_factory, lines, trailing_newline, fmt, cut,
                                                        precious):
     tmp = tmp_path_factory.mktemp("fuzz")

@@ -67,6 +67,7 @@ def annotations(nlp, texts=TEXTS):
             numpy.array([[doc.cats["POSITIVE"]] for doc in docs]))
 
 
+@pytest.mark.slow
 def test_int8_gives_fp32_labels_on_a_trained_pipeline(trained):
     fp32 = load_with_precision(trained / "model", "fp32")
     int8 = load_with_precision(trained / "model", "int8")

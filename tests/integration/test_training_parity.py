@@ -12,7 +12,7 @@ from spacy.util import fix_random_seed, load_config, load_model_from_config
 
 from bertflow.testing.fixtures import torch_adamw
 
-CONFIG = Path(__file__).resolve().parents[1] / "projects" / "textcat" / "configs" / "textcat.cfg"
+CONFIG = Path(__file__).resolve().parents[2] / "projects" / "textcat" / "configs" / "textcat.cfg"
 LABELS = ["NEGATIVE", "POSITIVE"]
 TEXTS = ["a gorgeous , witty film", "dull and lifeless", "one of the year 's best", "it never takes off",
          "a charming journey", "the plot is a mess", "moving and funny", "i was bored stiff"]

@@ -76,6 +76,7 @@ def test_textcat(zh_bert, segmenter):
     assert nlp("电影非常精彩").cats["POS"] > 0.8 and nlp("电影非常糟糕").cats["NEG"] > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
 def test_qa_answers_slice_the_context(zh_bert, segmenter):
     nlp = zh_nlp(zh_bert, segmenter, ("bertflow_qa", {"model": {"dropout": 0.0}}))
@@ -115,6 +116,7 @@ def test_similarity(zh_bert, segmenter):
     assert not numpy.allclose(span.vector, a.vector)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("segmenter", SEGMENTERS)
 def test_masked_lm_learns_chinese_with_whole_words(zh_bert, segmenter):
     nlp = zh_nlp(zh_bert, segmenter, ("bertflow_mlm", {"whole_word": True}))

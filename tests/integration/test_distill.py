@@ -147,6 +147,7 @@ def test_layer_selection_is_what_the_docs_say():
             parse_layers(bad, 6)
 
 
+@pytest.mark.slow
 def test_student_starts_from_the_named_teacher_layers_with_the_teachers_heads(teacher_dir):
     import torch
 
@@ -207,6 +208,7 @@ def kl_to_teacher(teacher, student, texts):
     return out
 
 
+@pytest.mark.slow
 def test_distilling_a_teacher_into_itself_drives_random_heads_to_its_outputs(teacher_dir, data_files):
     teacher = spacy.load(teacher_dir)
     with pytest.warns(UserWarning, match="'mlm' is not distilled: .*get_distill_loss"):
@@ -259,6 +261,7 @@ def test_the_student_round_trips_and_packages_with_the_precision_guard(teacher_d
     assert meta["bertflow_distilled"]["student_layers"] == 2 and meta["bertflow_precision"]["precision"] == "int8"
 
 
+@pytest.mark.slow
 def test_gold_only_trains_the_same_student_on_labels(teacher_dir, data_files):
     teacher = spacy.load(teacher_dir)
     with pytest.warns(UserWarning):
@@ -333,6 +336,7 @@ def test_cli_distills_and_reports(teacher_dir, data_files, tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_qa_and_cross_encoder_heads_distill_on_question_pairs(tiny4, tmp_path):
     """Heads that read a second text distill on (question, context) pairs from a .spacy file."""
     nlp = teacher_pipeline(tiny4, heads=("qa", "pair_classifier"))
@@ -386,6 +390,7 @@ def test_a_teacher_passed_in_is_left_as_it_was(teacher_dir, data_files):
                            start.get_pipe("encoder").transformer.encoder.layer[0].attention.self.query.weight)
 
 
+@pytest.mark.slow
 def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teacher_dir, data_files):
     teacher = spacy.load(teacher_dir)
     with pytest.warns(UserWarning):
@@ -403,6 +408,7 @@ def test_hidden_state_loss_pulls_the_students_hidden_states_to_the_teachers(teac
     assert distance(student) < 0.25 * distance(make_student(teacher, layers=1)[0])
 
 
+@pytest.mark.slow
 def test_layer_to_layer_loss_pulls_each_student_layer_to_its_source(teacher_dir, data_files):
     from bertflow.compress.losses import hidden_pairs
 

@@ -21,8 +21,8 @@ from bertflow.testing.fixtures import run_cli, run_project
 
 pytestmark = pytest.mark.slow  # runs the multitask project
 
-PROJECT = Path(__file__).resolve().parents[1] / "projects" / "multitask"
-SAMPLE = Path(__file__).resolve().parent / "data" / "multitask_sample"
+PROJECT = Path(__file__).resolve().parents[2] / "projects" / "multitask"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "multitask_sample"
 HEADS = ("textcat", "ner", "qa", "similarity")
 
 

@@ -114,6 +114,7 @@ def _losses(path: Path) -> list:
     return [json.loads(line)["losses"] for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_ranks_train_step_for_step_as_one_process(work, runs):
     one, two = _weights(work / "one" / "model-last"), _weights(work / "two" / "model-last")
     assert one.keys() == two.keys() and {key[0] for key in one} == {"encoder", "textcat", "ner"}
@@ -129,6 +130,7 @@ def test_two_ranks_train_step_for_step_as_one_process(work, runs):
     assert "gradient averaging" in runs["two"].stderr
 
 
+@pytest.mark.slow
 def test_training_moved_the_weights(work, runs):
     """The equality above is not two untouched copies of the same initial weights."""
     from transformers import AutoModel
@@ -139,6 +141,7 @@ def test_training_moved_the_weights(work, runs):
     assert moved > 1e-3
 
 
+@pytest.mark.slow
 def test_only_rank_0_logs_and_writes(work, runs):
     out = runs["two"].stdout
     assert out.count("Pipeline: ['encoder', 'textcat', 'ner']") == 1  # one rank logs
@@ -147,6 +150,7 @@ def test_only_rank_0_logs_and_writes(work, runs):
     assert len((work / "two.jsonl").read_text().splitlines()) == STEPS + 1  # one logger wrote the file
 
 
+@pytest.mark.slow
 def test_torchrun_with_one_process_is_bertflow_train(work, runs):
     one, solo = _weights(work / "one" / "model-last"), _weights(work / "torchrun-one" / "model-last")
     assert one.keys() == solo.keys()
@@ -154,6 +158,7 @@ def test_torchrun_with_one_process_is_bertflow_train(work, runs):
         numpy.testing.assert_array_equal(solo[key], one[key], err_msg=str(key))
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_job_with_its_error(work):
     config = Config().from_disk(work / "config.cfg", interpolate=False)
     config["training"]["before_update"] = {"@callbacks": "test.fail_on_rank_1.v1", "step": 2}

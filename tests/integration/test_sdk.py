@@ -19,7 +19,7 @@ from bertflow.scaffold import new_plugin, plugin_names
 
 pytestmark = pytest.mark.slow  # installs distributions into fresh virtual environments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "bertflow-multiple-choice"
 
 
