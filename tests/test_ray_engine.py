@@ -254,7 +254,7 @@ def test_ray_resume_refuses_a_model_retrained_into_the_same_folder(cluster, tiny
 
 
 def test_ray_on_a_locked_output_is_refused_before_ray_starts(model, tmp_path, monkeypatch):
-    from bertflow import ray_engine
+    from bertflow.inference import ray_engine
     from bertflow.files.outputs import output_lock
 
     def no_ray(*args, **kwargs):
