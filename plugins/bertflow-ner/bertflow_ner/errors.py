@@ -27,3 +27,4 @@ class Errors(metaclass=ErrorsWithCodes):
         '(shrink to whole tokens) or expand (grow to whole tokens).'
     )
     NER012 = '{where}: entity {text!r} has no whole token inside it; use --alignment-mode expand.'  # convert.py
+    NER013 = 'An augmenter\'s {name} must be between 0 and 1, got {value}.'  # augment.py

@@ -1,0 +1,220 @@
+"""Augmenters for NER training (``[corpora.train.augmenter]``): variants of a
+training example whose entity mentions are changed, with the gold entities
+moved along so they stay on the new text.
+
+- ``bertflow_ner.mention_swap.v1``: a mention replaced by another mention of
+  the same type seen earlier in the training stream;
+- ``bertflow_ner.unseen_names.v1``: a mention replaced by a generated name:
+  pseudo-words recombined from the letters of seen mentions of that type,
+  with the original tokens' casing;
+- ``bertflow_ner.mention_typos.v1``: character typos inside mentions (swap,
+  drop, double or replace one letter);
+- ``bertflow_ner.longer_mentions.v1``: a mention lengthened by a token of
+  another mention of the same type.
+
+Each augmenter yields the original example with probability ``keep`` (1.0:
+always) and a variant with probability ``prob``; within a variant each
+mention changes with probability ``rate``. They are deterministic for a
+seed and compose with spaCy's own augmenters (``spacy.combined_augmenter.v1``
+runs spaCy's, these can be chained with ``bertflow_ner.chain.v1``).
+"""
+import random
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from spacy.util import registry
+
+from bertflow.api import BertflowError
+
+from .errors import Errors
+
+Augmenter = Callable[[Language, Example], Iterator[Example]]
+# a mention as its tokens: (text, whitespace after it) each
+Mention = List[Tuple[str, str]]
+
+VOWELS = "aeiou"
+
+
+class MentionPool:
+    """Mentions seen so far, by label: a reservoir of at most ``size`` per
+    label, filled from the training stream itself (no separate pass)."""
+
+    def __init__(self, rng: random.Random, size: int = 5000):
+        self.rng, self.size = rng, size
+        self.by_label: Dict[str, List[Tuple[str, ...]]] = {}
+        self.seen: Dict[str, int] = {}
+
+    def add(self, label: str, words: Tuple[str, ...]) -> None:
+        pool = self.by_label.setdefault(label, [])
+        self.seen[label] = self.seen.get(label, 0) + 1
+        if len(pool) < self.size:
+            pool.append(words)
+        else:
+            slot = self.rng.randrange(self.seen[label])
+            if slot < self.size:
+                pool[slot] = words
+
+    def draw(self, label: str, other_than: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
+        choices = [m for m in self.by_label.get(label, ()) if m != other_than]
+        return self.rng.choice(choices) if choices else None
+
+
+def _check(prob: float, rate: float, keep: float) -> None:
+    for name, value in (("prob", prob), ("rate", rate), ("keep", keep)):
+        if not 0.0 <= value <= 1.0:
+            raise BertflowError(Errors.NER013.format(name=name, value=value))
+
+
+def rebuild(nlp: Language, example: Example, change: Callable[[str, Tuple[str, ...]], Optional[Sequence[str]]]
+            ) -> Example:
+    """The example with each gold mention's words replaced by ``change(label,
+    words)`` (None: kept), the gold entities moved onto the new words. The
+    reference's other tokens, their spacing and the entities' labels stay."""
+    ref = example.reference
+    words: List[str] = []
+    spaces: List[bool] = []
+    new_ents: List[str] = []
+    by_start = {ent.start: ent for ent in ref.ents}
+    i = 0
+    while i < len(ref):
+        ent = by_start.get(i)
+        if ent is None:
+            words.append(ref[i].text)
+            spaces.append(bool(ref[i].whitespace_))
+            new_ents.append("O")
+            i += 1
+            continue
+        old = tuple(t.text for t in ent)
+        new = change(ent.label_, old)
+        new = list(old) if not new else [w for w in new if w]
+        inner = [bool(t.whitespace_) for t in ent[:-1]] if len(new) == len(old) else [True] * (len(new) - 1)
+        for k, word in enumerate(new):
+            words.append(word)
+            spaces.append(inner[k] if k < len(new) - 1 else bool(ent[-1].whitespace_))
+            new_ents.append(("B-" if k == 0 else "I-") + ent.label_)
+        i = ent.end
+    doc = Doc(nlp.vocab, words=words, spaces=spaces, ents=new_ents)
+    return Example(nlp.make_doc(doc.text), doc)
+
+
+def _shape_like(template: str, word: str) -> str:
+    """``word`` with ``template``'s casing: ALL CAPS, Capitalised or lower."""
+    if template.isupper() and len(template) > 1:
+        return word.upper()
+    if template[:1].isupper():
+        return word[:1].upper() + word[1:].lower()
+    return word.lower()
+
+
+def pseudo_word(rng: random.Random, sources: Sequence[str], template: str) -> str:
+    """A new word from pieces of ``sources`` (the letters of seen mentions of
+    the label): a prefix of one and a suffix of another, cut at a vowel so it
+    reads as a name, cased like ``template``."""
+    letters = [s for s in sources if s.isalpha() and len(s) >= 3] or ["Varen", "Tolik", "Mesra"]
+    a, b = rng.choice(letters), rng.choice(letters)
+    cut_a = next((k + 1 for k in range(1, len(a) - 1) if a[k].lower() in VOWELS), len(a) // 2 or 1)
+    cut_b = next((k for k in range(len(b) - 2, 0, -1) if b[k].lower() in VOWELS), len(b) // 2)
+    word = a[:cut_a] + b[cut_b:]
+    if not template.isalpha():  # digits, dots, hyphens: keep the token, it is shape, not name
+        return template
+    return _shape_like(template, word)
+
+
+def typo(rng: random.Random, word: str) -> str:
+    """One character typo inside ``word`` (a word of fewer than 3 letters is kept)."""
+    if len(word) < 3 or not any(c.isalpha() for c in word):
+        return word
+    k = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(4)
+    if kind == 0:  # swap with the next letter
+        return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+    if kind == 1:  # drop
+        return word[:k] + word[k + 1:]
+    if kind == 2:  # double
+        return word[:k] + word[k] + word[k:]
+    letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+    return word[:k] + (letter.upper() if word[k].isupper() else letter) + word[k + 1:]
+
+
+def _augmenter(name: str, prob: float, rate: float, keep: float, seed: int,
+               make_change: Callable[[random.Random, MentionPool], Callable]) -> Augmenter:
+    _check(prob, rate, keep)
+    rng = random.Random(seed)
+    pool = MentionPool(rng)
+    change = make_change(rng, pool)
+
+    def augment(nlp: Language, example: Example) -> Iterator[Example]:
+        mentions = [(ent.label_, tuple(t.text for t in ent)) for ent in example.reference.ents]
+        if rng.random() < keep or not mentions:
+            yield example
+        if mentions and rng.random() < prob:
+            changed = [False]
+
+            def maybe(label: str, words: Tuple[str, ...]) -> Optional[Sequence[str]]:
+                if rng.random() >= rate:
+                    return None
+                new = change(label, words)
+                changed[0] = changed[0] or (new is not None and tuple(new) != words)
+                return new
+
+            variant = rebuild(nlp, example, maybe)
+            if changed[0]:
+                yield variant
+        for label, words in mentions:  # after the draw: a mention is never swapped with itself
+            pool.add(label, words)
+
+    augment.__name__ = name
+    return augment
+
+
+@registry.augmenters("bertflow_ner.mention_swap.v1")
+def mention_swap(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
+    """A mention replaced by another mention of the same type seen earlier."""
+    return _augmenter("mention_swap", prob, rate, keep, seed,
+                      lambda rng, pool: lambda label, words: pool.draw(label, words))
+
+
+@registry.augmenters("bertflow_ner.unseen_names.v1")
+def unseen_names(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
+    """A mention replaced by generated pseudo-words, one per original token."""
+    def make(rng: random.Random, pool: MentionPool):
+        def change(label: str, words: Tuple[str, ...]) -> List[str]:
+            sources = [w for m in pool.by_label.get(label, ()) for w in m] or list(words)
+            return [pseudo_word(rng, sources, w) for w in words]
+        return change
+    return _augmenter("unseen_names", prob, rate, keep, seed, make)
+
+
+@registry.augmenters("bertflow_ner.mention_typos.v1")
+def mention_typos(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
+    """One typo in one token of a mention."""
+    def make(rng: random.Random, pool: MentionPool):
+        def change(label: str, words: Tuple[str, ...]) -> List[str]:
+            k = rng.randrange(len(words))
+            return [typo(rng, w) if i == k else w for i, w in enumerate(words)]
+        return change
+    return _augmenter("mention_typos", prob, rate, keep, seed, make)
+
+
+@registry.augmenters("bertflow_ner.longer_mentions.v1")
+def longer_mentions(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
+    """A mention with one more token: a token of another mention of its type,
+    put after it (a second name, a second word of an organisation)."""
+    def make(rng: random.Random, pool: MentionPool):
+        def change(label: str, words: Tuple[str, ...]) -> Optional[List[str]]:
+            other = pool.draw(label, words)
+            return None if other is None else [*words, rng.choice(other)]
+        return change
+    return _augmenter("longer_mentions", prob, rate, keep, seed, make)
+
+
+@registry.augmenters("bertflow_ner.chain.v1")
+def chain(first: Augmenter, second: Augmenter) -> Augmenter:
+    """Every example ``first`` yields, through ``second`` (e.g. spaCy's
+    ``spacy.lower_case.v1`` after a mention swap)."""
+    def augment(nlp: Language, example: Example) -> Iterator[Example]:
+        for eg in first(nlp, example):
+            yield from second(nlp, eg)
+    return augment
