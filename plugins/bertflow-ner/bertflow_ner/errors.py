@@ -28,3 +28,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     NER012 = '{where}: entity {text!r} has no whole token inside it; use --alignment-mode expand.'  # convert.py
     NER013 = 'An augmenter\'s {name} must be between 0 and 1, got {value}.'  # augment.py
+    NER014 = 'The dev set {path} does not exist: give the .spacy file to vary.'  # stress.py
+    NER015 = '{path} is not a .spacy file ({err}): convert it first (bertflow convert ner).'  # stress.py
+    NER016 = '{path} has no entities to vary: is it an NER dev set?'  # stress.py
+    NER017 = 'Variant files already exist ({paths}): choose another folder, or pass --force to replace them.'  # stress.py

@@ -12,3 +12,10 @@ def bertflow_tasks():
         metrics=("ents_f", "ents_p", "ents_r"),
         description="named entities: doc.ents from BIO/BILUO tags with constrained decoding",
     )]
+
+
+@hookimpl
+def bertflow_cli(app):
+    from .stress import add_command
+
+    add_command(app)

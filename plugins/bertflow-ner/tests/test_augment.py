@@ -124,3 +124,35 @@ def test_a_corpus_config_with_the_augmenters_trains_the_tiny_ner(tiny_bert_dir, 
     optimizer = Adam(5e-3)
     losses = [nlp.update(egs, sgd=optimizer)["ner"] for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_stress_writes_variants_whose_entities_are_where_they_say(tmp_path):
+    from spacy.tokens import DocBin
+
+    from bertflow.api import run_cli
+
+    docs = [Doc(NLP.vocab, words=t.split(), ents=tags) for t, tags in [
+        ("Anna Smith visited Paris .", ["B-PER", "I-PER", "O", "B-LOC", "O"]),
+        ("IBM hired Kofi in London", ["B-ORG", "O", "B-PER", "O", "B-LOC"]),
+        ("The Bank of England said no", ["O", "B-ORG", "I-ORG", "I-ORG", "O", "O"])]]
+    DocBin(docs=docs).to_disk(tmp_path / "dev.spacy")
+    result = run_cli(["stress", "ner", tmp_path / "dev.spacy", tmp_path / "out"])
+    assert result.code == 0, result.stderr
+    clean = [labels(d) for d in docs]
+    for name in ("clean", "unseen", "cross_type", "typos", "longer", "lower"):
+        variant = list(DocBin().from_disk(tmp_path / "out" / f"{name}.spacy").get_docs(NLP.vocab))
+        assert [labels(d) for d in variant] == clean, name
+        for doc, original in zip(variant, docs):
+            assert [t.text for t in doc if not t.ent_type_] == [
+                (t.text.lower() if name == "lower" else t.text) for t in original if not t.ent_type_]
+            if name not in ("clean", "lower"):
+                assert doc.text != original.text, name
+    lower = list(DocBin().from_disk(tmp_path / "out" / "lower.spacy").get_docs(NLP.vocab))
+    assert all(d.text == d.text.lower() for d in lower)
+    cross = list(DocBin().from_disk(tmp_path / "out" / "cross_type.spacy").get_docs(NLP.vocab))
+    mentions = {(e.label_, e.text) for d in docs for e in d.ents}
+    texts_by_label = {label: {t for lab, t in mentions if lab == label} for label, _ in mentions}
+    assert all(e.text not in texts_by_label[e.label_] for d in cross for e in d.ents)  # another type's mention
+    again = run_cli(["stress", "ner", tmp_path / "dev.spacy", tmp_path / "out"])
+    assert again.code == 1 and "[NER017]" in again.stderr  # no silent overwrite
+    assert run_cli(["stress", "ner", tmp_path / "dev.spacy", tmp_path / "out", "--force"]).code == 0
