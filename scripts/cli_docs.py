@@ -56,10 +56,11 @@ def describe(name: str, command: click.Command) -> str:
 def reference() -> str:
     import typer
 
-    from bertflow.cli import app
+    from bertflow.cli import app, core_commands
 
-    group = typer.main.get_command(app)
-    return "\n".join(describe(name, command) for name, command in commands(group))
+    group = typer.main.get_command(app)  # the core's commands: a plugin's are documented with the plugin
+    return "\n".join(describe(name, command) for name, command in commands(group)
+                     if name.split()[1] in core_commands())
 
 
 def main() -> int:

@@ -23,10 +23,17 @@ def task_alias(argv):
     return list(argv)
 
 
-def core_commands() -> set:
+# the commands the core defines, taken before any plugin adds its own through ``bertflow_cli``
+_CORE_COMMANDS = frozenset({cmd.name for cmd in app.registered_commands}
+                           | {group.name for group in app.registered_groups})
+
+
+_PLUGIN_COMMANDS: list = []  # non-empty once the plugins' commands are on the app
+
+
+def core_commands() -> frozenset:
     """Names of the commands the core defines (plugins add theirs through ``bertflow_cli``)."""
-    names = {cmd.name for cmd in app.registered_commands}
-    return names | {group.name for group in app.registered_groups}
+    return _CORE_COMMANDS
 
 
 DEBUG_ENV = "BERTFLOW_DEBUG"
@@ -50,10 +57,11 @@ def main() -> None:
     args = task_alias(sys.argv[1:])
     command = next((a for a in args if not a.startswith("-")), None)
     try:
-        if command is not None and command not in core_commands():
+        if command is not None and command not in core_commands() and not _PLUGIN_COMMANDS:
             from bertflow.hooks.manager import get_plugin_manager
 
             get_plugin_manager().hook.bertflow_cli(app=app)
+            _PLUGIN_COMMANDS.append(True)  # once a process: a second call would register them twice
         app(args=args, prog_name="bertflow")
     except Exception as err:  # noqa: BLE001  (the boundary: one line for anything a command did not catch)
         if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
