@@ -101,6 +101,36 @@ def write_stress_sets(dev: Union[str, Path], out_dir: Union[str, Path], *, seed:
     return summary
 
 
+def score_stress_sets(model: Union[str, Path], out_dir: Union[str, Path], *, batch_size: Optional[int] = None
+                      ) -> Dict[str, Dict[str, float]]:
+    """Entity P/R/F of ``model`` on each variant in ``out_dir`` (spaCy's
+    ``nlp.evaluate``, as ``bertflow evaluate`` scores), written to
+    ``out_dir/scores.json`` too. The pipeline is loaded with ``spacy.load``,
+    which reads a bertflow encoder through bertflow's safe loader."""
+    import srsly
+    from spacy.training import Corpus
+
+    nlp = spacy.load(model)
+    scores: Dict[str, Dict[str, float]] = {}
+    for name in VARIANTS:
+        path = Path(out_dir) / f"{name}.spacy"
+        examples = list(Corpus(path)(nlp))  # read as spacy evaluate reads a dev set
+        result = nlp.evaluate(examples, batch_size=batch_size)
+        scores[name] = {key: float(result.get(key) or 0.0) for key in ("ents_p", "ents_r", "ents_f")}
+    srsly.write_json(Path(out_dir) / "scores.json", scores)
+    return scores
+
+
+def stress_table(scores: Dict[str, Dict[str, float]]) -> str:
+    """The variants' entity F1 and its change from the clean set, as a Markdown table."""
+    clean = scores["clean"]["ents_f"]
+    lines = ["| variant | ents_f | vs clean (points) |", "|---|---|---|"]
+    for name, values in scores.items():
+        delta = "" if name == "clean" else f"{100 * (values['ents_f'] - clean):+.2f}"
+        lines.append(f"| {name} | {values['ents_f']:.4f} | {delta} |")
+    return "\n".join(lines)
+
+
 def add_command(app) -> None:
     """``bertflow stress ner DEV OUT_DIR`` (the ``bertflow_cli`` hook)."""
     import typer
@@ -115,11 +145,17 @@ def add_command(app) -> None:
         out_dir: Path = typer.Argument(..., help="Folder for the variants (<variant>.spacy)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the generated names, swaps and typos."),
         force: bool = typer.Option(False, "--force", help="Replace variant files already in OUT_DIR."),
+        model: Optional[str] = typer.Option(None, "--model", "-m",
+                                            help="A trained NER pipeline: score it on every variant and print the table."),
     ) -> None:
         """Unseen names, cross-type swaps, typos, longer mentions and lower case, with correct gold."""
         summary = run_or_fail(write_stress_sets, dev, out_dir, seed=seed, force=force)
         for name, counts in summary.items():
             typer.echo(f"{out_dir / (name + '.spacy')}: {counts['docs']} docs, {counts['entities']} entities")
-        typer.echo(f"Score each: bertflow evaluate MODEL {out_dir}/<variant>.spacy")
+        if model is None:
+            typer.echo(f"Score them: bertflow stress ner {dev} {out_dir} --force --model MODEL")
+            return
+        scores = run_or_fail(score_stress_sets, model, out_dir)
+        typer.echo(stress_table(scores))
 
     app.add_typer(stress, name="stress")

@@ -31,6 +31,10 @@ def test_project_ner_all_on_sample(tmp_path, tiny_bert_dir):
     assert nlp.get_pipe("ner").labels == ("LOC", "MISC", "ORG", "PER")  # every label of the sample
     doc = nlp("Peter Blackburn visited Brussels .")
     assert doc.has_annotation("ENT_IOB") and doc.text == "Peter Blackburn visited Brussels ."
+    # the stress step scored the same model on each variant of the dev sample; its clean row is the dev score
+    stress = json.loads((project / "corpus" / "ner" / "stress" / "scores.json").read_text())
+    assert set(stress) == {"clean", "unseen", "cross_type", "typos", "longer", "lower"}
+    assert stress["clean"]["ents_f"] == pytest.approx(metrics["ents_f"])
 
 
 def test_project_command_runs_as_a_user_types_it(tmp_path):
