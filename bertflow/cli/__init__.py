@@ -28,7 +28,7 @@ _CORE_COMMANDS = frozenset({cmd.name for cmd in app.registered_commands}
                            | {group.name for group in app.registered_groups})
 
 
-_PLUGIN_COMMANDS: list = []  # non-empty once the plugins' commands are on the app
+_plugin_commands_added = False  # whether the plugins' commands are on the app
 
 
 def core_commands() -> frozenset:
@@ -57,11 +57,12 @@ def main() -> None:
     args = task_alias(sys.argv[1:])
     command = next((a for a in args if not a.startswith("-")), None)
     try:
-        if command is not None and command not in core_commands() and not _PLUGIN_COMMANDS:
+        global _plugin_commands_added
+        if command is not None and command not in core_commands() and not _plugin_commands_added:
             from bertflow.hooks.manager import get_plugin_manager
 
             get_plugin_manager().hook.bertflow_cli(app=app)
-            _PLUGIN_COMMANDS.append(True)  # once a process: a second call would register them twice
+            _plugin_commands_added = True  # once a process: a second call would register them twice
         app(args=args, prog_name="bertflow")
     except Exception as err:  # noqa: BLE001  (the boundary: one line for anything a command did not catch)
         if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):

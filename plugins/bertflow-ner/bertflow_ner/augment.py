@@ -31,8 +31,7 @@ from bertflow.api import BertflowError
 from .errors import Errors
 
 Augmenter = Callable[[Language, Example], Iterator[Example]]
-# a mention as its tokens: (text, whitespace after it) each
-Mention = List[Tuple[str, str]]
+Change = Callable[[str, Tuple[str, ...]], Optional[Sequence[str]]]
 
 VOWELS = "aeiou"
 
@@ -57,8 +56,20 @@ class MentionPool:
                 pool[slot] = words
 
     def draw(self, label: str, other_than: Tuple[str, ...]) -> Optional[Tuple[str, ...]]:
-        choices = [m for m in self.by_label.get(label, ()) if m != other_than]
+        """A random mention of ``label`` that differs from ``other_than`` (None: there is none).
+        A few random picks first: the pool is large and a repeat is rare."""
+        pool = self.by_label.get(label, ())
+        for _ in range(min(len(pool), 4)):
+            mention = self.rng.choice(pool)
+            if mention != other_than:
+                return mention
+        choices = [m for m in pool if m != other_than]
         return self.rng.choice(choices) if choices else None
+
+    def words(self, label: str, n_mentions: int = 16) -> List[str]:
+        """The words of up to ``n_mentions`` random mentions of ``label``."""
+        pool = self.by_label.get(label, ())
+        return [w for m in self.rng.sample(pool, min(len(pool), n_mentions)) for w in m]
 
 
 def _check(prob: float, rate: float, keep: float) -> None:
@@ -67,8 +78,7 @@ def _check(prob: float, rate: float, keep: float) -> None:
             raise BertflowError(Errors.NER013.format(name=name, value=value))
 
 
-def rebuild(nlp: Language, example: Example, change: Callable[[str, Tuple[str, ...]], Optional[Sequence[str]]]
-            ) -> Example:
+def rebuild(nlp: Language, example: Example, change: Change) -> Example:
     """The example with each gold mention's words replaced by ``change(label,
     words)`` (None: kept), the gold entities moved onto the new words. The
     reference's other tokens, their spacing and the entities' labels stay."""
@@ -122,24 +132,32 @@ def pseudo_word(rng: random.Random, sources: Sequence[str], template: str) -> st
     return _shape_like(template, word)
 
 
+def takes_typo(word: str) -> bool:
+    """A word of at least 3 characters with a letter in it (shorter ones are kept)."""
+    return len(word) >= 3 and any(c.isalpha() for c in word)
+
+
 def typo(rng: random.Random, word: str) -> str:
-    """One character typo inside ``word`` (a word of fewer than 3 letters is kept)."""
-    if len(word) < 3 or not any(c.isalpha() for c in word):
+    """One character typo inside ``word``, which always changes it (a word
+    that does not ``takes_typo`` is kept)."""
+    if not takes_typo(word):
         return word
     k = rng.randrange(1, len(word) - 1)
     kind = rng.randrange(4)
-    if kind == 0:  # swap with the next letter
+    if kind == 0 and word[k] != word[k + 1]:  # swap with the next letter (equal letters: a drop instead)
         return word[:k] + word[k + 1] + word[k] + word[k + 2:]
+    if kind == 0:
+        kind = 1
     if kind == 1:  # drop
         return word[:k] + word[k + 1:]
     if kind == 2:  # double
         return word[:k] + word[k] + word[k:]
-    letter = rng.choice("abcdefghijklmnopqrstuvwxyz")
+    letter = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != word[k].lower()])
     return word[:k] + (letter.upper() if word[k].isupper() else letter) + word[k + 1:]
 
 
 def _augmenter(name: str, prob: float, rate: float, keep: float, seed: int,
-               make_change: Callable[[random.Random, MentionPool], Callable]) -> Augmenter:
+               make_change: Callable[[random.Random, MentionPool], Change]) -> Augmenter:
     _check(prob, rate, keep)
     rng = random.Random(seed)
     pool = MentionPool(rng)
@@ -169,45 +187,65 @@ def _augmenter(name: str, prob: float, rate: float, keep: float, seed: int,
     return augment
 
 
+# what each augmenter does to one mention: (rng, pool) -> change(label, words) -> new words, or None to keep
+# it; ``bertflow stress`` applies the same changes to every mention of a dev set
+
+
+def swap_change(rng: random.Random, pool: MentionPool) -> Change:
+    """Another mention of the same type."""
+    return lambda label, words: pool.draw(label, words)
+
+
+def unseen_change(rng: random.Random, pool: MentionPool) -> Change:
+    """Generated pseudo-words, one per original token."""
+    def change(label: str, words: Tuple[str, ...]) -> List[str]:
+        sources = pool.words(label) or list(words)
+        return [pseudo_word(rng, sources, w) for w in words]
+    return change
+
+
+def typo_change(rng: random.Random, pool: MentionPool) -> Change:
+    """One typo in one token that can take one (None: the mention has none)."""
+    def change(label: str, words: Tuple[str, ...]) -> Optional[List[str]]:
+        candidates = [i for i, w in enumerate(words) if takes_typo(w)]
+        if not candidates:
+            return None
+        k = rng.choice(candidates)
+        return [typo(rng, w) if i == k else w for i, w in enumerate(words)]
+    return change
+
+
+def longer_change(rng: random.Random, pool: MentionPool) -> Change:
+    """One more token: a token of another mention of its type, put after it."""
+    def change(label: str, words: Tuple[str, ...]) -> Optional[List[str]]:
+        other = pool.draw(label, words)
+        return None if other is None else [*words, rng.choice(other)]
+    return change
+
+
 @registry.augmenters("bertflow_ner.mention_swap.v1")
 def mention_swap(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
     """A mention replaced by another mention of the same type seen earlier."""
-    return _augmenter("mention_swap", prob, rate, keep, seed,
-                      lambda rng, pool: lambda label, words: pool.draw(label, words))
+    return _augmenter("mention_swap", prob, rate, keep, seed, swap_change)
 
 
 @registry.augmenters("bertflow_ner.unseen_names.v1")
 def unseen_names(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
     """A mention replaced by generated pseudo-words, one per original token."""
-    def make(rng: random.Random, pool: MentionPool):
-        def change(label: str, words: Tuple[str, ...]) -> List[str]:
-            sources = [w for m in pool.by_label.get(label, ()) for w in m] or list(words)
-            return [pseudo_word(rng, sources, w) for w in words]
-        return change
-    return _augmenter("unseen_names", prob, rate, keep, seed, make)
+    return _augmenter("unseen_names", prob, rate, keep, seed, unseen_change)
 
 
 @registry.augmenters("bertflow_ner.mention_typos.v1")
 def mention_typos(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
     """One typo in one token of a mention."""
-    def make(rng: random.Random, pool: MentionPool):
-        def change(label: str, words: Tuple[str, ...]) -> List[str]:
-            k = rng.randrange(len(words))
-            return [typo(rng, w) if i == k else w for i, w in enumerate(words)]
-        return change
-    return _augmenter("mention_typos", prob, rate, keep, seed, make)
+    return _augmenter("mention_typos", prob, rate, keep, seed, typo_change)
 
 
 @registry.augmenters("bertflow_ner.longer_mentions.v1")
 def longer_mentions(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0) -> Augmenter:
     """A mention with one more token: a token of another mention of its type,
     put after it (a second name, a second word of an organisation)."""
-    def make(rng: random.Random, pool: MentionPool):
-        def change(label: str, words: Tuple[str, ...]) -> Optional[List[str]]:
-            other = pool.draw(label, words)
-            return None if other is None else [*words, rng.choice(other)]
-        return change
-    return _augmenter("longer_mentions", prob, rate, keep, seed, make)
+    return _augmenter("longer_mentions", prob, rate, keep, seed, longer_change)
 
 
 @registry.augmenters("bertflow_ner.chain.v1")

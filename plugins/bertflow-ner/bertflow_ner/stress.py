@@ -19,20 +19,14 @@ from typing import Dict, List, Optional, Tuple, Union
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
+from spacy.training.augment import make_lowercase_variant
 
 from bertflow.api import BertflowError
 
-from .augment import MentionPool, pseudo_word, rebuild, typo
+from .augment import MentionPool, longer_change, rebuild, typo_change, unseen_change
 from .errors import Errors
 
 VARIANTS = ("clean", "unseen", "cross_type", "typos", "longer", "lower")
-
-
-def _lower(nlp, example: Example) -> Example:
-    ref = example.reference
-    doc = Doc(nlp.vocab, words=[t.text.lower() for t in ref], spaces=[bool(t.whitespace_) for t in ref],
-              ents=[f"{t.ent_iob_}-{t.ent_type_}" if t.ent_type_ else "O" for t in ref])
-    return Example(nlp.make_doc(doc.text), doc)
 
 
 def stress_variants(docs: List[Doc], seed: int = 0) -> Dict[str, List[Doc]]:
@@ -43,7 +37,6 @@ def stress_variants(docs: List[Doc], seed: int = 0) -> Dict[str, List[Doc]]:
     for doc in docs:
         for ent in doc.ents:
             pool.add(ent.label_, tuple(t.text for t in ent))
-    names = {label: [w for m in mentions for w in m] for label, mentions in pool.by_label.items()}
     other_types = {label: [m for other, ms in pool.by_label.items() if other != label for m in ms]
                    for label in pool.by_label}
 
@@ -51,27 +44,15 @@ def stress_variants(docs: List[Doc], seed: int = 0) -> Dict[str, List[Doc]]:
         choices = other_types.get(label) or []
         return list(rng.choice(choices)) if choices else None
 
-    def longer(label: str, words: Tuple[str, ...]) -> Optional[List[str]]:
-        other = pool.draw(label, words)
-        return None if other is None else [*words, rng.choice(other)]
-
-    def typos(label: str, words: Tuple[str, ...]) -> List[str]:
-        k = rng.randrange(len(words))
-        return [typo(rng, w) if i == k else w for i, w in enumerate(words)]
-
-    changes = {
-        "unseen": lambda label, words: [pseudo_word(rng, names[label], w) for w in words],
-        "cross_type": cross,
-        "typos": typos,
-        "longer": longer,
-    }
+    changes = {"unseen": unseen_change(rng, pool), "cross_type": cross, "typos": typo_change(rng, pool),
+               "longer": longer_change(rng, pool)}
     out: Dict[str, List[Doc]] = {name: [] for name in VARIANTS}
     for doc in docs:
         example = Example(nlp.make_doc(doc.text), doc)
         out["clean"].append(doc)
         for name, change in changes.items():
             out[name].append(rebuild(nlp, example, change).reference)
-        out["lower"].append(_lower(nlp, example).reference)
+        out["lower"].append(make_lowercase_variant(nlp, example).reference)
     return out
 
 

@@ -87,6 +87,7 @@ def test_generated_names_and_typos_read_as_words():
     assert len(names) > 10 and all(n[0].isupper() and n[1:].islower() for n in names)
     assert pseudo_word(rng, ["Obama"], "IBM").isupper() and pseudo_word(rng, ["Obama"], "3") == "3"
     assert typo(rng, "at") == "at" and all(abs(len(typo(rng, "London")) - 6) <= 1 for _ in range(50))
+    assert all(typo(rng, w) != w for w in ("London", "Anna", "Mississippi", "IBM") for _ in range(50))
 
 
 def test_composes_with_spacy_lower_case():
