@@ -121,7 +121,9 @@ def predict_spacy(nlp, dev, eval_batch):
     return [[(e.start, e.end, e.label_) for e in d.ents] for d in out], elapsed
 
 
-def run_hf(args, train, dev):
+def train_hf(args, train):
+    """Fine-tune a plain AutoModelForTokenClassification on ``train``; returns
+    (predict, train seconds), predict(rows) -> each row's predicted spans."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from bertflow.encoder.names import resolve_encoder
@@ -151,21 +153,30 @@ def run_hf(args, train, dev):
         enc["labels"] = torch.tensor(label_ids)
         return enc
 
-    train_time = hf_finetune(model, train, encode, args)
-    preds = []
+    def predict(rows):
+        model.eval()
+        preds = []
+        with torch.inference_mode():
+            for i in range(0, len(rows), args.eval_batch):
+                batch = rows[i: i + args.eval_batch]
+                enc = encode(batch, with_labels=False).to(device)
+                logits = model(**enc).logits.argmax(-1).tolist()
+                for b, (words, _) in enumerate(batch):
+                    tags, prev = ["O"] * len(words), None
+                    for pos, wid in enumerate(enc.word_ids(b)):
+                        if wid is not None and wid != prev:
+                            tags[wid] = labels[logits[b][pos]]
+                        prev = wid
+                    preds.append(iob_spans(tags))  # conlleval reading: a stray I- opens an entity
+        return preds
+
+    return predict, hf_finetune(model, train, encode, args)
+
+
+def run_hf(args, train, dev):
+    predict, train_time = train_hf(args, train)
     start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(dev), args.eval_batch):
-            batch = dev[i: i + args.eval_batch]
-            enc = encode(batch, with_labels=False).to(device)
-            logits = model(**enc).logits.argmax(-1).tolist()
-            for b, (words, _) in enumerate(batch):
-                tags, prev = ["O"] * len(words), None
-                for pos, wid in enumerate(enc.word_ids(b)):
-                    if wid is not None and wid != prev:
-                        tags[wid] = labels[logits[b][pos]]
-                    prev = wid
-                preds.append(iob_spans(tags))  # conlleval reading: a stray I- opens an entity
+    preds = predict(dev)
     return preds, train_time, time.perf_counter() - start
 
 

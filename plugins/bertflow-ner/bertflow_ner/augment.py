@@ -10,7 +10,10 @@ moved along so they stay on the new text.
 - ``bertflow_ner.mention_typos.v1``: character typos inside mentions (swap,
   drop, double or replace one letter);
 - ``bertflow_ner.longer_mentions.v1``: a mention lengthened by a token of
-  another mention of the same type.
+  another mention of the same type;
+- ``bertflow_ner.mention_mix.v1``: each changed mention gets one of the above,
+  drawn by weight: one variant per example, however many kinds are on (a
+  chain of augmenters would multiply the examples instead).
 
 Each augmenter yields the original example with probability ``keep`` (1.0:
 always) and a variant with probability ``prob``; within a variant each
@@ -246,6 +249,36 @@ def longer_mentions(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, see
     """A mention with one more token: a token of another mention of its type,
     put after it (a second name, a second word of an organisation)."""
     return _augmenter("longer_mentions", prob, rate, keep, seed, longer_change)
+
+
+def mixed_change(weights: Dict[str, float]) -> Callable[[random.Random, MentionPool], Change]:
+    """A change maker that applies, to each mention, one of the named changes
+    drawn with the given weights (0: never)."""
+    makers = {"swap": swap_change, "unseen": unseen_change, "typos": typo_change, "longer": longer_change}
+    bad = [f"{name}={w}" for name, w in weights.items() if w < 0] + [n for n in weights if n not in makers]
+    if bad or not any(weights.values()):
+        raise BertflowError(Errors.NER018.format(weights=", ".join(bad) or "all 0"))
+
+    def make(rng: random.Random, pool: MentionPool) -> Change:
+        names = [n for n, w in weights.items() if w > 0]
+        changes = [makers[n](rng, pool) for n in names]
+        cum = [sum(weights[n] for n in names[: k + 1]) for k in range(len(names))]
+        return lambda label, words: changes[_pick(rng, cum)](label, words)
+    return make
+
+
+def _pick(rng: random.Random, cumulative: List[float]) -> int:
+    x = rng.random() * cumulative[-1]
+    return next(k for k, c in enumerate(cumulative) if x < c)
+
+
+@registry.augmenters("bertflow_ner.mention_mix.v1")
+def mention_mix(prob: float = 0.5, rate: float = 0.5, keep: float = 1.0, seed: int = 0, swap: float = 1.0,
+                unseen: float = 1.0, typos: float = 1.0, longer: float = 0.0) -> Augmenter:
+    """One variant per example whose changed mentions each get a swap, an
+    unseen name, a typo or one more token, drawn by the weights."""
+    weights = {"swap": swap, "unseen": unseen, "typos": typos, "longer": longer}
+    return _augmenter("mention_mix", prob, rate, keep, seed, mixed_change(weights))
 
 
 @registry.augmenters("bertflow_ner.chain.v1")

@@ -32,3 +32,4 @@ class Errors(metaclass=ErrorsWithCodes):
     NER015 = '{path} is not a .spacy file ({err}): convert it first (bertflow convert ner).'  # stress.py
     NER016 = '{path} has no entities to vary: is it an NER dev set?'  # stress.py
     NER017 = 'Variant files already exist ({paths}): choose another folder, or pass --force to replace them.'  # stress.py
+    NER018 = 'bertflow_ner.mention_mix.v1 needs weights (swap, unseen, typos, longer) that are 0 or more, at least one above 0; got {weights}.'  # augment.py

@@ -10,10 +10,11 @@ from spacy.training import Example
 from spacy.util import registry
 
 from bertflow.api import BertflowError
-from bertflow_ner.augment import longer_mentions, mention_swap, mention_typos, pseudo_word, typo, unseen_names
+from bertflow_ner.augment import (longer_mentions, mention_mix, mention_swap, mention_typos, pseudo_word, typo,
+                                  unseen_names)
 
 NLP = spacy.blank("en")
-AUGMENTERS = [mention_swap, unseen_names, mention_typos, longer_mentions]
+AUGMENTERS = [mention_swap, unseen_names, mention_typos, longer_mentions, mention_mix]
 WORDS = ["Paris", "IBM", "Anna", "Smith", "went", "to", "the", "3", "U.S.", "said", "Kofi", "O'Neil", "bank"]
 LABELS = ["PER", "ORG", "LOC", "MISC"]
 
@@ -77,6 +78,31 @@ def test_rates_and_seeds():
     assert texts(7) == texts(7) and texts(7) != texts(8)
     with pytest.raises(BertflowError, match=r"\[NER013\].*rate"):
         mention_swap(rate=1.5)
+
+
+def test_the_mix_draws_each_mentions_change_by_weight():
+    people = ["Anna", "Kofi", "Smith", "Obama", "Merkel", "Putin"]
+    stream = [Example(NLP.make_doc(f"{a} met {b}"), Doc(NLP.vocab, words=[a, "met", b], ents=["B-PER", "O", "B-PER"]))
+              for a in people for b in people if a != b] * 4
+
+    def changed_words(**weights):
+        mix = mention_mix(prob=1.0, rate=1.0, keep=0.0, seed=3, **weights)
+        out = [(eg, v) for eg in stream for v in mix(NLP, eg)]
+        return [(o.text, n.text) for eg, v in out for o, n in zip(eg.reference.ents, v.reference.ents)]
+
+    typos_only = changed_words(swap=0, unseen=0, typos=1)
+    assert typos_only and all(o != n and abs(len(o) - len(n)) <= 1 and n not in people for o, n in typos_only)
+    swaps_only = changed_words(swap=1, unseen=0, typos=0)
+    assert all(n in people for o, n in swaps_only) and any(o != n for o, n in swaps_only)
+    longer_only = changed_words(swap=0, unseen=0, typos=0, longer=1)
+    assert all(n.startswith(o + " ") and len(n.split()) == 2 for o, n in longer_only)
+    mixed = changed_words(swap=1, unseen=1, typos=1, longer=1)
+    kinds = {"longer" if " " in n else "swap" if n in people else "other" for o, n in mixed}
+    assert kinds == {"longer", "swap", "other"}  # every kind drawn; one variant per example either way
+    assert len(mixed) <= 2 * len(stream)
+    for bad in ({"swap": 0, "unseen": 0, "typos": 0}, {"typos": -1}):
+        with pytest.raises(BertflowError, match=r"\[NER018\]"):
+            mention_mix(**bad)
 
 
 def test_generated_names_and_typos_read_as_words():
