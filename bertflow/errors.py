@@ -476,6 +476,31 @@ class Errors(metaclass=ErrorsWithCodes):
         "{max_drop}.\n{tables}\nPackage in fp32, try another precision{int8}, or raise --max-drop if that loss "
         "is acceptable."
     )
+    E140 = "bertflow serve needs its optional dependencies ({err}): pip install 'bertflow[serve]'."
+    E141 = 'Give exactly one of "text" (one text) or "texts" (a list of texts); got {got}.'
+    E142 = '"texts" is empty: send at least one text.'
+    E143 = "{n} texts in one request, more than the server's --max-texts {limit}: split the request."
+    E144 = "{where}: {n} characters, more than the server's --max-text-chars {limit}: shorten the text."
+    E145 = "{where}: a lone surrogate (U+{code:04X}) is not text and can't be encoded as UTF-8: send valid Unicode."
+    E146 = (
+        "{where} has a question, but no component of this pipeline reads one (doc._.text_pair): use a "
+        "pipeline with a QA or cross-encoder head, or leave the question out."
+    )
+    E147 = "The request body is over the server's --max-body-bytes {limit}: send fewer or shorter texts."
+    E148 = "Missing or wrong API key: send the header 'Authorization: Bearer <key>'."
+    E149 = "The server is shutting down and takes no new requests: retry on another replica."
+    E150 = (
+        "--api-key-env {var}: that environment variable is not set or empty. Export the key in it, or leave "
+        "--api-key-env out to serve without a key."
+    )
+    E151 = "{option} must be at least {least}, got {value}."
+    E152 = "The request body is not valid JSON: {detail}."
+    E153 = "The request body is not UTF-8: {detail}."
+    E154 = "Bad request body at {where}: {msg}."
+    E155 = "{where} gives both a question and a text_pair: they are the same field, give one."
+    E156 = "No endpoint {method} {path}: the server has {endpoints} (OpenAPI page: /docs)."
+    E157 = "--engine {engine}: {option} has no effect there ({why})."
+    E158 = "Unknown engine {engine!r} for bertflow serve. Engines: {known}."
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

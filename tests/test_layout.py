@@ -121,7 +121,7 @@ LAYERS = [
     {"bertflow.heads", "bertflow.files"},
     {"bertflow.data", "bertflow.inference", "bertflow.scaffold"},
     {"bertflow.training"},
-    {"bertflow.compress"},
+    {"bertflow.compress", "bertflow.serve"},
     {"bertflow", "bertflow.api", "bertflow.cli", "bertflow.testing", "bertflow.__main__"},
 ]
 MAX_TOP_LEVEL_MODULES = 8

@@ -14,6 +14,7 @@ from bertflow.cli import convert as _convert  # noqa: F401
 from bertflow.cli import train as _train  # noqa: F401
 from bertflow.cli import export as _export  # noqa: F401
 from bertflow.cli import distill as _distill  # noqa: F401
+from bertflow.cli import serve as _serve  # noqa: F401
 
 
 def task_alias(argv):

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List
 
 import pluggy
 
-from bertflow.hooks.specs import EncoderSpec, EngineSpec, TaskSpec
+from bertflow.hooks.specs import EncoderSpec, EndpointSpec, EngineSpec, TaskSpec
 
 hookspec = pluggy.HookspecMarker("bertflow")
 hookimpl = pluggy.HookimplMarker("bertflow")
@@ -72,4 +72,16 @@ def bertflow_engines() -> List[EngineSpec]:
     (``read_rows``), the row-to-record loop (``annotate_rows``) and the shard
     protocol the built-in ``ray`` engine uses (``ShardedOutput``). The built-in
     names ``local`` and ``ray`` can't be taken.
+    """
+
+
+@hookspec
+def bertflow_serve_endpoints(nlp) -> List[EndpointSpec]:
+    """Declare POST endpoints that ``bertflow serve`` adds for this pipeline.
+
+    nlp (Language): the loaded pipeline; return ``[]`` when it lacks the
+    component the endpoints need (e.g. no similarity head: no ``/search``).
+    Called once when the server loads the pipeline. Names must be unique
+    across plugins and can't take the server's own (``annotate``, ``health``,
+    ``ready``, ``metrics``, ``docs``, ``openapi.json``).
     """

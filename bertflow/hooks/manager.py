@@ -15,7 +15,7 @@ import pluggy
 
 from bertflow.hooks import contract as hookspecs
 from bertflow.errors import BertflowError, Errors, PluginLoadWarning
-from bertflow.hooks.specs import EncoderSpec, TaskSpec, load_ref
+from bertflow.hooks.specs import EncoderSpec, EndpointSpec, TaskSpec, load_ref
 
 ENTRY_POINT_GROUP = "bertflow"
 
@@ -127,6 +127,19 @@ def get_functions(pm: Optional[pluggy.PluginManager] = None) -> Dict[str, Callab
                                                        second=impl.plugin_name))
             found[name] = (func, impl.plugin_name)
     return {name: load_ref(func, f"the function {name!r}") for name, (func, _) in found.items()}
+
+
+def get_serve_endpoints(nlp, pm: Optional[pluggy.PluginManager] = None) -> Dict[str, EndpointSpec]:
+    """The endpoints the installed plugins add to ``bertflow serve`` for ``nlp``, by name."""
+    pm = _pm(pm)
+    found: Dict[str, tuple] = {}
+    for impl in pm.hook.bertflow_serve_endpoints.get_hookimpls():
+        for spec in impl.function(nlp) or []:
+            if spec.name in found and found[spec.name][1] != impl.plugin_name:
+                raise BertflowError(Errors.E005.format(kind="serve endpoint", name=spec.name,
+                                                       first=found[spec.name][1], second=impl.plugin_name))
+            found[spec.name] = (spec, impl.plugin_name)
+    return {name: spec for name, (spec, _) in found.items()}
 
 
 def describe_plugins(pm: Optional[pluggy.PluginManager] = None) -> dict:

@@ -78,6 +78,31 @@ class EngineSpec:
         return load_ref(self.run, f"the {self.name!r} annotate engine")
 
 
+@dataclass(frozen=True)
+class EndpointSpec:
+    """A POST endpoint of ``bertflow serve``, returned from ``bertflow_serve_endpoints``.
+
+    name (str): the path without its slash: "similarity" serves ``POST /similarity``.
+    handle (Union[Callable, str]): ``handle(nlp, payload: dict) -> dict`` (or its
+        import path), called with the request's JSON object on the server's
+        model thread (one call at a time, between batches). It raises
+        ``BertflowError`` for bad input: the client gets a 422 with its message.
+        Every string in ``payload`` has already passed the server's limits
+        (valid text, at most ``--max-text-chars``; lists at most ``--max-texts``).
+    description (str): one line for the OpenAPI page.
+    example (Dict[str, Any]): a request body for the OpenAPI page.
+    """
+
+    name: str
+    handle: Union[Callable, str]
+    description: str = ""
+    example: Dict[str, Any] = field(default_factory=dict)
+
+    def handler(self) -> Callable:
+        """The handle function (imported on first use)."""
+        return load_ref(self.handle, f"the {self.name!r} endpoint")
+
+
 def load_ref(value: Union[Callable, str], what: str = "a plugin function") -> Callable:
     """A callable as given, or the one a ``"package.module:attribute"`` string names
     (``pkgutil.resolve_name``)."""

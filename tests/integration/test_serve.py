@@ -1,0 +1,295 @@
+"""``bertflow serve`` over real HTTP on a real socket: records equal
+``nlp.pipe``'s, concurrent requests share batches, every bad input gets its
+4xx with one JSON error (the server stays up), the API key is enforced,
+SIGTERM under load answers every accepted request, and Ray Serve replicas
+give the same records."""
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.tokens import Span
+from spacy.training import Example
+
+from bertflow.errors import BertflowError
+from bertflow.files.loading import load_pipeline
+from bertflow.inference.annotate import doc_record
+from bertflow.serve.app import ServeSettings, _install_drain_signal, create_app
+from bertflow.testing.fixtures import tiny_encoder_config
+
+KEY_ENV = "BERTFLOW_TEST_SERVE_KEY"
+TEXTS = [f"text {i} about {'Paris ' * (i % 5)}and a good film" for i in range(40)] + ["", "   ", "日本語 😀 text"]
+
+
+@Language.component("fail_on_boom")
+def fail_on_boom(doc):
+    if "boom" in doc.text:
+        raise ValueError("this component fails on 'boom'")
+    return doc
+
+
+def build(tiny_bert_dir, *heads, fail=False):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertflow_encoder", name="encoder", config=tiny_encoder_config(tiny_bert_dir, window=32, stride=24))
+    for head in heads:
+        nlp.add_pipe(f"bertflow_{head}", name=head)
+    doc = nlp.make_doc("a good film in Paris")
+    doc.cats = {"POSITIVE": 1.0, "NEGATIVE": 0.0}
+    doc.ents = [Span(doc, 4, 5, "LOC")]
+    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc)])
+    if fail:
+        nlp.add_pipe("fail_on_boom")
+    return nlp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Running:
+    """A uvicorn server in a thread of this process, on a real socket."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_bert_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("serve") / "model"
+    build(tiny_bert_dir, "textcat", "ner").to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(model_dir):
+    app = create_app(ServeSettings(model=str(model_dir), max_wait_ms=30, max_batch=16, max_texts=50,
+                                   max_text_chars=300, max_body_bytes=8192))
+    running = Running(app)
+    yield running
+    running.stop()
+
+
+def expected_records(model_dir, texts):
+    nlp = load_pipeline(model_dir)
+    return [dict(doc_record(doc), row=i) for i, doc in enumerate(nlp.pipe(texts))]
+
+
+def same(got, want):
+    assert {k: v for k, v in got.items() if k not in ("cats", "row", "id")} == \
+        {k: v for k, v in want.items() if k not in ("cats", "row", "id")}
+    assert got.get("cats", {}) == pytest.approx(want.get("cats", {}), abs=1e-5)
+
+
+async def post_each(url, texts, **kwargs):
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await asyncio.gather(*[client.post("/annotate", json={"text": t}, **kwargs) for t in texts])
+
+
+def batch_sizes(url, **kwargs):
+    text = httpx.get(f"{url}/metrics", **kwargs).text
+    count = float(re.search(r"^bertflow_batch_size_count (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^bertflow_batch_size_sum (\S+)$", text, re.M).group(1))
+    return count, total
+
+
+def test_records_equal_nlp_pipe_and_concurrent_requests_share_batches(served, model_dir):
+    want = expected_records(model_dir, TEXTS)
+    before = batch_sizes(served.url)
+    answers = asyncio.run(post_each(served.url, TEXTS))
+    assert [a.status_code for a in answers] == [200] * len(TEXTS)
+    for answer, expected in zip(answers, want):
+        same(answer.json(), expected)
+    count, total = (a - b for a, b in zip(batch_sizes(served.url), before))
+    assert total == len(TEXTS) and count < len(TEXTS) / 2  # 43 one-text requests in far fewer batches
+    listed = httpx.post(f"{served.url}/annotate", json={"texts": TEXTS[:5] + [{"text": TEXTS[5], "id": "x"}]}).json()
+    assert [r["row"] for r in listed["records"]] == list(range(6)) and listed["records"][5]["id"] == "x"
+    for got, expected in zip(listed["records"], want):
+        same(got, expected)
+
+
+BAD = [
+    (b'{"texts": ["a"', 400, "E152"),  # malformed JSON
+    (b'{"text": "caf\xe9"}', 400, "E153"),  # Latin-1, not UTF-8
+    (b'{"texts": [1, 2]}', 422, "E154"),  # wrong type
+    (b'{"text": ["a"]}', 422, "E154"),
+    (b'{"texts": "a"}', 422, "E154"),
+    (b'{"texts": []}', 422, "E142"),  # empty list
+    (b'{}', 422, "E141"),
+    (b'{"text": "a", "texts": ["b"]}', 422, "E141"),
+    (b'{"texts": ["a"], "colour": 1}', 422, "E154"),  # unknown field
+    (json.dumps({"texts": ["a"] * 51}).encode(), 413, "E143"),  # too many texts
+    (json.dumps({"text": "a" * 301}).encode(), 413, "E144"),  # a text over the limit
+    (b'{"text": "\\ud800 lone"}', 422, "E145"),  # a lone surrogate
+    (b'{"text": "Where?", "question": "Who?"}', 422, "E146"),  # no QA head
+    (b'{"texts": [{"text": "a", "question": "b", "text_pair": "c"}]}', 422, "E155"),
+    (json.dumps({"text": "a " * 5000}).encode(), 413, "E147"),  # the body over the limit
+    (b"[1, 2]", 422, "E154"),
+]
+
+
+@pytest.mark.parametrize("body,status,code", BAD)
+def test_every_bad_input_gets_its_4xx_and_one_json_error(served, body, status, code):
+    answer = httpx.post(f"{served.url}/annotate", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == status
+    error = answer.json()["error"]
+    assert error["code"] == code and error["status"] == status and error["message"]
+    assert httpx.get(f"{served.url}/ready").status_code == 200  # the server is still there
+
+
+def test_unknown_paths_and_methods_are_json_errors(served):
+    for answer in (httpx.get(f"{served.url}/nope"), httpx.get(f"{served.url}/annotate"),
+                   httpx.post(f"{served.url}/similarity", json={})):
+        assert answer.status_code in (404, 405) and answer.json()["error"]["code"] == "E156"
+    assert "POST /annotate" in httpx.get(f"{served.url}/nope").json()["error"]["message"]
+    assert set(httpx.get(f"{served.url}/openapi.json").json()["paths"]) >= {"/annotate", "/ready", "/metrics"}
+
+
+def test_a_text_that_breaks_a_component_gets_its_error_and_the_rest_are_answered(tiny_bert_dir):
+    nlp = build(tiny_bert_dir, "textcat", fail=True)
+    running = Running(create_app(ServeSettings(model="in-memory", max_wait_ms=50), nlp=nlp))
+    try:
+        texts = ["a good film", "boom goes the film", "a bad film"]
+        answers = asyncio.run(post_each(running.url, texts))
+        got = [a.json() for a in answers]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert "error" in got[1] and "boom" in got[1]["error"] and got[1]["text"] == texts[1]
+        assert "cats" in got[0] and "cats" in got[2] and "error" not in got[0]
+        listed = httpx.post(f"{running.url}/annotate", json={"texts": texts}).json()["records"]
+        assert ["error" in r for r in listed] == [False, True, False]
+    finally:
+        running.stop()
+
+
+def test_the_api_key_is_enforced_when_set(model_dir, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "s3cret-key")
+    running = Running(create_app(ServeSettings(model=str(model_dir), api_key_env=KEY_ENV)))
+    try:
+        url = running.url
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"},
+                        {"Authorization": "Basic s3cret-key"}):
+            answer = httpx.post(f"{url}/annotate", json={"text": "a"}, headers=headers)
+            assert answer.status_code == 401 and answer.json()["error"]["code"] == "E148"
+            assert answer.headers["www-authenticate"] == "Bearer"
+        good = {"Authorization": "Bearer s3cret-key"}
+        assert httpx.post(f"{url}/annotate", json={"text": "a"}, headers=good).status_code == 200
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert httpx.get(f"{url}/metrics", headers=good).status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 200 and httpx.get(f"{url}/ready").status_code == 200
+    finally:
+        running.stop()
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(BertflowError, match=r"\[E150\]"):
+        create_app(ServeSettings(model=str(model_dir), api_key_env=KEY_ENV))
+
+
+def test_bad_settings_are_one_line_errors(model_dir, tmp_path):
+    from bertflow.testing.fixtures import run_cli
+
+    for args, code in ((["--max-batch", "0"], "E151"), (["--max-body-bytes", "10"], "E151"),
+                       (["--engine", "k8s"], "E158"), (["--replicas", "2"], "E157")):
+        result = run_cli(["serve", str(model_dir), *args])
+        assert result.code == 1 and f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli(["serve", str(tmp_path / "missing")])
+    assert result.code == 1 and "missing" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_flips_readiness_then_runs_the_servers_own_handler(model_dir):
+    app = create_app(ServeSettings(model=str(model_dir)))
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: seen.append(app.state.draining))
+    try:
+        _install_drain_signal(app)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert seen == [True]  # readiness was already false when the server's handler ran
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_ready(url, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_answers_every_accepted_request(model_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "bertflow", "serve", str(model_dir), "--port", str(port),
+                             "--max-wait-ms", "300", "--max-batch", "8", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_ready(url, proc)
+        want = expected_records(model_dir, TEXTS)
+
+        async def load_then_term():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                sent = [asyncio.ensure_future(client.post("/annotate", json={"text": t})) for t in TEXTS]
+                await asyncio.sleep(0.5)  # all sent and accepted, most still queued (8 texts a batch, 300 ms)
+                proc.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*sent)
+
+        answers = asyncio.run(load_then_term())
+        assert [a.status_code for a in answers] == [200] * len(TEXTS)
+        for answer, expected in zip(answers, want):
+            same(answer.json(), expected)
+        # uvicorn ends by re-raising the signal it handled: the exit status says SIGTERM stopped it
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.TransportError):  # and then it is gone
+            httpx.get(f"{url}/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_ray_serve_replicas_give_the_same_records(model_dir):
+    import ray
+    from bertflow.serve.run import serve_ray
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = serve_ray(ServeSettings(model=str(model_dir), max_wait_ms=20), host="127.0.0.1", port=port,
+                      replicas=2, address=None, block=False)
+    try:
+        want = expected_records(model_dir, TEXTS)
+        answers = asyncio.run(post_each(url, TEXTS))
+        assert [a.status_code for a in answers] == [200] * len(TEXTS)
+        for answer, expected in zip(answers, want):
+            same(answer.json(), expected)
+        assert httpx.post(f"{url}/annotate", json={"texts": []}).json()["error"]["code"] == "E142"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
