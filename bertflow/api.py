@@ -79,7 +79,7 @@ _WHERE = {
     # doc extension values for a whole batch (a head's set_annotations)
     "set_doc_values": "bertflow.encoder.extensions", "get_doc_value": "bertflow.encoder.extensions",
     # annotate engines
-    "EngineSpec": "bertflow.hooks.specs", "AnnotateJob": "bertflow.inference.engines", "ShardedOutput": "bertflow.inference.engines", "annotate_rows": "bertflow.inference.annotate",
+    "EngineSpec": "bertflow.hooks.specs", "EndpointSpec": "bertflow.hooks.specs", "AnnotateJob": "bertflow.inference.engines", "ShardedOutput": "bertflow.inference.engines", "annotate_rows": "bertflow.inference.annotate",
     "read_rows": "bertflow.inference.engines", "write_part": "bertflow.inference.engines", "input_files": "bertflow.inference.engines",
     # CLI
     "run_or_fail": "bertflow.cli._app", "fail": "bertflow.cli._app",
@@ -87,7 +87,7 @@ _WHERE = {
     "BertflowError": "bertflow.errors", "listening_heads": "bertflow.encoder.pipes",
     "refuse_remote_code": "bertflow.encoder.serialization", "ErrorsWithCodes": "bertflow.errors", "get_tasks": "bertflow.hooks.manager", "resolve_encoder": "bertflow.encoder.names", "make_config": "bertflow.training.config",
     # testing
-    "write_tiny_bert": "bertflow.testing.tiny", "tiny_encoder_config": "bertflow.testing.tiny", "run_project": "bertflow.testing.fixtures", "run_cli": "bertflow.testing.fixtures",
+    "write_tiny_bert": "bertflow.testing.tiny", "running_server": "bertflow.testing.http", "ServeSettings": "bertflow.serve.app", "create_app": "bertflow.serve.app", "tiny_encoder_config": "bertflow.testing.tiny", "run_project": "bertflow.testing.fixtures", "run_cli": "bertflow.testing.fixtures",
 }
 
 __all__ = list(_WHERE)

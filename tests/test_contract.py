@@ -17,7 +17,7 @@ SNAPSHOT = {
     "readers": ["bertflow.Corpus.v1", "bertflow.TextCorpus.v1"],
     "batchers": ["bertflow.batch_by_group.v1"],
     # bertflow.api: what a plugin may import. The core must keep these; it may add more.
-    "api": ["BertflowError", "Classifier", "ConversionReport", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
+    "api": ["EndpointSpec", "ServeSettings", "create_app", "running_server", "BertflowError", "Classifier", "ConversionReport", "DocPooler", "EncoderListener", "EncoderSpec", "HeadPipe", "TaskSpec",
             "annotation_mask", "batch_by_group", "binary_cross_entropy", "copy_encoder_inputs", "create_corpus_reader", "doc_pool",
             "encoder_output", "fail", "get_tasks", "hookimpl", "jsonl_rows", "listener_width", "malformed_row",
             "make_config", "mean_squared_error", "resolve_encoder", "run_or_fail", "softmax_cross_entropy", "tiny_encoder_config",
@@ -39,7 +39,7 @@ def test_every_hook_is_documented_and_tested():
         assert f"`{name}`" in docs, f"docs/plugins.md does not mention bertflow.api.{name}"
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     assert hook_names() == ["bertflow_cli", "bertflow_encoders", "bertflow_engines", "bertflow_functions",
-                            "bertflow_tasks"]
+                            "bertflow_serve_endpoints", "bertflow_tasks"]
     for name in hook_names():
         assert re.search(rf"^### {name}$", docs, re.M), f"docs/plugins.md lacks a '### {name}' section"
         assert f"def test_hook_{name}(" in tests, f"no test_hook_{name} test"

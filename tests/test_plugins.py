@@ -208,3 +208,40 @@ def test_hook_bertflow_engines(fresh_plugin_manager, tmp_path):
     fresh_plugin_manager.register(Taker(), name="taker")
     with pytest.raises(BertflowError, match="ray"):
         get_engines(fresh_plugin_manager)
+
+
+def test_hook_bertflow_serve_endpoints(fresh_plugin_manager, nlp_tiny):
+    """A plugin's endpoint joins ``bertflow serve`` for the pipelines it applies
+    to; its BertflowError is the client's 422; the server's own names stay its own."""
+    import httpx
+
+    from bertflow.hooks.specs import EndpointSpec
+    from bertflow.serve.app import ServeSettings, create_app
+    from bertflow.testing.http import running_server
+
+    def count(nlp, payload):
+        if "words" not in payload:
+            raise BertflowError("[ECHO001] give 'words'")
+        return {"n": len(payload["words"]), "components": nlp.pipe_names}
+
+    class EndpointPlugin:
+        @hookimpl
+        def bertflow_serve_endpoints(self, nlp):
+            return [EndpointSpec("count", count, "counts words")] if nlp.pipe_names else []
+
+    fresh_plugin_manager.register(EndpointPlugin(), name="count-endpoint")
+    app = create_app(ServeSettings(model="in-memory"), nlp=nlp_tiny, pm=fresh_plugin_manager)
+    with running_server(app) as url:
+        assert httpx.post(f"{url}/count", json={"words": ["a", "b"]}).json() == {"n": 2, "components": nlp_tiny.pipe_names}
+        bad = httpx.post(f"{url}/count", json={})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "ECHO001"
+        assert httpx.post(f"{url}/count", json=["a"]).json()["error"]["code"] == "E154"  # not an object
+
+    class Taker:
+        @hookimpl
+        def bertflow_serve_endpoints(self, nlp):
+            return [EndpointSpec("annotate", count)]
+
+    fresh_plugin_manager.register(Taker(), name="taker")
+    with pytest.raises(BertflowError, match="annotate"):
+        create_app(ServeSettings(model="in-memory"), nlp=nlp_tiny, pm=fresh_plugin_manager)

@@ -26,6 +26,9 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Union
 
+import pluggy
+from spacy.language import Language
+
 from bertflow.errors import BertflowError, Errors
 from bertflow.files.loading import load_pipeline
 from bertflow.hooks.manager import get_serve_endpoints
@@ -141,9 +144,11 @@ def _install_drain_signal(app) -> None:
         pass
 
 
-def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp=None):
+def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Language] = None,
+               pm: Optional[pluggy.PluginManager] = None) -> Any:
     """The FastAPI app serving ``settings.model`` (or an already loaded ``nlp``),
-    loaded, warmed up and ready when this returns."""
+    loaded, warmed up and ready when this returns; ``pm``: the plugin manager
+    whose ``bertflow_serve_endpoints`` add endpoints (default: the installed plugins)."""
     try:
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
@@ -156,7 +161,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp=None):
     settings.check()
     nlp = nlp if nlp is not None else load_pipeline(settings.model, settings.gpu_id)
     use_pairs = reads_text_pair(nlp)
-    extra = get_serve_endpoints(nlp)
+    extra = get_serve_endpoints(nlp, pm)
     taken = sorted(set(extra) & set(RESERVED))
     if taken:
         raise BertflowError(Errors.E005.format(kind="serve endpoint", name=taken[0], first="bertflow",

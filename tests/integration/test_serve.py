@@ -8,10 +8,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -26,6 +24,7 @@ from bertflow.files.loading import load_pipeline
 from bertflow.inference.annotate import doc_record
 from bertflow.serve.app import ServeSettings, _install_drain_signal, create_app
 from bertflow.testing.fixtures import tiny_encoder_config
+from bertflow.testing.http import free_port, running_server
 
 KEY_ENV = "BERTFLOW_TEST_SERVE_KEY"
 TEXTS = [f"text {i} about {'Paris ' * (i % 5)}and a good film" for i in range(40)] + ["", "   ", "日本語 😀 text"]
@@ -52,31 +51,6 @@ def build(tiny_bert_dir, *heads, fail=False):
     return nlp
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Running:
-    """A uvicorn server in a thread of this process, on a real socket."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tiny_bert_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("serve") / "model"
@@ -85,12 +59,11 @@ def model_dir(tiny_bert_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(model_dir):
+def url(model_dir):
     app = create_app(ServeSettings(model=str(model_dir), max_wait_ms=30, max_batch=16, max_texts=50,
                                    max_text_chars=300, max_body_bytes=8192))
-    running = Running(app)
-    yield running
-    running.stop()
+    with running_server(app) as base:
+        yield base
 
 
 def expected_records(model_dir, texts):
@@ -116,16 +89,16 @@ def batch_sizes(url, **kwargs):
     return count, total
 
 
-def test_records_equal_nlp_pipe_and_concurrent_requests_share_batches(served, model_dir):
+def test_records_equal_nlp_pipe_and_concurrent_requests_share_batches(url, model_dir):
     want = expected_records(model_dir, TEXTS)
-    before = batch_sizes(served.url)
-    answers = asyncio.run(post_each(served.url, TEXTS))
+    before = batch_sizes(url)
+    answers = asyncio.run(post_each(url, TEXTS))
     assert [a.status_code for a in answers] == [200] * len(TEXTS)
     for answer, expected in zip(answers, want):
         same(answer.json(), expected)
-    count, total = (a - b for a, b in zip(batch_sizes(served.url), before))
+    count, total = (a - b for a, b in zip(batch_sizes(url), before))
     assert total == len(TEXTS) and count < len(TEXTS) / 2  # 43 one-text requests in far fewer batches
-    listed = httpx.post(f"{served.url}/annotate", json={"texts": TEXTS[:5] + [{"text": TEXTS[5], "id": "x"}]}).json()
+    listed = httpx.post(f"{url}/annotate", json={"texts": TEXTS[:5] + [{"text": TEXTS[5], "id": "x"}]}).json()
     assert [r["row"] for r in listed["records"]] == list(range(6)) and listed["records"][5]["id"] == "x"
     for got, expected in zip(listed["records"], want):
         same(got, expected)
@@ -152,43 +125,38 @@ BAD = [
 
 
 @pytest.mark.parametrize("body,status,code", BAD)
-def test_every_bad_input_gets_its_4xx_and_one_json_error(served, body, status, code):
-    answer = httpx.post(f"{served.url}/annotate", content=body, headers={"content-type": "application/json"})
+def test_every_bad_input_gets_its_4xx_and_one_json_error(url, body, status, code):
+    answer = httpx.post(f"{url}/annotate", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == status
     error = answer.json()["error"]
     assert error["code"] == code and error["status"] == status and error["message"]
-    assert httpx.get(f"{served.url}/ready").status_code == 200  # the server is still there
+    assert httpx.get(f"{url}/ready").status_code == 200  # the server is still there
 
 
-def test_unknown_paths_and_methods_are_json_errors(served):
-    for answer in (httpx.get(f"{served.url}/nope"), httpx.get(f"{served.url}/annotate"),
-                   httpx.post(f"{served.url}/similarity", json={})):
+def test_unknown_paths_and_methods_are_json_errors(url):
+    for answer in (httpx.get(f"{url}/nope"), httpx.get(f"{url}/annotate"),
+                   httpx.post(f"{url}/similarity", json={})):
         assert answer.status_code in (404, 405) and answer.json()["error"]["code"] == "E156"
-    assert "POST /annotate" in httpx.get(f"{served.url}/nope").json()["error"]["message"]
-    assert set(httpx.get(f"{served.url}/openapi.json").json()["paths"]) >= {"/annotate", "/ready", "/metrics"}
+    assert "POST /annotate" in httpx.get(f"{url}/nope").json()["error"]["message"]
+    assert set(httpx.get(f"{url}/openapi.json").json()["paths"]) >= {"/annotate", "/ready", "/metrics"}
 
 
 def test_a_text_that_breaks_a_component_gets_its_error_and_the_rest_are_answered(tiny_bert_dir):
     nlp = build(tiny_bert_dir, "textcat", fail=True)
-    running = Running(create_app(ServeSettings(model="in-memory", max_wait_ms=50), nlp=nlp))
-    try:
+    with running_server(create_app(ServeSettings(model="in-memory", max_wait_ms=50), nlp=nlp)) as url:
         texts = ["a good film", "boom goes the film", "a bad film"]
-        answers = asyncio.run(post_each(running.url, texts))
+        answers = asyncio.run(post_each(url, texts))
         got = [a.json() for a in answers]
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert "error" in got[1] and "boom" in got[1]["error"] and got[1]["text"] == texts[1]
         assert "cats" in got[0] and "cats" in got[2] and "error" not in got[0]
-        listed = httpx.post(f"{running.url}/annotate", json={"texts": texts}).json()["records"]
+        listed = httpx.post(f"{url}/annotate", json={"texts": texts}).json()["records"]
         assert ["error" in r for r in listed] == [False, True, False]
-    finally:
-        running.stop()
 
 
 def test_the_api_key_is_enforced_when_set(model_dir, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "s3cret-key")
-    running = Running(create_app(ServeSettings(model=str(model_dir), api_key_env=KEY_ENV)))
-    try:
-        url = running.url
+    with running_server(create_app(ServeSettings(model=str(model_dir), api_key_env=KEY_ENV))) as url:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"},
                         {"Authorization": "Basic s3cret-key"}):
             answer = httpx.post(f"{url}/annotate", json={"text": "a"}, headers=headers)
@@ -199,8 +167,6 @@ def test_the_api_key_is_enforced_when_set(model_dir, monkeypatch):
         assert httpx.get(f"{url}/metrics").status_code == 401
         assert httpx.get(f"{url}/metrics", headers=good).status_code == 200
         assert httpx.get(f"{url}/health").status_code == 200 and httpx.get(f"{url}/ready").status_code == 200
-    finally:
-        running.stop()
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(BertflowError, match=r"\[E150\]"):
         create_app(ServeSettings(model=str(model_dir), api_key_env=KEY_ENV))

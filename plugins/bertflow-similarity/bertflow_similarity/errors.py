@@ -52,3 +52,4 @@ class Errors(metaclass=ErrorsWithCodes):
         "{where} is not a saved encoder copy ({err}). Re-save the pipeline with this version of bertflow, "
         "or retrain it."
     )
+    SIM019 = '{where}: expected {what}.'  # serving.py

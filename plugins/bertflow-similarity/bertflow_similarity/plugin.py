@@ -31,3 +31,10 @@ def bertflow_tasks():
 def bertflow_functions():
     return {"search": "bertflow_similarity.retrieval:search",
             "score_pairs": "bertflow_similarity.retrieval:score_pairs"}
+
+
+@hookimpl
+def bertflow_serve_endpoints(nlp):
+    from .serving import endpoints
+
+    return endpoints(nlp)
