@@ -4,8 +4,11 @@ share one ``nlp.pipe`` batch.
 Every text of a request joins one queue. A collector task takes up to
 ``max_batch`` texts once the oldest waiting text has waited ``max_wait_ms``
 (or at once when ``max_batch`` are waiting) and hands the batch to the one
-model thread, off the event loop, so the server keeps answering while a
-batch runs; texts that arrive meanwhile are the next batch. Each text's
+model thread. It waits for company only while requests come in together
+(the last batch held more than one text): a lone client is not made to
+wait for others that are not there. The batch runs off the event loop, so
+the server keeps answering while it runs; texts that arrive meanwhile are
+the next batch. Each text's
 record goes back to its own request, in order. A plugin endpoint's call runs
 on the same thread, between batches, so the pipeline is used by one thread
 at a time.
@@ -69,6 +72,7 @@ class DynamicBatcher:
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
         self.busy = False
+        self._last_size = 0
 
     @property
     def depth(self) -> int:
@@ -104,7 +108,7 @@ class DynamicBatcher:
             while not self._queue:
                 wake.clear()
                 await wake.wait()
-            deadline = self._queue[0][3] + self.max_wait
+            deadline = self._queue[0][3] + (self.max_wait if self._last_size > 1 else 0.0)
             while len(self._queue) < self.max_batch and (left := deadline - time.perf_counter()) > 0:
                 wake.clear()
                 try:
@@ -113,6 +117,7 @@ class DynamicBatcher:
                     break
             take = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             take = [w for w in take if not w[2].done()]  # a request that went away (client disconnected)
+            self._last_size = len(take)
             if take:
                 await self._run(take)
 
