@@ -26,6 +26,7 @@ from ner_conll import predict_spacy, read_conll, spacy_config, train_hf, train_s
 
 DEFAULT_AUGMENTER = {"@augmenters": "bertflow_ner.mention_mix.v1", "prob": 0.5, "rate": 0.5, "keep": 1.0,
                      "seed": 0, "swap": 1.0, "unseen": 1.0, "typos": 1.0, "longer": 0.0}
+RESULTS = Path(__file__).parent / "results" / "ner_robust.json"
 NAMES = {"bertflow": "bertflow (encoder + bertflow_ner)",
          "hf": "HF AutoModelForTokenClassification, plain torch loop"}
 
@@ -111,31 +112,52 @@ def main():
             print(json.dumps({system: scores[system]}), flush=True)
 
     names = list(variants)
-    rows = "\n".join(f"| {arm_name(s, specs)} | " + " | ".join(f"{r[v]:.4f}" for v in names) + f" | {r['train_s']:.0f} |"
-                     for s, r in scores.items())
+    flags = "".join(f" --augmenter '{json.dumps(spec)}'" for spec in args.augmenter or [])
+    command = (f"python benchmarks/ner_robust.py --steps {args.steps}"
+               f"{' --systems ' + args.systems if args.systems != 'bertflow,bertflow_aug,hf' else ''}{flags}")
+    # Every system's latest figures, kept across invocations (same data, seed and steps), so an arm
+    # added later is compared with the plain and HF rows without training them again.
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.no_write else {}
+    kept = {label: row for label, row in kept.items() if row["steps"] == args.steps and row["seed"] == args.seed}
+    for system, result in scores.items():
+        kept[arm_name(system, specs)] = {"system": system, "scores": result, "command": command,
+                                         "steps": args.steps, "seed": args.seed, "machine": machine()}
+    order = sorted(kept, key=lambda label: ("hf" == kept[label]["system"], kept[label]["system"] != "bertflow"))
+    commands = list(dict.fromkeys(kept[label]["command"] for label in order))
+    rows = "\n".join(f"| {label} | " + " | ".join(f"{kept[label]['scores'][v]:.4f}" for v in names)
+                     + f" | {commands.index(kept[label]['command']) + 1} |"
+                     for label in order)
+    plain = next((kept[label]["scores"] for label in order if kept[label]["system"] == "bertflow"), None)
     summary = ""
-    for system in (s for s in scores if s.startswith("bertflow_aug") and "bertflow" in scores):
-        plain, aug = scores["bertflow"], scores[system]
+    for label in (lab for lab in order if kept[lab]["system"].startswith("bertflow_aug") and plain):
+        aug = kept[label]["scores"]
         gap = plain["clean"] - plain["unseen"]
         closed = f"{(aug['unseen'] - plain['unseen']) / gap:.0%}" if gap > 0 else "n/a"
         moves = ", ".join(f"{v} {100 * (aug[v] - plain[v]):+.2f}" for v in names)
-        summary += (f"\n{arm_name(system, specs)} vs plain bertflow (points): {moves}; the clean → unseen gap of "
+        summary += (f"\n{label} vs plain bertflow (points): {moves}; the clean → unseen gap of "
                     f"plain bertflow ({100 * gap:.2f} points) closed by **{closed}**.\n")
-    flags = "".join(f" --augmenter '{json.dumps(spec)}'" for spec in args.augmenter or [])
+    runs = "\n".join(f"{i + 1}. `{c}`" for i, c in enumerate(commands))
+    machines = sorted({kept[label]["machine"].rsplit(";", 1)[0] for label in order})
     body = f"""## NER robustness: CoNLL-2003 dev and its stress variants
 
-`python benchmarks/ner_robust.py --steps {args.steps}{' --systems ' + args.systems if args.systems != 'bertflow,bertflow_aug,hf' else ''}{flags}`
 — {args.encoder}, {args.steps} steps of batch {args.batch}, lr {args.lr:g}, {args.warmup:.0%} warm-up then linear decay, seed {args.seed},
 {len(train):,} train sentences; variants of the {len(dev):,} dev sentences from `bertflow stress ner` (seed {args.stress_seed}):
 `unseen` every mention generated pseudo-words, `cross_type` another type's mention under the original label, `typos` one
-typo per mention, `longer` one more token per mention, `lower` the text lower-cased. Exact-span entity F1, the same code for
-every system.
-Machine: {machine()}.
+typo per mention, `longer` one more token per mention, `lower` the text lower-cased (the same as clean here: the encoder is
+uncased). Exact-span entity F1, the same code for every system. Rows come from these invocations (same data, seed and
+steps; training is seeded), the last column says which:
 
-| system | {" | ".join(names)} | training s |
+{runs}
+
+Machine: {'; '.join(machines)}.
+
+| system | {" | ".join(names)} | run |
 |---|{"---|" * len(names)}---|
 {rows}
 {summary}"""
+    if not args.no_write:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(kept, indent=1))
     if not args.no_write:
         write_section("ner-robust", body)
     print(body)
