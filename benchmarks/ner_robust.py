@@ -52,6 +52,10 @@ def augmenter_block(spec: dict) -> str:
 
 def augmented_config(workdir: Path, spec: dict, name: str) -> Path:
     text = spacy_config(workdir, False).read_text()
+    if "[corpora.train.augmenter]" in text:  # the recipe's own block (off by default): this arm's replaces it
+        start = text.index("[corpora.train.augmenter]")
+        end = text.index("\n[", start) + 1
+        text = text[:start] + text[end:]
     at = text.index("[corpora.dev]")
     path = workdir / f"{name}.cfg"
     path.write_text(text[:at] + augmenter_block(spec) + text[at:])
