@@ -554,7 +554,7 @@ def test_training_pass_in_length_buckets_matches_one_padded_call(make_nlp, monke
 
     def run(bucketed: bool):
         if not bucketed:
-            monkeypatch.setattr(encoder_model, "length_buckets", lambda lengths, min_rows=4: [list(range(len(lengths)))])
+            monkeypatch.setattr(encoder_model, "length_buckets", lambda lengths, **_: [list(range(len(lengths)))])
         else:
             monkeypatch.undo()
         calls = []
@@ -591,6 +591,39 @@ def test_training_pass_in_length_buckets_matches_one_padded_call(make_nlp, monke
     assert len(one_grads) == len(two_grads)
     for a, b in zip(two_grads, one_grads):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_inference_in_length_buckets_matches_one_padded_call(make_nlp, monkeypatch):
+    """Inference over a batch of mixed lengths (a server's batch of whatever came
+    in together) runs in tighter buckets than training, and each doc's output
+    equals that of one padded call."""
+    import bertflow.encoder.hf_calls as hf_calls
+
+    nlp = make_nlp(keep_layers=2)
+    nlp.initialize()
+    texts = ["a cat", " ".join(["the dog ran"] * 6), "the dog", "hi", " ".join(["a mat"] * 9), "one",
+             " ".join(["the cat sat"] * 6), " ".join(["the mat"] * 9)]
+    shapes = []
+    original = hf_calls._inference_call
+
+    def counting(model, wordpieces, keep):
+        shapes.append(wordpieces.input_ids.shape)
+        return original(model, wordpieces, keep)
+
+    monkeypatch.setattr(hf_calls, "_inference_call", counting)
+    def real_rows(docs):  # each doc's hidden states at its own wordpieces (not at the batch's padding)
+        return [numpy.asarray(d._.trf_data.model_output["last_hidden_state"])[:, :d._.trf_data.wordpieces.lengths[0]].copy()
+                for d in docs]
+
+    bucketed = real_rows(nlp.pipe(texts, batch_size=8))
+    assert len(shapes) >= 2  # the short texts are not padded to the long ones
+    assert sum(r * w for r, w in shapes) < 8 * max(w for _, w in shapes) * 2 / 3
+    shapes.clear()
+    monkeypatch.setattr(hf_calls, "bucket_plan", lambda wordpieces, **_: None)
+    single = real_rows(nlp.pipe(texts, batch_size=8))
+    assert len(shapes) == 1
+    for a, b in zip(bucketed, single):
+        numpy.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("layout", [True, False])
