@@ -207,10 +207,15 @@ def main():
                                           "problems": len(problems)}
                     print(json.dumps({kind: {c: results[(kind, c)]}}), flush=True)
                 rss[kind] = rss_mb(proc.pid)
-                if kind == "bertflow" and args.soak_minutes > 0:
-                    soaked = asyncio.run(soak(url, texts, proc.pid, args.soak_minutes))
-                    print(json.dumps({"soak": {"statuses": soaked[0], "problems": len(soaked[1]),
-                                               "rss": soaked[2]}}), flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(120)
+        if args.soak_minutes > 0:  # last: it checks answers and memory, not speed
+            proc = start_server("bertflow", model, args.port, args)
+            try:
+                soaked = asyncio.run(soak(f"http://127.0.0.1:{args.port}", texts, proc.pid, args.soak_minutes))
+                print(json.dumps({"soak": {"statuses": soaked[0], "problems": len(soaked[1]), "rss": soaked[2]}}),
+                      flush=True)
             finally:
                 proc.terminate()
                 proc.wait(120)

@@ -18,6 +18,10 @@ from bertflow.errors import BertflowError, Errors, logger
 from bertflow.serve.app import ServeSettings, create_app, settings_json
 
 ENGINES = ("local", "ray")
+# Idle keep-alive connections are closed after this long: longer than a reverse proxy's or a client
+# pool's idle timeout (commonly 60 s), so a client never sends on a connection the server is closing
+# (uvicorn's default of 5 s loses the race under load: a request answered with a closed connection).
+KEEP_ALIVE_S = 75
 
 
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -43,11 +47,11 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     if workers == 1:
         app = create_app(settings)
         logger.info(f"serving {settings.model} on http://{host}:{port} (OpenAPI page: /docs)")
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=KEEP_ALIVE_S)
         return None
     os.environ["BERTFLOW_SERVE_SETTINGS"] = settings_json(settings)  # each worker process builds its app from it
     uvicorn.run("bertflow.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+                log_level=log_level, timeout_keep_alive=KEEP_ALIVE_S)
     return None
 
 
