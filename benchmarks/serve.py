@@ -26,7 +26,6 @@ Writes its section of benchmarks/BENCHMARKS.md.
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -52,7 +51,7 @@ def naive_server(model: str, port: int) -> None:
     import threading
 
     import uvicorn
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
 
     from bertflow.files.loading import load_pipeline
     from bertflow.inference.annotate import doc_record
