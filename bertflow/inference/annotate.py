@@ -257,6 +257,11 @@ def doc_record(doc: Doc, vectors: bool = False) -> Dict[str, object]:
     return rec
 
 
+def row_record(row: Row, rec: Dict[str, object]) -> Dict[str, object]:
+    """The record as written: the input ``row`` (and its ``id`` when given) first."""
+    return {"row": row[0], **({"id": row[1]} if row[1] is not None else {}), **rec}
+
+
 def _drop_failed_batch(proc_name, proc, docs, err) -> None:
     """Error handler for nlp.pipe: the failed batch is retried row by row later."""
     return None
@@ -380,8 +385,7 @@ def annotate(model: Union[str, Path, Language], input_path: Path, output_path: P
                    desc="annotate")
         with open(output_path, "a", encoding="utf8", newline="\n") as out:
             def write(row: Row, rec: Dict[str, object]) -> None:
-                head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
-                out.write(json.dumps({**head, **rec}, ensure_ascii=False) + "\n")
+                out.write(json.dumps(row_record(row, rec), ensure_ascii=False) + "\n")
                 report.count(row, rec)
                 bar.update(1)
 

@@ -215,7 +215,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     async def annotate(request: Request):
         try:
             payload = await read_payload(request)
-            items, single, vectors = request_items(payload, use_pairs=use_pairs, max_texts=settings.max_texts)
+            items, single, vectors = request_items(payload, use_pairs=use_pairs)
         except BertflowError as err:
             return json_error(getattr(err, "status", 422), str(err))
         records = await batcher.annotate(items, vectors=vectors)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from spacy.language import Language
 
-from bertflow.inference.annotate import annotate_rows
+from bertflow.inference.annotate import annotate_rows, row_record
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ def run_texts(nlp: Language, items: List[TextItem], *, use_pairs: bool, vectors:
     records: List[Optional[Dict[str, Any]]] = [None] * len(items)
 
     def write(row, rec) -> None:
-        head = {"row": row[0], **({"id": row[1]} if row[1] is not None else {})}
-        records[row[0]] = {**head, **rec}
+        records[row[0]] = row_record(row, rec)
 
     rows = [(i, item.id, item.text, item.question, None) for i, item in enumerate(items)]
     annotate_rows(nlp, rows, write, batch_size=max(len(rows), 1), vectors=vectors, use_pairs=use_pairs,

@@ -104,8 +104,9 @@ def _question(obj, where: str) -> Optional[str]:
     return obj.question if obj.question is not None else obj.text_pair
 
 
-def request_items(payload: Any, *, use_pairs: bool, max_texts: int) -> Tuple[List[TextItem], bool, bool]:
-    """``(items, single, vectors)`` of a ``POST /annotate`` body."""
+def request_items(payload: Any, *, use_pairs: bool) -> Tuple[List[TextItem], bool, bool]:
+    """``(items, single, vectors)`` of a ``POST /annotate`` body (whose strings
+    and lists have passed ``check_strings``: the text and list limits)."""
     texts = payload.get("texts") if isinstance(payload, dict) else None
     for i, item in enumerate(texts if isinstance(texts, list) else []):
         if not isinstance(item, (str, dict)):
@@ -129,8 +130,6 @@ def request_items(payload: Any, *, use_pairs: bool, max_texts: int) -> Tuple[Lis
                                                                    "text of \"texts\", not beside the list"))
         if not request.texts:
             raise RequestError(Errors.E142)
-        if len(request.texts) > max_texts:
-            raise RequestError(Errors.E143.format(n=len(request.texts), limit=max_texts), 413)
         items = [TextItem(t) if isinstance(t, str) else TextItem(t.text, _question(t, f"body.texts[{i}]"), t.id)
                  for i, t in enumerate(request.texts)]
     asked = next((i for i, item in enumerate(items) if item.question is not None), None)
