@@ -5,7 +5,7 @@ The pipeline: minilm-l6 + bertflow_textcat + bertflow_ner + bertflow_similarity
 (speed.py's, heads initialised: speed does not depend on their weights),
 saved and served from disk. The texts: speed.py's 2,000 real sentences (SST-2
 dev, then CoNLL-2003 dev). Each server runs in its own process; the load
-generator (asyncio + httpx, one keep-alive connection per client) runs here:
+generator (asyncio + aiohttp, one keep-alive connection per client) runs here:
 C clients each send one text per request, the next when the last is
 answered, until every text has been sent once. Throughput is texts/s over
 the whole run; latency is per request. Every answer is checked against the
@@ -103,18 +103,18 @@ def rss_mb(pid: int) -> float:
 
 async def load(url: str, texts, clients: int):
     """Every text once, ``clients`` at a time; (wall seconds, latencies, problems)."""
-    import httpx
+    import aiohttp
 
     latencies, problems, cursor = [], [], iter(range(len(texts)))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients)) as client:
         async def one_client():
             for i in cursor:
                 start = time.perf_counter()
-                answer = await client.post("/annotate", json={"text": texts[i]})
+                async with client.post("/annotate", json={"text": texts[i]}) as answer:
+                    record = await answer.json()
                 latencies.append(time.perf_counter() - start)
-                if answer.status_code != 200 or answer.json().get("text") != texts[i]:
-                    problems.append((i, answer.status_code))
+                if answer.status != 200 or record.get("text") != texts[i]:
+                    problems.append((i, answer.status))
         start = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
         return time.perf_counter() - start, latencies, problems
@@ -122,28 +122,29 @@ async def load(url: str, texts, clients: int):
 
 async def soak(url: str, texts, pid: int, minutes: float, clients: int = 32):
     """``clients`` for ``minutes``, one request in ten bad: counts by status, problems, RSS samples."""
-    import httpx
+    import aiohttp
 
     statuses, problems, rss = {}, [], []
     rng = random.Random(0)
     stop = time.monotonic() + minutes * 60
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients)) as client:
         async def one_client(k):
             n = 0
             while time.monotonic() < stop:
                 n += 1
                 if n % 10 == 0:
                     path, body = rng.choice(BAD_REQUESTS)
-                    answer = await client.post(path, content=body, headers={"content-type": "application/json"})
-                    if not 400 <= answer.status_code < 500 or "error" not in answer.json():
-                        problems.append(("bad request answered", answer.status_code))
+                    async with client.post(path, data=body, headers={"content-type": "application/json"}) as answer:
+                        record = await answer.json(content_type=None)
+                    if not 400 <= answer.status < 500 or "error" not in record:
+                        problems.append(("bad request answered", answer.status))
                 else:
                     text = texts[rng.randrange(len(texts))]
-                    answer = await client.post("/annotate", json={"text": text})
-                    if answer.status_code != 200 or answer.json().get("text") != text:
-                        problems.append(("text", answer.status_code))
-                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                    async with client.post("/annotate", json={"text": text}) as answer:
+                        record = await answer.json(content_type=None)
+                    if answer.status != 200 or record.get("text") != text:
+                        problems.append(("text", answer.status))
+                statuses[answer.status] = statuses.get(answer.status, 0) + 1
 
         async def sample():
             while time.monotonic() < stop:
@@ -245,7 +246,8 @@ def main():
 
 `python benchmarks/serve.py{f' --soak-minutes {args.soak_minutes:g}' if args.soak_minutes else ''}`
 — {args.encoder} + textcat + NER + similarity heads, fp32; {len(texts):,} real sentences (SST-2 dev, then CoNLL-2003 dev),
-one text per request, C clients each waiting for its answer before the next (httpx, keep-alive); the servers in their own
+one text per request, C clients each waiting for its answer before the next (aiohttp, keep-alive; httpx's own CPU
+cost on these 2 cores halved the server's figure at 128 clients); the servers in their own
 processes, the clients in the benchmark's, all on this machine's cores. bertflow: `bertflow serve MODEL --max-batch
 {args.max_batch} --max-wait-ms {args.max_wait_ms:g}`; naive: FastAPI on uvicorn calling `nlp(text)` per request.
 Offline `nlp.pipe(batch_size=32)`, no HTTP: **{offline:.0f} docs/s**. Latency p50 / p95 / p99 in ms.
