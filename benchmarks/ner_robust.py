@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import benchmark_parser, machine, write_section  # noqa: E402
-from ner_conll import predict_spacy, read_conll, spacy_config, train_hf, train_spacy, write_docbins  # noqa: E402
+from ner_conll import predict_spacy, prf, read_conll, spacy_config, train_hf, train_spacy, write_docbins  # noqa: E402
 
 DEFAULT_AUGMENTER = {"@augmenters": "bertflow_ner.mention_mix.v1", "prob": 0.5, "rate": 0.5, "keep": 1.0,
                      "seed": 0, "swap": 1.0, "unseen": 1.0, "typos": 1.0, "longer": 0.0}
@@ -78,15 +78,6 @@ def variant_rows(dev_spacy: Path, seed: int):
     return out
 
 
-def entity_f1(gold, pred) -> float:
-    tp = fp = fn = 0
-    for g, p in zip(gold, pred):
-        g, p = set(g), set(p)
-        tp, fp, fn = tp + len(g & p), fp + len(p - g), fn + len(g - p)
-    prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-    return 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-
-
 def main():
     parser = benchmark_parser(__doc__, "conll2003", batch=32, lr=1e-4)
     parser.add_argument("--steps", type=int, default=450)
@@ -111,7 +102,7 @@ def main():
                     if system.startswith("bertflow_aug") else spacy_config(workdir, False)
                 nlp, train_s = train_spacy(args, config, workdir, system)
                 predict = lambda rows, nlp=nlp: predict_spacy(nlp, rows, args.eval_batch)[0]  # noqa: E731
-            scores[system] = {name: entity_f1(gold, predict(rows)) for name, (rows, gold) in variants.items()}
+            scores[system] = {name: prf(gold, predict(rows))["ALL"] for name, (rows, gold) in variants.items()}
             scores[system]["train_s"] = train_s
             print(json.dumps({system: scores[system]}), flush=True)
 

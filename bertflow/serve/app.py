@@ -24,7 +24,7 @@ import os
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import pluggy
 from spacy.language import Language
@@ -41,6 +41,13 @@ OPEN_PATHS = ("/health", "/ready")  # probes answer without the API key
 RESERVED = ("annotate", "health", "ready", "metrics", "docs", "redoc", "openapi.json")
 
 
+def check_at_least(*options: Tuple[str, float, float]) -> None:
+    """E151 for the first ``(option, value, least)`` whose value is below its least."""
+    for option, value, least in options:
+        if value < least:
+            raise BertflowError(Errors.E151.format(option=option, least=least, value=value))
+
+
 @dataclass
 class ServeSettings:
     """How ``bertflow serve`` runs; every field is a command-line option."""
@@ -55,11 +62,9 @@ class ServeSettings:
     gpu_id: int = -1
 
     def check(self) -> None:
-        for option, value, least in (("--max-batch", self.max_batch, 1), ("--max-wait-ms", self.max_wait_ms, 0),
-                                     ("--max-text-chars", self.max_text_chars, 1), ("--max-texts", self.max_texts, 1),
-                                     ("--max-body-bytes", self.max_body_bytes, 1024)):
-            if value < least:
-                raise BertflowError(Errors.E151.format(option=option, least=least, value=value))
+        check_at_least(("--max-batch", self.max_batch, 1), ("--max-wait-ms", self.max_wait_ms, 0),
+                       ("--max-text-chars", self.max_text_chars, 1), ("--max-texts", self.max_texts, 1),
+                       ("--max-body-bytes", self.max_body_bytes, 1024))
         self.api_key()
 
     def api_key(self) -> Optional[str]:
@@ -85,8 +90,8 @@ class Guard:
     def __init__(self, app, *, api_key: Optional[str], max_body: int, metrics: ServeMetrics, paths: List[str]):
         self.app, self.api_key, self.max_body, self.metrics, self.paths = app, api_key, max_body, metrics, set(paths)
 
-    def _authorized(self, scope) -> bool:
-        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+    def _authorized(self, headers: Dict[bytes, bytes]) -> bool:
+        header = headers.get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key.encode())
 
@@ -102,10 +107,11 @@ class Guard:
             await send(message)
 
         with self.metrics.request(path if path in self.paths else "other", status):
-            if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
+            headers = dict(scope.get("headers") or [])
+            if self.api_key and path not in OPEN_PATHS and not self._authorized(headers):
                 return await json_error(401, Errors.E148, {"WWW-Authenticate": "Bearer"})(scope, receive, send_seen)
             body, more = bytearray(), True
-            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            length = headers.get(b"content-length", b"0")
             too_big = length.isdigit() and int(length) > self.max_body
             while more and not too_big:
                 message = await receive()

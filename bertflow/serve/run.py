@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Optional
 
 from bertflow.errors import BertflowError, Errors, logger
-from bertflow.serve.app import ServeSettings, create_app, settings_json
+from bertflow.serve.app import ServeSettings, check_at_least, create_app, settings_json
 
 ENGINES = ("local", "ray")
 # Idle keep-alive connections are closed after this long: longer than a reverse proxy's or a client
@@ -30,9 +30,7 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     settings.check()
     if engine not in ENGINES:
         raise BertflowError(Errors.E158.format(engine=engine, known=", ".join(ENGINES)))
-    for option, value, least in (("--workers", workers, 1), ("--replicas", replicas, 1), ("--port", port, 0)):
-        if value < least:
-            raise BertflowError(Errors.E151.format(option=option, least=least, value=value))
+    check_at_least(("--workers", workers, 1), ("--replicas", replicas, 1), ("--port", port, 0))
     if engine == "ray":
         if workers != 1:
             raise BertflowError(Errors.E157.format(engine="ray", option="--workers", why="use --replicas"))
