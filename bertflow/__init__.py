@@ -16,7 +16,7 @@ from bertflow.hooks.manager import get_plugin_manager, get_tasks
 from bertflow.encoder.names import resolve_encoder
 
 __all__ = ["__version__", "resolve_encoder", "get_plugin_manager", "get_tasks", "hookimpl", "install_extensions",
-           "export_encoder", "distill"]
+           "export_encoder", "distill", "distill_encoder", "compress_pipeline"]
 
 
 def distill(teacher, out_dir, data, **options):
@@ -28,6 +28,29 @@ def distill(teacher, out_dir, data, **options):
     from bertflow.compress.distill import distill as run
 
     return run(teacher, out_dir, data, **options)
+
+
+def distill_encoder(teacher, out_dir, texts, **options):
+    """Distil an encoder (a name, directory or pipeline) into K of its layers
+    on raw text (``bertflow distill-encoder``): returns ``(transformer,
+    report)``; ``out_dir`` None keeps it in memory. Options as
+    ``bertflow.compress.encoder_distill.distill_encoder`` (``layers``,
+    ``steps``, ``batch_size``, ``max_length``, ``hidden_weight``,
+    ``relation_weight``, ...)."""
+    from bertflow.compress.encoder_distill import distill_encoder as run
+
+    return run(teacher, out_dir, texts, **options)
+
+
+def compress_pipeline(model, out_dir, dev, **options):
+    """The fastest pipeline within ``max_loss`` points of ``model`` on ``dev``
+    (``bertflow compress``): tries the ladder of int8 and distilled students,
+    measures each here and saves the chosen one. Returns the report. Options
+    as ``bertflow.compress.ladder.compress`` (named apart from the
+    ``bertflow.compress`` package, which importing would shadow it)."""
+    from bertflow.compress.ladder import compress as run
+
+    return run(model, out_dir, dev, **options)
 
 
 def export_encoder(pipeline, out_dir, *, encoder=None, head=None, force: bool = False) -> dict:

@@ -501,6 +501,24 @@ class Errors(metaclass=ErrorsWithCodes):
     E156 = "No endpoint {method} {path}: the server has {endpoints} (OpenAPI page: /docs)."
     E157 = "--engine {engine}: {option} has no effect there ({why})."
     E158 = "Unknown engine {engine!r} for bertflow serve. Engines: {known}."
+    E159 = (
+        "Can't find the query, key and value projections of a {cls} block (its Linear layers: {names}) for the "
+        "attention-relation loss. Give --relation-weight 0 to distil on the hidden states alone."
+    )
+    E160 = (
+        "Nothing to distil the encoder on: {paths} hold no text. Give .txt files (one text per line) or .jsonl "
+        "files (a \"text\" field per line), or folders of them."
+    )
+    E161 = "Bad distill-encoder settings: {bad}."
+    E162 = (
+        "{out} exists and is not empty; bertflow distill-encoder writes a new encoder directory. Give a new path, "
+        "or --force to replace the encoder's files there (other files in it are kept)."
+    )
+    E163 = "Bad compress settings: {bad}."
+    E164 = (
+        "{path} is not raw text: bertflow distill-encoder reads .txt files (a text per line), .jsonl files (a "
+        "\"text\" field per line) or folders of them. Write the texts of a .spacy corpus out one per line first."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

@@ -14,6 +14,8 @@ from bertflow.cli import convert as _convert  # noqa: F401
 from bertflow.cli import train as _train  # noqa: F401
 from bertflow.cli import export as _export  # noqa: F401
 from bertflow.cli import distill as _distill  # noqa: F401
+from bertflow.cli import distill_encoder as _distill_encoder  # noqa: F401
+from bertflow.cli import compress as _compress  # noqa: F401
 from bertflow.cli import serve as _serve  # noqa: F401
 
 

@@ -32,8 +32,9 @@ def distill_cli(
     student_layers: Optional[str] = typer.Option(None, "--student-layers", help="K (layers spread evenly over the "
                                                  "teacher's, first and last kept), or indices such as '0,2,4' (of a 6-layer teacher). "
                                                  "Default: half the teacher's."),
-    student: Optional[str] = typer.Option(None, "--student", help="Another pre-trained encoder (name or directory) "
-                                          "with the teacher's vocabulary and width, instead of the teacher's layers."),
+    student: Optional[str] = typer.Option(None, "--student-encoder", "--student", help="Another pre-trained encoder "
+                                          "(name or directory, e.g. from bertflow distill-encoder) with the teacher's "
+                                          "vocabulary and width, instead of the teacher's layers."),
     steps: int = typer.Option(1000, "--steps", help="Training steps (batches)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per step."),
     temperature: float = typer.Option(2.0, "--temperature", help="Softens teacher and student distributions."),

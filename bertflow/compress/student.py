@@ -124,20 +124,27 @@ def make_student(teacher, *, layers: Union[int, str, Sequence[int], None] = None
     return student, info
 
 
-def _swap_encoder(enc, name: str) -> None:
-    """Put the pre-trained model ``name`` into the encoder component ``enc``:
-    it must tokenize exactly as the teacher (same vocabulary, so the teacher's
-    and the student's wordpieces line up) and be as wide (the heads are sized
-    for the teacher's width)."""
+def load_hf_encoder(name: str):
+    """The pre-trained encoder ``name`` (short name or local directory) as
+    spacy-transformers' ``HFObjects`` (``.transformer``, ``.tokenizer``),
+    loaded as the encoder component loads it: no remote code, a fast tokenizer."""
     from spacy_transformers.layers.transformer_model import huggingface_from_pretrained
 
     from bertflow.encoder.names import resolve_encoder
 
     path = resolve_encoder(name)
     try:
-        hf = huggingface_from_pretrained(path, {"use_fast": True}, {})
+        return huggingface_from_pretrained(path, {"use_fast": True}, {})  # transformers runs no remote code by default
     except Exception as err:  # noqa: BLE001  (any load failure: named with the path)
         raise BertflowError(Errors.E004.format(name=name, path=path, err=err)) from err
+
+
+def _swap_encoder(enc, name: str) -> None:
+    """Put the pre-trained model ``name`` into the encoder component ``enc``:
+    it must tokenize exactly as the teacher (same vocabulary, so the teacher's
+    and the student's wordpieces line up) and be as wide (the heads are sized
+    for the teacher's width)."""
+    hf = load_hf_encoder(name)
     if hf.tokenizer.get_vocab() != enc.model.tokenizer.get_vocab():
         raise BertflowError(Errors.E110.format(name=name, n=len(hf.tokenizer.get_vocab()),
                                                m=len(enc.model.tokenizer.get_vocab())))
