@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from bertflow.data.text_corpus import TEXT_SUFFIXES
-from bertflow.compress.student import _layer_stack, keep_layers, load_hf_encoder, parse_layers
+from bertflow.compress.student import layer_stack, keep_layers, load_hf_encoder, parse_layers
 from bertflow.errors import BertflowError, Errors
 
 REPORT_FILE = "bertflow_encoder_distill.json"  # what was done, beside the weights
@@ -293,7 +293,7 @@ def distill_encoder(
         here, there = out_path.resolve(), Path(str(teacher)).resolve()
         if here == there or there in here.parents or here in there.parents:
             raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
-    n_teacher = len(_layer_stack(t_model)[2])
+    n_teacher = len(layer_stack(t_model)[2])
     indices = parse_layers(layers, n_teacher)
     torch.manual_seed(seed)
     teacher_model = copy.deepcopy(t_model).float().to(device).eval()
@@ -303,8 +303,8 @@ def distill_encoder(
     heads = int(relation_heads or getattr(t_model.config, "num_attention_heads", 1))
     if heads < 1:
         raise BertflowError(Errors.E161.format(bad=f"relation_heads={heads} (at least 1)"))
-    t_proj = _Projections(_layer_stack(teacher_model)[2][-1]) if relation_weight else None
-    s_proj = _Projections(_layer_stack(student)[2][-1]) if relation_weight else None
+    t_proj = _Projections(layer_stack(teacher_model)[2][-1]) if relation_weight else None
+    s_proj = _Projections(layer_stack(student)[2][-1]) if relation_weight else None
     pairs = ([(k + 1, i + 1) for k, i in enumerate(indices)] if hidden_layers == "all" else [(-1, -1)])
     optimizer = torch.optim.AdamW(student.parameters(), lr=learn_rate, weight_decay=0.01)
     warm = max(1, int(warmup * steps))

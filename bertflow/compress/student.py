@@ -42,7 +42,7 @@ def parse_layers(spec: Union[int, str, Sequence[int], None], n_layers: int) -> L
     return indices
 
 
-def _layer_stack(transformer):
+def layer_stack(transformer):
     """The ``nn.ModuleList`` of transformer blocks (BERT/RoBERTa/ELECTRA:
     ``encoder.layer``; DistilBERT: ``transformer.layer``) and its owner."""
     import torch
@@ -62,7 +62,7 @@ def keep_layers(transformer, indices: List[int]) -> None:
     config says the new depth, so the saved student loads as a K-layer model."""
     import torch
 
-    owner, attr, stack = _layer_stack(transformer)
+    owner, attr, stack = layer_stack(transformer)
     setattr(owner, attr, torch.nn.ModuleList([stack[i] for i in indices]))
     for key in ("num_hidden_layers", "n_layers"):
         if hasattr(transformer.config, key):
@@ -98,7 +98,7 @@ def make_student(teacher, *, layers: Union[int, str, Sequence[int], None] = None
     student = copy_pipeline(teacher)
     enc = student.get_pipe(encoders[0])
     transformer = enc.model.transformer
-    n_teacher = int(getattr(transformer.config, "num_hidden_layers", 0) or len(_layer_stack(transformer)[2]))
+    n_teacher = int(getattr(transformer.config, "num_hidden_layers", 0) or len(layer_stack(transformer)[2]))
     info = {"encoder": encoders[0], "teacher_layers": n_teacher, "layers": None, "student_encoder": student_encoder}
     model_cfg = student.config["components"][encoders[0]]["model"]
     if student_encoder is not None:
