@@ -516,8 +516,8 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E163 = "Bad compress settings: {bad}."
     E164 = (
-        "{path} is not raw text: bertflow distill-encoder reads .txt files (a text per line), .jsonl files (a "
-        "\"text\" field per line) or folders of them. Write the texts of a .spacy corpus out one per line first."
+        "{path} is not text bertflow distill-encoder reads: give .txt files (a text per line), .jsonl files (a "
+        "\"text\" field per line), folders of them, or a .spacy corpus (its docs' texts)."
     )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (

@@ -148,19 +148,34 @@ def hidden_loss(teacher_h, student_h, mask):
 def text_windows(paths: Sequence[Path], tokenizer, max_length: int, *, skip_bad: bool = False,
                  report: Optional[dict] = None) -> Iterator[List[int]]:
     """Wordpiece ids of every window of every text in ``paths`` (``.txt``
-    lines, ``.jsonl`` "text" fields): a text longer than ``max_length``
+    lines, ``.jsonl`` "text" fields, the docs of a ``.spacy`` corpus): a text longer than ``max_length``
     continues in the next window, nothing dropped."""
-    from bertflow.data.text_corpus import read_texts
-
     chunk: List[str] = []
     for path in paths:
-        for text in read_texts(path, skip_bad=skip_bad, report=report):
+        for text in _texts(path, skip_bad, report):
             chunk.append(text)
             if len(chunk) == 256:
                 yield from _encode(tokenizer, chunk, max_length)
                 chunk = []
     if chunk:
         yield from _encode(tokenizer, chunk, max_length)
+
+
+def _texts(path: Path, skip_bad: bool, report: Optional[dict]) -> Iterator[str]:
+    """The texts of a ``.spacy`` corpus (its annotations unused) or of
+    ``.txt``/``.jsonl`` files (a file, or a folder of them)."""
+    from bertflow.data.text_corpus import read_texts
+
+    if path.suffix == ".spacy":
+        import spacy
+
+        from bertflow.data.corpus import create_corpus_reader
+
+        for eg in create_corpus_reader(path)(spacy.blank("xx")):
+            if eg.reference.text.strip():
+                yield eg.reference.text
+        return
+    yield from read_texts(path, skip_bad=skip_bad, report=report)
 
 
 def _encode(tokenizer, texts: List[str], max_length: int) -> Iterator[List[int]]:
@@ -277,7 +292,7 @@ def distill_encoder(
     for path in paths:
         if not path.exists():
             raise BertflowError(Errors.E056.format(path=path))
-        if path.is_file() and path.suffix not in TEXT_SUFFIXES:
+        if path.is_file() and path.suffix not in (*TEXT_SUFFIXES, ".spacy"):
             raise BertflowError(Errors.E164.format(path=path))
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None:

@@ -61,6 +61,7 @@ def tiny4(tmp_path_factory):
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("compress_data")
     (root / "raw.txt").write_text("\n".join(RAW * 3) + "\n", encoding="utf8")
+    (root / "notes.md").write_text("# not a corpus\n", encoding="utf8")
     DocBin(docs=[eg.reference for eg in gold(spacy.blank("en"))]).to_disk(root / "dev.spacy")
     return root
 
@@ -160,8 +161,8 @@ def test_the_general_student_is_closer_to_the_teacher_than_the_layers_it_started
     assert after < 0.5 * before
 
 
-def test_a_pipeline_is_a_teacher_too(teacher, files, tmp_path):
-    _, report = bertflow.distill_encoder(str(teacher), None, files / "raw.txt", layers="0,3", steps=2,
+def test_a_pipeline_is_a_teacher_too_and_a_spacy_corpus_is_text(teacher, files, tmp_path):
+    _, report = bertflow.distill_encoder(str(teacher), None, files / "dev.spacy", layers="0,3", steps=2,
                                          batch_size=2, max_length=16, progress=False)
     assert report.student_layers == 2 and "encoder" in report.teacher
 
@@ -182,7 +183,7 @@ def test_distill_encoder_cli_and_its_one_line_errors(tiny4, files, tmp_path):
         (["--text", tmp_path / "missing.txt", "--force"], "E056"),
         (["--text", files / "raw.txt", "--steps", "0", "--force"], "E161"),
         (["--text", files / "raw.txt", "--layers", "9", "--force"], "E104"),
-        (["--text", files / "dev.spacy", "--force"], "E164"),  # not raw text
+        (["--text", files / "notes.md", "--force"], "E164"),  # not a text format
         (["--text", empty, "--force", "--steps", "1"], "E160"),  # a folder with no .txt/.jsonl file in it
     ]
     for extra, code in cases:

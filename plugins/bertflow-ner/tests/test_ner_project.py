@@ -44,3 +44,17 @@ def test_project_command_runs_as_a_user_types_it(tmp_path):
     assert (project / "corpus" / "ner" / "train.spacy").stat().st_size > 0
     assert (project / "corpus" / "ner" / "dev.spacy").stat().st_size > 0
     assert "convert" in (project / "project.lock").read_text()
+
+
+def test_project_ner_compress_workflow(tmp_path, tiny_bert_dir):
+    """`spacy project run compress`: train, distil the encoder on the train texts, then the measured ladder."""
+    project = run_project(PROJECT, tmp_path, workflow="compress", encoder=tiny_bert_dir, max_steps=2,
+                          warmup_steps=1, student_layers=1, general_steps=2, distill_steps=2, max_loss=100)
+    encoder = json.loads((project / "metrics" / "encoder-l1.json").read_text())
+    assert encoder["student_layers"] == 1 and encoder["steps"] == 2
+    ladder = json.loads((project / "metrics" / "ner-compress.json").read_text())
+    names = [r["name"] for r in ladder["rungs"]]
+    assert names[:2] == ["teacher", "teacher int8"] and "student encoder-l1" in names
+    nlp = spacy.load(project / "training" / "ner-compressed")
+    assert nlp.meta["bertflow_compress"]["chosen"] == ladder["chosen"]
+    assert nlp("Peter Blackburn visited Brussels .").has_annotation("ENT_IOB")

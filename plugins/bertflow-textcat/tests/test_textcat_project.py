@@ -59,3 +59,14 @@ def test_project_textcat_distill_workflow(tmp_path, tiny_bert_dir):
     assert 0.0 <= metrics["cats_acc"] <= 1.0
     report = json.loads((project / "metrics" / "textcat-distill.json").read_text())
     assert report["distilled"] == ["textcat"] and report["steps"] == 2
+
+
+def test_project_textcat_compress_workflow(tmp_path, tiny_bert_dir):
+    """`spacy project run compress`: train, distil the encoder on the train texts, then the measured ladder."""
+    project = run_project(PROJECT, tmp_path, workflow="compress", encoder=tiny_bert_dir, max_steps=2,
+                          warmup_steps=1, student_layers=1, general_steps=2, distill_steps=2, max_loss=100)
+    ladder = json.loads((project / "metrics" / "textcat-compress.json").read_text())
+    assert [r["name"] for r in ladder["rungs"]][:2] == ["teacher", "teacher int8"]
+    assert any(r["name"] == "student encoder-l1" and r["layers"] == 1 for r in ladder["rungs"])
+    nlp = spacy.load(project / "training" / "textcat-compressed")
+    assert set(nlp("a warm , funny and touching film .").cats) == {"NEGATIVE", "POSITIVE"}
