@@ -406,7 +406,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "warmup={warmup}. Steps and batch size must be at least 1, temperature above 0, warmup a fraction in [0, 1)."
     )
     E114 = (
-        "{out} exists and is not empty; bertflow distill writes a new pipeline directory. Give a new path, "
+        "{out} exists and is not empty; bertflow writes a new pipeline directory there. Give a new path, "
         "or --force to replace the pipeline's files there (other files in it are kept)."
     )
     E115 = (

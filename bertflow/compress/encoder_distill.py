@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from bertflow.data.text_corpus import TEXT_SUFFIXES
 from bertflow.compress.student import layer_stack, keep_layers, load_hf_encoder, parse_layers
 from bertflow.errors import BertflowError, Errors
+from bertflow.files.outputs import output_lock
 
 REPORT_FILE = "bertflow_encoder_distill.json"  # what was done, beside the weights
 # the attention projections each architecture names (BERT/RoBERTa/ELECTRA; DistilBERT)
@@ -281,9 +282,6 @@ def distill_encoder(
     bf16: run both forward passes under bf16 autocast (weights and the
         optimizer stay fp32); default: on a GPU, or a CPU with native bf16.
     """
-    import torch
-    from tqdm import tqdm
-
     check_settings(steps, batch_size, max_length, learn_rate, warmup, hidden_weight, relation_weight,
                    hidden_layers)
     paths = [Path(p) for p in ([texts] if isinstance(texts, (str, Path)) else texts)]
@@ -294,9 +292,29 @@ def distill_encoder(
             raise BertflowError(Errors.E056.format(path=path))
         if path.is_file() and path.suffix not in (*TEXT_SUFFIXES, ".spacy"):
             raise BertflowError(Errors.E164.format(path=path))
+    settings = dict(layers=layers, steps=steps, batch_size=batch_size, max_length=max_length, learn_rate=learn_rate,
+                    warmup=warmup, hidden_weight=hidden_weight, relation_weight=relation_weight,
+                    hidden_layers=hidden_layers, relation_heads=relation_heads, bf16=bf16, gpu_id=gpu_id, seed=seed,
+                    skip_bad=skip_bad, progress=progress)
     out_path = Path(out_dir) if out_dir is not None else None
-    if out_path is not None:
-        _check_encoder_output(out_path, force)
+    if out_path is None:
+        return _distill_encoder(teacher, None, paths, **settings)
+    if Path(str(teacher)).exists():
+        here, there = out_path.resolve(), Path(str(teacher)).resolve()
+        if here == there or there in here.parents or here in there.parents:
+            raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
+    _check_encoder_output(out_path, force)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_path, command="bertflow distill-encoder"):  # held from the start: a second run stops now
+        return _distill_encoder(teacher, out_path, paths, **settings)
+
+
+def _distill_encoder(teacher, out_path: Optional[Path], paths: List[Path], *, layers, steps, batch_size, max_length,
+                     learn_rate, warmup, hidden_weight, relation_weight, hidden_layers, relation_heads, bf16,
+                     gpu_id, seed, skip_bad, progress) -> Tuple[object, EncoderDistillReport]:
+    import torch
+    from tqdm import tqdm
+
     device = torch.device(f"cuda:{gpu_id}" if gpu_id >= 0 else "cpu")
     if bf16 is None:
         from bertflow.encoder.precision import cpu_has_native_bf16
@@ -304,10 +322,6 @@ def distill_encoder(
         bf16 = gpu_id >= 0 or cpu_has_native_bf16()
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(bf16))
     t_model, tokenizer, description = teacher_encoder(teacher)
-    if out_path is not None and (Path(str(teacher)).exists()):
-        here, there = out_path.resolve(), Path(str(teacher)).resolve()
-        if here == there or there in here.parents or here in there.parents:
-            raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
     n_teacher = len(layer_stack(t_model)[2])
     indices = parse_layers(layers, n_teacher)
     torch.manual_seed(seed)
@@ -396,17 +410,16 @@ def save_encoder(transformer, tokenizer, out_path: Path, report: dict) -> List[s
     """Write an encoder directory (config, safetensors weights, tokenizer and
     the report) through a staging directory beside ``out_path``: nothing
     half-written, and with an existing directory only these entries replaced."""
-    from bertflow.files.outputs import output_lock, replace_entries
+    from bertflow.files.outputs import replace_entries
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out_path, command="bertflow distill-encoder"):
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
-        try:
-            transformer.save_pretrained(str(staging), safe_serialization=True)
-            tokenizer.save_pretrained(str(staging))
-            (staging / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf8")
-            return replace_entries(staging, out_path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        transformer.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf8")
+        return replace_entries(staging, out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from bertflow.compress.guard import load_with_precision, main_metrics
 from bertflow.errors import BertflowError, Errors
-from bertflow.files.outputs import check_output_dir, write_pipeline
+from bertflow.files.outputs import check_output_dir, output_lock, write_pipeline
 from bertflow.training.evaluation import evaluate_nlp, read_examples
 
 
@@ -142,8 +142,6 @@ def compress(
     workdir: where distilled students are kept (default: a temporary folder, removed after).
     RETURNS (dict): ``rungs`` (the table), ``chosen``, ``teacher``, ``max_loss``, ``dev``, ``out_dir``.
     """
-    import spacy
-
     layers = [int(k) for k in layers]
     check_compress_settings(max_loss, layers, steps, batch_size, rounds, data, student_encoders, students)
     devs = [Path(p) for p in ([dev] if isinstance(dev, (str, Path)) else dev)]
@@ -159,9 +157,28 @@ def compress(
         if out_path.resolve() == there or there in out_path.resolve().parents:
             raise BertflowError(Errors.E115.format(out=out_path, teacher=model))
     precisions = list(precisions) if precisions is not None else reduced_precisions()
-    unknown = [p for p in precisions if p not in ("int8", "bf16", "fp16")]
+    unknown = [p for p in precisions if p not in ("int8", "bf16")]
     if unknown:
-        raise BertflowError(Errors.E163.format(bad=f"precisions={unknown} (int8 or bf16 on the CPU)"))
+        raise BertflowError(Errors.E163.format(bad=f"precisions={unknown} (int8, or bf16 on a CPU with native bf16)"))
+    if "bf16" in precisions and "bf16" not in reduced_precisions():
+        raise BertflowError(Errors.E163.format(bad="precision bf16: this CPU has no native bf16 matmuls (AMX or "
+                                                   "AVX512-BF16), where bf16 is slower than fp32; try int8"))
+    settings = dict(max_loss=max_loss, data=data, student_encoders=student_encoders, students=students,
+                    layers=layers, steps=steps, distill_options=distill_options, precisions=precisions,
+                    batch_size=batch_size, rounds=rounds, workdir=workdir, seed=seed, force=force,
+                    progress=progress, log=log)
+    if out_path is None:
+        return _climb(model, None, devs, **settings)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_path, command="bertflow compress"):  # held from the start: a second run stops now
+        return _climb(model, out_path, devs, **settings)
+
+
+def _climb(model, out_path: Optional[Path], devs: List[Path], *, max_loss, data, student_encoders, students,
+           layers, steps, distill_options, precisions, batch_size, rounds, workdir, seed, force, progress,
+           log) -> dict:
+    import spacy
+
     own_work = workdir is None
     work = Path(tempfile.mkdtemp(prefix="bertflow-compress-")) if own_work else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -195,7 +212,8 @@ def compress(
                 add(name if precision == "fp32" else f"{name} {precision}", path, precision, seconds)
 
         for path in students:
-            add_student(f"student {Path(path).name}", Path(path))
+            label = Path(path).name
+            add_student(label if label.startswith("student") else f"student {label}", Path(path))
         plan = ([("encoder", Path(e)) for e in student_encoders] if student_encoders
                 else [] if students else [("layers", k) for k in layers if k > 0])
         for kind, what in plan:

@@ -274,3 +274,26 @@ def test_compress_cli_prints_the_table_and_its_errors_are_one_line(teacher, file
     assert not (tmp_path / "o2").exists()
     with pytest.raises(BertflowError, match="E114"):
         bertflow.compress_pipeline(str(teacher), tmp_path / "out", files / "dev.spacy", layers=(0,), rounds=1)
+
+
+def test_a_second_run_on_a_locked_output_stops_at_once(teacher, files, tmp_path):
+    import os
+    import socket
+
+    from bertflow.files.outputs import lock_path
+
+    out = tmp_path / "busy"
+    lock = lock_path(out)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "command": "bertflow compress"}))
+    with pytest.raises(BertflowError, match="E128"):
+        bertflow.compress_pipeline(str(teacher), out, files / "dev.spacy", layers=(0,), rounds=1)
+    with pytest.raises(BertflowError, match="E128"):
+        bertflow.distill_encoder(str(teacher), out, files / "raw.txt", layers=1, steps=1, progress=False)
+    assert not out.exists() and lock.exists()
+
+
+def test_nothing_is_written_beside_a_teacher_that_holds_the_output(tiny4, files):
+    before = sorted(p.name for p in tiny4.parent.iterdir())
+    with pytest.raises(BertflowError, match="E115"):
+        bertflow.distill_encoder(str(tiny4), tiny4 / "student", files / "raw.txt", layers=1, steps=1)
+    assert sorted(p.name for p in tiny4.parent.iterdir()) == before and not (tiny4 / "student").exists()
