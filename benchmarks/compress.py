@@ -124,11 +124,21 @@ def stage_task(args, task: str, general: Path, work: Path, result: dict) -> None
     teacher = Path(dict(t.split("=", 1) for t in args.teacher)[task])
     students = {"own layers": tw / f"student-cut-l{args.layers}-s{args.steps}",
                 "general": tw / f"student-general-l{args.layers}-s{args.steps}"}
+    encoders = {"general": general}
+    if args.gd_from_teacher:  # general distillation from the fine-tuned teacher, on the same raw text
+        encoders["general from teacher"] = tw / f"general-from-teacher-l{args.layers}-s{args.gd_steps}"
+        students["general from teacher"] = tw / f"student-general-from-teacher-l{args.layers}-s{args.steps}"
+        if not (encoders["general from teacher"] / "config.json").exists():
+            _, report = bertflow.distill_encoder(str(teacher), encoders["general from teacher"], [work / "raw"],
+                                                 layers=args.layers, steps=args.gd_steps, batch_size=32,
+                                                 max_length=128, learn_rate=args.gd_lr, progress=args.progress)
+            result.setdefault("tasks", {}).setdefault(task, {})["general_from_teacher"] = dict(report.__dict__)
+            RESULTS.write_text(json.dumps(result, indent=2))
     timings = result.setdefault("tasks", {}).setdefault(task, {}).setdefault("train_s", {})
     for name, out in students.items():
         if (out / "meta.json").exists():
             continue
-        how = {"student_layers": args.layers} if name == "own layers" else {"student": str(general)}
+        how = {"student_layers": args.layers} if name == "own layers" else {"student": str(encoders[name])}
         _, report = bertflow.distill(str(teacher), out, str(files["texts"]), steps=args.steps, batch_size=32,
                                      temperature=1.0, learn_rate=1e-4, hidden_weight=1.0, hidden_layers="all",
                                      teacher_precision="bf16", seed=0, force=True, progress=args.progress, **how)
@@ -146,14 +156,15 @@ def report_md(args, result: dict) -> str:
     lines = ["## Compression: general distillation, task students, the measured ladder", "",
              f"Machine: {machine()}. Command: `python benchmarks/compress.py --tasks {args.tasks} "
              f"{' '.join('--teacher ' + t for t in args.teacher)} --layers {args.layers} --gd-steps "
-             f"{args.gd_steps} --steps {args.steps} --max-loss {args.max_loss:g}` (teacher = minilm-l6 "
+             f"{args.gd_steps} --steps {args.steps} --max-loss {args.max_loss:g}"
+             f"{' --gd-from-teacher' if args.gd_from_teacher else ''}` (teacher = minilm-l6 "
              f"fine-tuned 3 epochs).", ""]
     if g:
         corpus = result.get("corpus", {})
         words = sum(c["words"] for c in corpus.values()) if corpus else None
         lines += [f"General distillation (`bertflow distill-encoder minilm-l6 --layers {args.layers} --steps "
                   f"{args.gd_steps}`): {g['steps']} steps x 32 windows of up to 128 wordpieces "
-                  f"({g['wordpieces']:,} wordpieces, {g['passes']} full passes"
+                  f"({g['wordpieces']:,} wordpieces, " + (f"{g['passes']} full passes" if g['passes'] else "less than one pass")
                   + (f" over {words:,} words of train-split text" if words else "") +
                   f") in {g['seconds'] / 60:.1f} min; hidden loss {g['first_losses'].get('hidden', 0):.3f} -> "
                   f"{g['losses'].get('hidden', 0):.3f}, relation loss {g['first_losses'].get('relations', 0):.3f}"
@@ -197,6 +208,8 @@ def main():
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--gd-steps", type=int, default=1500)
     parser.add_argument("--gd-lr", type=float, default=1e-4)
+    parser.add_argument("--gd-from-teacher", action="store_true",
+                        help="also distil the fine-tuned task teacher's encoder on the raw text, and a student from it")
     parser.add_argument("--steps", type=int, default=1350)
     parser.add_argument("--max-loss", type=float, default=1.5)
     parser.add_argument("--rounds", type=int, default=3)

@@ -251,11 +251,18 @@ def _climb(model, out_path: Optional[Path], devs: List[Path], *, max_loss, data,
 
 
 def _machine() -> str:
+    """The CPU the ladder was timed on (its model name where Linux says it)."""
     import platform
 
     import torch
 
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} torch threads"
 
 
 def format_ladder(result: dict) -> str:
