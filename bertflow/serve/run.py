@@ -83,10 +83,17 @@ def serve_ray(settings: ServeSettings, *, host: str, port: int, replicas: int, a
     env = {}
     if settings.api_key_env:  # the replicas read the key where the server does, from the environment
         env[settings.api_key_env] = settings.api_key()
+    started = not ray.is_initialized()
     ray.init(address=address, ignore_reinit_error=True, runtime_env={"env_vars": env} if env else None,
              log_to_driver=False)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(ray_deployment(settings, replicas), name="bertflow", route_prefix="/")
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(ray_deployment(settings, replicas), name="bertflow", route_prefix="/")
+    except BaseException:  # a failed start leaves no Serve application or Ray runtime of ours behind
+        serve.shutdown()
+        if started:
+            ray.shutdown()
+        raise
     logger.info(f"serving {settings.model} on http://{host}:{port} with {replicas} Ray Serve replica(s)")
     if not block:
         return serve

@@ -247,9 +247,10 @@ def test_ray_serve_replicas_give_the_same_records(model_dir):
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    serve = serve_ray(ServeSettings(model=str(model_dir), max_wait_ms=20), host="127.0.0.1", port=port,
-                      replicas=2, address=None, block=False)
-    try:
+    serve = None
+    try:  # Ray is shut down whatever happens, so the next test module starts its own
+        serve = serve_ray(ServeSettings(model=str(model_dir), max_wait_ms=20), host="127.0.0.1", port=port,
+                          replicas=2, address=None, block=False)
         want = expected_records(model_dir, TEXTS)
         answers = asyncio.run(post_each(url, TEXTS))
         assert [a.status_code for a in answers] == [200] * len(TEXTS)
@@ -257,5 +258,6 @@ def test_ray_serve_replicas_give_the_same_records(model_dir):
             same(answer.json(), expected)
         assert httpx.post(f"{url}/annotate", json={"texts": []}).json()["error"]["code"] == "E142"
     finally:
-        serve.shutdown()
+        if serve is not None:
+            serve.shutdown()
         ray.shutdown()
