@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from bertflow.compress.losses import HIDDEN, HiddenStateLoss, hidden_pairs, teacher_outputs
 from bertflow.compress.student import choose_heads, make_student
@@ -101,33 +101,47 @@ def _distilling(teacher_nlp, teacher_precision: Optional[str], student_nlp, enco
                 model.attrs["precision"], model.attrs["int8_model"] = precision, None
 
 
-def shuffled_batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000,
-             augment: Optional[Callable[[object], list]] = None) -> Iterator[list]:
-    """Batches of ``batch_size`` examples, pass after pass over the data,
-    streamed: each run of ``buffer`` examples is shuffled (a corpus of any size
-    costs one buffer of memory); empty docs are left out. ``augment`` maps an
-    example to its variants, which join the stream beside it."""
+def shuffled_passes(groups: Callable[[], Iterable[list]], batch_size: int, seed: int, *, buffer: int,
+                    empty: Callable[[], Exception], on_pass: Optional[Callable[[], None]] = None) -> Iterator[list]:
+    """Batches of ``batch_size`` items, pass after pass over what ``groups()``
+    yields (lists of items that join the stream together), streamed: each run
+    of ``buffer`` items is shuffled, so data of any size costs one buffer of
+    memory. A pass with no group raises ``empty()``; ``on_pass`` is called
+    after each complete pass."""
     rng = random.Random(seed)
     while True:
         pool: list = []
         seen = 0
-        for eg in reader(nlp):
-            if not len(eg.predicted):
-                continue
+        for group in groups():
             seen += 1
-            pool.append(eg)
-            if augment is not None:
-                pool.extend(augment(eg))
+            pool.extend(group)
             if len(pool) >= buffer:
                 rng.shuffle(pool)
                 while len(pool) >= batch_size:
                     yield pool[-batch_size:]
                     del pool[-batch_size:]
         if not seen:
-            raise BertflowError(Errors.E112.format(what="no non-empty documents"))
+            raise empty()
         rng.shuffle(pool)
         for start in range(0, len(pool), batch_size):
             yield pool[start: start + batch_size]
+        if on_pass is not None:
+            on_pass()
+
+
+def shuffled_batches(reader, nlp, batch_size: int, seed: int, buffer: int = 10000,
+             augment: Optional[Callable[[object], list]] = None) -> Iterator[list]:
+    """Batches of ``batch_size`` examples, pass after pass over the data,
+    streamed and shuffled in runs of ``buffer`` (``shuffled_passes``); empty
+    docs are left out. ``augment`` maps an example to its variants, which
+    join the stream beside it."""
+    def groups():
+        for eg in reader(nlp):
+            if len(eg.predicted):
+                yield [eg, *augment(eg)] if augment is not None else [eg]
+
+    return shuffled_passes(groups, batch_size, seed, buffer=buffer,
+                           empty=lambda: BertflowError(Errors.E112.format(what="no non-empty documents")))
 
 
 def distill(

@@ -24,7 +24,6 @@ every window kept.
 import copy
 import json
 import math
-import random
 import shutil
 import sys
 import tempfile
@@ -191,24 +190,17 @@ def _batches(paths: Sequence[Path], tokenizer, max_length: int, batch_size: int,
              skip_bad: bool, buffer: int = 20000) -> Iterator[List[List[int]]]:
     """Shuffled batches of windows, pass after pass; ``counts["passes"]``
     counts the passes completed."""
-    rng = random.Random(seed)
-    while True:
-        pool: List[List[int]] = []
-        seen = 0
+    from bertflow.compress.distill import shuffled_passes
+
+    def groups():
         for ids in text_windows(paths, tokenizer, max_length, skip_bad=skip_bad, report=counts):
-            seen += 1
-            pool.append(ids)
-            if len(pool) >= buffer:
-                rng.shuffle(pool)
-                while len(pool) >= batch_size:
-                    yield pool[-batch_size:]
-                    del pool[-batch_size:]
-        if not seen:
-            raise BertflowError(Errors.E160.format(paths=", ".join(map(str, paths))))
-        rng.shuffle(pool)
-        for start in range(0, len(pool), batch_size):
-            yield pool[start: start + batch_size]
+            yield [ids]
+
+    def one_more_pass():
         counts["passes"] = counts.get("passes", 0) + 1
+
+    return shuffled_passes(groups, batch_size, seed, buffer=buffer, on_pass=one_more_pass,
+                           empty=lambda: BertflowError(Errors.E160.format(paths=", ".join(map(str, paths)))))
 
 
 def _pad(batch: List[List[int]], pad_id: int, device):
