@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from bertflow.compress.losses import HIDDEN, HiddenStateLoss, hidden_pairs, teacher_outputs
-from bertflow.compress.student import choose_heads, make_student
+from bertflow.compress.student import check_apart, choose_heads, make_student
 from bertflow.encoder.pipes import encoder_components, listening_heads
 from bertflow.errors import BertflowError, Errors
 from bertflow.files.outputs import check_output_dir, write_pipeline
@@ -222,10 +222,7 @@ def distill(
     teacher_name = str(teacher) if not isinstance(teacher, spacy.language.Language) else teacher.meta.get("name", "")
     if out_path is not None:
         check_output_dir(out_path, force)
-        if not isinstance(teacher, spacy.language.Language) and Path(teacher).exists():
-            here, there = out_path.resolve(), Path(teacher).resolve()
-            if here == there or there in here.parents or here in there.parents:
-                raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
+        check_apart(out_path, teacher)
     if not Path(data).exists():
         raise BertflowError(Errors.E056.format(path=data))
     if Path(data).is_file() and Path(data).suffix not in (".spacy", ".txt", ".jsonl"):

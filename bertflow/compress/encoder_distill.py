@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from bertflow.data.text_corpus import TEXT_SUFFIXES
-from bertflow.compress.student import layer_stack, keep_layers, load_hf_encoder, parse_layers
+from bertflow.compress.student import check_apart, layer_stack, keep_layers, load_hf_encoder, parse_layers
 from bertflow.errors import BertflowError, Errors
-from bertflow.files.outputs import output_lock
+from bertflow.files.outputs import check_output_dir, output_lock
 
 REPORT_FILE = "bertflow_encoder_distill.json"  # what was done, beside the weights
 # the attention projections each architecture names (BERT/RoBERTa/ELECTRA; DistilBERT)
@@ -291,11 +291,8 @@ def distill_encoder(
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is None:
         return _distill_encoder(teacher, None, paths, **settings)
-    if Path(str(teacher)).exists():
-        here, there = out_path.resolve(), Path(str(teacher)).resolve()
-        if here == there or there in here.parents or here in there.parents:
-            raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
-    _check_encoder_output(out_path, force)
+    check_apart(out_path, teacher)
+    check_output_dir(out_path, force, not_empty=Errors.E162)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out_path, command="bertflow distill-encoder"):  # held from the start: a second run stops now
         return _distill_encoder(teacher, out_path, paths, **settings)
@@ -389,13 +386,6 @@ def _distill_encoder(teacher, out_path: Optional[Path], paths: List[Path], *, la
     if out_path is not None:
         save_encoder(student, tokenizer, out_path, asdict(report))
     return student, report
-
-
-def _check_encoder_output(out_path: Path, force: bool) -> None:
-    if out_path.exists() and not out_path.is_dir():
-        raise BertflowError(Errors.E118.format(out=out_path))
-    if out_path.exists() and any(out_path.iterdir()) and not force:
-        raise BertflowError(Errors.E162.format(out=out_path))
 
 
 def save_encoder(transformer, tokenizer, out_path: Path, report: dict) -> List[str]:

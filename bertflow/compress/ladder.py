@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from bertflow.compress.guard import load_with_precision, main_metrics
+from bertflow.compress.student import check_apart
 from bertflow.errors import BertflowError, Errors
 from bertflow.files.outputs import check_output_dir, output_lock, write_pipeline
 from bertflow.training.evaluation import evaluate_nlp, read_examples
@@ -153,9 +154,7 @@ def compress(
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None:
         check_output_dir(out_path, force)
-        there = Path(str(model)).resolve()
-        if out_path.resolve() == there or there in out_path.resolve().parents:
-            raise BertflowError(Errors.E115.format(out=out_path, teacher=model))
+        check_apart(out_path, model)
     precisions = list(precisions) if precisions is not None else reduced_precisions()
     unknown = [p for p in precisions if p not in ("int8", "bf16")]
     if unknown:

@@ -5,6 +5,7 @@ of every head, and which of those heads take part in the distillation."""
 import copy
 import math
 import warnings
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from bertflow.encoder.pipes import encoder_components, listening_heads
@@ -67,6 +68,16 @@ def keep_layers(transformer, indices: List[int]) -> None:
     for key in ("num_hidden_layers", "n_layers"):
         if hasattr(transformer.config, key):
             setattr(transformer.config, key, len(indices))
+
+
+def check_apart(out_path: Path, teacher) -> None:
+    """Refuse an output that is, holds or sits inside the teacher's directory
+    (E115), before anything is written; a teacher that is no path (a package
+    name, a loaded pipeline) is apart by definition."""
+    if isinstance(teacher, (str, Path)) and Path(teacher).exists():
+        here, there = Path(out_path).resolve(), Path(teacher).resolve()
+        if here == there or there in here.parents or here in there.parents:
+            raise BertflowError(Errors.E115.format(out=out_path, teacher=teacher))
 
 
 def copy_pipeline(nlp):

@@ -136,14 +136,14 @@ def replace_entries(staging: Path, out: Path) -> List[str]:
     return names
 
 
-def check_output_dir(out_path: Path, force: bool) -> None:
-    """A new pipeline goes to a new or empty directory; ``force`` lets it into
-    an existing one, where it replaces only the entries a pipeline writes
-    (``write_pipeline``)."""
+def check_output_dir(out_path: Path, force: bool, not_empty: str = Errors.E114) -> None:
+    """A new pipeline (or encoder directory: ``not_empty`` is its message)
+    goes to a new or empty directory; ``force`` lets it into an existing one,
+    where it replaces only the entries it writes (``write_pipeline``)."""
     if out_path.exists() and not out_path.is_dir():
         raise BertflowError(Errors.E118.format(out=out_path))
     if out_path.exists() and any(out_path.iterdir()) and not force:
-        raise BertflowError(Errors.E114.format(out=out_path))
+        raise BertflowError(not_empty.format(out=out_path))
 
 
 def write_pipeline(nlp, out_path: Path, *, force: bool = False) -> None:

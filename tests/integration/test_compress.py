@@ -297,3 +297,10 @@ def test_nothing_is_written_beside_a_teacher_that_holds_the_output(tiny4, files)
     with pytest.raises(BertflowError, match="E115"):
         bertflow.distill_encoder(str(tiny4), tiny4 / "student", files / "raw.txt", layers=1, steps=1)
     assert sorted(p.name for p in tiny4.parent.iterdir()) == before and not (tiny4 / "student").exists()
+
+
+def test_compress_refuses_an_output_that_holds_or_sits_in_the_teacher(teacher, files):
+    for out in (teacher / "fast", teacher.parent):
+        with pytest.raises(BertflowError, match="E115"):
+            bertflow.compress_pipeline(str(teacher), out, files / "dev.spacy", layers=(0,), rounds=1, force=True)
+    assert not (teacher / "fast").exists()
