@@ -10,6 +10,7 @@ from thinc.api import xp2torch
 from thinc.types import ArgsKwargs
 from transformers.utils import ModelOutput
 
+from bertflow.encoder.packed import packable, packed_forward
 from bertflow.encoder.precision import inference_precision
 from bertflow.errors import BertflowError, Errors
 
@@ -197,22 +198,26 @@ def clip_encoder_gradients(model, max_norm: float) -> None:
 
 
 def inference(model, wordpieces, keep: int) -> ModelOutput:
-    """The inference pass, one call per length bucket where that saves padding
-    (a batch of texts of mixed lengths, e.g. a server's batch of whatever
-    requests came in together), merged back into one batch."""
+    """The inference pass over a batch of texts of mixed lengths (e.g. a
+    server's batch of whatever requests came in together) without paying for
+    its padding: one padding-free call where the encoder is laid out as BERT
+    (``bertflow.encoder.packed``), else one call per length bucket where that
+    saves padding, merged back into one batch."""
+    module, autocast = inference_precision(model)
+    if packable(module):
+        return _inference_call(model, wordpieces, keep, module, autocast, packed=True)
     groups = bucket_plan(wordpieces, ratio=INFERENCE_BUCKET_RATIO)
     if groups is None:
-        return _inference_call(model, wordpieces, keep)
+        return _inference_call(model, wordpieces, keep, module, autocast)
     parts = []
     for rows in groups:
         sub, width = _rows(wordpieces, rows)
-        parts.append((torch.as_tensor(rows), width, _inference_call(model, sub, keep), None))
+        parts.append((torch.as_tensor(rows), width, _inference_call(model, sub, keep, module, autocast), None))
     return _merge(parts, *wordpieces.input_ids.shape)
 
 
-def _inference_call(model, wordpieces, keep: int) -> ModelOutput:
+def _inference_call(model, wordpieces, keep: int, module, autocast, packed: bool = False) -> ModelOutput:
     device = model.transformer.device
-    module, autocast = inference_precision(model)
     # eval mode for the pass, then each module's own mode back (module.train(mode)
     # would set one mode on all); only modules in training mode are touched, none
     # once a pipeline is loaded (module.eval()/.train() walk every module, every batch)
@@ -221,7 +226,9 @@ def _inference_call(model, wordpieces, keep: int) -> ModelOutput:
         m.training = False
     try:
         with torch.inference_mode(), autocast:
-            hf_output = module(**hf_kwargs(wordpieces, device, keep))
+            kwargs = hf_kwargs(wordpieces, device, keep)
+            hf_output = packed_forward(module, kwargs["input_ids"], kwargs["attention_mask"],
+                                       kwargs.get("token_type_ids"), keep) if packed else module(**kwargs)
     finally:
         for m in training:
             m.training = True
