@@ -532,7 +532,7 @@ def test_int8_runs_query_key_and_value_as_one_gemm_with_the_same_numbers(make_nl
 
 
 def test_length_buckets_split_only_where_lengths_differ_more_than_twofold():
-    from bertflow.encoder.hf_calls import length_buckets
+    from bertflow.encoder.lengths import length_buckets
     lengths = [200, 20, 22, 180, 25, 21, 19, 30, 210, 24]
     groups = length_buckets(lengths, min_rows=2)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))

@@ -5,7 +5,8 @@ import numpy
 import pytest
 import torch
 
-from bertflow.encoder.packed import packable, packed_forward
+from bertflow.encoder.lengths import length_buckets
+from bertflow.encoder.packed import ATTENTION_BUCKET_RATIO, packable, packed_forward
 from bertflow.encoder.precision import quantize_int8
 
 SENTENCES = ["a cat", "the dog ran on the mat and the cat sat on the dog", "hi",
@@ -32,6 +33,8 @@ def test_packed_forward_equals_the_padded_forward_at_every_real_wordpiece(bert, 
     module, tokenizer = bert
     batch = tokenizer(SENTENCES, SENTENCES[::-1] if pairs else None, padding=True, return_tensors="pt")
     assert batch["attention_mask"].float().mean() < 0.8  # a fifth or more of the batch is padding
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(length_buckets(lengths, ratio=ATTENTION_BUCKET_RATIO)) > 1  # attention runs in groups
     padded, packed = padded_and_packed(module, batch)
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(packed.last_hidden_state[real], padded.last_hidden_state[real], atol=1e-5, rtol=1e-4)

@@ -3,13 +3,14 @@ length buckets (no sentence padded to a long context), inference under
 ``torch.inference_mode`` in the encoder's precision, the outputs a forward
 pass keeps (fp32, the last ``keep`` hidden states), and what training touches
 in the transformer (the top layers that train, gradient clipping)."""
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 from thinc.api import xp2torch
 from thinc.types import ArgsKwargs
 from transformers.utils import ModelOutput
 
+from bertflow.encoder.lengths import length_buckets
 from bertflow.encoder.packed import packable, packed_forward
 from bertflow.encoder.precision import inference_precision
 from bertflow.errors import BertflowError, Errors
@@ -18,24 +19,6 @@ from bertflow.errors import BertflowError, Errors
 # inference buckets are tighter than training's: no backward pass to batch, and on a CPU a call over a few
 # rows of like length costs less than padding them to a longer row (a 32-text serving batch: ×1.4 docs/s)
 INFERENCE_BUCKET_RATIO = 1.5
-
-
-def length_buckets(lengths: Sequence[int], min_rows: int = 4, ratio: float = 2.0) -> List[List[int]]:
-    """Row indices grouped so that rows of very different lengths are not
-    padded to each other: sorted by length, a new group starts where a row is
-    more than twice as long as the group's shortest row (and the group has
-    ``min_rows`` rows, so a few odd lengths do not cost a call each). A mixed
-    multitask batch (SQuAD contexts of ~200 wordpieces next to SST-2
-    sentences of ~20) would otherwise pad every sentence to the context.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: List[List[int]] = []
-    for i in order:
-        if groups and (lengths[i] <= ratio * lengths[groups[-1][0]] or len(groups[-1]) < min_rows):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
 
 
 def bucket_plan(wordpieces, ratio: float = 2.0) -> Optional[List[List[int]]]:

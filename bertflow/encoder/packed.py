@@ -10,9 +10,10 @@ Here the real wordpieces of the whole batch are packed into one matrix and
 every per-position block (the Q/K/V projections, the attention output, the
 feed-forward block and their layer norms) runs on the packed rows only,
 through the model's own modules (so an int8 copy or autocast applies as
-usual). Only attention needs the rows laid out by text; it runs padded, with
-padded keys masked, and is the small part of the work for texts of a few
-dozen wordpieces. Real positions get what the padded forward gives them;
+usual). Only attention needs the rows laid out by text; it runs on groups of
+rows of like length, each padded to its own longest row with padded keys
+masked, and is the small part of the work for texts of a few dozen
+wordpieces. Real positions get what the padded forward gives them;
 padded positions are zeros.
 
 It applies to encoders laid out as BERT (BERT, RoBERTa, ELECTRA, XLM-R and
@@ -25,6 +26,9 @@ import torch
 from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
+from bertflow.encoder.lengths import length_buckets
+
+ATTENTION_BUCKET_RATIO = 1.5  # a 32-sentence batch as it arrives: +3.5 % texts/s over one padded attention
 _LAYER_PARTS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output",
                 "intermediate", "output")
 
@@ -74,6 +78,20 @@ def packed_forward(module: torch.nn.Module, input_ids: torch.Tensor, attention_m
     real = attention_mask.reshape(-1).nonzero().squeeze(1)
     hidden = embedded.reshape(n_rows * width, size).index_select(0, real)
     attend = attention_mask.bool()[:, None, None, :]  # keys a query may look at: the row's real ones
+    lengths = [int(n) for n in attention_mask.sum(1).tolist()]
+    # attention by groups of rows of like length, each as wide as its longest row
+    groups = [(torch.as_tensor(rows, device=input_ids.device), max(lengths[i] for i in rows))
+              for rows in length_buckets(lengths, ratio=ATTENTION_BUCKET_RATIO)]
+
+    def attention_of(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        if len(groups) == 1:
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=attend)
+        context = query.new_zeros(query.shape)
+        for rows, group_width in groups:
+            context[rows, :, :group_width] = F.scaled_dot_product_attention(
+                query[rows, :, :group_width], key[rows, :, :group_width], value[rows, :, :group_width],
+                attn_mask=attend[rows, :, :, :group_width])
+        return context
 
     def laid_out(packed: torch.Tensor) -> torch.Tensor:
         full = packed.new_zeros((n_rows * width, packed.shape[-1]))
@@ -90,7 +108,7 @@ def packed_forward(module: torch.nn.Module, input_ids: torch.Tensor, attention_m
 
         query, key, value = (by_head(attention.query(hidden)), by_head(attention.key(hidden)),
                              by_head(attention.value(hidden)))
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=attend)
+        context = attention_of(query, key, value)
         context = context.transpose(1, 2).reshape(n_rows * width, heads * head_size).index_select(0, real)
         attended = layer.attention.output(context, hidden)
         hidden = layer.output(layer.intermediate(attended), attended)

@@ -159,7 +159,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
         from starlette.exceptions import HTTPException
-        from starlette.responses import PlainTextResponse
+        from starlette.responses import JSONResponse, PlainTextResponse
     except ImportError as err:
         raise BertflowError(Errors.E140.format(err=err)) from None
     if isinstance(settings, dict):
@@ -226,7 +226,8 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
             return json_error(getattr(err, "status", 422), str(err))
         records = await batcher.annotate(items, vectors=vectors)
         metrics.texts(records)
-        return records[0] if single else {"records": records}
+        # records are plain JSON values already: a response of them skips FastAPI's per-value encoder walk
+        return JSONResponse(records[0] if single else {"records": records})
 
     def add_plugin_endpoint(name: str, spec) -> None:
         handle = spec.handler()

@@ -2,11 +2,12 @@
 share one ``nlp.pipe`` batch.
 
 Every text of a request joins one queue. A collector task takes up to
-``max_batch`` texts once the oldest waiting text has waited ``max_wait_ms``
-(or at once when ``max_batch`` are waiting) and hands the batch to the one
-model thread. It waits for company only while requests come in together
-(the last batch held more than one text): a lone client is not made to
-wait for others that are not there. The batch runs off the event loop, so
+``max_batch`` texts once the oldest waiting text has waited ``max_wait_ms``,
+counted from when the model became free if that is later (or at once when
+``max_batch`` are waiting), and hands the batch to the one model thread. It
+waits for company only while requests come in together (the last batch held
+more than one text): a lone client is not made to wait for others that are
+not there. The batch runs off the event loop, so
 the server keeps answering while it runs; texts that arrive meanwhile are
 the next batch. Each text's
 record goes back to its own request, in order. A plugin endpoint's call runs
@@ -72,6 +73,7 @@ class DynamicBatcher:
         self._task: Optional[asyncio.Task] = None
         self.busy = False
         self._last_size = 0
+        self._free_since = 0.0  # when the model thread last finished a batch
 
     @property
     def depth(self) -> int:
@@ -107,7 +109,11 @@ class DynamicBatcher:
             while not self._queue:
                 wake.clear()
                 await wake.wait()
-            deadline = self._queue[0][3] + (self.max_wait if self._last_size > 1 else 0.0)
+            # Company is waited for from when the model became free: under load the oldest text has
+            # waited through the last batch already, and starting at once would run the few texts that
+            # came back first while the rest are still being read (small batches, each sharing the
+            # cores with the server's own work).
+            deadline = max(self._queue[0][3], self._free_since) + (self.max_wait if self._last_size > 1 else 0.0)
             while len(self._queue) < self.max_batch and (left := deadline - time.perf_counter()) > 0:
                 wake.clear()
                 try:
@@ -119,6 +125,7 @@ class DynamicBatcher:
             self._last_size = len(take)
             if take:
                 await self._run(take)
+                self._free_since = time.perf_counter()
 
     async def _run(self, batch: List[Waiting]) -> None:
         started = time.perf_counter()
