@@ -104,6 +104,38 @@ def test_records_equal_nlp_pipe_and_concurrent_requests_share_batches(url, model
         same(got, expected)
 
 
+def test_after_a_batch_texts_wait_for_company_from_when_the_model_is_free(monkeypatch):
+    """A text that came in while a batch ran has waited longer than W when the
+    model frees up; it still waits up to W from then for the texts that follow,
+    instead of running alone (under load that is what fills batches)."""
+    import bertflow.serve.batcher as batcher_module
+    from bertflow.serve.batcher import DynamicBatcher, TextItem
+
+    sizes = []
+
+    def slow_run(nlp, items, **_):
+        sizes.append(len(items))
+        time.sleep(0.3)
+        return [{"text": item.text} for item in items]
+
+    monkeypatch.setattr(batcher_module, "run_texts", slow_run)
+
+    async def scenario():
+        batcher = DynamicBatcher(None, max_batch=8, max_wait_ms=250, use_pairs=False)
+        first = asyncio.ensure_future(batcher.annotate([TextItem("a"), TextItem("b")]))
+        await asyncio.sleep(0.05)
+        during = asyncio.ensure_future(batcher.annotate([TextItem("c")]))  # arrives while a, b run
+        await first
+        await asyncio.sleep(0.05)  # c has waited 0.3 s > W now; d comes 0.05 s after the model freed up
+        after = await batcher.annotate([TextItem("d")])
+        await during
+        batcher.close()
+        return after
+
+    assert asyncio.run(scenario()) == [{"text": "d", "row": 0}]
+    assert sizes == [2, 2]  # c and d share a batch
+
+
 BAD = [
     (b'{"texts": ["a"', 400, "E152"),  # malformed JSON
     (b'{"text": "caf\xe9"}', 400, "E153"),  # Latin-1, not UTF-8
