@@ -23,7 +23,12 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from spacy.language import Language
 
+from bertflow.encoder.heap import release_freed_memory
 from bertflow.inference.annotate import annotate_rows, row_record
+
+# Batches between handing the heap's freed pages back to the OS: every batch has its own
+# shapes, and glibc's free space fragments under them (a 10-minute soak: RSS 890 -> 1,211 MB)
+TRIM_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class DynamicBatcher:
         self._task: Optional[asyncio.Task] = None
         self.busy = False
         self._last_size = 0
+        self._batches = 0
         self._free_since = 0.0  # when the model thread last finished a batch
 
     @property
@@ -138,8 +144,7 @@ class DynamicBatcher:
             for vectors, group in groups.items():
                 items = [w[0] for w in group]
                 try:
-                    records = await self.call(lambda: run_texts(self.nlp, items, use_pairs=self.use_pairs,
-                                                                vectors=vectors))
+                    records = await self.call(lambda: self._annotate(items, vectors))
                 except Exception as err:  # noqa: BLE001  (outside any component: every text of it gets the error)
                     records = [{"text": it.text, "error": f"{type(err).__name__}: {err}"} for it in items]
                 for (_, _, fut, _), rec in zip(group, records):
@@ -149,6 +154,14 @@ class DynamicBatcher:
             self.busy = False
         if self.observe is not None:
             self.observe(len(batch), waits, time.perf_counter() - started)
+
+    def _annotate(self, items: List[TextItem], vectors: bool) -> List[Dict[str, Any]]:
+        # on the model thread
+        records = run_texts(self.nlp, items, use_pairs=self.use_pairs, vectors=vectors)
+        self._batches += 1
+        if self._batches % TRIM_EVERY == 0:
+            release_freed_memory()
+        return records
 
     async def drain(self) -> None:
         """Wait until every queued text has its record."""
