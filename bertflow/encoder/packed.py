@@ -20,6 +20,7 @@ It applies to encoders laid out as BERT (BERT, RoBERTa, ELECTRA, XLM-R and
 their derivatives with absolute positions, no decoder, no hook on the
 model's own forward); anything else runs the Hugging Face forward.
 """
+import collections
 from typing import Optional
 
 import torch
@@ -98,7 +99,7 @@ def packed_forward(module: torch.nn.Module, input_ids: torch.Tensor, attention_m
         full.index_copy_(0, real, packed)
         return full.view(n_rows, width, packed.shape[-1])
 
-    states = [hidden]
+    states = collections.deque([hidden], maxlen=max(keep, 1))  # only the states that are kept stay alive
     for layer in module.encoder.layer:
         attention = layer.attention.self
         heads, head_size = attention.num_attention_heads, attention.attention_head_size
@@ -117,7 +118,7 @@ def packed_forward(module: torch.nn.Module, input_ids: torch.Tensor, attention_m
     out = ModelOutput()
     out["last_hidden_state"] = last
     if keep > 1:
-        out["hidden_states"] = tuple(laid_out(h) for h in states[-keep:-1]) + (last,)
+        out["hidden_states"] = tuple(laid_out(h) for h in list(states)[:-1]) + (last,)
     pooler = getattr(module, "pooler", None)
     if pooler is not None:
         out["pooler_output"] = pooler(last)
