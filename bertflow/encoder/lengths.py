@@ -8,10 +8,10 @@ def length_buckets(lengths: Sequence[int], min_rows: int = 4, ratio: float = 2.0
     """Row indices grouped so that rows of very different lengths are not
     padded to each other: sorted by length, a new group starts where a row is
     more than ``ratio`` times (twice by default) as long as the group's
-    shortest row (and the group has
-    ``min_rows`` rows, so a few odd lengths do not cost a call each). A mixed
-    multitask batch (SQuAD contexts of ~200 wordpieces next to SST-2
-    sentences of ~20) would otherwise pad every sentence to the context.
+    shortest row and the group has ``min_rows`` rows (so a few odd lengths do
+    not cost a call each). A mixed multitask batch (SQuAD contexts of ~200
+    wordpieces next to SST-2 sentences of ~20) would otherwise pad every
+    sentence to the context.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups: List[List[int]] = []

@@ -55,9 +55,9 @@ def packable(module: torch.nn.Module) -> bool:
     if module._forward_hooks or module._forward_pre_hooks:
         return False  # someone watches the model's own forward: it runs as it is
     for layer in layers:
-        attention = _part(layer, "attention.self")
-        if any(_part(layer, p) is None for p in _LAYER_PARTS) or attention is None:
+        if any(_part(layer, p) is None for p in _LAYER_PARTS):
             return False
+        attention = layer.attention.self  # present: its query was found above
         if not hasattr(attention, "num_attention_heads") or not hasattr(attention, "attention_head_size"):
             return False
     return True
