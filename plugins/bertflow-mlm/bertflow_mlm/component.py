@@ -244,8 +244,8 @@ class MaskedLMHead(HeadPipe):
             missing = [p for p in own if p not in loaded]
             logger.warning(
                 "%s: the encoder's checkpoint has no pre-training head weights for %s (it ships a base model "
-                "only); the head starts from random weights. Warm it up with the encoder frozen for the first "
-                "steps ([components.encoder] frozen_steps = 200 or so) so it does not push noise into the encoder.",
+                "only); the head starts from random weights. Train it on the frozen encoder first so it does not push "
+                "noise into the encoder: projects/pretrain's train-head step, or [components.encoder] frozen_steps.",
                 self.name, ", ".join(missing))
 
     def hf_head_weights(self) -> Tuple[str, Dict[str, object]]:

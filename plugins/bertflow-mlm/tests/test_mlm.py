@@ -352,17 +352,31 @@ def test_next_sentence_off_by_default_and_learns_a_toy_split(tiny_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_pretrain_project_exports_a_transformers_model(tmp_path, tiny_bert_dir):
-    from transformers import AutoModelForMaskedLM
+def test_pretrain_project_warms_the_head_on_the_frozen_encoder_then_exports(tmp_path, tiny_bert_dir):
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoModelForMaskedLM
 
     from bertflow.api import run_project
 
     project = Path(__file__).resolve().parents[3] / "projects" / "pretrain"
-    work = run_project(project, tmp_path, encoder=tiny_bert_dir, max_steps=4, frozen_steps=2, warmup_steps=1)
+    work = run_project(project, tmp_path, encoder=tiny_bert_dir, head_max_steps=40, head_eval_every=2,
+                       head_patience=2, max_steps=4, warmup_steps=1)
+    # stage 1 leaves the encoder untouched and exports it with the head it trained
+    head_dir = work / "training" / "pretrain-head" / "encoder"
+    stage1 = load_file(str(head_dir / "model.safetensors"))
+    original = AutoModel.from_pretrained(str(tiny_bert_dir)).state_dict()
+    for name, tensor in original.items():
+        key = name if name in stage1 else f"bert.{name}"
+        if key in stage1:
+            assert torch.equal(stage1[key], tensor), name
+    assert stage1["cls.predictions.transform.dense.weight"].abs().sum() > 0
+    # stage 2 starts from that head (read from the stage-1 checkpoint), not from a random one
+    cfg = json.loads((work / "training" / "pretrain" / "model-best" / "mlm" / "cfg").read_text())
+    assert cfg["head_from"] == "checkpoint"
     model = AutoModelForMaskedLM.from_pretrained(str(work / "encoder"))
     assert model.config.architectures == ["BertForMaskedLM"]
-    import json
-
     metrics = json.loads((work / "metrics" / "pretrain.json").read_text())
     assert metrics["heads"]["mlm"]["mlm_targets"] > 0
 
