@@ -14,6 +14,10 @@ Every system is scored by the same exact-span F1 on every variant.
 ``--augmenter`` is an augmenter block as JSON (default: the NER project's
 recipe, ``bertflow_ner.mention_mix.v1``); given more than once, each is an
 arm of its own (``bertflow_aug``, ``bertflow_aug2``, ... in ``--systems``).
+``--batcher`` (JSON, or ``null`` for the recipe's) replaces the
+``[training.batcher]`` block of the arm at the same position, e.g.
+``{"@batchers": "bertflow.batch_by_group.v1", "size": 32, "group_attr":
+"variant_group"}``: 32 originals a step, their variants riding along.
 """
 import json
 import sys
@@ -36,12 +40,20 @@ def arm_index(system: str) -> int:
     return int(system[len("bertflow_aug"):] or 1) - 1
 
 
-def arm_name(system: str, specs) -> str:
+def arm_name(system: str, specs, batchers=()) -> str:
     if not system.startswith("bertflow_aug"):
         return NAMES[system]
     spec = specs[arm_index(system)]
     knobs = ", ".join(f"{k} {v:g}" for k, v in spec.items() if k not in ("@augmenters", "seed"))
-    return f"bertflow + `{spec['@augmenters']}` ({knobs})"
+    batcher = arm_batcher(system, batchers)
+    riding = (f", `{batcher['@batchers']}` by `{batcher.get('group_attr', 'group')}` (size {batcher['size']}: "
+              "originals a step, variants ride along)") if batcher else ""
+    return f"bertflow + `{spec['@augmenters']}` ({knobs}){riding}"
+
+
+def arm_batcher(system: str, batchers):
+    index = arm_index(system)
+    return batchers[index] if batchers and index < len(batchers) else None
 
 
 def augmenter_block(spec: dict) -> str:
@@ -50,15 +62,26 @@ def augmenter_block(spec: dict) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def augmented_config(workdir: Path, spec: dict, name: str) -> Path:
-    text = spacy_config(workdir, False).read_text()
-    if "[corpora.train.augmenter]" in text:  # the recipe's own block (off by default): this arm's replaces it
-        start = text.index("[corpora.train.augmenter]")
-        end = text.index("\n[", start) + 1
-        text = text[:start] + text[end:]
+def without_block(text: str, header: str) -> str:
+    if header not in text:
+        return text
+    start = text.index(header)
+    end = text.index("\n[", start) + 1
+    return text[:start] + text[end:]
+
+
+def augmented_config(workdir: Path, spec: dict, name: str, batcher=None) -> Path:
+    # the recipe's own augmenter block (off by default): this arm's replaces it
+    text = without_block(spacy_config(workdir, False).read_text(), "[corpora.train.augmenter]")
     at = text.index("[corpora.dev]")
+    text = text[:at] + augmenter_block(spec) + text[at:]
+    if batcher:
+        text = without_block(text, "[training.batcher]")
+        at = text.index("[training.logger]")
+        block = "[training.batcher]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in batcher.items())
+        text = text[:at] + block + "\n" + text[at:]
     path = workdir / f"{name}.cfg"
-    path.write_text(text[:at] + augmenter_block(spec) + text[at:])
+    path.write_text(text)
     return path
 
 
@@ -83,6 +106,7 @@ def main():
     parser.add_argument("--steps", type=int, default=450)
     parser.add_argument("--systems", default="bertflow,bertflow_aug,hf")
     parser.add_argument("--augmenter", type=json.loads, action="append")
+    parser.add_argument("--batcher", type=json.loads, action="append")
     parser.add_argument("--stress-seed", type=int, default=0)
     args = parser.parse_args()
     specs = args.augmenter or [DEFAULT_AUGMENTER]
@@ -98,7 +122,8 @@ def main():
             if system == "hf":
                 predict, train_s = train_hf(args, train)
             else:
-                config = augmented_config(workdir, specs[arm_index(system)], system) \
+                config = augmented_config(workdir, specs[arm_index(system)], system,
+                                          arm_batcher(system, args.batcher)) \
                     if system.startswith("bertflow_aug") else spacy_config(workdir, False)
                 nlp, train_s = train_spacy(args, config, workdir, system)
                 predict = lambda rows, nlp=nlp: predict_spacy(nlp, rows, args.eval_batch)[0]  # noqa: E731
@@ -108,6 +133,7 @@ def main():
 
     names = list(variants)
     flags = "".join(f" --augmenter '{json.dumps(spec)}'" for spec in args.augmenter or [])
+    flags += "".join(f" --batcher '{json.dumps(batcher)}'" for batcher in args.batcher or [])
     command = (f"python benchmarks/ner_robust.py --steps {args.steps}"
                f"{' --systems ' + args.systems if args.systems != 'bertflow,bertflow_aug,hf' else ''}{flags}")
     # Every system's latest figures, kept across invocations (same data, seed and steps), so an arm
@@ -115,7 +141,7 @@ def main():
     kept = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.no_write else {}
     kept = {label: row for label, row in kept.items() if row["steps"] == args.steps and row["seed"] == args.seed}
     for system, result in scores.items():
-        kept[arm_name(system, specs)] = {"system": system, "scores": result, "command": command,
+        kept[arm_name(system, specs, args.batcher)] = {"system": system, "scores": result, "command": command,
                                          "steps": args.steps, "seed": args.seed, "machine": machine()}
     order = sorted(kept, key=lambda label: ("hf" == kept[label]["system"], kept[label]["system"] != "bertflow"))
     commands = list(dict.fromkeys(kept[label]["command"] for label in order))

@@ -17,10 +17,15 @@ moved along so they stay on the new text.
 
 Each augmenter yields the original example with probability ``keep`` (1.0:
 always) and a variant with probability ``prob``; within a variant each
-mention changes with probability ``rate``. They are deterministic for a
+mention changes with probability ``rate``. A variant and its kept original
+share ``doc._.variant_group``: batched with ``bertflow.batch_by_group.v1``
+(``group_attr = "variant_group"``), each step takes ``size`` originals and
+their variants ride along, so the model sees as many clean examples per step
+as without augmentation. They are deterministic for a
 seed and compose with spaCy's own augmenters (``spacy.combined_augmenter.v1``
 runs spaCy's, these can be chained with ``bertflow_ner.chain.v1``).
 """
+import itertools
 import random
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -37,6 +42,10 @@ Augmenter = Callable[[Language, Example], Iterator[Example]]
 Change = Callable[[str, Tuple[str, ...]], Optional[Sequence[str]]]
 
 VOWELS = "aeiou"
+# doc._.variant_group: the same value on a variant's reference and on its original's (when the original
+# is kept), so ``bertflow.batch_by_group.v1`` with ``group_attr = "variant_group"`` batches ``size``
+# originals with their variants riding along: the same clean examples per step as without augmentation
+VARIANT_GROUP = "variant_group"
 
 
 class MentionPool:
@@ -162,14 +171,18 @@ def typo(rng: random.Random, word: str) -> str:
 def _augmenter(name: str, prob: float, rate: float, keep: float, seed: int,
                make_change: Callable[[random.Random, MentionPool], Change]) -> Augmenter:
     _check(prob, rate, keep)
+    if not Doc.has_extension(VARIANT_GROUP):
+        Doc.set_extension(VARIANT_GROUP, default=None)
     rng = random.Random(seed)
     pool = MentionPool(rng)
     change = make_change(rng, pool)
 
+    groups = itertools.count()
+
     def augment(nlp: Language, example: Example) -> Iterator[Example]:
         mentions = [(ent.label_, tuple(t.text for t in ent)) for ent in example.reference.ents]
-        if rng.random() < keep or not mentions:
-            yield example
+        kept = rng.random() < keep or not mentions
+        variant = None
         if mentions and rng.random() < prob:
             changed = [False]
 
@@ -181,10 +194,20 @@ def _augmenter(name: str, prob: float, rate: float, keep: float, seed: int,
                 return new
 
             variant = rebuild(nlp, example, maybe)
-            if changed[0]:
-                yield variant
+            if not changed[0]:
+                variant = None
         for label, words in mentions:  # after the draw: a mention is never swapped with itself
             pool.add(label, words)
+        # tagged before either is yielded (a batcher may read the tag at once); an original without a
+        # variant this time is untagged, whatever an earlier pass over the same doc left on it
+        group = None if variant is None else (name, seed, next(groups))
+        if variant is not None:
+            variant.reference._.set(VARIANT_GROUP, group)
+        if kept:
+            example.reference._.set(VARIANT_GROUP, group)
+            yield example
+        if variant is not None:
+            yield variant
 
     augment.__name__ = name
     return augment

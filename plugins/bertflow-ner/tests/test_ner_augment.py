@@ -128,6 +128,31 @@ def test_composes_with_spacy_lower_case():
     assert out[1].reference.ents[0].text != "anna smith"
 
 
+def test_variants_ride_along_with_their_originals_in_group_batches():
+    import random
+
+    texts = [("Anna met Kofi", ["B-PER", "O", "B-PER"]), ("IBM hired Smith", ["B-ORG", "O", "B-PER"]),
+             ("it rained", ["O", "O"])]
+    stream = [Example(NLP.make_doc(t), Doc(NLP.vocab, words=t.split(), ents=tags)) for t, tags in texts * 40]
+    mix = mention_mix(prob=0.7, rate=1.0, keep=1.0, seed=0)
+    examples = [out for eg in stream for out in mix(NLP, eg)]
+    originals = {id(eg) for eg in stream}
+    assert 40 < len(examples) - len(stream) <= 80  # about 0.7 of the 80 with mentions got a variant
+    random.Random(0).shuffle(examples)  # as spaCy shuffles an epoch before batching it
+    batcher = registry.resolve({"b": {"@batchers": "bertflow.batch_by_group.v1", "size": 8,
+                                      "group_attr": "variant_group"}})["b"]
+    batches = list(batcher(examples))
+    assert all(sum(id(eg) in originals for eg in batch) == 8 for batch in batches)  # 8 originals a step
+    for batch in batches:
+        variants = [eg for eg in batch if id(eg) not in originals]
+        groups = {eg.reference._.variant_group for eg in batch if id(eg) in originals}
+        assert all(v.reference._.variant_group in groups for v in variants)  # beside its own original
+    assert sum(len(b) for b in batches) == len(examples)  # nothing lost
+    # a doc read again in a later epoch with no variant this time carries no stale tag
+    plain = mention_mix(prob=0.0, seed=0)
+    assert all(eg.reference._.variant_group is None for e in stream for eg in plain(NLP, e))
+
+
 def test_a_corpus_config_with_the_augmenters_trains_the_tiny_ner(tiny_bert_dir, tmp_path):
     from spacy.tokens import DocBin
     from thinc.api import Adam
