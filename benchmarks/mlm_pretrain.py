@@ -26,6 +26,10 @@ dev accuracy (SST-2 dev, 872) and entity F1 (CoNLL-2003 dev, 3,250).
 
     python benchmarks/mlm_pretrain.py --data ../shared/data --parts parity,tapt
 
+Part ``drift`` (after ``tapt``, same ``--work``): STS-B dev zero-shot
+Spearman of minilm-l6 and of each adapted encoder, how far adaptation moved
+the sentence embeddings the encoder was trained for.
+
 Results go to benchmarks/results/mlm_pretrain.json as each part finishes;
 the section of benchmarks/BENCHMARKS.md is written from it.
 """
@@ -276,7 +280,7 @@ def pretrain(args, work: Path, name: str, text: Path, heldout: Path, log) -> dic
 
 def tapt(args, work: Path, log, results: dict) -> dict:
     out = results.setdefault("tapt", {"runs": []})
-    out.update({"pretrain_steps": args.pretrain_steps, "head_max_steps": args.head_max_steps,
+    out.update({"machine": machine(), "pretrain_steps": args.pretrain_steps, "head_max_steps": args.head_max_steps,
                 "head_lr": args.head_lr, "head_patience": args.head_patience, "head_eval_every": args.head_eval_every,
                 "n_labelled": args.n_labelled, "textcat_steps": args.textcat_steps, "ner_steps": args.ner_steps,
                 "seeds": args.seeds, "pretrain_lr": args.pretrain_lr})
@@ -317,12 +321,13 @@ def tapt(args, work: Path, log, results: dict) -> dict:
             save(results, args.results)
         encoders[f"tapt-{name}"] = str(work / f"enc_{name}")
 
+    # (the NER recipe's mention augmentation off: what changes between the two arms is the encoder alone)
     jobs = [("textcat", "sst2", ROOT / "projects/textcat/configs/textcat.cfg", "sst2_train.spacy", "sst2_dev.spacy",
-             args.textcat_steps, "textcat", "cats_acc"),
+             args.textcat_steps, "textcat", "cats_acc", []),
             ("ner", "conll", ROOT / "projects/ner/configs/ner.cfg", "conll_train.spacy", "conll_dev.spacy",
-             args.ner_steps, "ner", "ents_f")]
+             args.ner_steps, "ner", "ents_f", ["--corpora.train.augmenter.prob", 0.0])]
     done = {(r["task"], r["encoder"], r["seed"]) for r in out["runs"]}
-    for task, corpus, config, train, dev, steps, head, metric in jobs:
+    for task, corpus, config, train, dev, steps, head, metric, extra in jobs:
         if task not in args.tasks:
             continue
         for seed in args.seeds:
@@ -336,7 +341,7 @@ def tapt(args, work: Path, log, results: dict) -> dict:
                                   "--training.max_steps", steps, "--training.eval_frequency", steps,
                                   "--training.optimizer.learn_rate.total_steps", steps,
                                   "--training.optimizer.learn_rate.warmup_steps", max(1, steps // 10),
-                                  "--training.logger.progress_bar", "false"], log=log)
+                                  "--training.logger.progress_bar", "false", *extra], log=log)
                 stdout, _ = run([py, "-m", "bertflow", "evaluate", target / "model-last", work / dev, "--json"],
                                 log=log)
                 score = json.loads(stdout)["heads"][head][metric]
@@ -344,6 +349,27 @@ def tapt(args, work: Path, log, results: dict) -> dict:
                                     "score": score, "seconds": seconds})
                 save(results, args.results)
                 print(f"{task} {enc_name} seed {seed}: {metric} {score:.4f} ({seconds:.0f} s)", flush=True)
+    return out
+
+
+def drift(args, work: Path, results: dict) -> dict:
+    """How far each adapted encoder moved from the sentence-embedding model it
+    started as: STS-B dev zero-shot Spearman (cosine of mean-pooled states)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from bertflow.encoder.names import resolve_encoder
+    from compress import stsb_zero_shot
+    from similarity_stsb import read_stsb
+
+    pairs = read_stsb(args.data / "stsb" / "dev.tsv")
+    path = resolve_encoder(args.encoder)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoders = {"minilm-l6": path, **{f"tapt-{name}": str(work / f"enc_{name}") for name in ("sst2", "conll")
+                                      if (work / f"enc_{name}" / "config.json").exists()}}
+    out = {name: stsb_zero_shot(AutoModel.from_pretrained(enc).eval(), tokenizer, pairs)
+           for name, enc in encoders.items()}
+    results.setdefault("tapt", {"runs": []})["stsb_zero_shot"] = out
+    print(json.dumps({"stsb_zero_shot": out}), flush=True)
     return out
 
 
@@ -356,11 +382,10 @@ def mean_std(values):
 
 
 def render(results: dict) -> str:
-    lines = ["## Continued pre-training (masked LM)", "",
-             f"Machine: {results.get('machine', '?')}.", ""]
+    lines = ["## Continued pre-training (masked LM)", ""]
     p = results.get("parity")
     if p:
-        lines += [
+        lines += [f"Machine: {p.get('machine', results.get('machine', '?'))}.", "",
             f"**bertflow vs a plain Hugging Face MLM loop** (`python benchmarks/mlm_pretrain.py --parts parity`): "
             f"minilm-l6 with a fresh masked-LM head, {p['steps']} steps x {p['batch']} SST-2 train sentences "
             f"(the same {p['texts']:,} in the same order, {p['wordpieces']:,} wordpieces), lr {p['lr']:g}, 10 % warm-up, "
@@ -384,6 +409,7 @@ def render(results: dict) -> str:
     t = results.get("tapt")
     if t and t.get("runs"):
         lines += [
+            f"Machine: {t.get('machine', results.get('machine', '?'))}.", "",
             f"**Task-adaptive pre-training** (`python benchmarks/mlm_pretrain.py --parts tapt`): the "
             f"`projects/pretrain` recipe on the unlabeled train sentences of each dataset, batch 32. Stage 1: the "
             f"masked-LM head alone on the frozen encoder (lr {t['head_lr']:g}), held-out masked accuracy every "
@@ -412,6 +438,19 @@ def render(results: dict) -> str:
                     metric = next(r["metric"] for r in t["runs"] if r["task"] == task)
                     lines.append(f"| {task} ({metric}) | {enc} | {m:.4f} | {sd:.4f} | "
                                  f"{', '.join(f'{s:.4f}' for s in scores)} |")
+        drifted = t.get("stsb_zero_shot")
+        if drifted:
+            lines += ["", "How far each encoder moved from the sentence-embedding model it started as (`--parts drift`): "
+                      "STS-B dev zero-shot Spearman, cosine of mean-pooled states: "
+                      + ", ".join(f"{name} {value:.4f}" for name, value in drifted.items()) + "."]
+        lines.append("")
+        for task, corpus in (("textcat", "sst2"), ("ner", "conll")):
+            by_seed = {(r["encoder"], r["seed"]): r["score"] for r in t["runs"] if r["task"] == task}
+            deltas = [100 * (by_seed[(f"tapt-{corpus}", s)] - by_seed[("minilm-l6", s)]) for s in t["seeds"]
+                      if (f"tapt-{corpus}", s) in by_seed and ("minilm-l6", s) in by_seed]
+            if deltas:
+                lines.append(f"- {task}: adapted − unadapted {sum(deltas) / len(deltas):+.2f} points "
+                             f"(per seed {', '.join(f'{d:+.2f}' for d in deltas)}).")
     return "\n".join(lines)
 
 
@@ -449,11 +488,14 @@ def main() -> None:
     with open(work / "log.txt", "a") as log:
         parts = args.parts.split(",")
         if "parity" in parts:
-            results["parity"] = parity(args, work, log)
+            results["parity"] = {**parity(args, work, log), "machine": machine()}
             save(results, args.results)
             print(json.dumps(results["parity"], indent=2), flush=True)
         if "tapt" in parts:
             tapt(args, work, log, results)
+            save(results, args.results)
+        if "drift" in parts:
+            drift(args, work, results)
             save(results, args.results)
     section = render(results)
     print(section)

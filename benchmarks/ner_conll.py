@@ -103,10 +103,14 @@ def spacy_config(workdir: Path, spacy_ner: bool) -> Path:
     return path
 
 
-def train_spacy(args, config: Path, workdir: Path, name: str):
+def train_spacy(args, config: Path, workdir: Path, name: str, augmented: bool = False):
+    """Train ``config`` on the written corpora; the NER recipe's mention
+    augmentation is switched off unless ``augmented`` (the arm's own block)."""
     import spacy
 
     overrides = {"paths.train": str(workdir / "train.spacy"), "paths.dev": str(workdir / "dev.spacy")}
+    if not augmented and "[corpora.train.augmenter]" in config.read_text():
+        overrides["corpora.train.augmenter.prob"] = 0.0
     train_time = spacy_train_timed(config, workdir / name, args, overrides)
     return spacy.load(workdir / name / "model-last"), train_time
 

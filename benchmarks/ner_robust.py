@@ -125,7 +125,7 @@ def main():
                 config = augmented_config(workdir, specs[arm_index(system)], system,
                                           arm_batcher(system, args.batcher)) \
                     if system.startswith("bertflow_aug") else spacy_config(workdir, False)
-                nlp, train_s = train_spacy(args, config, workdir, system)
+                nlp, train_s = train_spacy(args, config, workdir, system, system.startswith("bertflow_aug"))
                 predict = lambda rows, nlp=nlp: predict_spacy(nlp, rows, args.eval_batch)[0]  # noqa: E731
             scores[system] = {name: prf(gold, predict(rows))["ALL"] for name, (rows, gold) in variants.items()}
             scores[system]["train_s"] = train_s
@@ -153,7 +153,7 @@ def main():
     for label in (lab for lab in order if kept[lab]["system"].startswith("bertflow_aug") and plain):
         aug = kept[label]["scores"]
         gap = plain["clean"] - plain["unseen"]
-        closed = f"{(aug['unseen'] - plain['unseen']) / gap:.0%}" if gap > 0 else "n/a"
+        closed = f"{(aug['unseen'] - plain['unseen']) / gap:.1%}" if gap > 0 else "n/a"
         moves = ", ".join(f"{v} {100 * (aug[v] - plain[v]):+.2f}" for v in names)
         summary += (f"\n{label} vs plain bertflow (points): {moves}; the clean → unseen gap of "
                     f"plain bertflow ({100 * gap:.2f} points) closed by **{closed}**.\n")
