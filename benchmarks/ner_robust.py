@@ -30,8 +30,9 @@ from ner_conll import predict_spacy, prf, read_conll, spacy_config, train_hf, tr
 
 DEFAULT_AUGMENTER = {"@augmenters": "bertflow_ner.mention_mix.v1", "prob": 0.5, "rate": 0.5, "keep": 1.0,
                      "seed": 0, "swap": 1.0, "unseen": 1.0, "typos": 1.0, "longer": 0.0}
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "ner_robust.json"
-NAMES = {"bertflow": "bertflow (encoder + bertflow_ner)",
+NAMES = {"bertflow": "bertflow (encoder + bertflow_ner), no augmentation",
          "hf": "HF AutoModelForTokenClassification, plain torch loop"}
 
 
@@ -85,6 +86,17 @@ def augmented_config(workdir: Path, spec: dict, name: str, batcher=None) -> Path
     return path
 
 
+def recipe_label() -> str:
+    """The row label of the augmentation the NER project's config ships with."""
+    from thinc.api import Config
+
+    config = Config().from_disk(ROOT / "projects" / "ner" / "configs" / "ner.cfg", interpolate=False)
+    spec = dict(config["corpora"]["train"]["augmenter"])
+    batcher = dict(config["training"]["batcher"])
+    grouped = batcher.get("group_attr") == "variant_group"
+    return arm_name("bertflow_aug", [spec], [batcher] if grouped else None)
+
+
 def variant_rows(dev_spacy: Path, seed: int):
     """{variant: (rows of (words, None), gold spans)} from bertflow stress's variants."""
     import spacy
@@ -118,7 +130,7 @@ def main():
         workdir = Path(tmp)
         write_docbins(workdir, train, dev)
         variants = variant_rows(workdir / "dev.spacy", args.stress_seed)
-        for system in args.systems.split(","):
+        for system in filter(None, args.systems.split(",")):  # --systems '': redraw the table from the results
             if system == "hf":
                 predict, train_s = train_hf(args, train)
             else:
@@ -145,7 +157,9 @@ def main():
                                          "steps": args.steps, "seed": args.seed, "machine": machine()}
     order = sorted(kept, key=lambda label: ("hf" == kept[label]["system"], kept[label]["system"] != "bertflow"))
     commands = list(dict.fromkeys(kept[label]["command"] for label in order))
-    rows = "\n".join(f"| {label} | " + " | ".join(f"{kept[label]['scores'][v]:.4f}" for v in names)
+    recipe = recipe_label()
+    rows = "\n".join(f"| {label}{' — **the NER recipe**' if label == recipe else ''} | "
+                     + " | ".join(f"{kept[label]['scores'][v]:.4f}" for v in names)
                      + f" | {commands.index(kept[label]['command']) + 1} |"
                      for label in order)
     plain = next((kept[label]["scores"] for label in order if kept[label]["system"] == "bertflow"), None)
