@@ -410,7 +410,8 @@ def render(results: dict) -> str:
     if t and t.get("runs"):
         lines += [
             f"Machine: {t.get('machine', results.get('machine', '?'))}.", "",
-            f"**Task-adaptive pre-training** (`python benchmarks/mlm_pretrain.py --parts tapt`): the "
+            f"**Task-adaptive pre-training** (`python benchmarks/mlm_pretrain.py --parts tapt,drift --seeds "
+            f"{','.join(map(str, t['seeds']))}`): the "
             f"`projects/pretrain` recipe on the unlabeled train sentences of each dataset, batch 32. Stage 1: the "
             f"masked-LM head alone on the frozen encoder (lr {t['head_lr']:g}), held-out masked accuracy every "
             f"{t['head_eval_every']} steps, stopped when it has not risen for {t['head_patience']} steps (at most "
