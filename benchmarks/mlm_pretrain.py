@@ -16,12 +16,15 @@ bertflow's export for bertflow) on the same masked held-out inputs: the
 SST-2 dev sentences masked once with a fixed seed. Training throughput is
 wordpieces (special tokens included, no padding) per second of the loop.
 
-Part ``tapt``: ``bertflow train`` with the pretrain config on the unlabeled
-train sentences of SST-2 and of CoNLL-2003 (``--pretrain-steps`` each, the
-encoder frozen for the first ``--frozen-steps`` while the random head warms
-up), ``bertflow export-encoder``; then the textcat and NER projects' configs
-fine-tuned on ``--n-labelled`` labelled sentences of each (the same sample for
-every run), ``--seeds`` seeds, from minilm-l6 and from the adapted encoder;
+Part ``tapt``: the ``projects/pretrain`` recipe on the unlabeled train
+sentences of SST-2 and of CoNLL-2003: the masked-LM head alone on the frozen
+encoder until its held-out masked accuracy stops rising (``--head-patience``,
+at most ``--head-max-steps``), exported with the encoder; then encoder and head
+together for ``--pretrain-steps`` at ``--pretrain-lr``, ``bertflow
+export-encoder``. Then the textcat and NER projects' configs (NER without its
+mention augmentation) fine-tuned on ``--n-labelled`` labelled sentences of
+each (the same sample for every run), ``--seeds`` seeds, from minilm-l6 and
+from the adapted encoder;
 dev accuracy (SST-2 dev, 872) and entity F1 (CoNLL-2003 dev, 3,250).
 
     python benchmarks/mlm_pretrain.py --data ../shared/data --parts parity,tapt
