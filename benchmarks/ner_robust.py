@@ -57,9 +57,9 @@ def arm_batcher(system: str, batchers):
     return batchers[index] if batchers and index < len(batchers) else None
 
 
-def augmenter_block(spec: dict) -> str:
-    """``spec`` as the config block under [corpora.train]."""
-    lines = ["[corpora.train.augmenter]"] + [f"{k} = {json.dumps(v)}" for k, v in spec.items()]
+def config_block(header: str, spec: dict) -> str:
+    """``spec`` as the config block ``header`` (e.g. "[corpora.train.augmenter]")."""
+    lines = [header] + [f"{k} = {json.dumps(v)}" for k, v in spec.items()]
     return "\n".join(lines) + "\n\n"
 
 
@@ -72,15 +72,14 @@ def without_block(text: str, header: str) -> str:
 
 
 def augmented_config(workdir: Path, spec: dict, name: str, batcher=None) -> Path:
-    # the recipe's own augmenter block (off by default): this arm's replaces it
+    # the recipe's own augmenter block: this arm's replaces it
     text = without_block(spacy_config(workdir, False).read_text(), "[corpora.train.augmenter]")
     at = text.index("[corpora.dev]")
-    text = text[:at] + augmenter_block(spec) + text[at:]
+    text = text[:at] + config_block("[corpora.train.augmenter]", spec) + text[at:]
     if batcher:
         text = without_block(text, "[training.batcher]")
         at = text.index("[training.logger]")
-        block = "[training.batcher]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in batcher.items())
-        text = text[:at] + block + "\n" + text[at:]
+        text = text[:at] + config_block("[training.batcher]", batcher) + text[at:]
     path = workdir / f"{name}.cfg"
     path.write_text(text)
     return path
