@@ -519,6 +519,10 @@ class Errors(metaclass=ErrorsWithCodes):
         "{path} is not text bertflow distill-encoder reads: give .txt files (a text per line), .jsonl files (a "
         "\"text\" field per line), folders of them, or a .spacy corpus (its docs' texts)."
     )
+    E165 = (
+        "bertflow.batch_by_group.v1 got buffer = {buffer}: give 0 (read the whole epoch, then batch) or a "
+        "positive number of examples to read between batches (for a streamed corpus, max_epochs = -1)."
+    )
     W001 = "bertflow plugin {name!r} was skipped: {err}"
     W002 = (
         "precision={precision!r} applies only on {where}; running in fp32 on "

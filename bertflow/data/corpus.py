@@ -148,31 +148,44 @@ def create_corpus_reader(
 
 
 @registry.batchers("bertflow.batch_by_group.v1")
-def batch_by_group(size: int = 8, group_attr: str = "group") -> Callable[[Iterable[Example]], Iterator[List[Example]]]:
+def batch_by_group(size: int = 8, group_attr: str = "group",
+                   buffer: int = 0) -> Callable[[Iterable[Example]], Iterator[List[Example]]]:
     """Batches of ``size`` groups that never split a group: examples whose
     reference docs share a value of ``doc._.<group_attr>`` (the candidates of
     one multiple-choice question, the two sentences of a pair) stay together,
     for heads whose loss compares them. An example without a value (or of
     another corpus) is a group of its own, so mixed corpora batch too. Groups
     keep the order in which their first example arrives (spaCy shuffles the
-    examples per epoch)."""
+    examples per epoch).
+
+    buffer (int): 0 reads the whole epoch before the first batch, so members
+        of a group may arrive anywhere in it. A streamed corpus
+        (``max_epochs = -1``) never ends: give it a buffer, e.g. 10000, and
+        batches come out every ``buffer`` examples; only the members of a
+        group that arrive further apart than that are batched apart.
+    """
+    if buffer < 0:
+        raise BertflowError(Errors.E165.format(buffer=buffer))
+
+    def full_batches(groups: Dict[object, List[Example]]) -> Iterator[List[Example]]:
+        keys = list(groups)
+        for start in range(0, len(keys) - len(keys) % size, size):
+            yield [eg for key in keys[start:start + size] for eg in groups.pop(key)]
 
     def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         groups: Dict[object, List[Example]] = OrderedDict()
+        pending = 0  # examples read since the last flush
         for i, eg in enumerate(items):
             ref = eg.reference if isinstance(eg, Example) else eg
             key = getattr(ref._, group_attr) if ref.has_extension(group_attr) else None
             groups.setdefault(("group", key) if key is not None else ("single", i), []).append(eg)
-        batch: List[Example] = []
-        n = 0
-        for members in groups.values():
-            batch.extend(members)
-            n += 1
-            if n >= size:
-                yield batch
-                batch, n = [], 0
-        if batch:
-            yield batch
+            pending += 1
+            if buffer and pending >= buffer:
+                yield from full_batches(groups)  # fewer than ``size`` groups stay open for the next read
+                pending = 0
+        yield from full_batches(groups)
+        if groups:
+            yield [eg for members in groups.values() for eg in members]
 
     return batcher
 
