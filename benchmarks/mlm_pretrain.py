@@ -29,6 +29,10 @@ dev accuracy (SST-2 dev, 872) and entity F1 (CoNLL-2003 dev, 3,250).
 
     python benchmarks/mlm_pretrain.py --data ../shared/data --parts parity,tapt
 
+``--ablation NAME`` runs a variant of the recipe (``--pretrain-lr 1e-5``,
+``--textcat-pooling mean``, ...) and keeps it under NAME beside the main run,
+paired with the main run's unadapted fine-tunes where the fine-tune is the same.
+
 Part ``drift`` (after ``tapt``, same ``--work``): STS-B dev zero-shot
 Spearman of minilm-l6 and of each adapted encoder, how far adaptation moved
 the sentence embeddings the encoder was trained for.
@@ -282,11 +286,21 @@ def pretrain(args, work: Path, name: str, text: Path, heldout: Path, log) -> dic
 
 
 def tapt(args, work: Path, log, results: dict) -> dict:
-    out = results.setdefault("tapt", {"runs": []})
+    if args.ablation:  # a variant of the recipe, kept beside the main run and compared with the same baselines
+        out = results.setdefault("tapt_ablations", {}).setdefault(args.ablation, {"runs": []})
+        out["command"] = "python benchmarks/mlm_pretrain.py " + " ".join(sys.argv[1:])
+        have = {(r["task"], r["seed"]) for r in out["runs"] if r["encoder"] == "minilm-l6"}
+        # the main run's unadapted fine-tunes are this one's too where the fine-tune is unchanged (seeded runs)
+        out["runs"] += [r for r in results.get("tapt", {}).get("runs", []) if r["encoder"] == "minilm-l6"
+                        and (r["task"], r["seed"]) not in have
+                        and (r["task"] == "ner" or not args.textcat_pooling)]
+    else:
+        out = results.setdefault("tapt", {"runs": []})
     out.update({"machine": machine(), "pretrain_steps": args.pretrain_steps, "head_max_steps": args.head_max_steps,
                 "head_lr": args.head_lr, "head_patience": args.head_patience, "head_eval_every": args.head_eval_every,
                 "n_labelled": args.n_labelled, "textcat_steps": args.textcat_steps, "ner_steps": args.ner_steps,
-                "seeds": args.seeds, "pretrain_lr": args.pretrain_lr})
+                "seeds": args.seeds, "pretrain_lr": args.pretrain_lr,
+                "textcat_pooling": args.textcat_pooling or "pooler"})
     py = sys.executable
     sst_train = sst2(args.data / "sst2" / "train.tsv")
     sst_dev = sst2(args.data / "sst2" / "dev.tsv")
@@ -326,7 +340,8 @@ def tapt(args, work: Path, log, results: dict) -> dict:
 
     # (the NER recipe's mention augmentation off: what changes between the two arms is the encoder alone)
     jobs = [("textcat", "sst2", ROOT / "projects/textcat/configs/textcat.cfg", "sst2_train.spacy", "sst2_dev.spacy",
-             args.textcat_steps, "textcat", "cats_acc", []),
+             args.textcat_steps, "textcat", "cats_acc",
+             ["--components.textcat.model.pooling", args.textcat_pooling] if args.textcat_pooling else []),
             ("ner", "conll", ROOT / "projects/ner/configs/ner.cfg", "conll_train.spacy", "conll_dev.spacy",
              args.ner_steps, "ner", "ents_f", ["--corpora.train.augmenter.prob", 0.0])]
     done = {(r["task"], r["encoder"], r["seed"]) for r in out["runs"]}
@@ -448,14 +463,29 @@ def render(results: dict) -> str:
                       "STS-B dev zero-shot Spearman, cosine of mean-pooled states: "
                       + ", ".join(f"{name} {value:.4f}" for name, value in drifted.items()) + "."]
         lines.append("")
-        for task, corpus in (("textcat", "sst2"), ("ner", "conll")):
-            by_seed = {(r["encoder"], r["seed"]): r["score"] for r in t["runs"] if r["task"] == task}
-            deltas = [100 * (by_seed[(f"tapt-{corpus}", s)] - by_seed[("minilm-l6", s)]) for s in t["seeds"]
-                      if (f"tapt-{corpus}", s) in by_seed and ("minilm-l6", s) in by_seed]
-            if deltas:
-                lines.append(f"- {task}: adapted − unadapted {sum(deltas) / len(deltas):+.2f} points "
-                             f"(per seed {', '.join(f'{d:+.2f}' for d in deltas)}).")
+        lines += [f"- {task}: {delta}." for task, delta in adapted_deltas(t)]
+        ablations = results.get("tapt_ablations", {})
+        if ablations:
+            lines += ["", "Variants of the recipe, each against the same unadapted runs (or its own where it changes "
+                      "the fine-tune):"]
+        for name, ab in ablations.items():
+            held = "".join(f"; {corpus} held-out masked acc after stage 2 {ab[key]['heldout']['mlm_acc']:.3f}"
+                           for corpus in ("sst2", "conll") if (key := f"pretrain_{corpus}") in ab)
+            lines.append(f"- **{name}** (`{ab['command']}`{held}): "
+                         + "; ".join(f"{task} {delta}" for task, delta in adapted_deltas(ab)) + ".")
     return "\n".join(lines)
+
+
+def adapted_deltas(t: dict):
+    """(task, "adapted − unadapted ... points (per seed ...)") for each task with paired runs."""
+    for task, corpus in (("textcat", "sst2"), ("ner", "conll")):
+        by_seed = {(r["encoder"], r["seed"]): r["score"] for r in t["runs"] if r["task"] == task}
+        seeds = [s for s in t["seeds"] if (f"tapt-{corpus}", s) in by_seed and ("minilm-l6", s) in by_seed]
+        if seeds:
+            deltas = [100 * (by_seed[(f"tapt-{corpus}", s)] - by_seed[("minilm-l6", s)]) for s in seeds]
+            means = [sum(by_seed[(enc, s)] for s in seeds) / len(seeds) for enc in ("minilm-l6", f"tapt-{corpus}")]
+            yield task, (f"{means[0]:.4f} → {means[1]:.4f}, adapted − unadapted {sum(deltas) / len(deltas):+.2f} "
+                         f"points (per seed {', '.join(f'{d:+.2f}' for d in deltas)})")
 
 
 def main() -> None:
@@ -476,6 +506,8 @@ def main() -> None:
     parser.add_argument("--n-labelled", type=int, default=1000)
     parser.add_argument("--textcat-steps", type=int, default=100)
     parser.add_argument("--ner-steps", type=int, default=150)
+    parser.add_argument("--textcat-pooling", default=None,
+                        help="the textcat head's pooling (default: the project's, \"pooler\"), e.g. mean")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier results in the results file")
@@ -483,6 +515,9 @@ def main() -> None:
                         help="TAPT tasks: textcat (SST-2 text), ner (CoNLL text)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="results file (JSON; earlier results there are reused unless --fresh)")
+    parser.add_argument("--ablation", default=None,
+                        help="name a variant of the recipe (e.g. --pretrain-lr 1e-5): its tapt runs are kept under "
+                             "this name beside the main run's, which the report keeps as the recipe's")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.exists() and not args.fresh else {}
