@@ -222,15 +222,12 @@ def main():
         common = [s for s in runs_of[label] if s in kept[plain_label]["by_seed"]]
         if not common:
             continue
-        plain = mean_scores(kept[plain_label]["by_seed"], common)
-        aug = mean_scores(kept[label]["by_seed"], common)
+        plain_runs, aug_runs = kept[plain_label]["by_seed"], kept[label]["by_seed"]
+        plain, aug = mean_scores(plain_runs, common), mean_scores(aug_runs, common)
         moves = ", ".join(f"{v} {100 * (aug[v] - plain[v]):+.2f}" for v in names)
-        per_seed = ""
-        if len(common) > 1:
-            per_seed = "; per seed: " + ", ".join(
-                f"{s}: {gap_closed(kept[plain_label]['by_seed'][s]['scores'], kept[label]['by_seed'][s]['scores']):.1%}"
-                f" at clean {100 * (kept[label]['by_seed'][s]['scores']['clean'] - kept[plain_label]['by_seed'][s]['scores']['clean']):+.2f}"
-                for s in common)
+        per_seed = "" if len(common) < 2 else "; per seed: " + ", ".join(
+            f"{s}: {gap_closed(plain_runs[s]['scores'], aug_runs[s]['scores']):.1%} at clean "
+            f"{100 * (aug_runs[s]['scores']['clean'] - plain_runs[s]['scores']['clean']):+.2f}" for s in common)
         summary += (f"\n{label} vs plain bertflow, seed{'s' if len(common) > 1 else ''} {','.join(common)} "
                     f"(points): {moves}; the clean → unseen gap of plain bertflow "
                     f"({100 * (plain['clean'] - plain['unseen']):.2f} points) closed by "
