@@ -45,6 +45,7 @@ import json
 import math
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -288,7 +289,7 @@ def pretrain(args, work: Path, name: str, text: Path, heldout: Path, log) -> dic
 def tapt(args, work: Path, log, results: dict) -> dict:
     if args.ablation:  # a variant of the recipe, kept beside the main run and compared with the same baselines
         out = results.setdefault("tapt_ablations", {}).setdefault(args.ablation, {"runs": []})
-        out["command"] = "python benchmarks/mlm_pretrain.py " + " ".join(sys.argv[1:])
+        out["command"] = "python benchmarks/mlm_pretrain.py " + shlex.join(sys.argv[1:])
         have = {(r["task"], r["seed"]) for r in out["runs"] if r["encoder"] == "minilm-l6"}
         # the main run's unadapted fine-tunes are this one's too where the fine-tune is unchanged (seeded runs)
         out["runs"] += [r for r in results.get("tapt", {}).get("runs", []) if r["encoder"] == "minilm-l6"
