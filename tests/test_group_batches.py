@@ -64,6 +64,30 @@ def test_a_stream_yields_batches_with_a_buffer():
         assert all(pairs.count(k) == 2 for k in pairs)
 
 
+def test_a_buffer_keeps_members_that_arrive_within_it_together():
+    nlp = spacy.blank("en")
+    docs = []
+    for i in range(30):  # pair i's second member arrives at most 7 examples after its first (a3 b0 a4 b1 ...)
+        doc = nlp.make_doc(f"a{i}")
+        doc._.pair_id = i
+        docs.append(doc)
+        if i >= 3:
+            doc = nlp.make_doc(f"b{i - 3}")
+            doc._.pair_id = i - 3
+            docs.append(doc)
+    for i in range(27, 30):
+        doc = nlp.make_doc(f"b{i}")
+        doc._.pair_id = i
+        docs.append(doc)
+    batches = list(make(size=2, buffer=7)([Example(d, d) for d in docs]))
+    assert sorted(k for b in batches for k in keys(b)) == sorted(list(range(30)) * 2)
+    for batch in batches:
+        assert all(keys(batch).count(k) == 2 for k in keys(batch)), f"a pair was split: {keys(batch)}"
+    # one example less of buffer and the second members come too late: the bound is the buffer
+    shorter = list(make(size=2, buffer=6)([Example(d, d) for d in docs]))
+    assert any(keys(b).count(k) == 1 for b in shorter for k in keys(b))
+
+
 def test_a_negative_buffer_is_a_one_line_error():
     with pytest.raises(BertflowError, match="E165.*buffer = -1") as err:
         make(size=8, buffer=-1)

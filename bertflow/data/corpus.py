@@ -6,6 +6,7 @@ builds each predicted doc afresh from the reference text, so without it a
 pair input (``doc._.text_pair``: a question, a context, a second sentence)
 would reach neither training nor evaluation.
 """
+import itertools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,32 +161,35 @@ def batch_by_group(size: int = 8, group_attr: str = "group",
 
     buffer (int): 0 reads the whole epoch before the first batch, so members
         of a group may arrive anywhere in it. A streamed corpus
-        (``max_epochs = -1``) never ends: give it a buffer, e.g. 10000, and
-        batches come out every ``buffer`` examples; only the members of a
-        group that arrive further apart than that are batched apart.
+        (``max_epochs = -1``) never ends: give it a buffer, e.g. 10000. A group
+        then closes once ``buffer`` more examples have been read after its
+        first member, and batches of closed groups come out as the stream
+        flows; only members that arrive later than that are batched apart.
     """
     if buffer < 0:
         raise BertflowError(Errors.E165.format(buffer=buffer))
 
-    def full_batches(groups: Dict[object, List[Example]]) -> Iterator[List[Example]]:
-        keys = list(groups)
-        for start in range(0, len(keys) - len(keys) % size, size):
-            yield [eg for key in keys[start:start + size] for eg in groups.pop(key)]
+    def take(groups: Dict[object, List[Example]], n: int) -> List[Example]:
+        return [eg for key in list(itertools.islice(groups, n)) for eg in groups.pop(key)]
 
     def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
-        groups: Dict[object, List[Example]] = OrderedDict()
-        pending = 0  # examples read since the last flush
+        groups: Dict[object, List[Example]] = OrderedDict()  # in the order their first member arrived
+        opened: Dict[object, int] = {}  # the index of each group's first member
         for i, eg in enumerate(items):
             ref = eg.reference if isinstance(eg, Example) else eg
             key = getattr(ref._, group_attr) if ref.has_extension(group_attr) else None
-            groups.setdefault(("group", key) if key is not None else ("single", i), []).append(eg)
-            pending += 1
-            if buffer and pending >= buffer:
-                yield from full_batches(groups)  # fewer than ``size`` groups stay open for the next read
-                pending = 0
-        yield from full_batches(groups)
-        if groups:
-            yield [eg for members in groups.values() for eg in members]
+            key = ("group", key) if key is not None else ("single", i)
+            if key not in groups:
+                opened[key] = i
+            groups.setdefault(key, []).append(eg)
+            # the ``size`` oldest groups are closed once the youngest of them has waited ``buffer`` examples
+            while buffer and len(groups) >= size and \
+                    i - opened[next(itertools.islice(groups, size - 1, None))] >= buffer:
+                for closed in itertools.islice(groups, size):
+                    del opened[closed]
+                yield take(groups, size)
+        while groups:
+            yield take(groups, size)
 
     return batcher
 
