@@ -12,6 +12,11 @@ def serve_cli(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="Server processes on this machine, each with the model."),
+    runners: int = typer.Option(1, "--runners", help="Copies of the model in each worker, each on its own "
+                                "thread, taking batches from the worker's one queue (on a CPU: one per core for "
+                                "the most throughput)."),
+    threads: int = typer.Option(0, "--threads", help="Torch threads per runner; 0: this machine's cores shared out "
+                                "among all runners (one runner in one worker: torch's default)."),
     max_batch: int = typer.Option(32, "--max-batch", help="At most this many texts per model batch."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms",
                                       help="How long the oldest waiting text waits for others to join its batch."),
@@ -34,6 +39,6 @@ def serve_cli(
 
     settings = ServeSettings(model=model, max_batch=max_batch, max_wait_ms=max_wait_ms,
                              max_text_chars=max_text_chars, max_texts=max_texts, max_body_bytes=max_body_bytes,
-                             api_key_env=api_key_env, gpu_id=gpu_id)
+                             api_key_env=api_key_env, gpu_id=gpu_id, runners=runners, threads=threads)
     run_or_fail(serve, settings, host=host, port=port, workers=workers, engine=engine, replicas=replicas,
                 address=address, log_level=log_level)

@@ -60,9 +60,12 @@ class ServeSettings:
     max_body_bytes: int = 10 * 2 ** 20
     api_key_env: Optional[str] = None
     gpu_id: int = -1
+    runners: int = 1  # copies of the pipeline, each on its own thread, taking batches from the one queue
+    threads: int = 0  # torch threads per runner; 0: the cores shared out (one runner: torch's default)
 
     def check(self) -> None:
         check_at_least(("--max-batch", self.max_batch, 1), ("--max-wait-ms", self.max_wait_ms, 0),
+                       ("--runners", self.runners, 1), ("--threads", self.threads, 0),
                        ("--max-text-chars", self.max_text_chars, 1), ("--max-texts", self.max_texts, 1),
                        ("--max-body-bytes", self.max_body_bytes, 1024))
         self.api_key()
@@ -165,7 +168,13 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     if isinstance(settings, dict):
         settings = ServeSettings(**settings)
     settings.check()
+    threads = settings.threads or (auto_threads(1, settings.runners) if settings.runners > 1 else 0)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     nlp = nlp if nlp is not None else load_pipeline(settings.model, settings.gpu_id)
+    copies = [load_pipeline(settings.model, settings.gpu_id) for _ in range(settings.runners - 1)]
     use_pairs = reads_text_pair(nlp)
     extra = get_serve_endpoints(nlp, pm)
     taken = sorted(set(extra) & set(RESERVED))
@@ -173,10 +182,11 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
         raise BertflowError(Errors.E005.format(kind="serve endpoint", name=taken[0], first="bertflow",
                                                second="a plugin"))
     metrics = ServeMetrics()
-    batcher = DynamicBatcher(nlp, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+    batcher = DynamicBatcher([nlp, *copies], max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                              use_pairs=use_pairs, observe=metrics.batch)
     metrics.watch_queue(lambda: batcher.depth)
-    run_texts(nlp, [TextItem("Warm up the pipeline.", "What?" if use_pairs else None)], use_pairs=use_pairs)
+    for each in (nlp, *copies):
+        run_texts(each, [TextItem("Warm up the pipeline.", "What?" if use_pairs else None)], use_pairs=use_pairs)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -257,7 +267,8 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
         if app.state.draining:
             return json_error(503, Errors.E149)
         return {"ready": True, "model": f"{meta.get('lang', '')}_{meta.get('name', '')}",
-                "version": meta.get("version"), "components": nlp.pipe_names}
+                "version": meta.get("version"), "components": nlp.pipe_names, "pid": os.getpid(),
+                "runners": len(batcher.runners), "threads": torch_threads()}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics_page():
@@ -270,6 +281,17 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
                        paths=paths)
     app.state.settings = settings
     return app
+
+
+def auto_threads(workers: int, runners: int) -> int:
+    """Torch threads per runner when the user gives none: this machine's cores shared out."""
+    return max(1, len(os.sched_getaffinity(0)) // (workers * runners))
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def app_from_environment():

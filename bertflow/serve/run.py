@@ -11,11 +11,11 @@ which drains the batch queue).
 import os
 import signal
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Optional
 
 from bertflow.errors import BertflowError, Errors, logger
-from bertflow.serve.app import ServeSettings, check_at_least, create_app, settings_json
+from bertflow.serve.app import ServeSettings, auto_threads, check_at_least, create_app, settings_json
 
 ENGINES = ("local", "ray")
 # Idle keep-alive connections are closed after this long: longer than a reverse proxy's or a client
@@ -47,6 +47,8 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
         logger.info(f"serving {settings.model} on http://{host}:{port} (OpenAPI page: /docs)")
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=KEEP_ALIVE_S)
         return None
+    if not settings.threads:  # the cores shared out: each worker's runners on their own
+        settings = replace(settings, threads=auto_threads(workers, settings.runners))
     os.environ["BERTFLOW_SERVE_SETTINGS"] = settings_json(settings)  # each worker process builds its app from it
     uvicorn.run("bertflow.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_keep_alive=KEEP_ALIVE_S)

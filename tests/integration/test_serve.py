@@ -136,6 +136,64 @@ def test_after_a_batch_texts_wait_for_company_from_when_the_model_is_free(monkey
     assert sizes == [2, 2]  # c and d share a batch
 
 
+def test_runners_take_even_shares_of_the_queue_side_by_side(monkeypatch):
+    """With two runners, eight texts sent together run as two batches of four at
+    the same time, each on its own runner's pipeline and thread; a text sent
+    while both run waits for the first runner to free up."""
+    import threading
+
+    import bertflow.serve.batcher as batcher_module
+    from bertflow.serve.batcher import DynamicBatcher, TextItem
+
+    runs = []
+
+    def slow_run(nlp, items, **_):
+        start = time.perf_counter()
+        time.sleep(0.3)
+        runs.append((nlp, threading.get_ident(), len(items), start, time.perf_counter()))
+        return [{"text": item.text} for item in items]
+
+    monkeypatch.setattr(batcher_module, "run_texts", slow_run)
+
+    async def scenario():
+        batcher = DynamicBatcher(["copy 0", "copy 1"], max_batch=32, max_wait_ms=50, use_pairs=False)
+        together = asyncio.ensure_future(batcher.annotate([TextItem(str(i)) for i in range(8)]))
+        await asyncio.sleep(0.1)
+        late = await batcher.annotate([TextItem("late")])
+        records = await together
+        batcher.close()
+        return records, late
+
+    records, late = asyncio.run(scenario())
+    assert [r["text"] for r in records] == [str(i) for i in range(8)] and late == [{"text": "late", "row": 0}]
+    (a, b, c) = sorted(runs, key=lambda run: run[3])
+    assert (a[2], b[2], c[2]) == (4, 4, 1)
+    assert {a[0], b[0]} == {"copy 0", "copy 1"} and a[1] != b[1]  # each copy on its own thread
+    assert b[3] < a[4]  # side by side
+    assert c[3] >= min(a[4], b[4])  # the late text ran once a runner was free
+
+
+def test_runners_give_the_same_records_and_share_out_the_cores(model_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        app = create_app(ServeSettings(model=str(model_dir), runners=2))
+        with running_server(app) as base:
+            async def all_at_once():
+                async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                    return await asyncio.gather(*(client.post("/annotate", json={"text": t}) for t in TEXTS))
+
+            for answer, expected in zip(asyncio.run(all_at_once()), expected_records(model_dir, TEXTS)):
+                same(answer.json(), expected)
+            ready = httpx.get(f"{base}/ready").json()
+            assert ready["runners"] == 2 and ready["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+            count, total = batch_sizes(base)
+            assert total == len(TEXTS) and count < total  # concurrent requests shared batches
+    finally:
+        torch.set_num_threads(before)
+
+
 BAD = [
     (b'{"texts": ["a"', 400, "E152"),  # malformed JSON
     (b'{"text": "caf\xe9"}', 400, "E153"),  # Latin-1, not UTF-8
@@ -208,6 +266,7 @@ def test_bad_settings_are_one_line_errors(model_dir, tmp_path):
     from bertflow.testing.fixtures import run_cli
 
     for args, code in ((["--max-batch", "0"], "E151"), (["--max-body-bytes", "10"], "E151"),
+                       (["--threads", "-1"], "E151"),
                        (["--engine", "k8s"], "E158"), (["--replicas", "2"], "E157")):
         result = run_cli(["serve", str(model_dir), *args])
         assert result.code == 1 and f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -270,6 +329,45 @@ def test_sigterm_under_load_answers_every_accepted_request(model_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_workers_share_out_the_cores_and_give_the_same_records(model_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "bertflow", "serve", str(model_dir), "--port", str(port),
+                             "--workers", "2", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_ready(url, proc)
+        want = expected_records(model_dir, TEXTS)
+
+        async def each_alone():  # one connection per text: the kernel spreads them over both workers
+            async def one(text):
+                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                    return (await client.post("/annotate", json={"text": text})).json()
+            return await asyncio.gather(*(one(t) for t in TEXTS))
+
+        for answer, expected in zip(asyncio.run(each_alone()), want):
+            same(answer, expected)
+        ready = [httpx.get(f"{url}/ready").json() for _ in range(40)]
+        assert {r["threads"] for r in ready} == {max(1, len(os.sched_getaffinity(0)) // 2)}
+        assert proc.pid not in {r["pid"] for r in ready}  # answered by the worker processes
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def test_threads_sets_the_models_torch_threads(model_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        app = create_app(ServeSettings(model=str(model_dir), threads=1))
+        with running_server(app) as base:
+            assert httpx.get(f"{base}/ready").json()["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow
