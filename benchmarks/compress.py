@@ -89,6 +89,7 @@ def stage_general(args, work: Path, result: dict) -> Path:
                                              batch_size=32, max_length=128, learn_rate=args.gd_lr,
                                              progress=args.progress)
         result["general"] = {k: v for k, v in report.__dict__.items()}
+        result["general_command"], result["general_machine"] = command(args, args.tasks), machine()
     else:
         result.setdefault("general", json.loads((out / "bertflow_encoder_distill.json").read_text()))
     return out
@@ -115,15 +116,37 @@ def stage_stsb(args, general: Path, result: dict) -> None:
     print(json.dumps({"stsb": result["stsb"]}), flush=True)
 
 
+def task_teacher(args, task: str, files: dict, tw: Path, result: dict) -> Path:
+    """The teacher given for ``task`` (--teacher), or one trained here from the task project's config on
+    the whole train split (--teacher-steps) and kept in the workdir."""
+    given = dict(t.split("=", 1) for t in args.teacher)
+    if task in given:
+        return Path(given[task])
+    steps = dict(t.split("=", 1) for t in args.teacher_steps).get(task)
+    if steps is None:
+        raise SystemExit(f"no teacher for {task}: give --teacher {task}=DIR or --teacher-steps {task}=STEPS")
+    from distill import project_lr, train_teacher
+
+    out = tw / f"teacher-s{steps}"
+    if not (out / "model-last" / "meta.json").exists():
+        targs = argparse.Namespace(encoder=args.encoder, seed=0)
+        seconds = train_teacher(task, files, out, int(steps), project_lr(task), targs)
+        result.setdefault("tasks", {}).setdefault(task, {})["teacher_train_s"] = seconds
+        RESULTS.write_text(json.dumps(result, indent=2))
+    return out / "model-last"
+
+
 def stage_task(args, task: str, general: Path, work: Path, result: dict) -> None:
     import bertflow
     from distill import prepare
 
     tw = work / task
     files = prepare(task, args.data, tw)
-    teacher = Path(dict(t.split("=", 1) for t in args.teacher)[task])
-    students = {"own layers": tw / f"student-cut-l{args.layers}-s{args.steps}",
-                "general": tw / f"student-general-l{args.layers}-s{args.steps}"}
+    teacher = task_teacher(args, task, files, tw, result)
+    wanted = set(args.students.split(","))
+    kinds = {"own": ("own layers", "cut"), "general": ("general", "general")}  # --students name: (label, dir)
+    students = {label: tw / f"student-{slug}-l{args.layers}-s{args.steps}"
+                for name, (label, slug) in kinds.items() if name in wanted}
     encoders = {"general": general}
     if args.gd_from_teacher:  # general distillation from the fine-tuned teacher, on the same raw text
         encoders["general from teacher"] = tw / f"general-from-teacher-l{args.layers}-s{args.gd_steps}"
@@ -147,19 +170,32 @@ def stage_task(args, task: str, general: Path, work: Path, result: dict) -> None
     ladder = bertflow.compress_pipeline(str(teacher), tw / "compressed", files["dev"], max_loss=args.max_loss,
                                         students=list(students.values()), rounds=args.rounds, force=True,
                                         log=lambda line: print(line, flush=True))
-    result["tasks"][task].update({"teacher": str(teacher), "ladder": ladder,
-                                  "students": {k: str(v) for k, v in students.items()}})
+    result["tasks"][task].update({"teacher": str(teacher), "ladder": ladder, "command": command(args, task),
+                                  "machine": machine(), "students": {k: str(v) for k, v in students.items()}})
+
+
+def command(args, task: str) -> str:
+    """The command that made ``task``'s ladder."""
+    parts = ["python benchmarks/compress.py", f"--tasks {task}",
+             *(f"--teacher {t}" for t in args.teacher if t.startswith(task + "=")),
+             *(f"--teacher-steps {t}" for t in args.teacher_steps if t.startswith(task + "=")),
+             f"--students {args.students}", f"--layers {args.layers}", f"--steps {args.steps}",
+             f"--max-loss {args.max_loss:g}"]
+    if "general" in args.students.split(",") or args.gd_from_teacher:
+        parts.append(f"--gd-steps {args.gd_steps}")
+    if args.gd_from_teacher:
+        parts.append("--gd-from-teacher")
+    return " ".join(parts)
 
 
 def report_md(args, result: dict) -> str:
     g = result.get("general", {})
     lines = ["## Compression: general distillation, task students, the measured ladder", "",
-             f"Machine: {machine()}. Command: `python benchmarks/compress.py --tasks {args.tasks} "
-             f"{' '.join('--teacher ' + t for t in args.teacher)} --layers {args.layers} --gd-steps "
-             f"{args.gd_steps} --steps {args.steps} --max-loss {args.max_loss:g}"
-             f"{' --gd-from-teacher' if args.gd_from_teacher else ''}` (teacher = minilm-l6 "
-             f"fine-tuned 3 epochs).", ""]
+             "Teachers: minilm-l6 fine-tuned 3 epochs on the task. Each part names the command and the machine "
+             "that made it.", ""]
     if g:
+        lines += [f"General distillation: machine {result['general_machine']}; command "
+                  f"`{result['general_command']}`.", ""] if "general_command" in result else []
         corpus = result.get("corpus", {})
         words = sum(c["words"] for c in corpus.values()) if corpus else None
         lines += [f"General distillation (`bertflow distill-encoder minilm-l6 --layers {args.layers} --steps "
@@ -181,7 +217,10 @@ def report_md(args, result: dict) -> str:
         if not ladder:
             continue
         lines += [f"### {task}: the ladder (`bertflow compress`, full dev, batch 32, best of {ladder['rounds']})",
-                  "", "| rung | precision | layers | docs/s | x teacher | score | loss (points) | frontier |",
+                  "", *([f"Command: `{t['command']}`. Machine: {t['machine']}.", ""] if "command" in t else []),
+                  *([f"Teacher trained here: {t['teacher_train_s'] / 60:.0f} min.", ""] if "teacher_train_s" in t
+                    else []),
+                  "| rung | precision | layers | docs/s | x teacher | score | loss (points) | frontier |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in ladder["rungs"]:
             score = ", ".join(f"{v:.4f}" for v in r["scores"].values())
@@ -205,6 +244,12 @@ def main():
     parser.add_argument("--encoder", default="minilm-l6")
     parser.add_argument("--tasks", default="ner")
     parser.add_argument("--teacher", action="append", default=[], metavar="TASK=DIR")
+    parser.add_argument("--teacher-steps", action="append", default=[], metavar="TASK=STEPS",
+                        help="no --teacher for TASK: train one here from the task project's config on the whole "
+                        "train split (SST-2 3 epochs: 6315)")
+    parser.add_argument("--students", default="own,general",
+                        help="task students to distil: own (the teacher's own layers), general (from the general "
+                        "student; needs the general stage)")
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--gd-steps", type=int, default=1500)
     parser.add_argument("--gd-lr", type=float, default=1e-4)
@@ -221,9 +266,11 @@ def main():
     result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     result["args"] = {k: str(v) for k, v in vars(args).items()}
     start = time.perf_counter()
-    general = stage_general(args, args.workdir, result)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    if "stsb" in stages:
+    general = None
+    if "general" in args.students.split(",") or "general" in stages:
+        general = stage_general(args, args.workdir, result)
+        RESULTS.write_text(json.dumps(result, indent=2))
+    if "stsb" in stages and general is not None:
         stage_stsb(args, general, result)
         RESULTS.write_text(json.dumps(result, indent=2))
     if "tasks" in stages:
