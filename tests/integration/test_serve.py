@@ -266,7 +266,7 @@ def test_bad_settings_are_one_line_errors(model_dir, tmp_path):
     from bertflow.testing.fixtures import run_cli
 
     for args, code in ((["--max-batch", "0"], "E151"), (["--max-body-bytes", "10"], "E151"),
-                       (["--threads", "-1"], "E151"),
+                       (["--threads", "-1"], "E151"), (["--runners", "0"], "E151"),
                        (["--engine", "k8s"], "E158"), (["--replicas", "2"], "E157")):
         result = run_cli(["serve", str(model_dir), *args])
         assert result.code == 1 and f"[{code}]" in result.stderr and len(result.stderr.strip().splitlines()) == 1
