@@ -168,7 +168,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     if isinstance(settings, dict):
         settings = ServeSettings(**settings)
     settings.check()
-    threads = settings.threads or (auto_threads(1, settings.runners) if settings.runners > 1 else 0)
+    threads = settings.threads or auto_threads(1, settings.runners)
     if threads:
         import torch
 
@@ -284,8 +284,10 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
 
 
 def auto_threads(workers: int, runners: int) -> int:
-    """Torch threads per runner when the user gives none: this machine's cores shared out."""
-    return max(1, len(os.sched_getaffinity(0)) // (workers * runners))
+    """Torch threads per runner when the user gives none: this machine's cores shared out among
+    ``workers`` × ``runners`` copies of the model; 0 (torch's default, every core) for one copy."""
+    copies = workers * runners
+    return max(1, len(os.sched_getaffinity(0)) // copies) if copies > 1 else 0
 
 
 def torch_threads() -> int:
