@@ -65,7 +65,8 @@ def naive_app():
     from bertflow.files.loading import load_pipeline
     from bertflow.inference.annotate import doc_record
 
-    torch.set_num_threads(int(os.environ["NAIVE_THREADS"]))
+    if int(os.environ["NAIVE_THREADS"]):
+        torch.set_num_threads(int(os.environ["NAIVE_THREADS"]))
     nlp = load_pipeline(os.environ["NAIVE_MODEL"])
     nlp("warm up")
     lock = threading.Lock()
@@ -84,10 +85,12 @@ def naive_app():
 
 
 def naive_server(model: str, port: int, workers: int) -> None:
-    """The naive peer on ``workers`` uvicorn processes, the cores shared out among them as bertflow serve does."""
+    """The naive peer on ``workers`` uvicorn processes, the cores shared out among them by bertflow serve's rule."""
     import uvicorn
 
-    os.environ.update(NAIVE_MODEL=model, NAIVE_THREADS=str(max(1, len(os.sched_getaffinity(0)) // workers)))
+    from bertflow.serve.app import auto_threads
+
+    os.environ.update(NAIVE_MODEL=model, NAIVE_THREADS=str(auto_threads(workers, 1)))
     uvicorn.run("serve:naive_app", factory=True, app_dir=str(Path(__file__).parent), host="127.0.0.1", port=port,
                 workers=workers, log_level="warning")
 

@@ -87,7 +87,7 @@ class DynamicBatcher:
     def __init__(self, nlp: Union[Language, Sequence[Language]], *, max_batch: int, max_wait_ms: float,
                  use_pairs: bool, observe: Optional[Callable[[int, List[float], float], None]] = None):
         pipelines = list(nlp) if isinstance(nlp, (list, tuple)) else [nlp]
-        self.nlp, self.max_batch, self.max_wait = pipelines[0], max_batch, max_wait_ms / 1000
+        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.use_pairs, self.observe = use_pairs, observe
         self.runners = [Runner(p, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bertflow-model-{i}"))
                         for i, p in enumerate(pipelines)]
@@ -127,7 +127,7 @@ class DynamicBatcher:
         return [dict(rec, row=i) for i, rec in enumerate(records)]
 
     async def call(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` on the first runner's thread (between its batches): ``fn`` may use ``self.nlp``."""
+        """``fn()`` on the first runner's thread (between its batches): ``fn`` may use that runner's pipeline."""
         return await asyncio.get_running_loop().run_in_executor(self.runners[0].executor, fn)
 
     async def _collect(self) -> None:
