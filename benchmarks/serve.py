@@ -204,6 +204,8 @@ def main():
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument("--repeats", type=int, default=2, help="passes per system and client count; the fastest counts")
+    parser.add_argument("--headline-repeats", type=int, default=4, help="passes at the --headline client count, "
+                        "each following an offline pass (the median of those paired ratios is reported too)")
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--no-write", action="store_true")
@@ -244,7 +246,7 @@ def main():
                     asyncio.run(load(url, texts[:64], 32))  # warm up
                     for c in clients:
                         runs = []
-                        for _ in range(args.repeats):
+                        for _ in range(args.headline_repeats if c == args.headline else args.repeats):
                             # the headline passes each follow an offline pass: the machine's speed drifts
                             near = offline_pass() if c == args.headline else None
                             runs.append(asyncio.run(load(url, texts, c)))
@@ -299,8 +301,9 @@ def write_report(args, results, rss, beside, offline, layouts, clients, cores, b
         h = args.headline
         b = results[("bertflow", best, h)]["docs_per_s"]
         top_naive = max(layouts, key=lambda w: results[("naive", w, h)]["docs_per_s"])
-        near = ", ".join(f"{layout(w, cores)}: " + " / ".join(f"{r:.0%}" for r in beside.get(("bertflow", w), []))
-                         for w in layouts)
+        near = "; ".join(f"{layout(w, cores)}: " + " / ".join(f"{r:.0%}" for r in beside.get(("bertflow", w), []))
+                         + f" (median {statistics.median(beside[('bertflow', w)]):.0%})"
+                         for w in layouts if beside.get(("bertflow", w)))
         head = (f"\n**At {h} clients**: `bertflow serve --runners {best}` {b:.0f} docs/s = **{b / offline:.0%} of "
                 f"offline** (the fastest offline pass of the run) and **×{b / results[('naive', top_naive, h)]['docs_per_s']:.2f}"
                 f" the faster naive layout** ({layout(top_naive, cores)}). Each {h}-client pass against the offline "
@@ -331,7 +334,7 @@ worker, each on its own thread with the cores shared out, taking batches from on
 calling `nlp(text)` per request on N uvicorn workers, one copy each, with the same threads.
 Offline `nlp.pipe(batch_size=32)` in one process with every core, no HTTP: **{offline:.0f} docs/s**, the fastest of
 {args.repeats} passes at the start and one before each {args.headline}-client pass. Each server figure is the fastest
-of {args.repeats} passes (every pass's answers checked). Latency p50 / p95 / p99 in ms, of that pass.
+of {args.repeats} passes ({args.headline_repeats} at {args.headline} clients; every pass's answers checked). Latency p50 / p95 / p99 in ms, of that pass.
 Every answer matched its text ({lost} wrong or lost). Server RSS after the runs, all its processes: {memory}.
 Machine: {machine()}.
 

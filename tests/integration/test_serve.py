@@ -370,6 +370,21 @@ def test_threads_sets_the_models_torch_threads(model_dir):
         torch.set_num_threads(before)
 
 
+def test_the_loaded_pipeline_is_kept_out_of_the_cyclic_collector(model_dir):
+    """A full collection under load would walk every object of the model with the GIL held
+    (a pause for every request in flight); the app freezes what it loaded, so it is skipped."""
+    import gc
+
+    try:
+        app = create_app(ServeSettings(model=str(model_dir)))
+        nlp = app.state.nlp
+        tracked = gc.get_objects()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is nlp or o is nlp.vocab or o is nlp.get_pipe("encoder") for o in tracked)
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.slow
 def test_ray_serve_replicas_give_the_same_records(model_dir):
     import ray
