@@ -321,7 +321,9 @@ def write_report(args, results, rss, beside, offline, layouts, clients, cores, b
                      f"a text over the limit, a lone surrogate, a question without a QA head, an unknown path): "
                      f"{n:,} requests ({by_status}); **{five} 5xx**, {len(problems)} wrong or lost answers; "
                      f"server RSS (all its processes) {warm[0]:.0f} MB after the first 30 s, {max(warm):.0f} MB at "
-                     f"most, {warm[-1]:.0f} MB at the end.\n")
+                     f"most, {warm[-1]:.0f} MB at the end; median of the first half's samples "
+                     f"{statistics.median(warm[:len(warm) // 2] or warm):.0f} MB, of the second half's "
+                     f"{statistics.median(warm[len(warm) // 2:]):.0f} MB (one sample every 30 s).\n")
     memory = ", ".join(f"{kind} {layout(w, cores)} {mb:.0f} MB" for (kind, w), mb in rss.items())
     body = f"""## Serving: bertflow serve (dynamic batching) vs offline nlp.pipe and a naive per-request server
 
