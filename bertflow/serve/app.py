@@ -158,7 +158,9 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
                pm: Optional[pluggy.PluginManager] = None) -> Any:
     """The FastAPI app serving ``settings.model`` (or an already loaded ``nlp``),
     loaded, warmed up and ready when this returns; ``pm``: the plugin manager
-    whose ``bertflow_serve_endpoints`` add endpoints (default: the installed plugins)."""
+    whose ``bertflow_serve_endpoints`` add endpoints (default: the installed plugins).
+    Everything the process holds by then is frozen out of the cyclic garbage
+    collector (``gc.freeze()``): it lives as long as the server."""
     try:
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
