@@ -8,7 +8,8 @@ dev, then CoNLL-2003 dev). Each server runs in its own process; the load
 generator (asyncio + aiohttp, one keep-alive connection per client) runs here:
 C clients each send one text per request, the next when the last is
 answered, until every text has been sent once. Throughput is texts/s over
-the whole pass (the fastest of --repeats passes, as offline's); latency is
+the whole pass (the fastest of --repeats passes, or of
+--headline-repeats at the headline client count, as offline's); latency is
 per request. Every answer is checked against the
 text it was sent for (none lost, none swapped).
 
