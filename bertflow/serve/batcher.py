@@ -134,12 +134,10 @@ class DynamicBatcher:
         wake = self._wake
         assert wake is not None
         while True:
-            free = [r for r in self.runners if not r.busy]
-            while not free or not self._queue:
+            while not self._queue or all(r.busy for r in self.runners):
                 wake.clear()
                 await wake.wait()
-                free = [r for r in self.runners if not r.busy]
-            runner = free[0]
+            runner = next(r for r in self.runners if not r.busy)
             # Company is waited for from when the runner became free: under load the oldest text has
             # waited through the last batch already, and starting at once would run the few texts that
             # came back first while the rest are still being read (small batches, each sharing the
