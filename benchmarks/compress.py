@@ -198,8 +198,8 @@ def report_md(args, result: dict) -> str:
                   f"`{result['general_command']}`.", ""] if "general_command" in result else []
         corpus = result.get("corpus", {})
         words = sum(c["words"] for c in corpus.values()) if corpus else None
-        lines += [f"General distillation (`bertflow distill-encoder minilm-l6 --layers {args.layers} --steps "
-                  f"{args.gd_steps}`): {g['steps']} steps x 32 windows of up to 128 wordpieces "
+        lines += [f"General distillation (`bertflow distill-encoder {g['teacher']} --layers {g['student_layers']} "
+                  f"--steps {g['steps']}`): {g['steps']} steps x {g['batch_size']} windows of up to {g['max_length']} wordpieces "
                   f"({g['wordpieces']:,} wordpieces, " + (f"{g['passes']} full passes" if g['passes'] else "less than one pass")
                   + (f" over {words:,} words of train-split text" if words else "") +
                   f") in {g['seconds'] / 60:.1f} min; hidden loss {g['first_losses'].get('hidden', 0):.3f} -> "
@@ -208,8 +208,9 @@ def report_md(args, result: dict) -> str:
     if "stsb" in result:
         s = result["stsb"]
         lines += ["| STS-B dev zero-shot (mean pooling, cosine) | Spearman | of teacher |", "|---|---|---|"]
-        for name, label in (("teacher", "teacher, 6 layers"), ("cut", f"layers cut to {args.layers}, untrained"),
-                            ("general", f"general student, {args.layers} layers")):
+        for name, label in (("teacher", f"teacher, {g.get('teacher_layers', 6)} layers"),
+                            ("cut", f"layers cut to {g.get('student_layers', args.layers)}, untrained"),
+                            ("general", f"general student, {g.get('student_layers', args.layers)} layers")):
             lines.append(f"| {label} | {s[name]:.4f} | {100 * s[name] / s['teacher']:.1f} % |")
         lines.append("")
     for task, t in result.get("tasks", {}).items():
