@@ -25,7 +25,7 @@ import os
 import signal
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 import pluggy
 from spacy.language import Language
@@ -39,6 +39,8 @@ from bertflow.serve.checks import AnnotateRequest, check_strings, error_body, pa
 from bertflow.serve.metrics import ServeMetrics
 
 OPEN_PATHS = ("/health", "/ready")  # probes answer without the API key
+# A POST endpoint's work: the request body in, (status, JSON value) out
+Answer = Callable[[bytes], Awaitable[Tuple[int, Any]]]
 RESERVED = ("annotate", "health", "ready", "metrics", "docs", "redoc", "openapi.json")
 
 
@@ -87,12 +89,34 @@ def json_error(status: int, message: str, headers: Optional[Dict[str, str]] = No
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
 
 
+def failed(err: BertflowError) -> Tuple[int, Dict[str, Any]]:
+    """The (status, JSON error) that answers a request ``err`` refuses (422 unless it names its status)."""
+    status = getattr(err, "status", 422)
+    return status, error_body(status, str(err))
+
+
+async def send_json(send, status: int, value: Any, headers: Tuple[Tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer with ``value`` as compact UTF-8 JSON, as Starlette's ``JSONResponse`` writes it."""
+    body = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Guard:
     """Outermost ASGI layer: the API key, the body-size limit (the body is read
-    here, at most ``max_body`` bytes, then handed on) and per-request metrics."""
+    here, at most ``max_body`` bytes), per-request metrics, and the POST
+    endpoints (``posts``: path -> its ``Answer``) answered from that body
+    directly. Those carry the serving load, and each request that went on
+    through the framework's middleware and router would cost the event loop
+    (whose thread shares the GIL with the model's runners) twice the Python.
+    Every other request is handed on to the app, with the body already read."""
 
-    def __init__(self, app, *, api_key: Optional[str], max_body: int, metrics: ServeMetrics, paths: List[str]):
+    def __init__(self, app, *, api_key: Optional[str], max_body: int, metrics: ServeMetrics, paths: List[str],
+                 posts: Dict[str, Answer]):
         self.app, self.api_key, self.max_body, self.metrics, self.paths = app, api_key, max_body, metrics, set(paths)
+        self.posts = posts
 
     def _authorized(self, headers: Dict[bytes, bytes]) -> bool:
         header = headers.get(b"authorization", b"")
@@ -113,7 +137,7 @@ class Guard:
         with self.metrics.request(path if path in self.paths else "other", status):
             headers = dict(scope.get("headers") or [])
             if self.api_key and path not in OPEN_PATHS and not self._authorized(headers):
-                return await json_error(401, Errors.E148, {"WWW-Authenticate": "Bearer"})(scope, receive, send_seen)
+                return await send_json(send_seen, 401, error_body(401, Errors.E148), ((b"www-authenticate", b"Bearer"),))
             body, more = bytearray(), True
             length = headers.get(b"content-length", b"0")
             too_big = length.isdigit() and int(length) > self.max_body
@@ -125,7 +149,14 @@ class Guard:
                 more = message.get("more_body", False)
                 too_big = len(body) > self.max_body
             if too_big:
-                return await json_error(413, Errors.E147.format(limit=self.max_body))(scope, receive, send_seen)
+                return await send_json(send_seen, 413, error_body(413, Errors.E147.format(limit=self.max_body)))
+            answer = self.posts.get(path) if scope["method"] == "POST" else None
+            if answer is not None:
+                try:
+                    code, value = await answer(bytes(body))
+                except Exception as err:  # noqa: BLE001  (a bug, not bad input: still one JSON error)
+                    code, value = 500, error_body(500, f"{type(err).__name__}: {err}")
+                return await send_json(send_seen, code, value)
             replayed = [False]
 
             async def replay():
@@ -163,6 +194,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     collector (``gc.freeze()``): it lives as long as the server."""
     try:
         from fastapi import FastAPI, Request
+        from fastapi.encoders import jsonable_encoder
         from fastapi.exceptions import RequestValidationError
         from starlette.exceptions import HTTPException
         from starlette.responses import JSONResponse, PlainTextResponse
@@ -227,44 +259,54 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     async def on_error(request, exc):  # a bug, not bad input: still one JSON error
         return json_error(500, f"{type(exc).__name__}: {exc}")
 
-    async def read_payload(request: Request):
-        payload = parse_json(await request.body())
+    def read_payload(body: bytes) -> Any:
+        payload = parse_json(body)
         check_strings(payload, max_texts=settings.max_texts, max_chars=settings.max_text_chars)
         return payload
 
-    @app.post("/annotate", summary="Annotate one text or a list, with every component of the pipeline",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": AnnotateRequest.openapi_schema(),
-                  "example": {"texts": ["Apple is looking at buying a U.K. startup.", {"text": "...", "id": 7}]}}}}})
-    async def annotate(request: Request):
+    async def annotate(body: bytes) -> Tuple[int, Any]:
         try:
-            payload = await read_payload(request)
-            items, single, vectors = request_items(payload, use_pairs=use_pairs)
+            items, single, vectors = request_items(read_payload(body), use_pairs=use_pairs)
         except BertflowError as err:
-            return json_error(getattr(err, "status", 422), str(err))
+            return failed(err)
         records = await batcher.annotate(items, vectors=vectors)
         metrics.texts(records)
-        # records are plain JSON values already: a response of them skips FastAPI's per-value encoder walk
-        return JSONResponse(records[0] if single else {"records": records})
+        return 200, records[0] if single else {"records": records}  # plain JSON values already
 
-    def add_plugin_endpoint(name: str, spec) -> None:
+    def plugin_answer(spec) -> Answer:
         handle = spec.handler()
 
-        async def endpoint(request: Request):
+        async def answer(body: bytes) -> Tuple[int, Any]:
             try:
-                payload = await read_payload(request)
+                payload = read_payload(body)
                 if not isinstance(payload, dict):
                     raise BertflowError(Errors.E154.format(where="body", msg="expected a JSON object"))
-                return await batcher.call(lambda: handle(nlp, payload))
+                return 200, jsonable_encoder(await batcher.call(lambda: handle(nlp, payload)))
             except BertflowError as err:
-                return json_error(getattr(err, "status", 422), str(err))
+                return failed(err)
 
-        app.add_api_route(f"/{name}", endpoint, methods=["POST"], summary=spec.description or name,
+        return answer
+
+    posts: Dict[str, Answer] = {"/annotate": annotate, **{f"/{n}": plugin_answer(spec) for n, spec in extra.items()}}
+
+    def route(answer: Answer):
+        # The Guard answers these POSTs itself; the routes give them their OpenAPI entries
+        async def endpoint(request: Request):
+            status, value = await answer(await request.body())
+            return JSONResponse(value, status_code=status)
+
+        return endpoint
+
+    app.add_api_route("/annotate", route(annotate), methods=["POST"],
+                      summary="Annotate one text or a list, with every component of the pipeline",
+                      openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                          "schema": AnnotateRequest.openapi_schema(),
+                          "example": {"texts": ["Apple is looking at buying a U.K. startup.",
+                                                {"text": "...", "id": 7}]}}}}})
+    for name, spec in extra.items():
+        app.add_api_route(f"/{name}", route(posts[f"/{name}"]), methods=["POST"], summary=spec.description or name,
                           openapi_extra={"requestBody": {"required": True, "content": {
                               "application/json": {"schema": {"type": "object"}, "example": spec.example}}}})
-
-    for name, spec in extra.items():
-        add_plugin_endpoint(name, spec)
 
     @app.get("/health", summary="The server process is alive")
     async def health():
@@ -286,7 +328,7 @@ def create_app(settings: Union[ServeSettings, Dict[str, Any]], nlp: Optional[Lan
     endpoints = ["POST /annotate", *(f"POST /{n}" for n in extra), "GET /health", "GET /ready", "GET /metrics"]
     paths = ["/annotate", *(f"/{n}" for n in extra), "/health", "/ready", "/metrics", "/docs", "/openapi.json"]
     app.add_middleware(Guard, api_key=settings.api_key(), max_body=settings.max_body_bytes, metrics=metrics,
-                       paths=paths)
+                       paths=paths, posts=posts)
     app.state.settings = settings
     return app
 

@@ -136,6 +136,56 @@ def test_after_a_batch_texts_wait_for_company_from_when_the_model_is_free(monkey
     assert sizes == [2, 2]  # c and d share a batch
 
 
+def test_the_guard_answers_its_posts_from_the_body_and_hands_on_the_rest():
+    """The POST endpoints are answered by the outermost layer from the body it
+    read (the app behind it never sees them); other requests reach the app with
+    that body replayed; an endpoint that raises is one JSON 500; each is counted."""
+    from bertflow.serve.app import Guard
+    from bertflow.serve.metrics import ServeMetrics
+
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append((scope["method"], scope["path"], (await receive())["body"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def echo(body):
+        return 201, {"got": json.loads(body), "text": "日本語 😀"}
+
+    async def broken(body):
+        raise RuntimeError("a bug in the endpoint")
+
+    metrics = ServeMetrics()
+    guard = Guard(app, api_key=None, max_body=1024, metrics=metrics, paths=["/echo", "/broken"],
+                  posts={"/echo": echo, "/broken": broken})
+
+    def call(method, path, body):
+        sent, chunks = [], [{"type": "http.request", "body": body[:3], "more_body": True},
+                            {"type": "http.request", "body": body[3:], "more_body": False}]
+
+        async def receive():
+            return chunks.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-length", b"%d" % len(body))]}
+        asyncio.run(guard(scope, receive, send))
+        headers = dict(sent[0]["headers"])
+        assert int(headers.get(b"content-length", len(sent[1]["body"]))) == len(sent[1]["body"])
+        return sent[0]["status"], sent[1]["body"]
+
+    status, body = call("POST", "/echo", b'{"a": [1, 2]}')
+    assert status == 201 and json.loads(body) == {"got": {"a": [1, 2]}, "text": "日本語 😀"} and reached == []
+    status, body = call("POST", "/broken", b"{}")
+    assert status == 500 and json.loads(body)["error"]["message"] == "RuntimeError: a bug in the endpoint"
+    assert call("GET", "/echo", b"abcdef") == (204, b"") and reached == [("GET", "/echo", b"abcdef")]
+    page = metrics.render()[0].decode()
+    for endpoint, code in (("/echo", 201), ("/broken", 500), ("/echo", 204)):
+        assert f'bertflow_requests_total{{endpoint="{endpoint}",status="{code}"}} 1.0' in page
+
+
 def test_runners_take_even_shares_of_the_queue_side_by_side(monkeypatch):
     """With two runners, eight texts sent together run as two batches of four at
     the same time, each on its own runner's pipeline and thread; a text sent
